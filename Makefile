@@ -1,0 +1,85 @@
+# amk-verify: one flat Makefile for every part. Outputs go to build/.
+# Parts: ir/ (IR + JSON), lower/, verify/ (the only part that links Z3), refvm/, bench/,
+# megakernel/ (CUDA, only when nvcc is present), tools/ (the amk CLI front end).
+
+CC       ?= gcc
+CSTD     := -std=c11 -D_GNU_SOURCE
+WARN     := -Wall -Wextra -Werror -Wno-unused-parameter
+OPT      ?= -O2 -g
+CFLAGS   += $(CSTD) $(WARN) $(OPT) -I. -MMD -MP
+LDLIBS   := -lcjson -lz3 -lm -lpthread
+BUILD    ?= build
+
+IR_SRC     := $(sort $(wildcard ir/*.c))
+LOWER_SRC  := $(sort $(wildcard lower/*.c))
+VERIFY_SRC := $(sort $(wildcard verify/*.c))
+REFVM_SRC  := $(sort $(wildcard refvm/*.c))
+BENCH_SRC  := $(sort $(filter-out bench/bench_%_main.c,$(wildcard bench/*.c)))
+TOOLS_SRC  := $(sort $(filter-out tools/amk_verify_main.c,$(wildcard tools/*.c)))
+LIB_SRC    := $(IR_SRC) $(LOWER_SRC) $(VERIFY_SRC) $(REFVM_SRC) $(BENCH_SRC)
+LIB_OBJ    := $(LIB_SRC:%.c=$(BUILD)/%.o)
+TOOLS_OBJ  := $(TOOLS_SRC:%.c=$(BUILD)/%.o)
+CLI_OBJ    := $(filter-out $(BUILD)/tools/amk.o,$(TOOLS_OBJ))
+TEST_SRC   := $(sort $(wildcard tests/test_*.c))
+TEST_BIN   := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+DEBIAN_PKGS := libcjson-dev libcriterion-dev libz3-dev lcov valgrind
+
+.PHONY: all deps test debug coverage clean
+.DEFAULT_GOAL := all
+
+# all: the amk CLI, the amk-verify alias binary and the static library the parts share.
+all: $(BUILD)/amk $(BUILD)/amk-verify $(BUILD)/libamk.a
+
+# deps: install the Debian packages the build needs (as root), else print the command.
+deps:
+	@missing=""; for p in $(DEBIAN_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then echo "deps: all present"; \
+	elif [ "$$(id -u)" = 0 ]; then echo "deps: installing$$missing"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) >/dev/null || exit 1; \
+	else echo "deps: missing$$missing; run: sudo apt-get update && sudo apt-get install -y$$missing"; exit 1; fi
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libamk.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/amk: $(TOOLS_OBJ) $(BUILD)/libamk.a
+	$(CC) $(CFLAGS) -o $@ $(TOOLS_OBJ) $(BUILD)/libamk.a $(LDLIBS)
+
+$(BUILD)/amk-verify: $(BUILD)/tools/amk_verify_main.o $(CLI_OBJ) $(BUILD)/libamk.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: tests/%.c $(BUILD)/libamk.a $(CLI_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(CLI_OBJ) $(BUILD)/libamk.a $(LDLIBS) -lcriterion
+
+# test: install missing packages, build, run every Criterion suite.
+test: deps all $(TEST_BIN)
+	@set -e; export AMK_BIN=$(abspath $(BUILD)/amk); export AMK_VERIFY_BIN=$(abspath $(BUILD)/amk-verify); \
+	for t in $(TEST_BIN); do echo "== $$t"; $$t --jobs 2; done
+
+# debug: the same build and tests under ASan and UBSan, in build-debug/.
+debug:
+	$(MAKE) BUILD=build-debug OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+	  LDFLAGS="-fsanitize=address,undefined" all $(patsubst build/%,build-debug/%,$(TEST_BIN))
+
+# coverage: run the tests with gcov instrumentation and write an lcov HTML report.
+coverage:
+	rm -rf build-cov
+	$(MAKE) BUILD=build-cov OPT="-O0 -g --coverage" all $(patsubst build/%,build-cov/%,$(TEST_BIN))
+	@set -e; export AMK_BIN=$(abspath build-cov/amk); export AMK_VERIFY_BIN=$(abspath build-cov/amk-verify); \
+	for t in $(patsubst build/%,build-cov/%,$(TEST_BIN)); do $$t --jobs 1 >/dev/null 2>&1 || true; done
+	lcov -q --capture --directory build-cov --output-file build-cov/cov.info --rc lcov_branch_coverage=0
+	lcov -q --extract build-cov/cov.info '*/ir/*' '*/lower/*' '*/verify/*' '*/refvm/*' '*/bench/*' --output-file build-cov/cov.info
+	mkdir -p $(BUILD)/coverage && genhtml -q build-cov/cov.info --output-directory $(BUILD)/coverage
+	@for part in ir lower verify refvm bench; do \
+	  lcov -q --extract build-cov/cov.info "*/$$part/*" --output-file build-cov/$$part.info 2>/dev/null && \
+	  printf '%-8s ' $$part && lcov --summary build-cov/$$part.info 2>&1 | grep lines; done
+
+clean:
+	rm -rf build build-debug build-cov
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

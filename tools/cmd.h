@@ -1,0 +1,26 @@
+/*
+ * cmd.h - the amk subcommands. Each takes the arguments after its name (argv[0] is the
+ * subcommand name) and returns the process exit code: 0 ok/PROVED, 1 REFUTED/FAIL,
+ * 2 MALFORMED input or usage, 3 UNKNOWN. Commands print results on stdout and diagnostics on
+ * stderr; they are the only code in the project that does.
+ */
+#ifndef AMK_CMD_H
+#define AMK_CMD_H
+
+#include "ir/amk_ir.h"
+
+#define AMK_EXIT_OK 0
+#define AMK_EXIT_REFUTED 1
+#define AMK_EXIT_MALFORMED 2
+#define AMK_EXIT_UNKNOWN 3
+
+int cmd_ir(int argc, char **argv);
+
+/* Print err to stderr in the documented one-line form "amk: STATUS at WHERE: WHY". */
+void cmd_print_error(const char *prog, const ir_error *err);
+/* Print err as the documented JSON error object on stdout. */
+void cmd_print_error_json(const ir_error *err);
+/* Exit code for a status: IR_OK -> 0, anything else -> 2. */
+int cmd_exit_for(ir_status s);
+
+#endif
