@@ -1,0 +1,50 @@
+/*
+ * amk.c - the amk command-line front end: finds the subcommand and hands over to it.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "tools/cmd.h"
+
+typedef struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} amk_command;
+
+static const amk_command COMMANDS[] = {
+    {"ir", cmd_ir, "check or canonically rewrite a program JSON file"},
+    /* one line per subcommand, kept in this order: ir, lower, verify, cert, mutate, weights,
+       run, bench, audit, lint-kernel, launch */
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: amk <command> [args]   (amk <command> --help for details)\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
+        fprintf(out, "  %-12s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
+    fprintf(out, "\nexit codes: 0 ok/PROVED, 1 REFUTED/FAIL, 2 MALFORMED or usage, 3 UNKNOWN\n");
+    fprintf(out, "amk %s, IR %s\n", AMK_TOOL_VERSION, AMK_IR_VERSION);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return AMK_EXIT_MALFORMED;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return AMK_EXIT_OK;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("amk %s\n", AMK_TOOL_VERSION);
+        return AMK_EXIT_OK;
+    }
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
+        if (!strcmp(argv[1], COMMANDS[i].name))
+            return COMMANDS[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "amk: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return AMK_EXIT_MALFORMED;
+}
