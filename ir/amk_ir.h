@@ -432,6 +432,19 @@ typedef struct {
 ir_status ir_graph_build(const ir_program *p, ir_graph *g);
 void ir_graph_free(ir_graph *g);
 
+typedef enum {
+    IR_ORDER_LIST = 0,        /* queues of a plan-less program run in task-list order */
+    IR_ORDER_TOPO             /* ... or in one global topological order */
+} ir_queue_order;
+
+/* The queues a program runs: its launch plan's, or (without a plan) one queue per distinct sm
+ * value in increasing sm order followed by one queue per task whose sm is null, each ordered
+ * per `order`. On success *start (n_queues + 1 entries) and *tasks (n_tasks entries) are
+ * malloc'd arrays the caller frees with free(). IR_ERR_MALFORMED when the plan does not list
+ * every task exactly once, or order is TOPO and the dependency graph has a cycle. */
+ir_status ir_program_queues(const ir_program *p, ir_queue_order order, int32_t *n_queues,
+                            int32_t **start, int32_t **tasks, ir_error *err);
+
 /* A box of elements: per dimension the half-open range [lo, hi) of a buffer of rank dims,
  * each bound a position expression. */
 typedef struct {

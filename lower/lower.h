@@ -1,0 +1,62 @@
+/*
+ * lower.h - lowering a Llama-family decoder plus a ScheduleConfig into a program with an
+ * explicit launch plan (one decode step at position pos, persistent KV cache).
+ *
+ * The model description (lower_model) is shared with the reference forward in refvm/, which
+ * must not depend on the IR: it is plain numbers read from a preset or a Hugging Face
+ * config.json.
+ */
+#ifndef AMK_LOWER_H
+#define AMK_LOWER_H
+
+#include "ir/amk_ir.h"
+
+/* A Llama-family decoder's shape, as in a Hugging Face LlamaConfig. */
+typedef struct {
+    char name[IR_MAX_NAME];      /* preset name or "hf" */
+    int64_t hidden;              /* hidden_size */
+    int64_t n_layers;            /* num_hidden_layers */
+    int64_t n_heads;             /* num_attention_heads */
+    int64_t n_kv_heads;          /* num_key_value_heads */
+    int64_t head_dim;            /* explicit or hidden / n_heads */
+    int64_t intermediate;        /* intermediate_size */
+    int64_t vocab;               /* vocab_size */
+    int64_t max_pos;             /* max_position_embeddings */
+    double rms_eps;              /* rms_norm_eps */
+    double rope_theta;           /* rope_theta */
+    bool tie_embeddings;         /* tie_word_embeddings: lm_head reads the embedding table */
+    bool rope_llama3;            /* rope_scaling with rope_type "llama3" */
+    double rope_factor, rope_low_freq, rope_high_freq;
+    int64_t rope_orig_max;       /* original_max_position_embeddings of llama3 scaling */
+} lower_model;
+
+/* Fill m with a built-in preset ("toy", "smollm2-135m", "llama-3.2-1b", "llama-3-8b",
+ * "llama-3-70b"). IR_ERR_UNSUPPORTED naming the preset when unknown. */
+ir_status lower_model_preset(const char *name, lower_model *m, ir_error *err);
+
+/* Read a Hugging Face config.json. Anything that cannot be lowered faithfully (MoE, MLA,
+ * attention or MLP biases, unknown rope_scaling types, inconsistent dims, non-Llama
+ * architectures) is IR_ERR_UNSUPPORTED with the exact reason; bad JSON is IR_ERR_MALFORMED. */
+ir_status lower_model_from_hf_config(const char *path, lower_model *m, ir_error *err);
+
+/* A preset name or a path to config.json. */
+ir_status lower_model_load(const char *name_or_path, lower_model *m, ir_error *err);
+
+/* Lowering options besides the ScheduleConfig. */
+typedef struct {
+    int64_t pos;                 /* decode position of this step (default 0) */
+    int64_t max_seq;             /* KV cache length; default min(max_pos, 4096) */
+    ir_dtype dtype;              /* weight dtype: IR_F32, IR_F16 or IR_BF16 (default BF16) */
+    bool sample_argmax;          /* append SAMPLE_ARGMAX after the logits */
+} lower_opts;
+
+void lower_opts_default(lower_opts *o);
+
+/* Lower model m under config c for target t. On success *out is a new program (with meta,
+ * target, config, pages, decode and launch_plan set) that the caller frees with
+ * ir_program_free. Refused configs are IR_ERR_UNSUPPORTED or IR_ERR_MALFORMED naming the
+ * config field. Deterministic: the same inputs give a program with byte-identical JSON. */
+ir_status lower_program(const lower_model *m, const ir_config *c, const ir_target *t,
+                        const lower_opts *o, ir_program **out, ir_error *err);
+
+#endif /* AMK_LOWER_H */

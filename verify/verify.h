@@ -1,0 +1,76 @@
+/*
+ * verify.h - amk-verify: proves a program's launch plan free of deadlock and data races, that it
+ * fits the GPU and stays inside its buffers at every decode position, or refutes it with a
+ * witness. The only part of the project that links Z3; no Z3 type crosses this header.
+ */
+#ifndef AMK_VERIFY_H
+#define AMK_VERIFY_H
+
+#include "ir/amk_ir.h"
+
+/* Verdicts double as exit codes. */
+typedef enum {
+    VERIFY_PROVED = 0,
+    VERIFY_REFUTED = 1,
+    VERIFY_MALFORMED = 2,
+    VERIFY_UNKNOWN = 3,
+    VERIFY_SKIPPED = 4        /* obligation not run because an earlier one failed */
+} verify_verdict;
+
+/* The five obligations of SPEC.md, in the order they are decided. */
+typedef enum {
+    VERIFY_WELLFORMED = 0,
+    VERIFY_DEADLOCK,
+    VERIFY_RACE,
+    VERIFY_RESIDENT,
+    VERIFY_COMPLETE,
+    VERIFY_N_OBLIGATIONS
+} verify_obligation;
+
+typedef struct {
+    const ir_target *target;  /* NULL: the program's own target (MALFORMED if it has none) */
+    ir_queue_order queue_order; /* for programs without a launch plan */
+    int64_t timeout_ms;       /* per Z3 query; default 30000 */
+    int64_t rlimit;           /* per Z3 query, deterministic; default 50,000,000 */
+} verify_opts;
+
+void verify_opts_default(verify_opts *o);
+
+typedef struct {
+    verify_verdict status;
+    double seconds;
+    int64_t solver_queries;   /* Z3 checks made for this obligation */
+    int64_t solver_conflicts; /* summed "conflicts" statistic, when Z3 reports it */
+    char detail[512];         /* one line: what was proved, or why not */
+} verify_ob_result;
+
+/* The verdict. Strings are owned; verify_result_free releases them. */
+typedef struct {
+    verify_verdict verdict;                    /* worst over the obligations */
+    verify_ob_result ob[VERIFY_N_OBLIGATIONS];
+    char witness_kind[32];                     /* "" when PROVED; see SPEC.md */
+    char *witness_json;                        /* REFUTED/MALFORMED: the witness object */
+    char *certificate_json;                    /* PROVED: the certificate object */
+    char program_sha256[65];                   /* of the canonical program JSON */
+    char z3_version[64];
+    double seconds;
+} verify_result;
+
+/* Verify p. Returns IR_OK whenever a verdict was reached (PROVED, REFUTED, MALFORMED or
+ * UNKNOWN, all in r); another status only on allocation failure. r is zeroed first; the caller
+ * releases it with verify_result_free. A solver timeout or any disagreement between Z3 and the
+ * C algorithms is UNKNOWN, never PROVED. */
+ir_status verify_program(const ir_program *p, const verify_opts *o, verify_result *r,
+                         ir_error *err);
+void verify_result_free(verify_result *r);
+
+const char *verify_verdict_name(verify_verdict v);
+const char *verify_obligation_name(verify_obligation ob);
+
+/* Re-check a certificate (JSON text) against p without Z3: hash, obligations, and the evidence
+ * (ranks consistent with every wait and queue order, ...). IR_OK when it holds; otherwise
+ * IR_ERR_MALFORMED with err saying which part failed. */
+ir_status verify_cert_check(const char *cert_json, size_t len, const ir_program *p,
+                            ir_error *err);
+
+#endif /* AMK_VERIFY_H */
