@@ -1,0 +1,403 @@
+/*
+ * ir_graph.c - derived structure of a program: producers and waiters per counter, writers and
+ * readers per buffer, dependency edges, a topological order, the queues a program runs, and the
+ * element footprint of each task access (SPEC.md section 5).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ir/amk_ir.h"
+
+/* Build CSR rows from (row, value) pairs given as a callback-free pair of arrays. */
+static ir_status csr_build(ir_csr *c, int32_t nrows, int64_t npairs, const int32_t *row,
+                           const int32_t *val)
+{
+    c->n = nrows;
+    c->start = calloc((size_t)nrows + 1, sizeof *c->start);
+    c->idx = malloc(((size_t)npairs + 1) * sizeof *c->idx);
+    if (!c->start || !c->idx)
+        return IR_ERR_NOMEM;
+    for (int64_t i = 0; i < npairs; i++)
+        c->start[row[i] + 1]++;
+    for (int32_t r = 0; r < nrows; r++)
+        c->start[r + 1] += c->start[r];
+    int32_t *fill = malloc(((size_t)nrows + 1) * sizeof *fill);
+    if (!fill)
+        return IR_ERR_NOMEM;
+    memcpy(fill, c->start, ((size_t)nrows + 1) * sizeof *fill);
+    for (int64_t i = 0; i < npairs; i++)
+        c->idx[fill[row[i]]++] = val[i];
+    free(fill);
+    return IR_OK;
+}
+
+static void csr_free(ir_csr *c)
+{
+    free(c->start);
+    free(c->idx);
+    c->start = c->idx = NULL;
+}
+
+void ir_graph_free(ir_graph *g)
+{
+    csr_free(&g->producers);
+    csr_free(&g->waiters);
+    csr_free(&g->writers);
+    csr_free(&g->readers);
+    csr_free(&g->succ);
+    csr_free(&g->pred);
+    free(g->topo);
+    g->topo = NULL;
+}
+
+ir_status ir_graph_build(const ir_program *p, ir_graph *g)
+{
+    memset(g, 0, sizeof *g);
+    int32_t nt = p->n_tasks;
+    int64_t nw = 0, nin = 0, nout = 0;
+    for (int32_t i = 0; i < nt; i++) {
+        nw += p->tasks[i].n_waits;
+        nin += p->tasks[i].n_inputs;
+        nout += p->tasks[i].n_outputs;
+    }
+    int64_t cap = nt + nw + nin + nout + 1;
+    int32_t *row = calloc((size_t)cap, sizeof *row), *val = calloc((size_t)cap, sizeof *val);
+    ir_status s = IR_ERR_NOMEM;
+    if (!row || !val)
+        goto out;
+    /* producers: counter -> task */
+    for (int32_t i = 0; i < nt; i++) {
+        row[i] = p->tasks[i].out_counter;
+        val[i] = i;
+    }
+    if ((s = csr_build(&g->producers, p->n_counters, nt, row, val)) != IR_OK)
+        goto out;
+    int64_t k = 0;
+    for (int32_t i = 0; i < nt; i++)
+        for (int j = 0; j < p->tasks[i].n_waits; j++) {
+            row[k] = p->tasks[i].waits[j].counter;
+            val[k++] = i;
+        }
+    if ((s = csr_build(&g->waiters, p->n_counters, k, row, val)) != IR_OK)
+        goto out;
+    k = 0;
+    for (int32_t i = 0; i < nt; i++)
+        for (int j = 0; j < p->tasks[i].n_outputs; j++) {
+            row[k] = p->tasks[i].outputs[j];
+            val[k++] = i;
+        }
+    if ((s = csr_build(&g->writers, p->n_buffers, k, row, val)) != IR_OK)
+        goto out;
+    k = 0;
+    for (int32_t i = 0; i < nt; i++)
+        for (int j = 0; j < p->tasks[i].n_inputs; j++) {
+            row[k] = p->tasks[i].inputs[j];
+            val[k++] = i;
+        }
+    if ((s = csr_build(&g->readers, p->n_buffers, k, row, val)) != IR_OK)
+        goto out;
+    /* Dependency edges: every producer of a waited counter precedes the waiter. Count first;
+       the pair count can exceed the arrays above, so allocate afresh. */
+    int64_t ne = 0;
+    for (int32_t i = 0; i < nt; i++)
+        for (int j = 0; j < p->tasks[i].n_waits; j++) {
+            int32_t c = p->tasks[i].waits[j].counter;
+            ne += g->producers.start[c + 1] - g->producers.start[c];
+        }
+    if (ne > ((int64_t)1 << 31) - 2) {
+        s = IR_ERR_NOMEM;
+        goto out;
+    }
+    free(row);
+    free(val);
+    row = calloc((size_t)ne + 1, sizeof *row);
+    val = calloc((size_t)ne + 1, sizeof *val);
+    if (!row || !val) {
+        s = IR_ERR_NOMEM;
+        goto out;
+    }
+    k = 0;
+    for (int32_t i = 0; i < nt; i++)
+        for (int j = 0; j < p->tasks[i].n_waits; j++) {
+            int32_t c = p->tasks[i].waits[j].counter;
+            for (int32_t e = g->producers.start[c]; e < g->producers.start[c + 1]; e++) {
+                row[k] = g->producers.idx[e];
+                val[k++] = i;
+            }
+        }
+    if ((s = csr_build(&g->succ, nt, k, row, val)) != IR_OK)
+        goto out;
+    if ((s = csr_build(&g->pred, nt, k, val, row)) != IR_OK)
+        goto out;
+    /* Kahn's algorithm, smallest id first among ready tasks for determinism is not needed:
+       FIFO over increasing ids is deterministic already. */
+    int32_t *indeg = calloc((size_t)nt + 1, sizeof *indeg);
+    int32_t *order = malloc(((size_t)nt + 1) * sizeof *order);
+    if (!indeg || !order) {
+        free(indeg);
+        free(order);
+        s = IR_ERR_NOMEM;
+        goto out;
+    }
+    for (int64_t e = 0; e < k; e++)
+        indeg[val[e]]++;
+    int32_t head = 0, tail = 0;
+    for (int32_t i = 0; i < nt; i++)
+        if (!indeg[i])
+            order[tail++] = i;
+    while (head < tail) {
+        int32_t u = order[head++];
+        for (int32_t e = g->succ.start[u]; e < g->succ.start[u + 1]; e++)
+            if (--indeg[g->succ.idx[e]] == 0)
+                order[tail++] = g->succ.idx[e];
+    }
+    free(indeg);
+    if (tail == nt)
+        g->topo = order;
+    else
+        free(order);
+    s = IR_OK;
+out:
+    free(row);
+    free(val);
+    if (s != IR_OK)
+        ir_graph_free(g);
+    return s;
+}
+
+/* ---------------------------------------------------------------- queues */
+
+static int cmp_i32(const void *a, const void *b)
+{
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+ir_status ir_program_queues(const ir_program *p, ir_queue_order order, int32_t *n_queues,
+                            int32_t **start, int32_t **tasks, ir_error *err)
+{
+    *start = *tasks = NULL;
+    *n_queues = 0;
+    int32_t nt = p->n_tasks;
+    if (p->has_plan) {
+        const ir_plan *pl = &p->plan;
+        if (pl->queue_start[pl->grid] != nt)
+            return ir_fail(err, IR_ERR_MALFORMED, "launch_plan.queues",
+                           "plan lists %d tasks, program has %d", pl->queue_start[pl->grid], nt);
+        *start = malloc(((size_t)pl->grid + 1) * sizeof **start);
+        *tasks = malloc(((size_t)nt + 1) * sizeof **tasks);
+        if (!*start || !*tasks)
+            goto nomem;
+        memcpy(*start, pl->queue_start, ((size_t)pl->grid + 1) * sizeof **start);
+        memcpy(*tasks, pl->queue_tasks, (size_t)nt * sizeof **tasks);
+        *n_queues = (int32_t)pl->grid;
+        return IR_OK;
+    }
+    /* Rank of each task in the chosen order. */
+    int32_t *rank = malloc(((size_t)nt + 1) * sizeof *rank);
+    if (!rank)
+        goto nomem;
+    if (order == IR_ORDER_TOPO) {
+        ir_graph g;
+        if (ir_graph_build(p, &g) != IR_OK) {
+            free(rank);
+            goto nomem;
+        }
+        if (!g.topo) {
+            ir_graph_free(&g);
+            free(rank);
+            return ir_fail(err, IR_ERR_MALFORMED, "tasks",
+                           "--queue-order topo needs an acyclic dependency graph");
+        }
+        for (int32_t i = 0; i < nt; i++)
+            rank[g.topo[i]] = i;
+        ir_graph_free(&g);
+    } else {
+        for (int32_t i = 0; i < nt; i++)
+            rank[i] = i;
+    }
+    /* Distinct sm values, sorted; then one queue per unassigned task. */
+    int32_t *sms = malloc(((size_t)nt + 1) * sizeof *sms);
+    int32_t ns = 0, nnull = 0;
+    if (!sms) {
+        free(rank);
+        goto nomem;
+    }
+    for (int32_t i = 0; i < nt; i++) {
+        if (p->tasks[i].sm >= 0)
+            sms[ns++] = p->tasks[i].sm;
+        else
+            nnull++;
+    }
+    qsort(sms, (size_t)ns, sizeof *sms, cmp_i32);
+    int32_t nd = 0;
+    for (int32_t i = 0; i < ns; i++)
+        if (!nd || sms[nd - 1] != sms[i])
+            sms[nd++] = sms[i];
+    int32_t nq = nd + nnull;
+    int32_t *qof = malloc(((size_t)nt + 1) * sizeof *qof);
+    int32_t *by_rank = malloc(((size_t)nt + 1) * sizeof *by_rank);
+    int32_t *fill = calloc((size_t)nq + 1, sizeof *fill);
+    *start = calloc((size_t)nq + 1, sizeof **start);
+    *tasks = malloc(((size_t)nt + 1) * sizeof **tasks);
+    if (!qof || !by_rank || !fill || !*start || !*tasks) {
+        free(qof);
+        free(by_rank);
+        free(fill);
+        free(sms);
+        free(rank);
+        goto nomem;
+    }
+    int32_t next_null = nd;
+    for (int32_t i = 0; i < nt; i++) {
+        if (p->tasks[i].sm >= 0) {
+            int32_t *f = bsearch(&p->tasks[i].sm, sms, (size_t)nd, sizeof *sms, cmp_i32);
+            qof[i] = (int32_t)(f - sms);
+        } else {
+            qof[i] = next_null++;
+        }
+        (*start)[qof[i] + 1]++;
+        by_rank[rank[i]] = i;
+    }
+    for (int32_t q = 0; q < nq; q++)
+        (*start)[q + 1] += (*start)[q];
+    memcpy(fill, *start, (size_t)nq * sizeof *fill);
+    for (int32_t r = 0; r < nt; r++) {
+        int32_t t = by_rank[r];
+        (*tasks)[fill[qof[t]]++] = t;
+    }
+    *n_queues = nq;
+    free(qof);
+    free(by_rank);
+    free(fill);
+    free(sms);
+    free(rank);
+    return IR_OK;
+nomem:
+    free(*start);
+    free(*tasks);
+    *start = *tasks = NULL;
+    return ir_fail(err, IR_ERR_NOMEM, "", "out of memory");
+}
+
+/* ---------------------------------------------------------------- footprints */
+
+static ir_pexpr pe_add(ir_pexpr e, int64_t c)
+{
+    /* e + c, keeping the unbounded sentinels unbounded. */
+    ir_pexpr r = e;
+    r.add += c;
+    if (e.lo != INT64_MIN)
+        r.lo += c;
+    if (e.hi != INT64_MAX)
+        r.hi += c;
+    return r;
+}
+
+static ir_status need_int(const ir_task *t, const char *key, int64_t *v, ir_error *err)
+{
+    if (ir_task_int(t, key, v))
+        return IR_OK;
+    char where[64];
+    snprintf(where, sizeof where, "tasks[%d].params.%s", t->id, key);
+    return ir_fail(err, IR_ERR_MALFORMED, where, "%s needs integer param '%s' for its footprint",
+                   ir_op_name(t->op), key);
+}
+
+static ir_status need_pexpr(const ir_task *t, const char *key, ir_pexpr *v, ir_error *err)
+{
+    if (ir_task_pexpr(t, key, v))
+        return IR_OK;
+    char where[64];
+    snprintf(where, sizeof where, "tasks[%d].params.%s", t->id, key);
+    return ir_fail(err, IR_ERR_MALFORMED, where, "%s needs integer param '%s' for its footprint",
+                   ir_op_name(t->op), key);
+}
+
+/* Restrict dimension d of box to [lo, lo + len). */
+static void restrict_dim(ir_box *b, int d, ir_pexpr lo, ir_pexpr hi)
+{
+    if (d < 0 || d >= b->rank)
+        return;
+    b->lo[d] = lo;
+    b->hi[d] = hi;
+}
+
+ir_status ir_task_footprint(const ir_program *p, const ir_task *t, bool is_output, int slot,
+                            ir_box *out, ir_error *err)
+{
+    int32_t bid = is_output ? t->outputs[slot] : t->inputs[slot];
+    const ir_buffer *b = &p->buffers[bid];
+    out->rank = b->rank;
+    for (int d = 0; d < b->rank; d++) {
+        out->lo[d] = ir_pexpr_const(0);
+        out->hi[d] = ir_pexpr_const(b->shape[d]);
+    }
+    int last = b->rank - 1;
+    int64_t n_off, n_tile, m_off, m_tile, recipe;
+    ir_status s;
+    switch (t->op) {
+    case IR_OP_GEMV_TILE:
+    case IR_OP_GEMM_TILE:
+        if ((s = need_int(t, "n_off", &n_off, err)) || (s = need_int(t, "N_tile", &n_tile, err)))
+            return s;
+        if (t->op == IR_OP_GEMM_TILE) {
+            if ((s = need_int(t, "M_tile", &m_tile, err)))
+                return s;
+            if (!ir_task_int(t, "m_off", &m_off))
+                m_off = 0;
+        }
+        if (is_output) {
+            restrict_dim(out, last, ir_pexpr_const(n_off), ir_pexpr_const(n_off + n_tile));
+            if (t->op == IR_OP_GEMM_TILE && b->rank >= 2)
+                restrict_dim(out, 0, ir_pexpr_const(m_off), ir_pexpr_const(m_off + m_tile));
+        } else if (slot == 1) {
+            restrict_dim(out, 0, ir_pexpr_const(n_off), ir_pexpr_const(n_off + n_tile));
+        } else if (slot == 2) {
+            restrict_dim(out, last, ir_pexpr_const(n_off), ir_pexpr_const(n_off + n_tile));
+        } else if (slot == 0 && t->op == IR_OP_GEMM_TILE && b->rank >= 2) {
+            restrict_dim(out, 0, ir_pexpr_const(m_off), ir_pexpr_const(m_off + m_tile));
+        }
+        return IR_OK;
+    case IR_OP_FUSED:
+        if (!ir_task_int(t, "recipe", &recipe) || recipe != 1)
+            return IR_OK; /* unknown recipes touch whole buffers */
+        if ((s = need_int(t, "n_off", &n_off, err)) || (s = need_int(t, "N_tile", &n_tile, err)))
+            return s;
+        if (is_output)
+            restrict_dim(out, last, ir_pexpr_const(n_off), ir_pexpr_const(n_off + n_tile));
+        else if (slot >= 1)
+            restrict_dim(out, 0, ir_pexpr_const(n_off), ir_pexpr_const(n_off + n_tile));
+        return IR_OK;
+    case IR_OP_KV_APPEND:
+        if (is_output) {
+            ir_pexpr pos;
+            if ((s = need_pexpr(t, "pos", &pos, err)))
+                return s;
+            restrict_dim(out, 0, pos, pe_add(pos, 1));
+        }
+        return IR_OK;
+    case IR_OP_ATTENTION_TILE:
+        if (!is_output && (slot == 1 || slot == 2)) {
+            int64_t start;
+            ir_pexpr len;
+            if ((s = need_int(t, "kv_start", &start, err)) || (s = need_pexpr(t, "kv_len", &len, err)))
+                return s;
+            restrict_dim(out, 0, ir_pexpr_const(start), pe_add(len, start));
+        } else if (is_output && ir_task_int(t, "m_off", &m_off)) {
+            restrict_dim(out, 0, ir_pexpr_const(m_off), ir_pexpr_const(m_off + 1));
+        }
+        return IR_OK;
+    default:
+        return IR_OK;
+    }
+}
+
+void ir_box_eval(const ir_box *b, int64_t pos, int64_t *lo, int64_t *hi)
+{
+    for (int d = 0; d < b->rank; d++) {
+        lo[d] = ir_pexpr_eval(b->lo[d], pos);
+        hi[d] = ir_pexpr_eval(b->hi[d], pos);
+    }
+}
