@@ -92,6 +92,14 @@ static void sb_real(sbuf *b, double d)
         if (strtod(tmp, NULL) == d)
             break;
     }
+    /* Prefer positional notation in the everyday range (3350.0, not 3.35e+03). */
+    if (strchr(tmp, 'e') && fabs(d) >= 1e-4 && fabs(d) < 1e16) {
+        for (int k = 0; k <= 20; k++) {
+            snprintf(tmp, sizeof tmp, "%.*f", k, d);
+            if (strtod(tmp, NULL) == d)
+                break;
+        }
+    }
     if (!strpbrk(tmp, ".eEn"))
         strcat(tmp, ".0");
     sb_str(b, tmp);

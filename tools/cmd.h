@@ -7,6 +7,8 @@
 #ifndef AMK_CMD_H
 #define AMK_CMD_H
 
+#include <stdio.h>
+
 #include "ir/amk_ir.h"
 
 #define AMK_EXIT_OK 0
@@ -15,11 +17,14 @@
 #define AMK_EXIT_UNKNOWN 3
 
 int cmd_ir(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
 
 /* Print err to stderr in the documented one-line form "amk: STATUS at WHERE: WHY". */
 void cmd_print_error(const char *prog, const ir_error *err);
 /* Print err as the documented JSON error object on stdout. */
 void cmd_print_error_json(const ir_error *err);
+/* Write s as a JSON string literal (quotes and escapes) to f. */
+void cmd_put_json_string(FILE *f, const char *s);
 /* Exit code for a status: IR_OK -> 0, anything else -> 2. */
 int cmd_exit_for(ir_status s);
 
