@@ -83,3 +83,8 @@ clean:
 	rm -rf build build-debug build-cov
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# property: the verifier against the explicit-state explorer (tests/explorer.c) on 10,000 random programs.
+.PHONY: property
+property: $(BUILD)/tests/test_verify_property
+	AMK_PROPERTY_SEEDS=10000 $(BUILD)/tests/test_verify_property

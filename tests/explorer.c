@@ -1,0 +1,825 @@
+/*
+ * explorer.c - the oracle the verifier is tested against: deadlock and races of a small program
+ * decided by definition, by visiting every reachable state, plus a seeded generator of random
+ * small programs. Independent of verify/ on purpose; keep it simple enough to be obviously right.
+ *
+ * The definitions (SPEC.md section 11 says the same):
+ *
+ *   Execution. One launch runs the Q queues of the launch plan (without a plan, the IR's
+ *   list-order queues). Every counter starts at 0. Queue q runs its tasks in order. Two kinds of
+ *   event exist, each one step of one queue:
+ *     START(q)   the head task of queue q is not running and every wait (counter >= threshold)
+ *                of it holds; it becomes RUNNING;
+ *     FINISH(q)  the running task of queue q adds 1 to its out_counter and the queue advances.
+ *   A state is, per queue, the index of its head and whether the head is running; counter
+ *   values follow from it (a counter's value is the number of finished tasks producing it).
+ *   Every interleaving of events is explored from the initial state; states are memoized.
+ *
+ *   Deadlock. A reachable state in which no event is possible and some task has not finished.
+ *
+ *   Conflict. Tasks a != b conflict when some access of a and some access of b, at least one of
+ *   them a write, touch overlapping data:
+ *     - the same buffer, and their element boxes (ir_task_footprint at the program's decode
+ *       position, or 0) intersect in every dimension; or
+ *     - different buffers mapped to the same page (pages.buffer_to_page), and their byte spans
+ *       intersect; an access's byte span is [first byte, last byte + 1) of its box in the
+ *       buffer's row-major layout, the buffer starting at byte 0 of the page.
+ *   Reads of WEIGHT, CONST and IO_INPUT buffers are not accesses: nothing may write them. An
+ *   empty box touches nothing. A task never conflicts with itself.
+ *
+ *   Race. Two conflicting tasks are both RUNNING in some reachable state. Races are looked for
+ *   in every reachable state, including those of a program that also deadlocks.
+ *
+ * The state space has prod_q (2 * len_q + 1) states; each event adds 1 to one queue's digit,
+ * so a state is a mixed-radix number and the visited set a flat array.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tests/explorer.h"
+
+/* ---------------------------------------------------------------- the model */
+
+typedef struct {
+    int32_t buffer;
+    bool write;
+    int rank;
+    int64_t lo[IR_MAX_RANK], hi[IR_MAX_RANK];
+} explore_access;
+
+/* What every decision procedure here shares: the queues, the mixed radix of the state number,
+ * and the conflict relation. */
+typedef struct {
+    const ir_program *p;
+    int32_t n_queues;
+    int32_t *start;        /* queue q holds tasks[start[q] .. start[q+1]) */
+    int32_t *tasks;
+    int64_t mult[EXPLORE_MAX_QUEUES]; /* place value of queue q's digit */
+    int64_t n_codes;       /* number of state numbers */
+    bool *conflict;        /* n_tasks * n_tasks */
+} explore_model;
+
+static void model_free(explore_model *m)
+{
+    free(m->start);
+    free(m->tasks);
+    free(m->conflict);
+    memset(m, 0, sizeof *m);
+}
+
+static int32_t queue_len(const explore_model *m, int32_t q) { return m->start[q + 1] - m->start[q]; }
+
+/* The queues of p into m: the launch plan's, checked to list every task exactly once. */
+static ir_status load_queues(const ir_program *p, explore_model *m, ir_error *err)
+{
+    if (!p->has_plan) {
+        ir_status st = ir_program_queues(p, IR_ORDER_LIST, &m->n_queues, &m->start, &m->tasks, err);
+        if (st != IR_OK)
+            return st;
+    } else {
+        const ir_plan *pl = &p->plan;
+        if (pl->grid < 0 || pl->grid > EXPLORE_MAX_QUEUES)
+            return ir_fail(err, IR_ERR_UNSUPPORTED, "launch_plan.grid",
+                           "explorer handles 0..%d queues, got %lld", EXPLORE_MAX_QUEUES,
+                           (long long)pl->grid);
+        m->n_queues = (int32_t)pl->grid;
+        if (pl->queue_start[0] != 0 || pl->queue_start[m->n_queues] != p->n_tasks)
+            return ir_fail(err, IR_ERR_MALFORMED, "launch_plan.queues",
+                           "queues hold %d entries for %d tasks",
+                           pl->queue_start[m->n_queues] - pl->queue_start[0], p->n_tasks);
+        for (int32_t q = 0; q < m->n_queues; q++)
+            if (pl->queue_start[q + 1] < pl->queue_start[q])
+                return ir_fail(err, IR_ERR_MALFORMED, "launch_plan.queues", "queue %d ends before it starts", q);
+        m->start = malloc(((size_t)m->n_queues + 1) * sizeof *m->start);
+        m->tasks = malloc(((size_t)p->n_tasks + 1) * sizeof *m->tasks);
+        if (!m->start || !m->tasks)
+            return ir_fail(err, IR_ERR_NOMEM, "explorer", "out of memory");
+        memcpy(m->start, pl->queue_start, ((size_t)m->n_queues + 1) * sizeof *m->start);
+        memcpy(m->tasks, pl->queue_tasks, (size_t)p->n_tasks * sizeof *m->tasks);
+    }
+    if (m->n_queues > EXPLORE_MAX_QUEUES)
+        return ir_fail(err, IR_ERR_UNSUPPORTED, "queues", "explorer handles at most %d queues, got %d",
+                       EXPLORE_MAX_QUEUES, m->n_queues);
+    bool *listed = calloc((size_t)p->n_tasks + 1, sizeof *listed);
+    if (!listed)
+        return ir_fail(err, IR_ERR_NOMEM, "explorer", "out of memory");
+    for (int32_t i = 0; i < p->n_tasks; i++) {
+        int32_t t = m->tasks[i];
+        if (t < 0 || t >= p->n_tasks || listed[t]) {
+            free(listed);
+            return ir_fail(err, IR_ERR_MALFORMED, "launch_plan.queues",
+                           "entry %d: task %d is out of range or listed twice", i, t);
+        }
+        listed[t] = true;
+    }
+    free(listed);
+    return IR_OK;
+}
+
+/* The accesses of task t that can conflict: every output, and inputs not of a read-only kind. */
+static ir_status task_accesses(const ir_program *p, const ir_task *t, explore_access *out, int *n,
+                               ir_error *err)
+{
+    int64_t pos = p->has_decode ? p->decode.pos : 0;
+    *n = 0;
+    for (int is_output = 0; is_output <= 1; is_output++) {
+        int slots = is_output ? t->n_outputs : t->n_inputs;
+        for (int s = 0; s < slots; s++) {
+            int32_t b = is_output ? t->outputs[s] : t->inputs[s];
+            if (b < 0 || b >= p->n_buffers)
+                return ir_fail(err, IR_ERR_MALFORMED, "explorer", "task %d: buffer %d out of range", t->id, b);
+            if (!is_output && ir_kind_is_readonly(p->buffers[b].kind))
+                continue;
+            ir_box box;
+            ir_status st = ir_task_footprint(p, t, is_output, s, &box, err);
+            if (st != IR_OK)
+                return st;
+            if (box.rank != p->buffers[b].rank)
+                return ir_fail(err, IR_ERR_MALFORMED, "explorer", "task %d: footprint of rank %d on buffer %d of rank %d",
+                               t->id, box.rank, b, p->buffers[b].rank);
+            explore_access *a = &out[(*n)++];
+            a->buffer = b;
+            a->write = is_output;
+            a->rank = box.rank;
+            ir_box_eval(&box, pos, a->lo, a->hi);
+        }
+    }
+    return IR_OK;
+}
+
+static bool access_empty(const explore_access *a)
+{
+    for (int d = 0; d < a->rank; d++)
+        if (a->hi[d] <= a->lo[d])
+            return true;
+    return false;
+}
+
+/* [*first, *end): the bytes from the first to the last element of a's box, row-major. */
+static void access_byte_span(const ir_buffer *b, const explore_access *a, int64_t *first, int64_t *end)
+{
+    int64_t lin_first = 0, lin_last = 0, stride = 1;
+    for (int d = a->rank - 1; d >= 0; d--) {
+        lin_first += a->lo[d] * stride;
+        lin_last += (a->hi[d] - 1) * stride;
+        stride *= b->shape[d];
+    }
+    int64_t bits = ir_dtype_bits(b->dtype);
+    *first = lin_first * bits / 8;
+    *end = ((lin_last + 1) * bits + 7) / 8;
+}
+
+static bool accesses_conflict(const ir_program *p, const int32_t *page_of, const explore_access *x,
+                              const explore_access *y)
+{
+    if (!x->write && !y->write)
+        return false;
+    if (access_empty(x) || access_empty(y))
+        return false;
+    if (x->buffer == y->buffer) {
+        for (int d = 0; d < x->rank; d++) {
+            int64_t lo = x->lo[d] > y->lo[d] ? x->lo[d] : y->lo[d];
+            int64_t hi = x->hi[d] < y->hi[d] ? x->hi[d] : y->hi[d];
+            if (lo >= hi)
+                return false;
+        }
+        return true;
+    }
+    if (page_of[x->buffer] < 0 || page_of[x->buffer] != page_of[y->buffer])
+        return false;
+    int64_t xf, xe, yf, ye;
+    access_byte_span(&p->buffers[x->buffer], x, &xf, &xe);
+    access_byte_span(&p->buffers[y->buffer], y, &yf, &ye);
+    return xf < ye && yf < xe;
+}
+
+/* page_of[b]: the page buffer b is mapped to, -1 when none. Caller frees. */
+static int32_t *pages_of_buffers(const ir_program *p)
+{
+    int32_t *page_of = malloc(((size_t)p->n_buffers + 1) * sizeof *page_of);
+    if (!page_of)
+        return NULL;
+    for (int32_t b = 0; b < p->n_buffers; b++)
+        page_of[b] = -1;
+    if (p->has_pages)
+        for (int i = 0; i < p->pages.n_map; i++)
+            if (p->pages.map_buffer[i] >= 0 && p->pages.map_buffer[i] < p->n_buffers)
+                page_of[p->pages.map_buffer[i]] = p->pages.map_page[i];
+    return page_of;
+}
+
+/* conflict[a * n + b] for every pair of tasks. */
+static ir_status build_conflicts(const ir_program *p, bool *conflict, ir_error *err)
+{
+    int32_t n = p->n_tasks;
+    explore_access *acc = malloc(((size_t)n + 1) * (IR_MAX_INPUTS + IR_MAX_OUTPUTS) * sizeof *acc);
+    int *n_acc = malloc(((size_t)n + 1) * sizeof *n_acc);
+    int32_t *page_of = pages_of_buffers(p);
+    ir_status st = IR_OK;
+    if (!acc || !n_acc || !page_of) {
+        st = ir_fail(err, IR_ERR_NOMEM, "explorer", "out of memory");
+        goto done;
+    }
+    for (int32_t t = 0; t < n && st == IR_OK; t++)
+        st = task_accesses(p, &p->tasks[t], &acc[(size_t)t * (IR_MAX_INPUTS + IR_MAX_OUTPUTS)], &n_acc[t], err);
+    if (st != IR_OK)
+        goto done;
+    for (int32_t a = 0; a < n; a++)
+        for (int32_t b = 0; b < n; b++) {
+            bool c = false;
+            const explore_access *xa = &acc[(size_t)a * (IR_MAX_INPUTS + IR_MAX_OUTPUTS)];
+            const explore_access *xb = &acc[(size_t)b * (IR_MAX_INPUTS + IR_MAX_OUTPUTS)];
+            for (int i = 0; a != b && i < n_acc[a] && !c; i++)
+                for (int j = 0; j < n_acc[b] && !c; j++)
+                    c = accesses_conflict(p, page_of, &xa[i], &xb[j]);
+            conflict[(size_t)a * n + b] = c;
+        }
+done:
+    free(acc);
+    free(n_acc);
+    free(page_of);
+    return st;
+}
+
+static ir_status model_build(const ir_program *p, explore_model *m, ir_error *err)
+{
+    memset(m, 0, sizeof *m);
+    m->p = p;
+    for (int32_t c = 0; c < p->n_counters; c++)
+        if (p->counters[c].init != 0)
+            return ir_fail(err, IR_ERR_MALFORMED, "explorer", "counter %d starts at %lld, not 0", c,
+                           (long long)p->counters[c].init);
+    for (int32_t t = 0; t < p->n_tasks; t++) {
+        const ir_task *task = &p->tasks[t];
+        if (task->out_counter < 0 || task->out_counter >= p->n_counters)
+            return ir_fail(err, IR_ERR_MALFORMED, "explorer", "task %d: out_counter %d out of range", t,
+                           task->out_counter);
+        for (int w = 0; w < task->n_waits; w++)
+            if (task->waits[w].counter < 0 || task->waits[w].counter >= p->n_counters)
+                return ir_fail(err, IR_ERR_MALFORMED, "explorer", "task %d: wait on counter %d out of range",
+                               t, task->waits[w].counter);
+    }
+    ir_status st = load_queues(p, m, err);
+    if (st != IR_OK)
+        return st;
+    m->n_codes = 1;
+    for (int32_t q = 0; q < m->n_queues; q++) {
+        int64_t radix = 2 * (int64_t)queue_len(m, q) + 1;
+        m->mult[q] = m->n_codes;
+        if (m->n_codes > EXPLORE_MAX_STATES / radix)
+            return ir_fail(err, IR_ERR_UNSUPPORTED, "explorer", "more than %lld states",
+                           (long long)EXPLORE_MAX_STATES);
+        m->n_codes *= radix;
+    }
+    m->conflict = calloc((size_t)p->n_tasks * p->n_tasks + 1, sizeof *m->conflict);
+    if (!m->conflict)
+        return ir_fail(err, IR_ERR_NOMEM, "explorer", "out of memory");
+    return build_conflicts(p, m->conflict, err);
+}
+
+/* Digit of queue q: 2 * (index of its head) + (1 if the head is running). */
+static void state_digits(const explore_model *m, int64_t code, int32_t *digit)
+{
+    for (int32_t q = 0; q < m->n_queues; q++)
+        digit[q] = (int32_t)(code / m->mult[q] % (2 * (int64_t)queue_len(m, q) + 1));
+}
+
+/* value[c]: how many finished tasks produce counter c. */
+static void state_counters(const explore_model *m, const int32_t *digit, int64_t *value)
+{
+    for (int32_t c = 0; c < m->p->n_counters; c++)
+        value[c] = 0;
+    for (int32_t q = 0; q < m->n_queues; q++)
+        for (int32_t i = 0; i < digit[q] / 2; i++)
+            value[m->p->tasks[m->tasks[m->start[q] + i]].out_counter]++;
+}
+
+static bool task_ready(const ir_task *t, const int64_t *value)
+{
+    for (int w = 0; w < t->n_waits; w++)
+        if (value[t->waits[w].counter] < t->waits[w].threshold)
+            return false;
+    return true;
+}
+
+/* The task at the head of queue q in a state with that digit. */
+static int32_t head_task(const explore_model *m, int32_t q, int32_t digit)
+{
+    return m->tasks[m->start[q] + digit / 2];
+}
+
+/* ---------------------------------------------------------------- exhaustive exploration */
+
+ir_status explore_program(const ir_program *p, explore_result *r, ir_error *err)
+{
+    memset(r, 0, sizeof *r);
+    r->race_a = r->race_b = -1;
+    for (int q = 0; q < EXPLORE_MAX_QUEUES; q++)
+        r->stuck_head[q] = -1;
+    explore_model m;
+    ir_status st = model_build(p, &m, err);
+    uint8_t *seen = NULL;
+    int64_t *stack = NULL;
+    int64_t *value = NULL;
+    if (st != IR_OK)
+        goto done;
+    r->n_queues = m.n_queues;
+    seen = calloc((size_t)m.n_codes, 1);
+    stack = malloc((size_t)m.n_codes * sizeof *stack);
+    value = malloc(((size_t)p->n_counters + 1) * sizeof *value);
+    if (!seen || !stack || !value) {
+        st = ir_fail(err, IR_ERR_NOMEM, "explorer", "out of memory");
+        goto done;
+    }
+    int64_t top = 0;
+    stack[top++] = 0;  /* every queue at its first task, nothing running */
+    seen[0] = 1;
+    while (top > 0) {
+        int64_t code = stack[--top];
+        int32_t digit[EXPLORE_MAX_QUEUES];
+        state_digits(&m, code, digit);
+        state_counters(&m, digit, value);
+        r->states++;
+        for (int32_t qa = 0; qa < m.n_queues; qa++)
+            for (int32_t qb = qa + 1; qb < m.n_queues; qb++) {
+                if (digit[qa] % 2 == 0 || digit[qb] % 2 == 0)
+                    continue;
+                int32_t a = head_task(&m, qa, digit[qa]), b = head_task(&m, qb, digit[qb]);
+                if (m.conflict[(size_t)a * p->n_tasks + b] && !r->race) {
+                    r->race = true;
+                    r->race_a = a < b ? a : b;
+                    r->race_b = a < b ? b : a;
+                }
+            }
+        bool any_event = false, unfinished = false;
+        for (int32_t q = 0; q < m.n_queues; q++) {
+            if (digit[q] == 2 * queue_len(&m, q))
+                continue;
+            unfinished = true;
+            bool can = digit[q] % 2 == 1 || task_ready(&p->tasks[head_task(&m, q, digit[q])], value);
+            if (!can)
+                continue;
+            any_event = true;
+            int64_t next = code + m.mult[q];
+            if (!seen[next]) {
+                seen[next] = 1;
+                stack[top++] = next;
+            }
+        }
+        if (!any_event && unfinished && !r->deadlock) {
+            r->deadlock = true;
+            for (int32_t q = 0; q < m.n_queues; q++)
+                r->stuck_head[q] = digit[q] == 2 * queue_len(&m, q) ? -1 : head_task(&m, q, digit[q]);
+        }
+    }
+done:
+    free(seen);
+    free(stack);
+    free(value);
+    model_free(&m);
+    return st;
+}
+
+ir_status explore_tasks_conflict(const ir_program *p, int32_t a, int32_t b, bool *out, ir_error *err)
+{
+    if (a < 0 || b < 0 || a >= p->n_tasks || b >= p->n_tasks)
+        return ir_fail(err, IR_ERR_MALFORMED, "explorer", "task %d or %d out of range", a, b);
+    bool *conflict = calloc((size_t)p->n_tasks * p->n_tasks + 1, sizeof *conflict);
+    if (!conflict)
+        return ir_fail(err, IR_ERR_NOMEM, "explorer", "out of memory");
+    ir_status st = build_conflicts(p, conflict, err);
+    if (st == IR_OK)
+        *out = conflict[(size_t)a * p->n_tasks + b];
+    free(conflict);
+    return st;
+}
+
+/* ---------------------------------------------------------------- checks of the explorer */
+
+#define EXPLORE_NAIVE_MAX_NODES 50000000
+
+typedef struct {
+    const explore_model *m;
+    int32_t digit[EXPLORE_MAX_QUEUES];
+    int64_t *value;        /* counters, updated as events happen */
+    bool deadlock, race;
+    int64_t nodes;
+} naive_walk;
+
+/* Every event sequence from the current state, depth first, undoing each event afterwards. */
+static void naive_visit(naive_walk *w)
+{
+    const explore_model *m = w->m;
+    const ir_program *p = m->p;
+    if (++w->nodes > EXPLORE_NAIVE_MAX_NODES)
+        return;
+    for (int32_t qa = 0; qa < m->n_queues; qa++)
+        for (int32_t qb = 0; qb < m->n_queues; qb++)
+            if (qa != qb && w->digit[qa] % 2 == 1 && w->digit[qb] % 2 == 1 &&
+                m->conflict[(size_t)head_task(m, qa, w->digit[qa]) * p->n_tasks + head_task(m, qb, w->digit[qb])])
+                w->race = true;
+    bool any_event = false, unfinished = false;
+    for (int32_t q = 0; q < m->n_queues; q++) {
+        if (w->digit[q] == 2 * queue_len(m, q))
+            continue;
+        unfinished = true;
+        const ir_task *t = &p->tasks[head_task(m, q, w->digit[q])];
+        if (w->digit[q] % 2 == 1) {
+            any_event = true;
+            w->value[t->out_counter]++;
+            w->digit[q]++;
+            naive_visit(w);
+            w->digit[q]--;
+            w->value[t->out_counter]--;
+        } else if (task_ready(t, w->value)) {
+            any_event = true;
+            w->digit[q]++;
+            naive_visit(w);
+            w->digit[q]--;
+        }
+    }
+    if (!any_event && unfinished)
+        w->deadlock = true;
+}
+
+ir_status explore_naive(const ir_program *p, bool *deadlock, bool *race, ir_error *err)
+{
+    explore_model m;
+    ir_status st = model_build(p, &m, err);
+    naive_walk w = {.m = &m};
+    if (st == IR_OK) {
+        w.value = calloc((size_t)p->n_counters + 1, sizeof *w.value);
+        if (!w.value)
+            st = ir_fail(err, IR_ERR_NOMEM, "explorer", "out of memory");
+    }
+    if (st == IR_OK) {
+        naive_visit(&w);
+        if (w.nodes > EXPLORE_NAIVE_MAX_NODES)
+            st = ir_fail(err, IR_ERR_UNSUPPORTED, "explorer", "more than %d event sequences",
+                         EXPLORE_NAIVE_MAX_NODES);
+        *deadlock = w.deadlock;
+        *race = w.race;
+    }
+    free(w.value);
+    model_free(&m);
+    return st;
+}
+
+ir_status explore_greedy(const ir_program *p, bool *deadlock, ir_error *err)
+{
+    explore_model m;
+    ir_status st = model_build(p, &m, err);
+    int64_t *value = NULL;
+    if (st == IR_OK) {
+        value = calloc((size_t)p->n_counters + 1, sizeof *value);
+        if (!value)
+            st = ir_fail(err, IR_ERR_NOMEM, "explorer", "out of memory");
+    }
+    if (st == IR_OK) {
+        int32_t done[EXPLORE_MAX_QUEUES] = {0};
+        bool progress = true;
+        while (progress) {
+            progress = false;
+            for (int32_t q = 0; q < m.n_queues; q++)
+                while (done[q] < queue_len(&m, q) && task_ready(&p->tasks[m.tasks[m.start[q] + done[q]]], value)) {
+                    value[p->tasks[m.tasks[m.start[q] + done[q]]].out_counter]++;
+                    done[q]++;
+                    progress = true;
+                }
+        }
+        *deadlock = false;
+        for (int32_t q = 0; q < m.n_queues; q++)
+            if (done[q] < queue_len(&m, q))
+                *deadlock = true;
+    }
+    free(value);
+    model_free(&m);
+    return st;
+}
+
+/* ---------------------------------------------------------------- random programs */
+
+/* splitmix64: a tiny, well-mixed generator whose whole state is one seed. */
+static uint64_t gen_next(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/* Uniform in [0, n), n >= 1. */
+static int64_t gen_below(uint64_t *s, int64_t n) { return (int64_t)(gen_next(s) % (uint64_t)n); }
+static bool gen_chance(uint64_t *s, int percent) { return gen_below(s, 100) < percent; }
+
+#define GEN_MAX_TASKS 12
+#define GEN_MAX_COUNTERS 6
+#define GEN_MAX_ACTS 4
+#define GEN_MAX_N 16
+
+typedef struct {
+    ir_program *p;
+    uint64_t rng;
+    int n_act;
+    int32_t act[GEN_MAX_ACTS];                   /* activation buffers [1, N] */
+    int32_t input_of[GEN_MAX_N + 1];             /* IO_INPUT [1, N] by N, -1 until made */
+    int32_t weight_of[GEN_MAX_N + 1][GEN_MAX_N + 1]; /* WEIGHT [N, K] by N, K; -1 until made */
+} gen_state;
+
+static int64_t gen_width(const gen_state *g, int32_t buffer) { return g->p->buffers[buffer].shape[1]; }
+
+static int32_t gen_input(gen_state *g, int64_t n)
+{
+    if (g->input_of[n] < 0) {
+        char name[32];
+        snprintf(name, sizeof name, "in%lld", (long long)n);
+        g->input_of[n] = ir_add_buffer(g->p, name, IR_IO_INPUT, IR_F32, 2, (int64_t[]){1, n}, IR_HBM, NULL);
+    }
+    return g->input_of[n];
+}
+
+static int32_t gen_weight(gen_state *g, int64_t n, int64_t k)
+{
+    if (g->weight_of[n][k] < 0) {
+        char name[32];
+        snprintf(name, sizeof name, "w%lldx%lld", (long long)n, (long long)k);
+        g->weight_of[n][k] = ir_add_buffer(g->p, name, IR_WEIGHT, IR_F32, 2, (int64_t[]){n, k}, IR_HBM, name);
+    }
+    return g->weight_of[n][k];
+}
+
+/* An operand of width n other than `not`: an activation of that width, or the IO input of it. */
+static int32_t gen_operand(gen_state *g, int64_t n, int32_t not)
+{
+    int32_t pick[GEN_MAX_ACTS];
+    int k = 0;
+    for (int i = 0; i < g->n_act; i++)
+        if (g->act[i] != not && gen_width(g, g->act[i]) == n)
+            pick[k++] = g->act[i];
+    if (k > 0 && gen_chance(&g->rng, 70))
+        return pick[gen_below(&g->rng, k)];
+    return gen_input(g, n);
+}
+
+/* One task writing a random activation (or a NOP); returns false when out of memory. */
+static bool gen_task(gen_state *g, int32_t out_counter, int index)
+{
+    uint64_t *s = &g->rng;
+    int roll = (int)gen_below(s, 100);
+    ir_op op = roll < 45 ? IR_OP_GEMV_TILE : roll < 65 ? IR_OP_ADD : roll < 90 ? IR_OP_COPY : IR_OP_NOP;
+    int32_t y = g->act[gen_below(s, g->n_act)];
+    int64_t n = gen_width(g, y);
+    int32_t in[2] = {-1, -1};
+    int n_in = 0;
+    int64_t k = 0, n_tile = 0, n_off = 0;
+    if (op == IR_OP_GEMV_TILE) {
+        int32_t others[GEN_MAX_ACTS];
+        int n_others = 0;
+        for (int i = 0; i < g->n_act; i++)
+            if (g->act[i] != y)
+                others[n_others++] = g->act[i];
+        if (n_others > 0 && gen_chance(s, 50)) {
+            in[0] = others[gen_below(s, n_others)];
+            k = gen_width(g, in[0]);
+        } else {
+            k = gen_chance(s, 50) ? 4 : 8;
+            in[0] = gen_input(g, k);
+        }
+        in[1] = gen_weight(g, n, k);
+        n_in = 2;
+        if (gen_chance(s, 60)) {            /* a tile of an even split */
+            static const int64_t parts[] = {1, 2, 4};
+            int64_t d = parts[gen_below(s, 3)];
+            n_tile = n / d;
+            n_off = gen_below(s, d) * n_tile;
+        } else {                            /* any tile */
+            n_tile = 1 + gen_below(s, n);
+            n_off = gen_below(s, n - n_tile + 1);
+        }
+    } else if (op == IR_OP_ADD) {
+        in[0] = gen_operand(g, n, y);
+        in[1] = gen_operand(g, n, y);
+        n_in = 2;
+    } else if (op == IR_OP_COPY) {
+        in[0] = gen_operand(g, n, y);
+        n_in = 1;
+    }
+    for (int i = 0; i < n_in; i++)
+        if (in[i] < 0)
+            return false;
+    char label[32];
+    snprintf(label, sizeof label, "t%d", index);
+    ir_task *t = ir_add_task(g->p, op, out_counter, label);
+    if (!t)
+        return false;
+    bool ok = true;
+    for (int i = 0; i < n_in; i++)
+        ok = ok && ir_task_add_input(t, in[i]) == IR_OK;
+    if (op != IR_OP_NOP)
+        ok = ok && ir_task_add_output(t, y) == IR_OK;
+    if (op == IR_OP_GEMV_TILE)
+        ok = ok && ir_task_set_int(t, "K", k) == IR_OK && ir_task_set_int(t, "N_tile", n_tile) == IR_OK &&
+             ir_task_set_int(t, "n_off", n_off) == IR_OK;
+    return ok;
+}
+
+/* Waits of task i. With probability safe_pct a wait is on producers that come earlier in task
+ * order (which every queue follows unless shuffled), so it cannot block forever; otherwise it is
+ * a partial wait on any counter, a threshold above the producer count, a counter nobody
+ * produces, or the task's own counter. */
+static bool gen_waits(gen_state *g, int i, int safe_pct, const int *producers)
+{
+    uint64_t *s = &g->rng;
+    ir_program *p = g->p;
+    int earlier[GEN_MAX_COUNTERS] = {0};
+    for (int j = 0; j < i; j++)
+        earlier[p->tasks[j].out_counter]++;
+    int n_waits = (int)gen_below(s, 4);
+    for (int w = 0; w < n_waits; w++) {
+        int32_t c = -1;
+        int64_t threshold = 1;
+        if (gen_chance(s, safe_pct)) {
+            int cands[GEN_MAX_COUNTERS], k = 0;
+            for (int32_t x = 0; x < p->n_counters; x++)
+                if (earlier[x] > 0)
+                    cands[k++] = x;
+            if (k == 0)
+                continue;
+            c = cands[gen_below(s, k)];
+            threshold = gen_chance(s, 60) ? earlier[c] : 1 + gen_below(s, earlier[c]);
+        } else {
+            int kind = (int)gen_below(s, 100);
+            c = (int32_t)gen_below(s, p->n_counters);
+            if (kind < 40) {                      /* partial or full wait, any producers */
+                threshold = 1 + gen_below(s, producers[c] > 0 ? producers[c] : 1);
+            } else if (kind < 60) {               /* more than can ever be produced */
+                threshold = producers[c] + 1 + gen_below(s, 2);
+            } else if (kind < 75) {               /* a counter nobody produces, if any */
+                for (int32_t x = 0; x < p->n_counters; x++)
+                    if (producers[x] == 0)
+                        c = x;
+                threshold = producers[c] + 1;
+            } else {                              /* its own counter */
+                c = p->tasks[i].out_counter;
+                threshold = 1 + gen_below(s, producers[c]);
+            }
+        }
+        bool dup = false;
+        for (int x = 0; x < p->tasks[i].n_waits; x++)
+            dup = dup || p->tasks[i].waits[x].counter == c;
+        if (!dup && ir_task_add_wait(&p->tasks[i], c, threshold) != IR_OK)
+            return false;
+    }
+    return true;
+}
+
+/* Map 2 or more activations to one page (two pages sometimes). */
+static bool gen_pages(gen_state *g)
+{
+    uint64_t *s = &g->rng;
+    ir_program *p = g->p;
+    int n_pages = g->n_act >= 4 && gen_chance(s, 30) ? 2 : 1;
+    int32_t order[GEN_MAX_ACTS];
+    for (int i = 0; i < g->n_act; i++)
+        order[i] = g->act[i];
+    for (int i = g->n_act - 1; i > 0; i--) {
+        int j = (int)gen_below(s, i + 1);
+        int32_t tmp = order[i];
+        order[i] = order[j];
+        order[j] = tmp;
+    }
+    p->pages.map_buffer = malloc(GEN_MAX_ACTS * sizeof *p->pages.map_buffer);
+    p->pages.map_page = malloc(GEN_MAX_ACTS * sizeof *p->pages.map_page);
+    p->pages.pages = calloc((size_t)n_pages, sizeof *p->pages.pages);
+    if (!p->pages.map_buffer || !p->pages.map_page || !p->pages.pages)
+        return false;
+    p->has_pages = true;
+    p->pages.n_pages = n_pages;
+    int next = 0;
+    for (int32_t pg = 0; pg < n_pages; pg++) {
+        /* page 0 takes 2..(n_act - 2*(n_pages-1)) buffers, page 1 (if any) two of the rest */
+        int room = g->n_act - next - 2 * (n_pages - 1 - pg);
+        int take = pg == n_pages - 1 && pg > 0 ? 2 : 2 + (int)gen_below(s, room - 1);
+        ir_page *page = &p->pages.pages[pg];
+        page->id = pg;
+        page->space = IR_GLOBAL_SCRATCH;
+        page->live_start = page->live_end = -1;
+        for (int i = 0; i < take; i++) {
+            int32_t b = order[next++];
+            p->pages.map_buffer[p->pages.n_map] = b;
+            p->pages.map_page[p->pages.n_map++] = pg;
+            if (ir_buffer_nbytes(&p->buffers[b]) > page->nbytes)
+                page->nbytes = ir_buffer_nbytes(&p->buffers[b]);
+        }
+    }
+    return true;
+}
+
+/* The launch plan: every queue non-empty, tasks in id order, one queue sometimes shuffled. */
+static bool gen_plan(gen_state *g, int n_queues)
+{
+    uint64_t *s = &g->rng;
+    ir_program *p = g->p;
+    int n = p->n_tasks;
+    int32_t queue_of[GEN_MAX_TASKS], perm[GEN_MAX_TASKS];
+    for (int i = 0; i < n; i++)
+        perm[i] = i;
+    for (int i = n - 1; i > 0; i--) {
+        int j = (int)gen_below(s, i + 1);
+        int32_t tmp = perm[i];
+        perm[i] = perm[j];
+        perm[j] = tmp;
+    }
+    for (int i = 0; i < n; i++)
+        queue_of[perm[i]] = i < n_queues ? i : (int32_t)gen_below(s, n_queues);
+    if (ir_plan_alloc(&p->plan, n_queues, n) != IR_OK)
+        return false;
+    p->has_plan = true;
+    p->plan.threads_per_block = 128;
+    p->plan.regs_per_thread = 32;
+    p->plan.pipelining_depth = 1;
+    int k = 0;
+    for (int32_t q = 0; q < n_queues; q++) {
+        p->plan.queue_start[q] = k;
+        for (int i = 0; i < n; i++)
+            if (queue_of[i] == q) {
+                p->plan.queue_tasks[k++] = i;
+                p->tasks[i].sm = q;
+            }
+        int len = k - p->plan.queue_start[q];
+        if (len > 1 && gen_chance(s, 12)) {
+            int32_t *qt = &p->plan.queue_tasks[p->plan.queue_start[q]];
+            for (int i = len - 1; i > 0; i--) {
+                int j = (int)gen_below(s, i + 1);
+                int32_t tmp = qt[i];
+                qt[i] = qt[j];
+                qt[j] = tmp;
+            }
+        }
+    }
+    p->plan.queue_start[n_queues] = k;
+    return true;
+}
+
+ir_program *explore_gen_program(uint64_t seed)
+{
+    gen_state g;
+    memset(&g, 0, sizeof g);
+    memset(g.input_of, -1, sizeof g.input_of);
+    memset(g.weight_of, -1, sizeof g.weight_of);
+    g.rng = seed;
+    uint64_t *s = &g.rng;
+    const ir_target *h100 = ir_target_builtin("h100");
+    g.p = ir_program_new();
+    if (!g.p || !h100)
+        goto fail;
+    ir_program *p = g.p;
+    p->has_target = true;
+    p->target = *h100;
+    p->has_decode = true;
+    p->decode.pos = 0;
+    p->decode.max_seq = 1;
+
+    int n_tasks = 2 + (int)gen_below(s, GEN_MAX_TASKS - 1);
+    int n_queues = gen_chance(s, 15) ? 1 : 2 + (int)gen_below(s, 2);
+    if (n_queues > n_tasks)
+        n_queues = n_tasks;
+    int n_counters = 1 + (int)gen_below(s, GEN_MAX_COUNTERS);
+    static const int safe_pcts[] = {100, 92, 75};
+    int safe_pct = safe_pcts[gen_below(s, 3)];
+
+    g.n_act = 1 + (int)gen_below(s, GEN_MAX_ACTS);
+    static const int64_t widths[] = {4, 8, 12, 16};
+    int64_t common = widths[gen_below(s, 4)];
+    bool same_width = gen_chance(s, 50);
+    for (int i = 0; i < g.n_act; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "x%d", i);
+        int64_t n = same_width ? common : widths[gen_below(s, 4)];
+        g.act[i] = ir_add_buffer(p, name, IR_ACTIVATION, IR_F32, 2, (int64_t[]){1, n}, IR_GLOBAL_SCRATCH, NULL);
+        if (g.act[i] < 0)
+            goto fail;
+    }
+    for (int c = 0; c < n_counters; c++)
+        if (ir_add_counter(p, "") < 0)
+            goto fail;
+    int producers[GEN_MAX_COUNTERS] = {0};
+    for (int i = 0; i < n_tasks; i++) {
+        int32_t c = (int32_t)gen_below(s, n_counters);
+        producers[c]++;
+        if (!gen_task(&g, c, i))
+            goto fail;
+    }
+    for (int i = 0; i < n_tasks; i++)
+        if (!gen_waits(&g, i, safe_pct, producers))
+            goto fail;
+    if (g.n_act >= 2 && gen_chance(s, 35) && !gen_pages(&g))
+        goto fail;
+    if (!gen_plan(&g, n_queues))
+        goto fail;
+    return p;
+fail:
+    ir_program_free(g.p);
+    return NULL;
+}
