@@ -461,4 +461,11 @@ ir_status ir_task_footprint(const ir_program *p, const ir_task *t, bool is_outpu
 /* The box evaluated at pos, as concrete [lo, hi) per dimension. */
 void ir_box_eval(const ir_box *b, int64_t pos, int64_t *lo, int64_t *hi);
 
+/* ---------------------------------------------------------------- hashing */
+
+/* SHA-256 of len bytes as 64 lowercase hex digits plus NUL. */
+void ir_sha256_hex(const void *data, size_t len, char out[65]);
+/* SHA-256 of p's canonical JSON (ir_write_json), the identity certificates bind to. */
+ir_status ir_program_sha256(const ir_program *p, char out[65], ir_error *err);
+
 #endif /* AMK_IR_H */
