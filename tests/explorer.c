@@ -762,6 +762,107 @@ static bool gen_plan(gen_state *g, int n_queues)
     return true;
 }
 
+/* Tasks wired at random: each produces a random counter of n_counters, and waits per gen_waits. */
+static bool gen_random_wiring(gen_state *g, int n_tasks)
+{
+    uint64_t *s = &g->rng;
+    int n_counters = 1 + (int)gen_below(s, GEN_MAX_COUNTERS);
+    static const int safe_pcts[] = {100, 92, 75};
+    int safe_pct = safe_pcts[gen_below(s, 3)];
+    for (int c = 0; c < n_counters; c++)
+        if (ir_add_counter(g->p, "") < 0)
+            return false;
+    int producers[GEN_MAX_COUNTERS] = {0};
+    for (int i = 0; i < n_tasks; i++) {
+        int32_t c = (int32_t)gen_below(s, n_counters);
+        producers[c]++;
+        if (!gen_task(g, c, i))
+            return false;
+    }
+    for (int i = 0; i < n_tasks; i++)
+        if (!gen_waits(g, i, safe_pct, producers))
+            return false;
+    return true;
+}
+
+/* Tasks in stages, as a lowering makes them: stage s is 1, 2 or 4 tiles of one GEMV (or one ADD
+ * or COPY) writing one activation, every task of it counting on counter s; a stage's tasks wait
+ * for the previous stage, usually for all of its tasks, sometimes for only some or not at all.
+ * Activations are reused across stages, so later stages overwrite what earlier ones read. */
+static bool gen_stages(gen_state *g)
+{
+    uint64_t *s = &g->rng;
+    ir_program *p = g->p;
+    int n_stages = 2 + (int)gen_below(s, GEN_MAX_COUNTERS - 1);
+    int32_t out[GEN_MAX_COUNTERS];
+    int tiles[GEN_MAX_COUNTERS];
+    int made = 0;
+    for (int st = 0; st < n_stages && made < GEN_MAX_TASKS; st++) {
+        if (ir_add_counter(p, "") != st)
+            return false;
+        int32_t y = gen_chance(s, 70) ? g->act[st % g->n_act] : g->act[gen_below(s, g->n_act)];
+        int64_t n = gen_width(g, y);
+        int32_t prev = st > 0 ? out[st - 1] : -1, prev2 = st > 1 ? out[st - 2] : -1;
+        static const int splits[] = {1, 2, 4};
+        int k = splits[gen_below(s, 3)];
+        if (made + k > GEN_MAX_TASKS)
+            k = 1;
+        ir_op op = k > 1 || gen_chance(s, 50) ? IR_OP_GEMV_TILE : gen_chance(s, 50) ? IR_OP_ADD : IR_OP_COPY;
+        int32_t in[2] = {-1, -1};
+        int n_in = 1;
+        int64_t kdim = 0;
+        if (op == IR_OP_GEMV_TILE) {
+            in[0] = prev >= 0 && prev != y ? prev : gen_input(g, 8);
+            if (in[0] < 0)
+                return false;
+            kdim = gen_width(g, in[0]);
+            in[1] = gen_weight(g, n, kdim);
+            n_in = 2;
+        } else {
+            in[0] = prev >= 0 && prev != y && gen_width(g, prev) == n ? prev : gen_input(g, n);
+            if (op == IR_OP_ADD) {
+                in[1] = prev2 >= 0 && prev2 != y && gen_width(g, prev2) == n ? prev2 : gen_input(g, n);
+                n_in = 2;
+            }
+        }
+        for (int i = 0; i < n_in; i++)
+            if (in[i] < 0)
+                return false;
+        bool overlap = k > 1 && gen_chance(s, 15);   /* the last tile shifted onto its neighbour */
+        for (int i = 0; i < k; i++) {
+            char label[32];
+            snprintf(label, sizeof label, "s%d.%d", st, i);
+            ir_task *t = ir_add_task(p, op, st, label);
+            if (!t)
+                return false;
+            bool ok = true;
+            for (int j = 0; j < n_in; j++)
+                ok = ok && ir_task_add_input(t, in[j]) == IR_OK;
+            ok = ok && ir_task_add_output(t, y) == IR_OK;
+            if (op == IR_OP_GEMV_TILE) {
+                int64_t n_tile = n / k, n_off = i * n_tile - (overlap && i == k - 1 ? 1 : 0);
+                ok = ok && ir_task_set_int(t, "K", kdim) == IR_OK && ir_task_set_int(t, "N_tile", n_tile) == IR_OK &&
+                     ir_task_set_int(t, "n_off", n_off) == IR_OK;
+            }
+            if (st > 0) {
+                int roll = (int)gen_below(s, 100);
+                if (roll < 78)
+                    ok = ok && ir_task_add_wait(t, st - 1, tiles[st - 1]) == IR_OK;
+                else if (roll < 90)
+                    ok = ok && ir_task_add_wait(t, st - 1, 1 + gen_below(s, tiles[st - 1])) == IR_OK;
+            }
+            if (st > 1 && gen_chance(s, 25))
+                ok = ok && ir_task_add_wait(t, st - 2, tiles[st - 2]) == IR_OK;
+            if (!ok)
+                return false;
+        }
+        out[st] = y;
+        tiles[st] = k;
+        made += k;
+    }
+    return true;
+}
+
 ir_program *explore_gen_program(uint64_t seed)
 {
     gen_state g;
@@ -781,14 +882,6 @@ ir_program *explore_gen_program(uint64_t seed)
     p->decode.pos = 0;
     p->decode.max_seq = 1;
 
-    int n_tasks = 2 + (int)gen_below(s, GEN_MAX_TASKS - 1);
-    int n_queues = gen_chance(s, 15) ? 1 : 2 + (int)gen_below(s, 2);
-    if (n_queues > n_tasks)
-        n_queues = n_tasks;
-    int n_counters = 1 + (int)gen_below(s, GEN_MAX_COUNTERS);
-    static const int safe_pcts[] = {100, 92, 75};
-    int safe_pct = safe_pcts[gen_below(s, 3)];
-
     g.n_act = 1 + (int)gen_below(s, GEN_MAX_ACTS);
     static const int64_t widths[] = {4, 8, 12, 16};
     int64_t common = widths[gen_below(s, 4)];
@@ -801,21 +894,14 @@ ir_program *explore_gen_program(uint64_t seed)
         if (g.act[i] < 0)
             goto fail;
     }
-    for (int c = 0; c < n_counters; c++)
-        if (ir_add_counter(p, "") < 0)
-            goto fail;
-    int producers[GEN_MAX_COUNTERS] = {0};
-    for (int i = 0; i < n_tasks; i++) {
-        int32_t c = (int32_t)gen_below(s, n_counters);
-        producers[c]++;
-        if (!gen_task(&g, c, i))
-            goto fail;
-    }
-    for (int i = 0; i < n_tasks; i++)
-        if (!gen_waits(&g, i, safe_pct, producers))
-            goto fail;
+    bool staged = gen_chance(s, 40);
+    if (!(staged ? gen_stages(&g) : gen_random_wiring(&g, 2 + (int)gen_below(s, GEN_MAX_TASKS - 1))))
+        goto fail;
     if (g.n_act >= 2 && gen_chance(s, 35) && !gen_pages(&g))
         goto fail;
+    int n_queues = gen_chance(s, 15) ? 1 : 2 + (int)gen_below(s, 2);
+    if (n_queues > p->n_tasks)
+        n_queues = p->n_tasks;
     if (!gen_plan(&g, n_queues))
         goto fail;
     return p;

@@ -53,9 +53,10 @@ ir_status explore_naive(const ir_program *p, bool *deadlock, bool *race, ir_erro
 ir_status explore_greedy(const ir_program *p, bool *deadlock, ir_error *err);
 
 /* A random small program from seed: 2-12 tasks (GEMV_TILE, ADD, COPY, NOP) on 1-3 queues of a
- * launch plan, 1-6 counters, waits with random and partial thresholds, F32 activations [1, N]
- * with N in 4..16, sometimes several activations sharing one page; target h100, decode pos 0.
- * Meant to be well-formed. NULL when out of memory. The caller frees it with ir_program_free. */
+ * launch plan, wired at random over 1-6 shared counters (partial waits, unreachable thresholds,
+ * own-counter waits) or in stages as a lowering makes them; F32 activations [1, N] with N in
+ * 4..16, sometimes several sharing one page; target h100, decode pos 0. Meant to be well-formed.
+ * NULL when out of memory. The caller frees it with ir_program_free. */
 ir_program *explore_gen_program(uint64_t seed);
 
 #endif /* AMK_TESTS_EXPLORER_H */
