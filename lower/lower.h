@@ -59,4 +59,18 @@ void lower_opts_default(lower_opts *o);
 ir_status lower_program(const lower_model *m, const ir_config *c, const ir_target *t,
                         const lower_opts *o, ir_program **out, ir_error *err);
 
+/* ---------------------------------------------------------------- additions */
+
+/* Number of built-in presets and the i-th preset's name (NULL when out of range). */
+int lower_preset_count(void);
+const char *lower_preset_at(int i);
+
+/* Same as lower_model_from_hf_config, from the text of a config.json (len bytes). */
+ir_status lower_model_from_hf_json(const char *text, size_t len, lower_model *m, ir_error *err);
+
+/* Check a ScheduleConfig's semantics without lowering: tiling archetypes and keys (gemv.N_tile,
+ * attention.kv_block), supported fusion groups, ranges of threads_per_block, pipelining_depth,
+ * smem_bytes_per_block. IR_OK, or the refusal naming the config field. */
+ir_status lower_config_check(const ir_config *c, ir_error *err);
+
 #endif /* AMK_LOWER_H */

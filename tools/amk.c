@@ -14,6 +14,7 @@ typedef struct {
 
 static const amk_command COMMANDS[] = {
     {"ir", cmd_ir, "check or canonically rewrite a program JSON file"},
+    {"lower", cmd_lower, "lower a Llama model + ScheduleConfig into a program with a launch plan"},
     /* one line per subcommand, kept in this order: ir, lower, verify, cert, mutate, weights,
        run, bench, audit, lint-kernel, launch */
 };

@@ -17,6 +17,7 @@
 #define AMK_EXIT_UNKNOWN 3
 
 int cmd_ir(int argc, char **argv);
+int cmd_lower(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 
 /* Print err to stderr in the documented one-line form "amk: STATUS at WHERE: WHY". */

@@ -1,0 +1,586 @@
+/*
+ * lower_program.c - builds the task graph of one Llama decode step and runs the scheduling
+ * passes over it (lower_sched.c, lower_pages.c).
+ *
+ * Shapes, named once: H hidden, nh query heads, nkv KV heads, hd head dim, I intermediate,
+ * V vocab, S max_seq (KV cache rows), B kv_block, nb = ceil(S/B).
+ *
+ * The builder emits tasks in dependency order, so task-id order is a topological order; the
+ * queues are cut from it. One counter per op instance (all tiles of a projection share it and
+ * every consumer joins all of them); nothing is shared across layers and every wait names a
+ * counter of the same or an earlier layer.
+ */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "lower/lower_internal.h"
+
+/* What a consumer must wait for to read a tensor: counter >= threshold. counter -1: nothing
+ * (read-only inputs). */
+typedef struct {
+    int32_t counter;
+    int64_t threshold;
+} dep;
+
+static const dep NO_DEP = {-1, 0};
+
+typedef struct {
+    const lower_model *m;
+    const lower_opts *o;
+    lower_knobs k;
+    ir_program *p;
+    ir_error *err;
+    ir_status st;            /* first failure; IR_OK while building goes well */
+    int64_t S;               /* KV rows */
+    int64_t wbytes;          /* bytes per weight element */
+} builder;
+
+#define CHECK(b)                                                                                \
+    do {                                                                                        \
+        if ((b)->st != IR_OK)                                                                   \
+            return (b)->st;                                                                     \
+    } while (0)
+
+static void fail_nomem(builder *b)
+{
+    if (b->st == IR_OK)
+        b->st = ir_fail(b->err, IR_ERR_NOMEM, "lower", "out of memory");
+}
+
+/* ---------------------------------------------------------------- buffers and counters */
+
+static int32_t buffer(builder *b, ir_kind kind, ir_dtype dt, int rank, int64_t d0, int64_t d1,
+                      const char *source, const char *fmt, ...) __attribute__((format(printf, 8, 9)));
+
+static int32_t buffer(builder *b, ir_kind kind, ir_dtype dt, int rank, int64_t d0, int64_t d1,
+                      const char *source, const char *fmt, ...)
+{
+    if (b->st != IR_OK)
+        return -1;
+    char name[160];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    int64_t shape[2] = {d0, d1};
+    ir_space space = kind == IR_ACTIVATION ? IR_GLOBAL_SCRATCH : IR_HBM;
+    int32_t id = ir_add_buffer(b->p, name, kind, dt, rank, shape, space, source);
+    if (id < 0)
+        fail_nomem(b);
+    return id;
+}
+
+/* A weight buffer named after its safetensors key. */
+static int32_t weight(builder *b, int rank, int64_t d0, int64_t d1, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+static int32_t weight(builder *b, int rank, int64_t d0, int64_t d1, const char *fmt, ...)
+{
+    char key[160];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(key, sizeof key, fmt, ap);
+    va_end(ap);
+    return buffer(b, IR_WEIGHT, b->o->dtype, rank, d0, d1, key, "%s", key);
+}
+
+/* An F32 activation [1, n]. */
+static int32_t act(builder *b, int64_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static int32_t act(builder *b, int64_t n, const char *fmt, ...)
+{
+    char name[160];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    return buffer(b, IR_ACTIVATION, IR_F32, 2, 1, n, NULL, "%s", name);
+}
+
+static int32_t counter(builder *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int32_t counter(builder *b, const char *fmt, ...)
+{
+    if (b->st != IR_OK)
+        return -1;
+    char note[160];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(note, sizeof note, fmt, ap);
+    va_end(ap);
+    int32_t id = ir_add_counter(b->p, note);
+    if (id < 0)
+        fail_nomem(b);
+    return id;
+}
+
+/* ---------------------------------------------------------------- tasks */
+
+/* Append a task reading in[], writing out[], waiting for deps[] (entries with counter -1 are
+ * skipped). Returns the task (valid until the next emit) or NULL once anything failed. */
+static ir_task *emit(builder *b, ir_op op, int32_t ctr, const int32_t *in, int nin,
+                     const int32_t *out, int nout, const dep *deps, int ndeps, int64_t est_bytes,
+                     int64_t est_flops, const char *fmt, ...) __attribute__((format(printf, 12, 13)));
+
+static ir_task *emit(builder *b, ir_op op, int32_t ctr, const int32_t *in, int nin,
+                     const int32_t *out, int nout, const dep *deps, int ndeps, int64_t est_bytes,
+                     int64_t est_flops, const char *fmt, ...)
+{
+    if (b->st != IR_OK)
+        return NULL;
+    char label[160];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(label, sizeof label, fmt, ap);
+    va_end(ap);
+    ir_task *t = ir_add_task(b->p, op, ctr, label);
+    if (!t) {
+        fail_nomem(b);
+        return NULL;
+    }
+    ir_status s = IR_OK;
+    for (int i = 0; i < nin && s == IR_OK; i++)
+        s = ir_task_add_input(t, in[i]);
+    for (int i = 0; i < nout && s == IR_OK; i++)
+        s = ir_task_add_output(t, out[i]);
+    for (int i = 0; i < ndeps && s == IR_OK; i++)
+        if (deps[i].counter >= 0)
+            s = ir_task_add_wait(t, deps[i].counter, deps[i].threshold);
+    if (s != IR_OK) {
+        b->st = ir_fail(b->err, s, label, "task exceeds an ABI cap");
+        return NULL;
+    }
+    t->est_bytes = est_bytes;
+    t->est_flops = est_flops;
+    return t;
+}
+
+static void set_int(builder *b, ir_task *t, const char *key, int64_t v)
+{
+    if (b->st == IR_OK && t && ir_task_set_int(t, key, v) != IR_OK)
+        fail_nomem(b);
+}
+
+static void set_real(builder *b, ir_task *t, const char *key, double v)
+{
+    if (b->st == IR_OK && t && ir_task_set_real(t, key, v) != IR_OK)
+        fail_nomem(b);
+}
+
+static void set_pexpr(builder *b, ir_task *t, const char *key, ir_pexpr e)
+{
+    if (b->st == IR_OK && t && ir_task_set_pexpr(t, key, e, b->o->pos) != IR_OK)
+        fail_nomem(b);
+}
+
+/* One single-task op whose consumers wait for (its counter, 1). */
+static dep single(builder *b, ir_op op, const int32_t *in, int nin, int32_t out, const dep *deps,
+                  int ndeps, int64_t est_bytes, int64_t est_flops, ir_task **tp, const char *name)
+{
+    int32_t c = counter(b, "%s", name);
+    *tp = emit(b, op, c, in, nin, &out, 1, deps, ndeps, est_bytes, est_flops, "%s", name);
+    return (dep){c, 1};
+}
+
+/* y[1,N] = x[1,K] W[N,K]^T as ceil(N / N_tile) GEMV_TILE tasks sharing one counter. The last
+ * tile is shorter when N_tile does not divide N; its N_tile param is its own width. */
+static dep gemv(builder *b, int32_t x, dep xdep, int32_t w, int32_t y, int64_t K, int64_t N,
+                const char *name)
+{
+    int64_t nt = b->k.n_tile < N ? b->k.n_tile : N;
+    int64_t tiles = (N + nt - 1) / nt;
+    int32_t c = counter(b, "%s (%lld tiles)", name, (long long)tiles);
+    int32_t in[2] = {x, w};
+    for (int64_t i = 0; i < tiles; i++) {
+        int64_t off = i * nt, width = N - off < nt ? N - off : nt;
+        ir_task *t = emit(b, IR_OP_GEMV_TILE, c, in, 2, &y, 1, &xdep, 1,
+                          width * K * b->wbytes + 4 * K + 4 * width, 2 * width * K, "%s[%lld]",
+                          name, (long long)i);
+        set_int(b, t, "K", K);
+        set_int(b, t, "N_tile", width);
+        set_int(b, t, "n_off", off);
+    }
+    return (dep){c, tiles};
+}
+
+/* ya = x Wa^T and yb = x Wb^T, one FUSED (recipe 1) task per matching tile pair. */
+static dep gemv_pair(builder *b, int32_t x, dep xdep, int32_t wa, int32_t wb, int32_t ya,
+                     int32_t yb, int64_t K, int64_t N, const char *name)
+{
+    int64_t nt = b->k.n_tile < N ? b->k.n_tile : N;
+    int64_t tiles = (N + nt - 1) / nt;
+    int32_t c = counter(b, "%s (%lld tiles)", name, (long long)tiles);
+    int32_t in[3] = {x, wa, wb}, out[2] = {ya, yb};
+    for (int64_t i = 0; i < tiles; i++) {
+        int64_t off = i * nt, width = N - off < nt ? N - off : nt;
+        ir_task *t = emit(b, IR_OP_FUSED, c, in, 3, out, 2, &xdep, 1,
+                          2 * width * K * b->wbytes + 4 * K + 8 * width, 4 * width * K,
+                          "%s[%lld]", name, (long long)i);
+        set_int(b, t, "recipe", 1);
+        set_int(b, t, "K", K);
+        set_int(b, t, "N_tile", width);
+        set_int(b, t, "n_off", off);
+    }
+    return (dep){c, tiles};
+}
+
+static dep rmsnorm(builder *b, int32_t x, dep xdep, int32_t w, int32_t y, const char *name)
+{
+    int64_t H = b->m->hidden;
+    int32_t in[2] = {x, w};
+    ir_task *t;
+    dep d = single(b, IR_OP_RMSNORM, in, 2, y, &xdep, 1, 8 * H + H * b->wbytes, 4 * H, &t, name);
+    set_real(b, t, "eps", b->m->rms_eps);
+    set_int(b, t, "hidden", H);
+    return d;
+}
+
+/* Position p as a position expression: clamp(pos, 0, inf). */
+static ir_pexpr pos_expr(void) { return (ir_pexpr){1, 0, 0, INT64_MAX}; }
+
+static dep rope(builder *b, int32_t x, dep xdep, int32_t y, int64_t heads, const char *name)
+{
+    const lower_model *m = b->m;
+    int64_t n = heads * m->head_dim;
+    ir_task *t;
+    dep d = single(b, IR_OP_ROPE, &x, 1, y, &xdep, 1, 8 * n, 6 * n, &t, name);
+    set_int(b, t, "head_dim", m->head_dim);
+    set_real(b, t, "theta", m->rope_theta);
+    set_pexpr(b, t, "pos", pos_expr());
+    if (m->rope_llama3) {
+        set_real(b, t, "rope_factor", m->rope_factor);
+        set_real(b, t, "rope_low_freq", m->rope_low_freq);
+        set_real(b, t, "rope_high_freq", m->rope_high_freq);
+        set_int(b, t, "rope_orig_max", m->rope_orig_max);
+    }
+    return d;
+}
+
+static dep binary(builder *b, ir_op op, int32_t a, dep adep, int32_t c2, dep cdep, int32_t y,
+                  int64_t n, const char *name)
+{
+    int32_t in[2] = {a, c2};
+    dep deps[2] = {adep, cdep};
+    ir_task *t;
+    return single(b, op, in, 2, y, deps, 2, 12 * n, 4 * n, &t, name);
+}
+
+static void attention_params(builder *b, ir_task *t)
+{
+    const lower_model *m = b->m;
+    set_int(b, t, "head_dim", m->head_dim);
+    set_real(b, t, "scale", 1.0 / sqrt((double)m->head_dim));
+    set_int(b, t, "n_heads", m->n_heads);
+    set_int(b, t, "n_kv_heads", m->n_kv_heads);
+}
+
+/* Attention of one layer: one ATTENTION_TILE over rows [0, pos+1), or with kv_block B one tile
+ * per block of B cache rows writing a partials row, then ATTENTION_COMBINE. The task graph is
+ * the same for every pos; only kv_len (a position expression) changes. */
+static dep attention(builder *b, int li, int32_t q, dep qdep, int32_t kc, dep kdep, int32_t vc,
+                     dep vdep, int32_t out)
+{
+    const lower_model *m = b->m;
+    int64_t S = b->S, hd = m->head_dim, nh = m->n_heads, nkv = m->n_kv_heads;
+    int32_t in[3] = {q, kc, vc};
+    dep deps[3] = {qdep, kdep, vdep};
+    char name[64];
+    if (!b->k.kv_block) {
+        snprintf(name, sizeof name, "L%d.attention", li);
+        ir_task *t;
+        dep d = single(b, IR_OP_ATTENTION_TILE, in, 3, out, deps, 3,
+                       8 * nh * hd + 8 * S * nkv * hd, 4 * S * nh * hd, &t, name);
+        attention_params(b, t);
+        set_int(b, t, "kv_start", 0);
+        set_pexpr(b, t, "kv_len", (ir_pexpr){1, 1, 0, S});
+        return d;
+    }
+    int64_t B = b->k.kv_block, nb = (S + B - 1) / B;
+    int32_t part = buffer(b, IR_ACTIVATION, IR_F32, 2, nb, nh * (hd + 2), NULL,
+                          "L%d.attn_partials", li);
+    int32_t c = counter(b, "L%d.attention (%lld blocks)", li, (long long)nb);
+    for (int64_t blk = 0; blk < nb; blk++) {
+        int64_t start = blk * B, rows = S - start < B ? S - start : B;
+        ir_task *t = emit(b, IR_OP_ATTENTION_TILE, c, in, 3, &part, 1, deps, 3,
+                          4 * nh * hd + 8 * rows * nkv * hd + 4 * nh * (hd + 2),
+                          4 * rows * nh * hd, "L%d.attention[%lld]", li, (long long)blk);
+        attention_params(b, t);
+        set_int(b, t, "kv_start", start);
+        set_pexpr(b, t, "kv_len", (ir_pexpr){1, 1 - start, 0, rows});
+        set_int(b, t, "m_off", blk);
+    }
+    snprintf(name, sizeof name, "L%d.attention_combine", li);
+    dep pdep = {c, nb};
+    ir_task *t;
+    dep d = single(b, IR_OP_ATTENTION_COMBINE, &part, 1, out, &pdep, 1,
+                   4 * nb * nh * (hd + 2) + 4 * nh * hd, 4 * nb * nh * hd, &t, name);
+    set_int(b, t, "head_dim", hd);
+    set_int(b, t, "n_heads", nh);
+    return d;
+}
+
+/* One decoder layer; x is its input residual stream, returns its output's dep in *out_dep. */
+static int32_t layer(builder *b, int li, int32_t x, dep xdep, dep *out_dep)
+{
+    const lower_model *m = b->m;
+    int64_t H = m->hidden, hd = m->head_dim, qd = m->n_heads * hd, kvd = m->n_kv_heads * hd;
+    int64_t I = m->intermediate, S = b->S;
+    char name[64];
+#define NAME(s) (snprintf(name, sizeof name, "L%d." s, li), name)
+    const char *pre = "model.layers";
+
+    int32_t w_in = weight(b, 1, H, 0, "%s.%d.input_layernorm.weight", pre, li);
+    int32_t wq = weight(b, 2, qd, H, "%s.%d.self_attn.q_proj.weight", pre, li);
+    int32_t wk = weight(b, 2, kvd, H, "%s.%d.self_attn.k_proj.weight", pre, li);
+    int32_t wv = weight(b, 2, kvd, H, "%s.%d.self_attn.v_proj.weight", pre, li);
+    int32_t wo = weight(b, 2, H, qd, "%s.%d.self_attn.o_proj.weight", pre, li);
+    int32_t w_post = weight(b, 1, H, 0, "%s.%d.post_attention_layernorm.weight", pre, li);
+    int32_t wg = weight(b, 2, I, H, "%s.%d.mlp.gate_proj.weight", pre, li);
+    int32_t wu = weight(b, 2, I, H, "%s.%d.mlp.up_proj.weight", pre, li);
+    int32_t wd = weight(b, 2, H, I, "%s.%d.mlp.down_proj.weight", pre, li);
+    int32_t kc = buffer(b, IR_KV_CACHE, IR_F32, 2, S, kvd, NULL, "L%d.k_cache", li);
+    int32_t vc = buffer(b, IR_KV_CACHE, IR_F32, 2, S, kvd, NULL, "L%d.v_cache", li);
+
+    int32_t xn = act(b, H, "L%d.attn_norm", li);
+    dep d_xn = rmsnorm(b, x, xdep, w_in, xn, NAME("attn_norm"));
+    int32_t q = act(b, qd, "L%d.q", li), k = act(b, kvd, "L%d.k", li), v = act(b, kvd, "L%d.v", li);
+    dep d_q = gemv(b, xn, d_xn, wq, q, H, qd, NAME("q_proj"));
+    dep d_k = gemv(b, xn, d_xn, wk, k, H, kvd, NAME("k_proj"));
+    dep d_v = gemv(b, xn, d_xn, wv, v, H, kvd, NAME("v_proj"));
+    int32_t qr = act(b, qd, "L%d.q_rope", li), kr = act(b, kvd, "L%d.k_rope", li);
+    dep d_qr = rope(b, q, d_q, qr, m->n_heads, NAME("rope_q"));
+    dep d_kr = rope(b, k, d_k, kr, m->n_kv_heads, NAME("rope_k"));
+    ir_task *t;
+    dep d_kc = single(b, IR_OP_KV_APPEND, &kr, 1, kc, &d_kr, 1, 8 * kvd, 0, &t,
+                      NAME("kv_append_k"));
+    set_pexpr(b, t, "pos", pos_expr());
+    dep d_vc = single(b, IR_OP_KV_APPEND, &v, 1, vc, &d_v, 1, 8 * kvd, 0, &t,
+                      NAME("kv_append_v"));
+    set_pexpr(b, t, "pos", pos_expr());
+    int32_t at = act(b, qd, "L%d.attn", li);
+    dep d_at = attention(b, li, qr, d_qr, kc, d_kc, vc, d_vc, at);
+    int32_t o = act(b, H, "L%d.o", li);
+    dep d_o = gemv(b, at, d_at, wo, o, qd, H, NAME("o_proj"));
+    int32_t h = act(b, H, "L%d.resid_attn", li);
+    dep d_h = binary(b, IR_OP_ADD, x, xdep, o, d_o, h, H, NAME("resid_attn"));
+    int32_t hn = act(b, H, "L%d.mlp_norm", li);
+    dep d_hn = rmsnorm(b, h, d_h, w_post, hn, NAME("mlp_norm"));
+    int32_t g = act(b, I, "L%d.gate", li), u = act(b, I, "L%d.up", li);
+    dep d_g, d_u;
+    if (b->k.fuse_gate_up) {
+        d_g = gemv_pair(b, hn, d_hn, wg, wu, g, u, H, I, NAME("gate_up_proj"));
+        d_u = NO_DEP;
+    } else {
+        d_g = gemv(b, hn, d_hn, wg, g, H, I, NAME("gate_proj"));
+        d_u = gemv(b, hn, d_hn, wu, u, H, I, NAME("up_proj"));
+    }
+    int32_t a = act(b, I, "L%d.act", li);
+    dep d_a = binary(b, IR_OP_SILU_MUL, g, d_g, u, d_u, a, I, NAME("silu_mul"));
+    int32_t dn = act(b, H, "L%d.down", li);
+    dep d_dn = gemv(b, a, d_a, wd, dn, I, H, NAME("down_proj"));
+    int32_t y = act(b, H, "L%d.out", li);
+    *out_dep = binary(b, IR_OP_ADD, h, d_h, dn, d_dn, y, H, NAME("resid_mlp"));
+#undef NAME
+    return y;
+}
+
+/* ---------------------------------------------------------------- checks */
+
+static ir_status check_model(const lower_model *m, ir_error *err)
+{
+    struct {
+        const char *f;
+        int64_t v, lo, hi;
+    } f[] = {
+        {"model.hidden", m->hidden, 1, 1 << 20},
+        {"model.n_layers", m->n_layers, 1, 1 << 12},
+        {"model.n_heads", m->n_heads, 1, 1 << 12},
+        {"model.n_kv_heads", m->n_kv_heads, 1, 1 << 12},
+        {"model.head_dim", m->head_dim, 2, 4096},
+        {"model.intermediate", m->intermediate, 1, 1 << 22},
+        {"model.vocab", m->vocab, 1, 1 << 24},
+        {"model.max_pos", m->max_pos, 1, (int64_t)1 << 31},
+    };
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
+        if (f[i].v < f[i].lo || f[i].v > f[i].hi)
+            return ir_fail(err, IR_ERR_MALFORMED, f[i].f, "must be in [%lld, %lld], got %lld",
+                           (long long)f[i].lo, (long long)f[i].hi, (long long)f[i].v);
+    if (m->n_heads % m->n_kv_heads)
+        return ir_fail(err, IR_ERR_UNSUPPORTED, "model.n_kv_heads",
+                       "n_heads (%lld) is not a multiple of n_kv_heads (%lld)",
+                       (long long)m->n_heads, (long long)m->n_kv_heads);
+    if (m->head_dim % 2)
+        return ir_fail(err, IR_ERR_UNSUPPORTED, "model.head_dim",
+                       "must be even for rotate-half RoPE, got %lld", (long long)m->head_dim);
+    if (!(m->rms_eps > 0) || !isfinite(m->rms_eps))
+        return ir_fail(err, IR_ERR_MALFORMED, "model.rms_eps", "must be a finite number > 0");
+    if (!(m->rope_theta > 1) || !isfinite(m->rope_theta))
+        return ir_fail(err, IR_ERR_MALFORMED, "model.rope_theta", "must be a finite number > 1");
+    if (m->rope_llama3
+        && !(m->rope_factor > 0 && m->rope_low_freq > 0 && m->rope_high_freq > m->rope_low_freq
+             && m->rope_orig_max > 0))
+        return ir_fail(err, IR_ERR_MALFORMED, "model.rope_scaling",
+                       "llama3 scaling needs factor > 0, 0 < low_freq < high_freq, "
+                       "original_max_position_embeddings > 0");
+    return IR_OK;
+}
+
+/* Tasks the config asks for, computed before anything is built so a tiny N_tile on a huge model
+ * is refused instead of exhausting memory. */
+static int64_t count_tasks(const lower_model *m, const lower_knobs *k, int64_t S, bool argmax)
+{
+    int64_t H = m->hidden, qd = m->n_heads * m->head_dim, kvd = m->n_kv_heads * m->head_dim;
+    int64_t I = m->intermediate;
+#define TILES(N) (((N) + k->n_tile - 1) / k->n_tile)
+    int64_t attn = k->kv_block ? (S + k->kv_block - 1) / k->kv_block + 1 : 1;
+    int64_t per_layer = 1 + TILES(qd) + 2 * TILES(kvd) + 2 + 2 + attn + TILES(H) + 1 + 1
+                        + (k->fuse_gate_up ? 1 : 2) * TILES(I) + 1 + TILES(H) + 1;
+    return 1 + m->n_layers * per_layer + 1 + TILES(m->vocab) + (argmax ? 1 : 0);
+#undef TILES
+}
+
+/* meta: {"model", "gpu", "dtype", "model_config": every lower_model field}. */
+static char *meta_json(const lower_model *m, const ir_target *t, const lower_opts *o)
+{
+    cJSON *meta = cJSON_CreateObject();
+    cJSON *mc = cJSON_CreateObject();
+    if (!meta || !mc) {
+        cJSON_Delete(meta);
+        cJSON_Delete(mc);
+        return NULL;
+    }
+    cJSON_AddStringToObject(meta, "model", m->name);
+    cJSON_AddStringToObject(meta, "gpu", t->name);
+    cJSON_AddStringToObject(meta, "dtype", ir_dtype_name(o->dtype));
+    cJSON_AddStringToObject(meta, "regime", "decode");
+    cJSON_AddItemToObject(meta, "model_config", mc);
+    cJSON_AddStringToObject(mc, "name", m->name);
+    cJSON_AddNumberToObject(mc, "hidden", (double)m->hidden);
+    cJSON_AddNumberToObject(mc, "n_layers", (double)m->n_layers);
+    cJSON_AddNumberToObject(mc, "n_heads", (double)m->n_heads);
+    cJSON_AddNumberToObject(mc, "n_kv_heads", (double)m->n_kv_heads);
+    cJSON_AddNumberToObject(mc, "head_dim", (double)m->head_dim);
+    cJSON_AddNumberToObject(mc, "intermediate", (double)m->intermediate);
+    cJSON_AddNumberToObject(mc, "vocab", (double)m->vocab);
+    cJSON_AddNumberToObject(mc, "max_pos", (double)m->max_pos);
+    cJSON_AddNumberToObject(mc, "rms_eps", m->rms_eps);
+    cJSON_AddNumberToObject(mc, "rope_theta", m->rope_theta);
+    cJSON_AddBoolToObject(mc, "tie_embeddings", m->tie_embeddings);
+    cJSON_AddBoolToObject(mc, "rope_llama3", m->rope_llama3);
+    cJSON_AddNumberToObject(mc, "rope_factor", m->rope_factor);
+    cJSON_AddNumberToObject(mc, "rope_low_freq", m->rope_low_freq);
+    cJSON_AddNumberToObject(mc, "rope_high_freq", m->rope_high_freq);
+    cJSON_AddNumberToObject(mc, "rope_orig_max", (double)m->rope_orig_max);
+    char *s = cJSON_PrintUnformatted(meta);
+    cJSON_Delete(meta);
+    return s;
+}
+
+/* ---------------------------------------------------------------- the whole step */
+
+static ir_status build_graph(builder *b)
+{
+    const lower_model *m = b->m;
+    int64_t H = m->hidden, V = m->vocab;
+
+    int32_t tokens = buffer(b, IR_IO_INPUT, IR_I32, 1, 1, 0, NULL, "tokens");
+    int32_t table = weight(b, 2, V, H, "model.embed_tokens.weight");
+    int32_t x = act(b, H, "embed");
+    int32_t in[2] = {tokens, table};
+    ir_task *t;
+    dep xdep = single(b, IR_OP_EMBED, in, 2, x, NULL, 0, H * b->wbytes + 4 + 4 * H, 0, &t, "embed");
+    set_int(b, t, "hidden", H);
+    CHECK(b);
+    for (int li = 0; li < m->n_layers; li++) {
+        dep d;
+        x = layer(b, li, x, xdep, &d);
+        xdep = d;
+        CHECK(b);
+    }
+    int32_t w_norm = weight(b, 1, H, 0, "model.norm.weight");
+    int32_t xf = act(b, H, "final_norm");
+    dep d_xf = rmsnorm(b, x, xdep, w_norm, xf, "final_norm");
+    int32_t w_lm = m->tie_embeddings ? table : weight(b, 2, V, H, "lm_head.weight");
+    int32_t logits = buffer(b, IR_IO_OUTPUT, IR_F32, 2, 1, V, NULL, "logits");
+    dep d_lg = gemv(b, xf, d_xf, w_lm, logits, H, V, "lm_head");
+    if (b->o->sample_argmax) {
+        int32_t tok = buffer(b, IR_IO_OUTPUT, IR_I32, 1, 1, 0, NULL, "next_token");
+        single(b, IR_OP_SAMPLE_ARGMAX, &logits, 1, tok, &d_lg, 1, 4 * V + 4, V, &t, "argmax");
+    }
+    return b->st;
+}
+
+ir_status lower_program(const lower_model *m, const ir_config *c, const ir_target *t,
+                        const lower_opts *o, ir_program **out, ir_error *err)
+{
+    *out = NULL;
+    builder b = {.m = m, .o = o, .err = err, .st = IR_OK};
+    ir_status s = check_model(m, err);
+    if (s != IR_OK)
+        return s;
+    if ((s = lower_config_knobs(c, &b.k, err)) != IR_OK)
+        return s;
+    if (o->dtype != IR_F32 && o->dtype != IR_F16 && o->dtype != IR_BF16)
+        return ir_fail(err, IR_ERR_UNSUPPORTED, "dtype", "weight dtype must be F32, F16 or BF16, "
+                       "got %s", ir_dtype_name(o->dtype));
+    b.S = o->max_seq ? o->max_seq : (m->max_pos < 4096 ? m->max_pos : 4096);
+    if (b.S < 1 || b.S > m->max_pos)
+        return ir_fail(err, IR_ERR_MALFORMED, "max_seq",
+                       "must be in [1, max_position_embeddings = %lld], got %lld",
+                       (long long)m->max_pos, (long long)b.S);
+    if (o->pos < 0 || o->pos >= b.S)
+        return ir_fail(err, IR_ERR_MALFORMED, "pos", "must be in [0, max_seq = %lld), got %lld",
+                       (long long)b.S, (long long)o->pos);
+    if (t->num_sms < 1 || t->num_sms > (1 << 24))
+        return ir_fail(err, IR_ERR_MALFORMED, "target.num_sms", "must be in [1, 2^24], got %lld",
+                       (long long)t->num_sms);
+    int64_t n = count_tasks(m, &b.k, b.S, o->sample_argmax);
+    if (n > LOWER_MAX_TASKS)
+        return ir_fail(err, IR_ERR_UNSUPPORTED,
+                       b.k.kv_block && (b.S + b.k.kv_block - 1) / b.k.kv_block > n / 4
+                           ? "config.tiling.attention.kv_block"
+                           : "config.tiling.gemv.N_tile",
+                       "the program would have %lld tasks, more than the limit %lld", (long long)n,
+                       (long long)LOWER_MAX_TASKS);
+    b.wbytes = ir_dtype_nbytes(o->dtype, 1);
+
+    ir_program *p = ir_program_new();
+    if (!p)
+        return ir_fail(err, IR_ERR_NOMEM, "lower", "out of memory");
+    b.p = p;
+    if ((s = build_graph(&b)) != IR_OK)
+        goto fail;
+    char *meta = meta_json(m, t, o);
+    if (!meta) {
+        s = ir_fail(err, IR_ERR_NOMEM, "meta", "out of memory");
+        goto fail;
+    }
+    free(p->meta_json);
+    p->meta_json = meta;
+    p->target = *t;
+    p->has_target = true;
+    if (lower_config_copy(&p->config, c) != IR_OK) {
+        s = ir_fail(err, IR_ERR_NOMEM, "config", "out of memory");
+        goto fail;
+    }
+    p->has_config = true;
+    p->decode.pos = o->pos;
+    p->decode.max_seq = b.S;
+    p->has_decode = true;
+    if ((s = lower_assign_sms(p, c, t->num_sms, err)) != IR_OK)
+        goto fail;
+    if ((s = lower_alloc_pages(p, c, err)) != IR_OK)
+        goto fail;
+    if ((s = lower_build_plan(p, c, t, err)) != IR_OK)
+        goto fail;
+    *out = p;
+    return IR_OK;
+fail:
+    ir_program_free(p);
+    return s;
+}

@@ -1,0 +1,280 @@
+/*
+ * lower_sched.c - the ScheduleConfig side of lowering: semantic checks of the knobs, which
+ * queue (block) runs each task, and the launch plan. Queues are the one global topological
+ * order (task-id order: the graph builder emits every task after the producers it waits on)
+ * filtered per queue, which makes a lowered program deadlock-free by construction: the unfinished
+ * task with the smallest id is always at the head of its queue and all it waits for is done.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lower/lower_internal.h"
+
+#define MAX_PIPELINING_DEPTH 64
+#define MAX_SMEM_BYTES ((int64_t)1 << 30)
+#define MAX_TILE ((int64_t)1 << 31)
+
+/* ---------------------------------------------------------------- config checks */
+
+static bool group_is_gate_up(const ir_fusion_group *g)
+{
+    if (g->n != 2)
+        return false;
+    return (!strcmp(g->names[0], "gate") && !strcmp(g->names[1], "up"))
+           || (!strcmp(g->names[0], "up") && !strcmp(g->names[1], "gate"));
+}
+
+ir_status lower_config_knobs(const ir_config *c, lower_knobs *k, ir_error *err)
+{
+    char where[160];
+    memset(k, 0, sizeof *k);
+    k->n_tile = LOWER_DEFAULT_N_TILE;
+    for (int i = 0; i < c->n_tiling; i++) {
+        const ir_tiling *t = &c->tiling[i];
+        snprintf(where, sizeof where, "config.tiling.%s.%s", t->op, t->key);
+        bool gemv = !strcmp(t->op, "gemv"), attn = !strcmp(t->op, "attention");
+        if (!gemv && !attn) {
+            snprintf(where, sizeof where, "config.tiling.%s", t->op);
+            return ir_fail(err, IR_ERR_UNSUPPORTED, where,
+                           "unknown tiling archetype \"%s\" (supported: gemv, attention)", t->op);
+        }
+        if (gemv && strcmp(t->key, "N_tile"))
+            return ir_fail(err, IR_ERR_UNSUPPORTED, where,
+                           "unknown gemv tiling key \"%s\" (supported: N_tile)", t->key);
+        if (attn && strcmp(t->key, "kv_block"))
+            return ir_fail(err, IR_ERR_UNSUPPORTED, where,
+                           "unknown attention tiling key \"%s\" (supported: kv_block)", t->key);
+        if (t->value < 1 || t->value > MAX_TILE)
+            return ir_fail(err, IR_ERR_MALFORMED, where, "must be in [1, 2^31], got %lld",
+                           (long long)t->value);
+        if (gemv)
+            k->n_tile = t->value;
+        else
+            k->kv_block = t->value;
+    }
+    for (int i = 0; i < c->n_groups; i++) {
+        snprintf(where, sizeof where, "config.fusion_grouping[%d]", i);
+        const ir_fusion_group *g = &c->groups[i];
+        if (!group_is_gate_up(g)) {
+            char names[256] = "";
+            for (int j = 0; j < g->n; j++) {
+                strncat(names, j ? "\", \"" : "\"", sizeof names - strlen(names) - 1);
+                strncat(names, g->names[j], sizeof names - strlen(names) - 1);
+            }
+            if (g->n)
+                strncat(names, "\"", sizeof names - strlen(names) - 1);
+            return ir_fail(err, IR_ERR_UNSUPPORTED, where,
+                           "unsupported fusion group [%s] (supported: [\"gate\", \"up\"])", names);
+        }
+        if (k->fuse_gate_up)
+            return ir_fail(err, IR_ERR_MALFORMED, where, "group [\"gate\", \"up\"] listed twice");
+        k->fuse_gate_up = true;
+    }
+    if (c->pipelining_depth < 0 || c->pipelining_depth > MAX_PIPELINING_DEPTH)
+        return ir_fail(err, IR_ERR_MALFORMED, "config.pipelining_depth",
+                       "must be in [0, %d], got %lld", MAX_PIPELINING_DEPTH,
+                       (long long)c->pipelining_depth);
+    if (c->threads_per_block < 32 || c->threads_per_block > 1024 || c->threads_per_block % 32)
+        return ir_fail(err, IR_ERR_MALFORMED, "config.threads_per_block",
+                       "must be a multiple of 32 in [32, 1024], got %lld",
+                       (long long)c->threads_per_block);
+    /* Over the target's opt-in cap is accepted on purpose: the verifier refutes it with a
+     * residency witness. Only values no GPU could mean are refused here. */
+    if (c->smem_bytes_per_block < 0 || c->smem_bytes_per_block > MAX_SMEM_BYTES)
+        return ir_fail(err, IR_ERR_MALFORMED, "config.smem_bytes_per_block",
+                       "must be in [0, 2^30], got %lld", (long long)c->smem_bytes_per_block);
+    if ((unsigned)c->page_policy > IR_PAGES_NONE)
+        return ir_fail(err, IR_ERR_MALFORMED, "config.page_allocation", "unknown policy");
+    if ((unsigned)c->sm_policy > IR_SM_EXPLICIT)
+        return ir_fail(err, IR_ERR_MALFORMED, "config.sm_assignment", "unknown policy");
+    return IR_OK;
+}
+
+ir_status lower_config_check(const ir_config *c, ir_error *err)
+{
+    lower_knobs k;
+    return lower_config_knobs(c, &k, err);
+}
+
+ir_status lower_config_copy(ir_config *dst, const ir_config *src)
+{
+    *dst = *src;
+    dst->tiling = NULL;
+    dst->groups = NULL;
+    dst->explicit_task = dst->explicit_queue = NULL;
+    dst->n_tiling = dst->n_groups = dst->n_explicit = 0;
+    if (src->n_tiling) {
+        dst->tiling = malloc((size_t)src->n_tiling * sizeof *dst->tiling);
+        if (!dst->tiling)
+            goto nomem;
+        memcpy(dst->tiling, src->tiling, (size_t)src->n_tiling * sizeof *dst->tiling);
+        dst->n_tiling = src->n_tiling;
+    }
+    if (src->n_groups) {
+        dst->groups = calloc((size_t)src->n_groups, sizeof *dst->groups);
+        if (!dst->groups)
+            goto nomem;
+        dst->n_groups = src->n_groups;
+        for (int i = 0; i < src->n_groups; i++) {
+            int n = src->groups[i].n;
+            if (n) {
+                dst->groups[i].names = malloc((size_t)n * sizeof *dst->groups[i].names);
+                if (!dst->groups[i].names)
+                    goto nomem;
+                memcpy(dst->groups[i].names, src->groups[i].names,
+                       (size_t)n * sizeof *dst->groups[i].names);
+            }
+            dst->groups[i].n = n;
+        }
+    }
+    if (src->n_explicit) {
+        dst->explicit_task = malloc((size_t)src->n_explicit * sizeof *dst->explicit_task);
+        dst->explicit_queue = malloc((size_t)src->n_explicit * sizeof *dst->explicit_queue);
+        if (!dst->explicit_task || !dst->explicit_queue)
+            goto nomem;
+        memcpy(dst->explicit_task, src->explicit_task,
+               (size_t)src->n_explicit * sizeof *dst->explicit_task);
+        memcpy(dst->explicit_queue, src->explicit_queue,
+               (size_t)src->n_explicit * sizeof *dst->explicit_queue);
+        dst->n_explicit = src->n_explicit;
+    }
+    return IR_OK;
+nomem:
+    ir_config_free(dst);
+    return IR_ERR_NOMEM;
+}
+
+/* ---------------------------------------------------------------- queue assignment */
+
+/* Min-heap of queues keyed by (load, queue index): the least-loaded queue, lowest index on
+ * ties, in O(log grid). */
+typedef struct {
+    int64_t load;
+    int32_t q;
+} heap_item;
+
+static bool heap_less(heap_item a, heap_item b)
+{
+    return a.load < b.load || (a.load == b.load && a.q < b.q);
+}
+
+static void heap_sift_down(heap_item *h, int32_t n, int32_t i)
+{
+    for (;;) {
+        int32_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < n && heap_less(h[l], h[m]))
+            m = l;
+        if (r < n && heap_less(h[r], h[m]))
+            m = r;
+        if (m == i)
+            return;
+        heap_item t = h[i];
+        h[i] = h[m];
+        h[m] = t;
+        i = m;
+    }
+}
+
+/* Longest-processing-time over the topological order: each task, in id order, goes to the
+ * queue with the least est_bytes so far. */
+static ir_status assign_load_balance(ir_program *p, int64_t grid)
+{
+    heap_item *h = malloc((size_t)grid * sizeof *h);
+    if (!h)
+        return IR_ERR_NOMEM;
+    for (int32_t q = 0; q < grid; q++)
+        h[q] = (heap_item){0, q};
+    for (int32_t i = 0; i < p->n_tasks; i++) {
+        p->tasks[i].sm = h[0].q;
+        /* A zero-cost task still advances its queue a little, so that a run of free tasks is
+         * spread instead of piling onto one queue. */
+        int64_t cost = p->tasks[i].est_bytes > 0 ? p->tasks[i].est_bytes : 1;
+        h[0].load += cost;
+        heap_sift_down(h, (int32_t)grid, 0);
+    }
+    free(h);
+    return IR_OK;
+}
+
+static ir_status assign_explicit(ir_program *p, const ir_config *c, int64_t grid, ir_error *err)
+{
+    char where[96];
+    for (int32_t i = 0; i < p->n_tasks; i++)
+        p->tasks[i].sm = -1;
+    for (int e = 0; e < c->n_explicit; e++) {
+        int32_t id = c->explicit_task[e], q = c->explicit_queue[e];
+        snprintf(where, sizeof where, "config.sm_assignment.%d", id);
+        if (id < 0 || id >= p->n_tasks)
+            return ir_fail(err, IR_ERR_MALFORMED, where,
+                           "names task %d but the program has tasks 0..%d", id, p->n_tasks - 1);
+        if (q < 0 || q >= grid)
+            return ir_fail(err, IR_ERR_MALFORMED, where,
+                           "queue %d is out of range [0, %lld) (grid = target num_sms)", q,
+                           (long long)grid);
+        if (p->tasks[id].sm != -1)
+            return ir_fail(err, IR_ERR_MALFORMED, where, "task %d is assigned twice", id);
+        p->tasks[id].sm = q;
+    }
+    for (int32_t i = 0; i < p->n_tasks; i++)
+        if (p->tasks[i].sm == -1)
+            return ir_fail(err, IR_ERR_MALFORMED, "config.sm_assignment",
+                           "task %d (%s) has no queue; an explicit map must cover all %d tasks", i,
+                           p->tasks[i].label, p->n_tasks);
+    return IR_OK;
+}
+
+ir_status lower_assign_sms(ir_program *p, const ir_config *c, int64_t grid, ir_error *err)
+{
+    if (grid < 1 || grid > (1 << 24))
+        return ir_fail(err, IR_ERR_MALFORMED, "target.num_sms", "must be in [1, 2^24], got %lld",
+                       (long long)grid);
+    switch (c->sm_policy) {
+    case IR_SM_ROUND_ROBIN:
+        for (int32_t i = 0; i < p->n_tasks; i++)
+            p->tasks[i].sm = (int32_t)(i % grid);
+        return IR_OK;
+    case IR_SM_EXPLICIT:
+        return assign_explicit(p, c, grid, err);
+    case IR_SM_LOAD_BALANCE:
+        if (assign_load_balance(p, grid) != IR_OK)
+            return ir_fail(err, IR_ERR_NOMEM, "lower", "out of memory");
+        return IR_OK;
+    }
+    return ir_fail(err, IR_ERR_MALFORMED, "config.sm_assignment", "unknown policy");
+}
+
+/* ---------------------------------------------------------------- launch plan */
+
+ir_status lower_build_plan(ir_program *p, const ir_config *c, const ir_target *t, ir_error *err)
+{
+    int64_t grid = t->num_sms;
+    ir_plan *pl = &p->plan;
+    if (ir_plan_alloc(pl, grid, p->n_tasks) != IR_OK)
+        return ir_fail(err, IR_ERR_NOMEM, "launch_plan", "out of memory");
+    pl->grid = grid;
+    pl->threads_per_block = c->threads_per_block;
+    pl->dynamic_smem_bytes = c->smem_bytes_per_block;
+    pl->static_smem_bytes = 0;
+    int64_t regs = t->max_regs_per_thread;
+    if (c->threads_per_block > 0 && t->regs_per_sm / c->threads_per_block < regs)
+        regs = t->regs_per_sm / c->threads_per_block;
+    pl->regs_per_thread = regs / 8 * 8;
+    pl->pipelining_depth = c->pipelining_depth;
+    /* Counting sort by queue, stable in task-id order. */
+    for (int32_t i = 0; i < p->n_tasks; i++)
+        pl->queue_start[p->tasks[i].sm + 1]++;
+    for (int64_t q = 0; q < grid; q++)
+        pl->queue_start[q + 1] += pl->queue_start[q];
+    int32_t *fill = malloc((size_t)grid * sizeof *fill);
+    if (!fill) {
+        ir_plan_free(pl);
+        return ir_fail(err, IR_ERR_NOMEM, "launch_plan", "out of memory");
+    }
+    memcpy(fill, pl->queue_start, (size_t)grid * sizeof *fill);
+    for (int32_t i = 0; i < p->n_tasks; i++)
+        pl->queue_tasks[fill[p->tasks[i].sm]++] = i;
+    free(fill);
+    p->has_plan = true;
+    return IR_OK;
+}

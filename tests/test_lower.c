@@ -1,0 +1,1138 @@
+/*
+ * test_lower.c - pins what `amk lower` emits: the task graph of each preset, the effect of every
+ * ScheduleConfig knob on the emitted tasks, the launch plan, page sharing only between buffers
+ * ordered by dependencies, every refusal of a model or config, and byte-identical output.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "lower/lower.h"
+#include "tools/cmd.h"
+
+#define DATA "tests/data/lower/"
+
+/* ---------------------------------------------------------------- helpers */
+
+static ir_config config_from(const char *json)
+{
+    ir_config c;
+    ir_error err = {0};
+    if (!json) {
+        ir_config_default(&c);
+        return c;
+    }
+    ir_status s = ir_config_read_json(json, strlen(json), true, &c, &err);
+    cr_assert_eq(s, IR_OK, "config %s: %s at %s: %s", json, ir_status_name(s), err.where, err.why);
+    return c;
+}
+
+/* A copy of the h100 target with num_sms queues. */
+static ir_target target_with_sms(int64_t num_sms)
+{
+    ir_target t = *ir_target_builtin("h100");
+    t.num_sms = num_sms;
+    return t;
+}
+
+static ir_program *lower_full(const char *model, const char *config_json, const ir_target *t,
+                              int64_t pos, int64_t max_seq, bool argmax)
+{
+    lower_model m;
+    ir_error err = {0};
+    cr_assert_eq(lower_model_load(model, &m, &err), IR_OK, "%s: %s", err.where, err.why);
+    ir_config c = config_from(config_json);
+    lower_opts o;
+    lower_opts_default(&o);
+    o.pos = pos;
+    o.max_seq = max_seq;
+    o.sample_argmax = argmax;
+    ir_program *p = NULL;
+    ir_status s = lower_program(&m, &c, t, &o, &p, &err);
+    ir_config_free(&c);
+    cr_assert_eq(s, IR_OK, "lowering %s: %s at %s: %s", model, ir_status_name(s), err.where,
+                 err.why);
+    return p;
+}
+
+static ir_program *lower_simple(const char *model, const char *config_json)
+{
+    return lower_full(model, config_json, ir_target_builtin("h100"), 0, 0, false);
+}
+
+/* Lowering that must fail; returns the error. */
+static ir_error lower_refused(const char *model, const char *config_json, const ir_target *t,
+                              int64_t pos, int64_t max_seq, ir_status expect)
+{
+    lower_model m;
+    ir_error err = {0};
+    cr_assert_eq(lower_model_load(model, &m, &err), IR_OK);
+    ir_config c = config_from(config_json);
+    lower_opts o;
+    lower_opts_default(&o);
+    o.pos = pos;
+    o.max_seq = max_seq;
+    ir_program *p = NULL;
+    ir_status s = lower_program(&m, &c, t ? t : ir_target_builtin("h100"), &o, &p, &err);
+    ir_config_free(&c);
+    cr_assert_eq(s, expect, "expected %s, got %s (%s: %s)", ir_status_name(expect),
+                 ir_status_name(s), err.where, err.why);
+    cr_assert_null(p);
+    return err;
+}
+
+static bool has_prefix(const char *s, const char *prefix)
+{
+    return !strncmp(s, prefix, strlen(prefix));
+}
+
+/* Tasks whose label starts with prefix and whose op is op (IR_OP_COUNT: any op). */
+static int count_tasks(const ir_program *p, const char *prefix, ir_op op)
+{
+    int n = 0;
+    for (int i = 0; i < p->n_tasks; i++)
+        if (has_prefix(p->tasks[i].label, prefix) && (op == IR_OP_COUNT || p->tasks[i].op == op))
+            n++;
+    return n;
+}
+
+static const ir_task *find_task(const ir_program *p, const char *label)
+{
+    for (int i = 0; i < p->n_tasks; i++)
+        if (!strcmp(p->tasks[i].label, label))
+            return &p->tasks[i];
+    return NULL;
+}
+
+static int64_t int_param(const ir_task *t, const char *key)
+{
+    int64_t v;
+    cr_assert(ir_task_int(t, key, &v), "task %s has no int param %s", t->label, key);
+    return v;
+}
+
+static int find_buffer(const ir_program *p, const char *name)
+{
+    for (int i = 0; i < p->n_buffers; i++)
+        if (!strcmp(p->buffers[i].name, name))
+            return i;
+    return -1;
+}
+
+static char *to_json(const ir_program *p, size_t *len)
+{
+    char *s;
+    ir_error err = {0};
+    cr_assert_eq(ir_write_json(p, &s, len, &err), IR_OK, "%s: %s", err.where, err.why);
+    return s;
+}
+
+/* Ancestor sets over dependency edges (a producer of a waited counter precedes the waiter);
+ * bitsets, one row of n bits per task. */
+static uint64_t *ancestors(const ir_program *p)
+{
+    int n = p->n_tasks, words = (n + 63) / 64;
+    uint64_t *a = calloc((size_t)n * (size_t)words, sizeof *a);
+    cr_assert_not_null(a);
+    for (int v = 0; v < n; v++) {
+        const ir_task *t = &p->tasks[v];
+        for (int w = 0; w < t->n_waits; w++)
+            for (int u = 0; u < n; u++)
+                if (p->tasks[u].out_counter == t->waits[w].counter) {
+                    cr_assert_lt(u, v, "task %d waits for a later task %d", v, u);
+                    for (int k = 0; k < words; k++)
+                        a[(size_t)v * words + k] |= a[(size_t)u * words + k];
+                    a[(size_t)v * words + u / 64] |= 1ull << (u % 64);
+                }
+    }
+    return a;
+}
+
+static bool is_ancestor(const uint64_t *a, int n, int u, int v)
+{
+    int words = (n + 63) / 64;
+    return (a[(size_t)v * words + u / 64] >> (u % 64)) & 1;
+}
+
+static bool touches(const ir_task *t, int b)
+{
+    for (int i = 0; i < t->n_inputs; i++)
+        if (t->inputs[i] == b)
+            return true;
+    for (int i = 0; i < t->n_outputs; i++)
+        if (t->outputs[i] == b)
+            return true;
+    return false;
+}
+
+/* Every access of a happens before every access of b through dependency edges. */
+static bool all_ordered(const ir_program *p, const uint64_t *anc, int a, int b)
+{
+    for (int u = 0; u < p->n_tasks; u++) {
+        if (!touches(&p->tasks[u], a))
+            continue;
+        for (int v = 0; v < p->n_tasks; v++)
+            if (touches(&p->tasks[v], b) && !is_ancestor(anc, p->n_tasks, u, v))
+                return false;
+    }
+    return true;
+}
+
+/* Two buffers on one page must be ordered one way or the other; SMEM buffers are touched by
+ * one queue only. Returns the number of pages shared by at least two buffers. */
+static int check_pages_ordered(const ir_program *p)
+{
+    cr_assert(p->has_pages);
+    uint64_t *anc = ancestors(p);
+    int shared = 0;
+    for (int pg = 0; pg < p->pages.n_pages; pg++) {
+        int bufs[4096], n = 0;
+        for (int i = 0; i < p->pages.n_map; i++)
+            if (p->pages.map_page[i] == pg && n < 4096)
+                bufs[n++] = p->pages.map_buffer[i];
+        if (n > 1)
+            shared++;
+        for (int i = 0; i < n; i++) {
+            cr_assert_leq(ir_buffer_nbytes(&p->buffers[bufs[i]]), p->pages.pages[pg].nbytes);
+            cr_assert_eq(p->buffers[bufs[i]].space, p->pages.pages[pg].space);
+            for (int j = i + 1; j < n; j++)
+                cr_assert(all_ordered(p, anc, bufs[i], bufs[j])
+                              || all_ordered(p, anc, bufs[j], bufs[i]),
+                          "page %d holds %s and %s whose accesses are not ordered", pg,
+                          p->buffers[bufs[i]].name, p->buffers[bufs[j]].name);
+            if (p->pages.pages[pg].space == IR_SMEM) {
+                int q = -1;
+                for (int t = 0; t < p->n_tasks; t++)
+                    if (touches(&p->tasks[t], bufs[i])) {
+                        cr_assert(q == -1 || q == p->tasks[t].sm, "SMEM buffer on two queues");
+                        q = p->tasks[t].sm;
+                    }
+            }
+        }
+    }
+    free(anc);
+    return shared;
+}
+
+static int64_t page_bytes(const ir_program *p)
+{
+    int64_t s = 0;
+    for (int i = 0; i < p->pages.n_pages; i++)
+        s += p->pages.pages[i].nbytes;
+    return s;
+}
+
+/* ---------------------------------------------------------------- presets */
+
+Test(lower_presets, every_preset_lowers_and_reads_back_without_warnings)
+{
+    for (int i = 0; i < lower_preset_count(); i++) {
+        ir_program *p = lower_simple(lower_preset_at(i), NULL);
+        size_t len;
+        char *json = to_json(p, &len);
+        ir_program *q = NULL;
+        ir_error err = {0};
+        cr_assert_eq(ir_read_json(json, len, NULL, &q, &err), IR_OK, "%s: %s at %s: %s",
+                     lower_preset_at(i), ir_status_name(err.status), err.where, err.why);
+        cr_assert_eq(q->warnings.n, 0, "%s: %d warnings, first: %s", lower_preset_at(i),
+                     q->warnings.n, q->warnings.n ? q->warnings.items[0] : "");
+        cr_assert_eq(q->n_tasks, p->n_tasks);
+        cr_assert(q->has_plan && q->has_pages && q->has_decode && q->has_config && q->has_target);
+        free(json);
+        ir_program_free(q);
+        ir_program_free(p);
+    }
+}
+
+Test(lower_presets, weight_bytes_match_published_parameter_counts)
+{
+    /* bf16: 2 bytes per parameter; counts from the models' public cards. */
+    struct {
+        const char *name;
+        int64_t params;
+    } want[] = {
+        {"smollm2-135m", 134515008},
+        {"llama-3.2-1b", 1235814400},
+        {"llama-3-8b", 8030261248},
+        {"llama-3-70b", 70553706496},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        ir_program *p = lower_simple(want[i].name, NULL);
+        cr_assert_eq(ir_weight_bytes(p), 2 * want[i].params, "%s: %lld bytes", want[i].name,
+                     (long long)ir_weight_bytes(p));
+        ir_program_free(p);
+    }
+}
+
+Test(lower_presets, toy_has_the_documented_layer_structure)
+{
+    ir_program *p = lower_simple("toy", NULL);
+    /* Default N_tile 256 covers every toy projection in one tile: per layer 1 norm, q k v,
+     * 2 rope, 2 kv append, 1 attention, o, add, norm, gate, up, silu, down, add = 17. */
+    cr_assert_eq(p->n_tasks, 1 + 2 * 17 + 1 + 1);
+    static const ir_op ops[] = {IR_OP_RMSNORM, IR_OP_GEMV_TILE, IR_OP_GEMV_TILE,
+                                IR_OP_GEMV_TILE, IR_OP_ROPE, IR_OP_ROPE, IR_OP_KV_APPEND,
+                                IR_OP_KV_APPEND, IR_OP_ATTENTION_TILE, IR_OP_GEMV_TILE, IR_OP_ADD,
+                                IR_OP_RMSNORM, IR_OP_GEMV_TILE, IR_OP_GEMV_TILE, IR_OP_SILU_MUL,
+                                IR_OP_GEMV_TILE, IR_OP_ADD};
+    cr_assert_eq(p->tasks[0].op, IR_OP_EMBED);
+    for (int l = 0; l < 2; l++)
+        for (int k = 0; k < 17; k++)
+            cr_assert_eq(p->tasks[1 + 17 * l + k].op, ops[k], "layer %d op %d", l, k);
+    cr_assert_eq(p->tasks[35].op, IR_OP_RMSNORM);
+    cr_assert_eq(p->tasks[36].op, IR_OP_GEMV_TILE);
+    /* Buffers: tokens in, logits out, KV caches F32 [S, nkv*hd]. */
+    int tok = find_buffer(p, "tokens"), lg = find_buffer(p, "logits");
+    cr_assert_eq(p->buffers[tok].kind, IR_IO_INPUT);
+    cr_assert_eq(p->buffers[tok].dtype, IR_I32);
+    cr_assert_eq(p->buffers[lg].kind, IR_IO_OUTPUT);
+    cr_assert_eq(p->buffers[lg].dtype, IR_F32);
+    cr_assert_eq(p->buffers[lg].shape[1], 256);
+    int kc = find_buffer(p, "L1.k_cache");
+    cr_assert_eq(p->buffers[kc].kind, IR_KV_CACHE);
+    cr_assert_eq(p->buffers[kc].dtype, IR_F32);
+    cr_assert_eq(p->buffers[kc].shape[0], 256);
+    cr_assert_eq(p->buffers[kc].shape[1], 2 * 16);
+    /* Weights carry their safetensors keys. */
+    int wq = find_buffer(p, "model.layers.1.self_attn.q_proj.weight");
+    cr_assert_geq(wq, 0);
+    cr_assert_str_eq(p->buffers[wq].source, "model.layers.1.self_attn.q_proj.weight");
+    cr_assert_eq(p->buffers[wq].dtype, IR_BF16);
+    cr_assert_eq(p->buffers[wq].shape[0], 64);
+    cr_assert_geq(find_buffer(p, "lm_head.weight"), 0);
+    ir_program_free(p);
+}
+
+Test(lower_presets, tied_embeddings_make_lm_head_read_the_embedding_table)
+{
+    ir_program *p = lower_simple("llama-3.2-1b", NULL);
+    cr_assert_eq(find_buffer(p, "lm_head.weight"), -1);
+    int emb = find_buffer(p, "model.embed_tokens.weight");
+    const ir_task *t = find_task(p, "lm_head[0]");
+    cr_assert_not_null(t);
+    cr_assert_eq(t->inputs[1], emb);
+    /* 128256 / 256 = 501 tiles */
+    cr_assert_eq(count_tasks(p, "lm_head[", IR_OP_GEMV_TILE), 501);
+    ir_program_free(p);
+}
+
+Test(lower_presets, llama3_rope_scaling_reaches_the_rope_params)
+{
+    ir_program *p = lower_simple("llama-3.2-1b", NULL);
+    const ir_task *t = find_task(p, "L3.rope_k");
+    double f;
+    cr_assert(ir_task_real(t, "rope_factor", &f));
+    cr_assert_float_eq(f, 32.0, 1e-12);
+    cr_assert(ir_task_real(t, "rope_high_freq", &f));
+    cr_assert_float_eq(f, 4.0, 1e-12);
+    cr_assert_eq(int_param(t, "rope_orig_max"), 8192);
+    cr_assert(ir_task_real(t, "theta", &f));
+    cr_assert_float_eq(f, 500000.0, 1e-6);
+    ir_program_free(p);
+    p = lower_simple("llama-3-8b", NULL);
+    cr_assert_null(ir_task_param(find_task(p, "L3.rope_k"), "rope_factor"));
+    ir_program_free(p);
+}
+
+Test(lower_presets, argmax_appends_sample_argmax_and_a_token_output)
+{
+    ir_program *p = lower_full("toy", NULL, ir_target_builtin("h100"), 0, 0, true);
+    const ir_task *t = &p->tasks[p->n_tasks - 1];
+    cr_assert_eq(t->op, IR_OP_SAMPLE_ARGMAX);
+    cr_assert_eq(t->inputs[0], find_buffer(p, "logits"));
+    const ir_buffer *b = &p->buffers[t->outputs[0]];
+    cr_assert_eq(b->kind, IR_IO_OUTPUT);
+    cr_assert_eq(b->dtype, IR_I32);
+    cr_assert_eq(b->rank, 1);
+    cr_assert_eq(b->shape[0], 1);
+    ir_program_free(p);
+}
+
+Test(lower_presets, meta_records_model_gpu_dtype_and_model_config)
+{
+    ir_program *p = lower_simple("llama-3-8b", NULL);
+    cr_assert_not_null(strstr(p->meta_json, "\"model\":\"llama-3-8b\""));
+    cr_assert_not_null(strstr(p->meta_json, "\"gpu\":\"h100\""));
+    cr_assert_not_null(strstr(p->meta_json, "\"dtype\":\"BF16\""));
+    cr_assert_not_null(strstr(p->meta_json, "\"intermediate\":14336"));
+    cr_assert_not_null(strstr(p->meta_json, "\"n_kv_heads\":8"));
+    cr_assert_eq(p->decode.max_seq, 4096);
+    ir_program_free(p);
+}
+
+/* ---------------------------------------------------------------- graph invariants */
+
+Test(lower_graph, counters_are_per_op_instance_and_waits_join_all_producers)
+{
+    ir_program *p = lower_simple("smollm2-135m", "{\"tiling\": {\"gemv\": {\"N_tile\": 64}, "
+                                                 "\"attention\": {\"kv_block\": 512}}}");
+    int nc = p->n_counters;
+    int *producers = calloc((size_t)nc, sizeof *producers);
+    int *layer = malloc((size_t)nc * sizeof *layer);
+    for (int c = 0; c < nc; c++)
+        layer[c] = -2;
+    for (int i = 0; i < p->n_tasks; i++) {
+        const ir_task *t = &p->tasks[i];
+        int l = -1;
+        sscanf(t->label, "L%d.", &l);
+        producers[t->out_counter]++;
+        if (layer[t->out_counter] == -2)
+            layer[t->out_counter] = l;
+        cr_assert_eq(layer[t->out_counter], l, "counter %d produced in two layers",
+                     t->out_counter);
+    }
+    for (int i = 0; i < p->n_tasks; i++) {
+        const ir_task *t = &p->tasks[i];
+        int l = -1;
+        sscanf(t->label, "L%d.", &l);
+        for (int w = 0; w < t->n_waits; w++) {
+            int c = t->waits[w].counter;
+            cr_assert_eq(t->waits[w].threshold, producers[c], "%s: partial wait", t->label);
+            if (l >= 0)
+                cr_assert_leq(layer[c], l, "%s waits on a later layer", t->label);
+        }
+        cr_assert_gt(t->est_bytes, 0, "%s has no est_bytes", t->label);
+    }
+    free(producers);
+    free(layer);
+    ir_program_free(p);
+}
+
+Test(lower_graph, task_graph_does_not_depend_on_pos)
+{
+    ir_program *a = lower_full("toy", "{\"tiling\": {\"attention\": {\"kv_block\": 64}}}",
+                               ir_target_builtin("h100"), 0, 0, false);
+    ir_program *b = lower_full("toy", "{\"tiling\": {\"attention\": {\"kv_block\": 64}}}",
+                               ir_target_builtin("h100"), 200, 0, false);
+    cr_assert_eq(a->n_tasks, b->n_tasks);
+    cr_assert_eq(a->decode.pos, 0);
+    cr_assert_eq(b->decode.pos, 200);
+    int differing = 0;
+    for (int i = 0; i < a->n_tasks; i++) {
+        const ir_task *x = &a->tasks[i], *y = &b->tasks[i];
+        cr_assert_eq(x->op, y->op);
+        cr_assert_eq(x->sm, y->sm);
+        cr_assert_eq(x->n_waits, y->n_waits);
+        cr_assert_eq(x->est_bytes, y->est_bytes);
+        cr_assert_eq(x->n_params, y->n_params);
+        for (int k = 0; k < x->n_params; k++) {
+            const ir_param *px = &x->params[k], *py = &y->params[k];
+            cr_assert_str_eq(px->key, py->key);
+            cr_assert_eq(px->has_pexpr, py->has_pexpr);
+            if (px->has_pexpr) {
+                cr_assert_eq(px->pexpr.mul, py->pexpr.mul);
+                cr_assert_eq(px->pexpr.add, py->pexpr.add);
+                cr_assert_eq(ir_pexpr_eval(px->pexpr, 200), py->i);
+                differing += px->i != py->i;
+            } else if (px->type == IR_PARAM_INT) {
+                cr_assert_eq(px->i, py->i, "%s.%s differs", x->label, px->key);
+            }
+        }
+    }
+    cr_assert_gt(differing, 0);
+    for (int i = 0; i < a->pages.n_map; i++)
+        cr_assert_eq(a->pages.map_page[i], b->pages.map_page[i]);
+    ir_program_free(a);
+    ir_program_free(b);
+}
+
+Test(lower_graph, kv_append_and_rope_carry_pos_expressions)
+{
+    ir_program *p = lower_full("toy", NULL, ir_target_builtin("h100"), 17, 0, false);
+    const char *labels[] = {"L0.kv_append_k", "L0.kv_append_v", "L1.rope_q", "L1.rope_k"};
+    for (int i = 0; i < 4; i++) {
+        const ir_task *t = find_task(p, labels[i]);
+        ir_pexpr e;
+        cr_assert(ir_task_pexpr(t, "pos", &e));
+        cr_assert_eq(e.mul, 1);
+        cr_assert_eq(e.add, 0);
+        cr_assert_eq(e.lo, 0);
+        cr_assert_eq(e.hi, INT64_MAX);
+        cr_assert_eq(int_param(t, "pos"), 17);
+    }
+    const ir_task *t = find_task(p, "L0.attention");
+    cr_assert_eq(int_param(t, "kv_start"), 0);
+    cr_assert_eq(int_param(t, "kv_len"), 18);
+    ir_pexpr e;
+    cr_assert(ir_task_pexpr(t, "kv_len", &e));
+    cr_assert_eq(e.hi, 256);
+    cr_assert_eq(ir_pexpr_eval(e, 255), 256);
+    ir_program_free(p);
+}
+
+/* ---------------------------------------------------------------- knobs */
+
+Test(lower_knobs, n_tile_128_splits_a_2048_wide_projection_into_16_tiles)
+{
+    ir_program *p = lower_simple("llama-3.2-1b", "{\"tiling\": {\"gemv\": {\"N_tile\": 128}}}");
+    cr_assert_eq(count_tasks(p, "L0.q_proj[", IR_OP_GEMV_TILE), 16);
+    int32_t ctr = find_task(p, "L0.q_proj[0]")->out_counter;
+    for (int i = 0; i < 16; i++) {
+        char label[32];
+        snprintf(label, sizeof label, "L0.q_proj[%d]", i);
+        const ir_task *t = find_task(p, label);
+        cr_assert_not_null(t);
+        cr_assert_eq(int_param(t, "n_off"), 128 * i);
+        cr_assert_eq(int_param(t, "N_tile"), 128);
+        cr_assert_eq(int_param(t, "K"), 2048);
+        cr_assert_eq(t->out_counter, ctr);
+    }
+    const ir_task *rope = find_task(p, "L0.rope_q");
+    cr_assert_eq(rope->n_waits, 1);
+    cr_assert_eq(rope->waits[0].counter, ctr);
+    cr_assert_eq(rope->waits[0].threshold, 16);
+    /* k_proj is 8*64 = 512 wide: 4 tiles. */
+    cr_assert_eq(count_tasks(p, "L0.k_proj[", IR_OP_GEMV_TILE), 4);
+    ir_program *d = lower_simple("llama-3.2-1b", NULL);
+    cr_assert_eq(count_tasks(d, "L0.q_proj[", IR_OP_GEMV_TILE), 8);
+    ir_program_free(d);
+    ir_program_free(p);
+}
+
+Test(lower_knobs, last_gemv_tile_is_shorter_when_n_tile_does_not_divide)
+{
+    ir_program *p = lower_simple("toy", "{\"tiling\": {\"gemv\": {\"N_tile\": 48}}}");
+    cr_assert_eq(count_tasks(p, "L0.q_proj[", IR_OP_GEMV_TILE), 2);
+    const ir_task *t = find_task(p, "L0.q_proj[1]");
+    cr_assert_eq(int_param(t, "n_off"), 48);
+    cr_assert_eq(int_param(t, "N_tile"), 16);
+    cr_assert_eq(int_param(find_task(p, "L0.q_proj[0]"), "N_tile"), 48);
+    ir_program_free(p);
+}
+
+Test(lower_knobs, kv_block_splits_attention_into_blocks_and_a_combine)
+{
+    ir_program *p = lower_full("toy", "{\"tiling\": {\"attention\": {\"kv_block\": 64}}}",
+                               ir_target_builtin("h100"), 70, 0, false);
+    /* max_seq 256 / 64 = 4 blocks per layer + 1 combine. */
+    cr_assert_eq(count_tasks(p, "L0.attention[", IR_OP_ATTENTION_TILE), 4);
+    cr_assert_eq(count_tasks(p, "L1.attention[", IR_OP_ATTENTION_TILE), 4);
+    cr_assert_eq(count_tasks(p, "L0.attention_combine", IR_OP_ATTENTION_COMBINE), 1);
+    int64_t want_len[4] = {64, 7, 0, 0};
+    int32_t ctr = find_task(p, "L0.attention[0]")->out_counter;
+    for (int b = 0; b < 4; b++) {
+        char label[32];
+        snprintf(label, sizeof label, "L0.attention[%d]", b);
+        const ir_task *t = find_task(p, label);
+        cr_assert_eq(int_param(t, "kv_start"), 64 * b);
+        cr_assert_eq(int_param(t, "m_off"), b);
+        cr_assert_eq(int_param(t, "kv_len"), want_len[b], "block %d", b);
+        ir_pexpr e;
+        cr_assert(ir_task_pexpr(t, "kv_len", &e));
+        cr_assert_eq(e.mul, 1);
+        cr_assert_eq(e.add, 1 - 64 * b);
+        cr_assert_eq(e.lo, 0);
+        cr_assert_eq(e.hi, 64);
+        cr_assert_eq(t->out_counter, ctr);
+        const ir_buffer *part = &p->buffers[t->outputs[0]];
+        cr_assert_eq(part->shape[0], 4);
+        cr_assert_eq(part->shape[1], 4 * (16 + 2));
+    }
+    const ir_task *comb = find_task(p, "L0.attention_combine");
+    cr_assert_eq(comb->waits[0].counter, ctr);
+    cr_assert_eq(comb->waits[0].threshold, 4);
+    cr_assert_eq(find_task(p, "L0.o_proj[0]")->waits[0].counter, comb->out_counter);
+    ir_program_free(p);
+}
+
+Test(lower_knobs, kv_block_not_dividing_max_seq_gives_a_short_last_block)
+{
+    ir_program *p = lower_full("toy", "{\"tiling\": {\"attention\": {\"kv_block\": 64}}}",
+                               ir_target_builtin("h100"), 99, 100, false);
+    cr_assert_eq(count_tasks(p, "L0.attention[", IR_OP_ATTENTION_TILE), 2);
+    const ir_task *t = find_task(p, "L0.attention[1]");
+    ir_pexpr e;
+    cr_assert(ir_task_pexpr(t, "kv_len", &e));
+    cr_assert_eq(e.hi, 36);
+    cr_assert_eq(int_param(t, "kv_len"), 36);
+    ir_program_free(p);
+}
+
+Test(lower_knobs, gate_up_fusion_halves_the_gate_up_tasks_and_emits_fused)
+{
+    const char *tile = "{\"tiling\": {\"gemv\": {\"N_tile\": 1024}}";
+    char cfg[256];
+    snprintf(cfg, sizeof cfg, "%s, \"fusion_grouping\": [[\"gate\", \"up\"]]}", tile);
+    char plain[256];
+    snprintf(plain, sizeof plain, "%s}", tile);
+    ir_program *a = lower_simple("llama-3.2-1b", plain);
+    ir_program *f = lower_simple("llama-3.2-1b", cfg);
+    int gate_up = count_tasks(a, "L0.gate_proj[", IR_OP_GEMV_TILE)
+                  + count_tasks(a, "L0.up_proj[", IR_OP_GEMV_TILE);
+    cr_assert_eq(gate_up, 16);
+    cr_assert_eq(count_tasks(f, "L0.gate_up_proj[", IR_OP_FUSED), 8);
+    cr_assert_eq(count_tasks(f, "L0.gate_proj[", IR_OP_COUNT), 0);
+    cr_assert_eq(a->n_tasks - f->n_tasks, 16 * 8);
+    const ir_task *t = find_task(f, "L0.gate_up_proj[3]");
+    cr_assert_eq(int_param(t, "recipe"), 1);
+    cr_assert_eq(int_param(t, "n_off"), 3072);
+    cr_assert_eq(int_param(t, "N_tile"), 1024);
+    cr_assert_eq(t->n_inputs, 3);
+    cr_assert_eq(t->n_outputs, 2);
+    cr_assert_eq(t->inputs[1], find_buffer(f, "model.layers.0.mlp.gate_proj.weight"));
+    cr_assert_eq(t->inputs[2], find_buffer(f, "model.layers.0.mlp.up_proj.weight"));
+    cr_assert_eq(t->outputs[0], find_buffer(f, "L0.gate"));
+    cr_assert_eq(t->outputs[1], find_buffer(f, "L0.up"));
+    const ir_task *s = find_task(f, "L0.silu_mul");
+    cr_assert_eq(s->n_waits, 1);
+    cr_assert_eq(s->waits[0].counter, t->out_counter);
+    cr_assert_eq(s->waits[0].threshold, 8);
+    ir_program_free(a);
+    ir_program_free(f);
+}
+
+Test(lower_knobs, round_robin_deals_tasks_in_id_order)
+{
+    ir_target t = target_with_sms(4);
+    ir_program *p = lower_full("toy", "{\"sm_assignment\": \"round_robin\"}", &t, 0, 0, false);
+    for (int i = 0; i < p->n_tasks; i++)
+        cr_assert_eq(p->tasks[i].sm, i % 4);
+    ir_program_free(p);
+}
+
+Test(lower_knobs, load_balance_is_lpt_on_est_bytes_and_differs_from_round_robin)
+{
+    ir_target t = target_with_sms(4);
+    ir_program *lb = lower_full("toy", NULL, &t, 0, 0, false);
+    ir_program *rr = lower_full("toy", "{\"sm_assignment\": \"round_robin\"}", &t, 0, 0, false);
+    int64_t load[4] = {0};
+    int differ = 0;
+    for (int i = 0; i < lb->n_tasks; i++) {
+        int best = 0;
+        for (int q = 1; q < 4; q++)
+            if (load[q] < load[best])
+                best = q;
+        cr_assert_eq(lb->tasks[i].sm, best, "task %d (%s)", i, lb->tasks[i].label);
+        load[best] += lb->tasks[i].est_bytes;
+        differ += lb->tasks[i].sm != rr->tasks[i].sm;
+    }
+    cr_assert_gt(differ, 0);
+    /* The first tasks fill the empty queues in index order. */
+    cr_assert_eq(lb->tasks[0].sm, 0);
+    cr_assert_eq(lb->tasks[1].sm, 1);
+    ir_program_free(lb);
+    ir_program_free(rr);
+}
+
+/* An explicit map sending task i to queue (n - 1 - i) % 3 of a 3-queue target. */
+static char *reverse_map(int n)
+{
+    char *s = malloc((size_t)n * 16 + 64);
+    int k = sprintf(s, "{\"sm_assignment\": {");
+    for (int i = 0; i < n; i++)
+        k += sprintf(s + k, "%s\"%d\": %d", i ? ", " : "", i, (n - 1 - i) % 3);
+    sprintf(s + k, "}}");
+    return s;
+}
+
+Test(lower_knobs, explicit_map_is_honoured_and_queues_keep_topological_order)
+{
+    ir_target t = target_with_sms(3);
+    ir_program *d = lower_simple("toy", NULL);
+    int n = d->n_tasks;
+    ir_program_free(d);
+    char *cfg = reverse_map(n);
+    ir_program *p = lower_full("toy", cfg, &t, 0, 0, false);
+    free(cfg);
+    for (int i = 0; i < n; i++)
+        cr_assert_eq(p->tasks[i].sm, (n - 1 - i) % 3);
+    cr_assert_eq(p->plan.grid, 3);
+    for (int q = 0; q < 3; q++)
+        for (int k = p->plan.queue_start[q]; k < p->plan.queue_start[q + 1]; k++) {
+            int id = p->plan.queue_tasks[k];
+            cr_assert_eq(p->tasks[id].sm, q);
+            if (k > p->plan.queue_start[q])
+                cr_assert_lt(p->plan.queue_tasks[k - 1], id);
+        }
+    cr_assert_eq(p->plan.queue_start[3], n);
+    ir_program_free(p);
+}
+
+Test(lower_knobs, explicit_map_missing_a_task_is_refused)
+{
+    ir_target t = target_with_sms(3);
+    ir_error e = lower_refused("toy", "{\"sm_assignment\": {\"0\": 0, \"1\": 1}}", &t, 0, 0,
+                               IR_ERR_MALFORMED);
+    cr_assert_str_eq(e.where, "config.sm_assignment");
+    cr_assert_not_null(strstr(e.why, "task 2"));
+    cr_assert_not_null(strstr(e.why, "no queue"));
+}
+
+Test(lower_knobs, explicit_map_out_of_range_queue_or_unknown_task_is_refused)
+{
+    ir_target t = target_with_sms(3);
+    int n = 37;
+    char *cfg = reverse_map(n);
+    /* queue 3 does not exist on a 3-queue target */
+    char *at = strstr(cfg, "\"5\": ");
+    at[5] = '3';
+    ir_error e = lower_refused("toy", cfg, &t, 0, 0, IR_ERR_MALFORMED);
+    cr_assert_str_eq(e.where, "config.sm_assignment.5");
+    cr_assert_not_null(strstr(e.why, "queue 3 is out of range"));
+    free(cfg);
+    e = lower_refused("toy", "{\"sm_assignment\": {\"999\": 0}}", &t, 0, 0, IR_ERR_MALFORMED);
+    cr_assert_str_eq(e.where, "config.sm_assignment.999");
+    cr_assert_not_null(strstr(e.why, "names task 999"));
+}
+
+Test(lower_knobs, pipelining_depth_threads_and_smem_go_into_the_launch_plan)
+{
+    ir_program *p = lower_simple("toy", "{\"pipelining_depth\": 5, \"threads_per_block\": 512, "
+                                        "\"smem_bytes_per_block\": 4096}");
+    cr_assert_eq(p->plan.pipelining_depth, 5);
+    cr_assert_eq(p->plan.threads_per_block, 512);
+    cr_assert_eq(p->plan.dynamic_smem_bytes, 4096);
+    cr_assert_eq(p->plan.grid, 132);
+    /* min(255, 65536 / 512 = 128) rounded down to a multiple of 8 */
+    cr_assert_eq(p->plan.regs_per_thread, 128);
+    ir_program_free(p);
+    p = lower_simple("toy", NULL);
+    cr_assert_eq(p->plan.threads_per_block, 256);
+    cr_assert_eq(p->plan.pipelining_depth, 2);
+    cr_assert_eq(p->plan.regs_per_thread, 248); /* min(255, 256) -> 248 */
+    ir_program_free(p);
+}
+
+Test(lower_knobs, smem_over_the_optin_cap_is_kept_for_the_verifier_to_refute)
+{
+    ir_program *p = lower_simple("toy", "{\"smem_bytes_per_block\": 300000}");
+    cr_assert_gt(300000, ir_target_builtin("h100")->smem_bytes_per_block_optin);
+    cr_assert_eq(p->plan.dynamic_smem_bytes, 300000);
+    ir_program_free(p);
+}
+
+/* ---------------------------------------------------------------- pages */
+
+Test(lower_pages, none_gives_every_activation_its_own_page)
+{
+    ir_program *p = lower_simple("toy", "{\"page_allocation\": \"none\"}");
+    int acts = 0;
+    for (int i = 0; i < p->n_buffers; i++)
+        acts += p->buffers[i].kind == IR_ACTIVATION;
+    cr_assert_eq(p->pages.n_map, acts);
+    cr_assert_eq(p->pages.n_pages, acts);
+    cr_assert_eq(check_pages_ordered(p), 0);
+    ir_program_free(p);
+}
+
+Test(lower_pages, graph_color_and_linear_share_pages_only_between_ordered_buffers)
+{
+    const char *cfgs[] = {"{\"page_allocation\": \"graph_color\"}",
+                          "{\"page_allocation\": \"linear\"}",
+                          "{\"page_allocation\": \"graph_color\", \"tiling\": {\"attention\": "
+                          "{\"kv_block\": 32}, \"gemv\": {\"N_tile\": 16}}, \"fusion_grouping\": "
+                          "[[\"gate\", \"up\"]]}"};
+    ir_program *none = lower_simple("toy", "{\"page_allocation\": \"none\"}");
+    for (int i = 0; i < 3; i++) {
+        ir_program *p = lower_simple("toy", cfgs[i]);
+        cr_assert_gt(check_pages_ordered(p), 0, "%s shares no page", cfgs[i]);
+        cr_assert_lt(p->pages.n_pages, none->pages.n_pages);
+        cr_assert_lt(page_bytes(p), page_bytes(none));
+        ir_program_free(p);
+    }
+    ir_program_free(none);
+}
+
+Test(lower_pages, graph_color_needs_no_more_bytes_than_linear_on_a_real_model)
+{
+    ir_program *g = lower_simple("smollm2-135m", "{\"page_allocation\": \"graph_color\"}");
+    ir_program *l = lower_simple("smollm2-135m", "{\"page_allocation\": \"linear\"}");
+    check_pages_ordered(g);
+    check_pages_ordered(l);
+    cr_assert_leq(page_bytes(g), page_bytes(l));
+    /* Linear never grows a page: every buffer on a page has the page's size or less, and the
+     * first buffer placed on it set that size. */
+    for (int i = 0; i < l->pages.n_map; i++)
+        cr_assert_leq(ir_buffer_nbytes(&l->buffers[l->pages.map_buffer[i]]),
+                      l->pages.pages[l->pages.map_page[i]].nbytes);
+    /* Residual stream of layer 0 and the same buffer of layer 2 cannot both be live: shared. */
+    cr_assert_lt(g->pages.n_pages, 20);
+    ir_program_free(g);
+    ir_program_free(l);
+}
+
+Test(lower_pages, smem_pages_only_for_single_queue_buffers_within_budget)
+{
+    /* One queue: every activation qualifies for SMEM, the budget decides. */
+    ir_target one = target_with_sms(1);
+    ir_program *p = lower_full("toy", "{\"smem_bytes_per_block\": 1048576}", &one, 0, 0, false);
+    for (int i = 0; i < p->pages.n_pages; i++)
+        cr_assert_eq(p->pages.pages[i].space, IR_SMEM);
+    check_pages_ordered(p);
+    ir_program_free(p);
+
+    /* A budget of 1600 bytes fits at most a few 256-byte hidden vectors at once. */
+    p = lower_full("toy", "{\"smem_bytes_per_block\": 1600}", &one, 0, 0, false);
+    int smem = 0, global = 0;
+    int64_t peak = 0;
+    for (int i = 0; i < p->pages.n_pages; i++) {
+        const ir_page *a = &p->pages.pages[i];
+        if (a->space != IR_SMEM) {
+            global++;
+            continue;
+        }
+        smem++;
+        int64_t sum = 0;
+        for (int j = 0; j < p->pages.n_pages; j++) {
+            const ir_page *b = &p->pages.pages[j];
+            if (b->space == IR_SMEM && b->live_start <= a->live_start
+                && a->live_start <= b->live_end)
+                sum += b->nbytes;
+        }
+        if (sum > peak)
+            peak = sum;
+    }
+    cr_assert_gt(smem, 0);
+    cr_assert_gt(global, 0);
+    cr_assert_leq(peak, 1600);
+    check_pages_ordered(p);
+    ir_program_free(p);
+
+    /* No budget: nothing in SMEM. */
+    p = lower_full("toy", NULL, &one, 0, 0, false);
+    for (int i = 0; i < p->n_buffers; i++)
+        cr_assert_neq(p->buffers[i].space, IR_SMEM);
+    ir_program_free(p);
+}
+
+Test(lower_pages, smem_never_holds_a_buffer_touched_by_two_queues)
+{
+    ir_program *p = lower_simple("toy", "{\"smem_bytes_per_block\": 1048576, "
+                                        "\"sm_assignment\": \"round_robin\"}");
+    /* Round robin on 132 queues puts every toy task on its own queue: no buffer qualifies. */
+    for (int i = 0; i < p->pages.n_pages; i++)
+        cr_assert_eq(p->pages.pages[i].space, IR_GLOBAL_SCRATCH);
+    ir_program_free(p);
+}
+
+/* ---------------------------------------------------------------- refusals: config, opts */
+
+Test(lower_refusals, unknown_config_key_is_refused_naming_it)
+{
+    ir_config c;
+    ir_error err = {0};
+    const char *j = "{\"tiling\": {}, \"bogus_knob\": 1}";
+    cr_assert_neq(ir_config_read_json(j, strlen(j), true, &c, &err), IR_OK);
+    cr_assert_not_null(strstr(err.where, "bogus_knob"));
+}
+
+Test(lower_refusals, unsupported_fusion_group_is_refused_naming_it)
+{
+    ir_error e = lower_refused("toy", "{\"fusion_grouping\": [[\"gate\", \"up\"], [\"q\", \"k\"]]}",
+                               NULL, 0, 0, IR_ERR_UNSUPPORTED);
+    cr_assert_str_eq(e.where, "config.fusion_grouping[1]");
+    cr_assert_not_null(strstr(e.why, "\"q\", \"k\""));
+    e = lower_refused("toy", "{\"fusion_grouping\": [[\"gate\", \"up\", \"down\"]]}", NULL, 0, 0,
+                      IR_ERR_UNSUPPORTED);
+    cr_assert_str_eq(e.where, "config.fusion_grouping[0]");
+}
+
+Test(lower_refusals, unknown_tiling_archetype_or_key_is_refused)
+{
+    ir_error e = lower_refused("toy", "{\"tiling\": {\"gemm\": {\"M_tile\": 4}}}", NULL, 0, 0,
+                               IR_ERR_UNSUPPORTED);
+    cr_assert_str_eq(e.where, "config.tiling.gemm");
+    e = lower_refused("toy", "{\"tiling\": {\"gemv\": {\"base_width\": 32}}}", NULL, 0, 0,
+                      IR_ERR_UNSUPPORTED);
+    cr_assert_str_eq(e.where, "config.tiling.gemv.base_width");
+    e = lower_refused("toy", "{\"tiling\": {\"attention\": {\"N_tile\": 32}}}", NULL, 0, 0,
+                      IR_ERR_UNSUPPORTED);
+    cr_assert_str_eq(e.where, "config.tiling.attention.N_tile");
+}
+
+Test(lower_refusals, out_of_range_scalar_knobs_are_refused)
+{
+    ir_error e = lower_refused("toy", "{\"threads_per_block\": 48}", NULL, 0, 0, IR_ERR_MALFORMED);
+    cr_assert_str_eq(e.where, "config.threads_per_block");
+    e = lower_refused("toy", "{\"threads_per_block\": 2048}", NULL, 0, 0, IR_ERR_MALFORMED);
+    cr_assert_str_eq(e.where, "config.threads_per_block");
+    lower_model m;
+    ir_error err = {0};
+    lower_model_preset("toy", &m, &err);
+    ir_config c;
+    ir_config_default(&c);
+    c.pipelining_depth = 65;
+    cr_assert_eq(lower_config_check(&c, &err), IR_ERR_MALFORMED);
+    cr_assert_str_eq(err.where, "config.pipelining_depth");
+    ir_config_default(&c);
+    c.smem_bytes_per_block = -1;
+    cr_assert_eq(lower_config_check(&c, &err), IR_ERR_MALFORMED);
+    cr_assert_str_eq(err.where, "config.smem_bytes_per_block");
+}
+
+Test(lower_refusals, a_tile_size_that_explodes_the_task_count_is_refused)
+{
+    ir_error e = lower_refused("llama-3-70b", "{\"tiling\": {\"gemv\": {\"N_tile\": 1}}}", NULL,
+                               0, 0, IR_ERR_UNSUPPORTED);
+    cr_assert_str_eq(e.where, "config.tiling.gemv.N_tile");
+    cr_assert_not_null(strstr(e.why, "tasks"));
+}
+
+Test(lower_refusals, pos_and_max_seq_out_of_range_are_refused)
+{
+    ir_error e = lower_refused("toy", NULL, NULL, 256, 0, IR_ERR_MALFORMED);
+    cr_assert_str_eq(e.where, "pos");
+    e = lower_refused("toy", NULL, NULL, -1, 0, IR_ERR_MALFORMED);
+    cr_assert_str_eq(e.where, "pos");
+    e = lower_refused("toy", NULL, NULL, 0, 257, IR_ERR_MALFORMED);
+    cr_assert_str_eq(e.where, "max_seq");
+    cr_assert_not_null(strstr(e.why, "256"));
+}
+
+Test(lower_refusals, weight_dtype_other_than_f32_f16_bf16_is_refused)
+{
+    lower_model m;
+    ir_error err = {0};
+    lower_model_preset("toy", &m, &err);
+    ir_config c;
+    ir_config_default(&c);
+    lower_opts o;
+    lower_opts_default(&o);
+    o.dtype = IR_I8;
+    ir_program *p = NULL;
+    cr_assert_eq(lower_program(&m, &c, ir_target_builtin("h100"), &o, &p, &err),
+                 IR_ERR_UNSUPPORTED);
+    cr_assert_str_eq(err.where, "dtype");
+    o.dtype = IR_F16;
+    cr_assert_eq(lower_program(&m, &c, ir_target_builtin("h100"), &o, &p, &err), IR_OK);
+    cr_assert_eq(p->buffers[find_buffer(p, "lm_head.weight")].dtype, IR_F16);
+    cr_assert_eq(p->buffers[find_buffer(p, "L0.k_cache")].dtype, IR_F32);
+    ir_program_free(p);
+}
+
+/* ---------------------------------------------------------------- models */
+
+Test(lower_models, unknown_preset_is_refused_listing_the_presets)
+{
+    lower_model m;
+    ir_error err = {0};
+    cr_assert_eq(lower_model_load("llama-9", &m, &err), IR_ERR_UNSUPPORTED);
+    cr_assert_not_null(strstr(err.why, "llama-3-70b"));
+}
+
+Test(lower_models, hf_llama32_config_equals_the_preset)
+{
+    lower_model a, b;
+    ir_error err = {0};
+    cr_assert_eq(lower_model_load(DATA "hf_llama32_1b.json", &a, &err), IR_OK, "%s: %s",
+                 err.where, err.why);
+    cr_assert_eq(lower_model_preset("llama-3.2-1b", &b, &err), IR_OK);
+    cr_assert_eq(a.hidden, b.hidden);
+    cr_assert_eq(a.n_layers, b.n_layers);
+    cr_assert_eq(a.n_heads, b.n_heads);
+    cr_assert_eq(a.n_kv_heads, b.n_kv_heads);
+    cr_assert_eq(a.head_dim, b.head_dim);
+    cr_assert_eq(a.intermediate, b.intermediate);
+    cr_assert_eq(a.vocab, b.vocab);
+    cr_assert_eq(a.max_pos, b.max_pos);
+    cr_assert_eq(a.tie_embeddings, true);
+    cr_assert_eq(a.rope_llama3, true);
+    cr_assert_float_eq(a.rope_factor, 32.0, 1e-12);
+    cr_assert_float_eq(a.rope_low_freq, 1.0, 1e-12);
+    cr_assert_float_eq(a.rope_high_freq, 4.0, 1e-12);
+    cr_assert_eq(a.rope_orig_max, 8192);
+    cr_assert_float_eq(a.rope_theta, 500000.0, 1e-6);
+    cr_assert_float_eq(a.rms_eps, 1e-5, 1e-15);
+}
+
+Test(lower_models, hf_smollm2_config_derives_head_dim)
+{
+    lower_model a;
+    ir_error err = {0};
+    cr_assert_eq(lower_model_load(DATA "hf_smollm2_135m.json", &a, &err), IR_OK);
+    cr_assert_eq(a.head_dim, 64);
+    cr_assert_eq(a.n_kv_heads, 3);
+    cr_assert_eq(a.rope_llama3, false);
+    cr_assert(a.tie_embeddings);
+}
+
+Test(lower_models, explicit_head_dim_shapes_q_and_o_projections)
+{
+    ir_program *p = lower_simple(DATA "hf_explicit_head_dim.json", NULL);
+    int wq = find_buffer(p, "model.layers.0.self_attn.q_proj.weight");
+    int wo = find_buffer(p, "model.layers.0.self_attn.o_proj.weight");
+    cr_assert_eq(p->buffers[wq].shape[0], 128);
+    cr_assert_eq(p->buffers[wq].shape[1], 96);
+    cr_assert_eq(p->buffers[wo].shape[0], 96);
+    cr_assert_eq(p->buffers[wo].shape[1], 128);
+    cr_assert_eq(int_param(find_task(p, "L0.o_proj[0]"), "K"), 128);
+    cr_assert_eq(p->decode.max_seq, 512);
+    ir_program_free(p);
+}
+
+static void expect_hf_refusal(const char *file, ir_status st, const char *where, const char *why)
+{
+    lower_model m;
+    ir_error err = {0};
+    ir_status s = lower_model_load(file, &m, &err);
+    cr_assert_eq(s, st, "%s: expected %s, got %s (%s: %s)", file, ir_status_name(st),
+                 ir_status_name(s), err.where, err.why);
+    cr_assert_str_eq(err.where, where, "%s", file);
+    cr_assert_not_null(strstr(err.why, why), "%s: why was '%s'", file, err.why);
+}
+
+Test(lower_models, hf_refuses_mixture_of_experts)
+{
+    expect_hf_refusal(DATA "hf_llama_moe.json", IR_ERR_UNSUPPORTED, "num_local_experts",
+                      "mixture-of-experts");
+    expect_hf_refusal(DATA "hf_mixtral_moe.json", IR_ERR_UNSUPPORTED, "num_local_experts",
+                      "mixture-of-experts");
+}
+
+Test(lower_models, hf_refuses_latent_attention)
+{
+    expect_hf_refusal(DATA "hf_llama_mla.json", IR_ERR_UNSUPPORTED, "kv_lora_rank", "MLA");
+}
+
+Test(lower_models, hf_refuses_biases)
+{
+    expect_hf_refusal(DATA "hf_attention_bias.json", IR_ERR_UNSUPPORTED, "attention_bias",
+                      "biases");
+    expect_hf_refusal(DATA "hf_mlp_bias.json", IR_ERR_UNSUPPORTED, "mlp_bias", "biases");
+}
+
+Test(lower_models, hf_refuses_unknown_rope_scaling_naming_the_type)
+{
+    expect_hf_refusal(DATA "hf_rope_yarn.json", IR_ERR_UNSUPPORTED, "rope_scaling.rope_type",
+                      "\"yarn\"");
+    expect_hf_refusal(DATA "hf_rope_linear.json", IR_ERR_UNSUPPORTED, "rope_scaling.type",
+                      "\"linear\"");
+    const char *dyn = "{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 64, "
+                      "\"intermediate_size\": 128, \"num_attention_heads\": 4, "
+                      "\"num_hidden_layers\": 2, \"vocab_size\": 256, \"rope_scaling\": "
+                      "{\"rope_type\": \"dynamic\", \"factor\": 2.0}}";
+    lower_model m;
+    ir_error err = {0};
+    cr_assert_eq(lower_model_from_hf_json(dyn, strlen(dyn), &m, &err), IR_ERR_UNSUPPORTED);
+    cr_assert_not_null(strstr(err.why, "\"dynamic\""));
+}
+
+Test(lower_models, hf_refuses_inconsistent_dims)
+{
+    expect_hf_refusal(DATA "hf_hidden_mismatch.json", IR_ERR_UNSUPPORTED, "hidden_size",
+                      "no head_dim");
+    expect_hf_refusal(DATA "hf_gqa_mismatch.json", IR_ERR_UNSUPPORTED, "num_key_value_heads",
+                      "not a multiple");
+}
+
+Test(lower_models, hf_refuses_other_architectures_and_activations)
+{
+    expect_hf_refusal(DATA "hf_qwen2.json", IR_ERR_UNSUPPORTED, "architectures[0]",
+                      "Qwen2ForCausalLM");
+    expect_hf_refusal(DATA "hf_gelu.json", IR_ERR_UNSUPPORTED, "hidden_act", "\"gelu\"");
+}
+
+Test(lower_models, hf_malformed_json_and_missing_fields_are_malformed)
+{
+    lower_model m;
+    ir_error err = {0};
+    const char *bad = "{\"hidden_size\": 64,";
+    cr_assert_eq(lower_model_from_hf_json(bad, strlen(bad), &m, &err), IR_ERR_MALFORMED);
+    const char *missing = "{\"architectures\": [\"LlamaForCausalLM\"], \"num_hidden_layers\": 2, "
+                          "\"num_attention_heads\": 4, \"intermediate_size\": 8, "
+                          "\"vocab_size\": 9}";
+    cr_assert_eq(lower_model_from_hf_json(missing, strlen(missing), &m, &err), IR_ERR_MALFORMED);
+    cr_assert_str_eq(err.where, "hidden_size");
+    const char *typed = "{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": \"64\"}";
+    cr_assert_eq(lower_model_from_hf_json(typed, strlen(typed), &m, &err), IR_ERR_MALFORMED);
+    cr_assert_str_eq(err.where, "hidden_size");
+    cr_assert_eq(lower_model_load("tests/data/lower/no_such_config.json", &m, &err), IR_ERR_IO);
+}
+
+/* ---------------------------------------------------------------- determinism, CLI */
+
+Test(lower_output, two_lowerings_give_byte_identical_json)
+{
+    const char *cfg = "{\"tiling\": {\"gemv\": {\"N_tile\": 512}, \"attention\": {\"kv_block\": "
+                      "256}}, \"fusion_grouping\": [[\"gate\", \"up\"]], \"page_allocation\": "
+                      "\"graph_color\", \"smem_bytes_per_block\": 65536}";
+    ir_program *a = lower_full("llama-3-8b", cfg, ir_target_builtin("h200"), 33, 0, true);
+    ir_program *b = lower_full("llama-3-8b", cfg, ir_target_builtin("h200"), 33, 0, true);
+    size_t la, lb;
+    char *ja = to_json(a, &la), *jb = to_json(b, &lb);
+    cr_assert_eq(la, lb);
+    cr_assert_eq(memcmp(ja, jb, la), 0);
+    free(ja);
+    free(jb);
+    ir_program_free(a);
+    ir_program_free(b);
+}
+
+Test(lower_output, every_task_is_in_exactly_one_queue_after_its_dependencies)
+{
+    ir_program *p = lower_simple("smollm2-135m", "{\"tiling\": {\"gemv\": {\"N_tile\": 96}}}");
+    int32_t nq, *start, *tasks;
+    ir_error err = {0};
+    cr_assert_eq(ir_program_queues(p, IR_ORDER_LIST, &nq, &start, &tasks, &err), IR_OK,
+                 "%s: %s", err.where, err.why);
+    cr_assert_eq(nq, 132);
+    cr_assert_eq(start[nq], p->n_tasks);
+    free(start);
+    free(tasks);
+    for (int i = 0; i < p->n_tasks; i++)
+        for (int w = 0; w < p->tasks[i].n_waits; w++)
+            for (int u = i; u < p->n_tasks; u++)
+                cr_assert_neq(p->tasks[u].out_counter, p->tasks[i].waits[w].counter,
+                              "task %d waits for a task at or after it", i);
+    ir_program_free(p);
+}
+
+Test(lower_cli, writes_a_program_and_refuses_bad_input_with_exit_2)
+{
+    char out[] = "/tmp/amk_lower_cli_XXXXXX";
+    int fd = mkstemp(out);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    char *ok[] = {"lower", "--model", "toy", "--target", "h100", "--config",
+                  DATA "kv_block_64.json", "--pos", "9", "--argmax", "--dtype", "f32", "-o", out};
+    cr_assert_eq(cmd_lower(14, ok), AMK_EXIT_OK);
+    ir_program *p = NULL;
+    ir_error err = {0};
+    cr_assert_eq(ir_read_file(out, NULL, &p, &err), IR_OK);
+    cr_assert_eq(p->warnings.n, 0);
+    cr_assert_eq(p->decode.pos, 9);
+    cr_assert_eq(count_tasks(p, "L0.attention[", IR_OP_ATTENTION_TILE), 4);
+    cr_assert_eq(p->tasks[p->n_tasks - 1].op, IR_OP_SAMPLE_ARGMAX);
+    cr_assert_eq(p->buffers[find_buffer(p, "lm_head.weight")].dtype, IR_F32);
+    ir_program_free(p);
+    unlink(out);
+
+    char *bad_cfg[] = {"lower", "--model", "toy", "--target", "h100", "--config",
+                       DATA "bad_fusion.json", "-o", out};
+    cr_assert_eq(cmd_lower(9, bad_cfg), AMK_EXIT_MALFORMED);
+    char *bad_key[] = {"lower", "--model", "toy", "--target", "h100", "--config",
+                       DATA "bad_unknown_key.json", "-o", out};
+    cr_assert_eq(cmd_lower(9, bad_key), AMK_EXIT_MALFORMED);
+    char *bad_model[] = {"lower", "--model", DATA "hf_rope_yarn.json", "--target", "h100", "-o",
+                         out};
+    cr_assert_eq(cmd_lower(7, bad_model), AMK_EXIT_MALFORMED);
+    char *bad_target[] = {"lower", "--model", "toy", "--target", "h999", "-o", out};
+    cr_assert_eq(cmd_lower(7, bad_target), AMK_EXIT_MALFORMED);
+    char *bad_pos[] = {"lower", "--model", "toy", "--target", "h100", "--pos", "x", "-o", out};
+    cr_assert_eq(cmd_lower(9, bad_pos), AMK_EXIT_MALFORMED);
+    char *missing[] = {"lower", "--model", "toy"};
+    cr_assert_eq(cmd_lower(3, missing), AMK_EXIT_MALFORMED);
+    char *help[] = {"lower", "--help"};
+    cr_assert_eq(cmd_lower(2, help), AMK_EXIT_OK);
+    cr_assert_neq(access(out, F_OK), 0, "a refused lowering left an output file");
+}
+
+Test(lower_cli, target_file_sets_the_grid)
+{
+    char out[] = "/tmp/amk_lower_cli_XXXXXX";
+    int fd = mkstemp(out);
+    close(fd);
+    char *args[] = {"lower", "--model", "toy", "--target-file", DATA "target_4sm.json", "--config",
+                    DATA "round_robin.json", "-o", out};
+    cr_assert_eq(cmd_lower(9, args), AMK_EXIT_OK);
+    ir_program *p = NULL;
+    ir_error err = {0};
+    cr_assert_eq(ir_read_file(out, NULL, &p, &err), IR_OK);
+    cr_assert_eq(p->plan.grid, 4);
+    cr_assert_str_eq(p->target.name, "tiny4");
+    cr_assert_eq(p->tasks[5].sm, 1);
+    ir_program_free(p);
+    unlink(out);
+}
