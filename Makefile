@@ -88,3 +88,12 @@ clean:
 .PHONY: property
 property: $(BUILD)/tests/test_verify_property
 	AMK_PROPERTY_SEEDS=10000 $(BUILD)/tests/test_verify_property
+
+# bench-lower: wall time and peak memory of lowering each preset (llama-3-70b: < 2 s, < 1 GB).
+.PHONY: bench-lower
+$(BUILD)/bench_lower: bench/bench_lower_main.c $(BUILD)/libamk.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libamk.a $(LDLIBS)
+
+bench-lower: $(BUILD)/bench_lower
+	$(BUILD)/bench_lower
