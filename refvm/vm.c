@@ -1,0 +1,1093 @@
+/*
+ * vm.c - the reference VM: runs a program's per-block queues on the CPU in fp32, one launch per
+ * decoded token, exactly as SPEC.md section 3.3 describes the megakernel: a queue's head runs
+ * once every (counter >= threshold) wait holds, then adds 1 to its out_counter.
+ *
+ * It is also a dynamic checker. Every storage element carries a stamp naming the buffer that
+ * last wrote it and the step it was written in; before a task runs, every element of its input
+ * footprints must carry this step's stamp of that buffer (KV cache rows below pos, weights,
+ * constants and inputs are valid from the start). So a read that races its producer, a read of
+ * a page another buffer has since overwritten, and a deadlock of the actual queues all stop the
+ * run with a precise report instead of producing wrong numbers.
+ *
+ * Storage is fp32 for every buffer (weights converted on bind). I32 buffers (token ids) hold
+ * exact integers in fp32, which is exact below 2^24.
+ */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "refvm/refvm.h"
+
+typedef struct {
+    float *data;             /* numel floats; may be shared (page, or weights of one source) */
+    uint32_t *stamp;         /* per element; NULL for read-only kinds; shared with data's owner */
+    int64_t numel;
+    bool owns;               /* data and stamp are freed with this buffer */
+    int32_t page;            /* page whose storage it uses, or -1 */
+} vm_buf;
+
+struct refvm {
+    const ir_program *p;
+    refvm_opts o;
+    int32_t n_queues;
+    int32_t *qstart, *qtasks;   /* queue q runs qtasks[qstart[q] .. qstart[q+1]) */
+    int32_t *head;              /* per queue: next position in its list */
+    int32_t *enabled;           /* scratch: enabled queue indices */
+    int64_t *counters;
+    vm_buf *buf;
+    float **page_data;
+    uint32_t **page_stamp;
+    ir_box (*in_box)[IR_MAX_INPUTS];
+    ir_box (*out_box)[IR_MAX_OUTPUTS];
+    int32_t tokens_buf, logits_buf, next_token_buf;
+    bool bound;
+    bool last_done;
+    int64_t max_seq;
+    int64_t pos;                /* position of the step being run */
+    uint32_t stamp_base;        /* this step's stamps are stamp_base + buffer id + 1 */
+    uint64_t rng;
+    float *scores;              /* attention scratch */
+    int64_t scores_cap;
+};
+
+/* ---------------------------------------------------------------- small helpers */
+
+void refvm_opts_default(refvm_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->order = IR_ORDER_LIST;
+}
+
+const char *refvm_outcome_name(refvm_outcome o)
+{
+    switch (o) {
+    case REFVM_DONE: return "DONE";
+    case REFVM_DEADLOCK: return "DEADLOCK";
+    case REFVM_UNWRITTEN_READ: return "UNWRITTEN_READ";
+    case REFVM_OUTPUT_INCOMPLETE: return "OUTPUT_INCOMPLETE";
+    }
+    return "?";
+}
+
+void refvm_result_free(refvm_result *r)
+{
+    if (!r)
+        return;
+    free(r->detail);
+    r->detail = NULL;
+}
+
+static uint64_t next_random(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static uint32_t stamp_of(const refvm *vm, int32_t b)
+{
+    return vm->stamp_base + (uint32_t)b + 1;
+}
+
+static bool is_readonly(const ir_buffer *b)
+{
+    return b->kind == IR_WEIGHT || b->kind == IR_CONST || b->kind == IR_IO_INPUT;
+}
+
+static const char *task_where(const ir_task *t, char *buf, size_t n)
+{
+    snprintf(buf, n, "task %d", t->id);
+    return buf;
+}
+
+/* ---------------------------------------------------------------- building */
+
+void refvm_free(refvm *vm)
+{
+    if (!vm)
+        return;
+    if (vm->buf) {
+        for (int32_t i = 0; i < vm->p->n_buffers; i++)
+            if (vm->buf[i].owns) {
+                free(vm->buf[i].data);
+                free(vm->buf[i].stamp);
+            }
+    }
+    if (vm->page_data) {
+        for (int32_t i = 0; i < vm->p->pages.n_pages; i++) {
+            free(vm->page_data[i]);
+            free(vm->page_stamp[i]);
+        }
+    }
+    free(vm->page_data);
+    free(vm->page_stamp);
+    free(vm->buf);
+    free(vm->qstart);
+    free(vm->qtasks);
+    free(vm->head);
+    free(vm->enabled);
+    free(vm->counters);
+    free(vm->in_box);
+    free(vm->out_box);
+    free(vm->scores);
+    free(vm);
+}
+
+static bool op_supported(const ir_task *t)
+{
+    switch (t->op) {
+    case IR_OP_NOP: case IR_OP_COPY: case IR_OP_EMBED: case IR_OP_RMSNORM:
+    case IR_OP_GEMV_TILE: case IR_OP_ATTENTION_TILE: case IR_OP_ROPE: case IR_OP_SILU_MUL:
+    case IR_OP_GELU: case IR_OP_ADD: case IR_OP_MUL: case IR_OP_KV_APPEND:
+    case IR_OP_SAMPLE_ARGMAX: case IR_OP_ATTENTION_COMBINE: case IR_OP_FUSED:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* Storage of activations: a buffer mapped to a page uses the page's storage from offset 0, so
+ * two buffers sharing a page really overwrite each other here, as they do on the GPU. */
+static ir_status alloc_storage(refvm *vm, ir_error *err)
+{
+    const ir_program *p = vm->p;
+    char where[64];
+    if (p->has_pages && p->pages.n_pages > 0) {
+        int32_t np = p->pages.n_pages;
+        vm->page_data = calloc((size_t)np, sizeof *vm->page_data);
+        vm->page_stamp = calloc((size_t)np, sizeof *vm->page_stamp);
+        int64_t *need = calloc((size_t)np, sizeof *need);
+        if (!vm->page_data || !vm->page_stamp || !need) {
+            free(need);
+            return ir_fail(err, IR_ERR_NOMEM, "refvm", "out of memory");
+        }
+        for (int i = 0; i < p->pages.n_map; i++) {
+            int32_t b = p->pages.map_buffer[i], g = p->pages.map_page[i];
+            if (b < 0 || b >= p->n_buffers || g < 0 || g >= np) {
+                free(need);
+                return ir_fail(err, IR_ERR_MALFORMED, "pages.buffer_to_page",
+                               "entry %d names buffer %d / page %d out of range", i, b, g);
+            }
+            const ir_buffer *bb = &p->buffers[b];
+            if (is_readonly(bb) || bb->kind == IR_KV_CACHE)
+                continue;   /* only scratch lives on pages; persistent state keeps its own */
+            if (ir_buffer_nbytes(bb) > p->pages.pages[g].nbytes) {
+                free(need);
+                snprintf(where, sizeof where, "buffers[%d]", b);
+                return ir_fail(err, IR_ERR_MALFORMED, where, "%s needs %lld bytes but page %d "
+                               "has %lld", bb->name, (long long)ir_buffer_nbytes(bb), g,
+                               (long long)p->pages.pages[g].nbytes);
+            }
+            vm->buf[b].page = g;
+            if (ir_buffer_numel(bb) > need[g])
+                need[g] = ir_buffer_numel(bb);
+        }
+        for (int32_t g = 0; g < np; g++) {
+            if (!need[g])
+                continue;
+            vm->page_data[g] = calloc((size_t)need[g], sizeof(float));
+            vm->page_stamp[g] = calloc((size_t)need[g], sizeof(uint32_t));
+            if (!vm->page_data[g] || !vm->page_stamp[g]) {
+                free(need);
+                return ir_fail(err, IR_ERR_NOMEM, "refvm", "out of memory for page %d", g);
+            }
+        }
+        free(need);
+    }
+    for (int32_t i = 0; i < p->n_buffers; i++) {
+        const ir_buffer *bb = &p->buffers[i];
+        vm_buf *v = &vm->buf[i];
+        v->numel = ir_buffer_numel(bb);
+        if (v->page >= 0) {
+            v->data = vm->page_data[v->page];
+            v->stamp = vm->page_stamp[v->page];
+            continue;
+        }
+        if (bb->kind == IR_WEIGHT || bb->kind == IR_CONST)
+            continue;                          /* storage comes with refvm_bind */
+        if (v->numel > ((int64_t)1 << 34)) {
+            snprintf(where, sizeof where, "buffers[%d]", i);
+            return ir_fail(err, IR_ERR_UNSUPPORTED, where, "%s is too large for the CPU VM",
+                           bb->name);
+        }
+        v->owns = true;
+        v->data = calloc((size_t)v->numel, sizeof(float));
+        if (!is_readonly(bb))
+            v->stamp = calloc((size_t)v->numel, sizeof(uint32_t));
+        if (!v->data || (!is_readonly(bb) && !v->stamp)) {
+            snprintf(where, sizeof where, "buffers[%d]", i);
+            return ir_fail(err, IR_ERR_NOMEM, where, "out of memory for %s (%lld elements)",
+                           bb->name, (long long)v->numel);
+        }
+    }
+    return IR_OK;
+}
+
+/* The IO buffer of kind and dtype: the one called name when several match, else the first. */
+static int32_t find_io(const ir_program *p, ir_kind kind, ir_dtype dt, const char *name)
+{
+    int32_t found = -1;
+    for (int32_t i = 0; i < p->n_buffers; i++) {
+        const ir_buffer *b = &p->buffers[i];
+        if (b->kind != kind || b->dtype != dt)
+            continue;
+        if (!strcmp(b->name, name))
+            return i;
+        if (found < 0)
+            found = i;
+    }
+    return found;
+}
+
+/* Prepare p. See refvm.h. */
+ir_status refvm_new(const ir_program *p, const refvm_opts *o, refvm **out, ir_error *err)
+{
+    *out = NULL;
+    refvm *vm = calloc(1, sizeof *vm);
+    if (!vm)
+        return ir_fail(err, IR_ERR_NOMEM, "refvm", "out of memory");
+    vm->p = p;
+    if (o)
+        vm->o = *o;
+    else
+        refvm_opts_default(&vm->o);
+    vm->rng = vm->o.interleave_seed;
+    ir_status s = ir_program_queues(p, vm->o.order, &vm->n_queues, &vm->qstart, &vm->qtasks, err);
+    if (s != IR_OK)
+        goto fail;
+    size_t nb = (size_t)(p->n_buffers ? p->n_buffers : 1), nt = (size_t)(p->n_tasks ? p->n_tasks : 1);
+    vm->head = calloc((size_t)vm->n_queues + 1, sizeof *vm->head);
+    vm->enabled = calloc((size_t)vm->n_queues + 1, sizeof *vm->enabled);
+    vm->counters = calloc((size_t)(p->n_counters ? p->n_counters : 1), sizeof *vm->counters);
+    vm->buf = calloc(nb, sizeof *vm->buf);
+    vm->in_box = calloc(nt, sizeof *vm->in_box);
+    vm->out_box = calloc(nt, sizeof *vm->out_box);
+    if (!vm->head || !vm->enabled || !vm->counters || !vm->buf || !vm->in_box || !vm->out_box) {
+        s = ir_fail(err, IR_ERR_NOMEM, "refvm", "out of memory");
+        goto fail;
+    }
+    for (int32_t i = 0; i < p->n_buffers; i++)
+        vm->buf[i].page = -1;
+    char where[64];
+    for (int32_t i = 0; i < p->n_tasks; i++) {
+        const ir_task *t = &p->tasks[i];
+        if (!op_supported(t)) {
+            s = ir_fail(err, IR_ERR_UNSUPPORTED, task_where(t, where, sizeof where),
+                        "op %s is not executed by the reference VM", ir_op_name(t->op));
+            goto fail;
+        }
+        for (int k = 0; k < t->n_inputs && s == IR_OK; k++)
+            s = ir_task_footprint(p, t, false, k, &vm->in_box[i][k], err);
+        for (int k = 0; k < t->n_outputs && s == IR_OK; k++)
+            s = ir_task_footprint(p, t, true, k, &vm->out_box[i][k], err);
+        for (int k = 0; k < t->n_outputs && s == IR_OK; k++)
+            if (is_readonly(&p->buffers[t->outputs[k]]))
+                s = ir_fail(err, IR_ERR_MALFORMED, task_where(t, where, sizeof where),
+                            "writes read-only buffer %s", p->buffers[t->outputs[k]].name);
+        if (s != IR_OK)
+            goto fail;
+    }
+    if ((s = alloc_storage(vm, err)) != IR_OK)
+        goto fail;
+    vm->tokens_buf = find_io(p, IR_IO_INPUT, IR_I32, "tokens");
+    vm->logits_buf = find_io(p, IR_IO_OUTPUT, IR_F32, "logits");
+    vm->next_token_buf = find_io(p, IR_IO_OUTPUT, IR_I32, "next_token");
+    vm->max_seq = p->has_decode ? p->decode.max_seq : 0;
+    if (!p->has_decode)
+        for (int32_t i = 0; i < p->n_buffers; i++)
+            if (p->buffers[i].kind == IR_KV_CACHE && p->buffers[i].rank >= 1 &&
+                (vm->max_seq == 0 || p->buffers[i].shape[0] < vm->max_seq))
+                vm->max_seq = p->buffers[i].shape[0];
+    if (vm->max_seq < 1)
+        vm->max_seq = 1;
+    vm->bound = true;
+    for (int32_t i = 0; i < p->n_buffers; i++)
+        if (p->buffers[i].kind == IR_WEIGHT || p->buffers[i].kind == IR_CONST)
+            vm->bound = false;
+    *out = vm;
+    return IR_OK;
+fail:
+    refvm_free(vm);
+    return s;
+}
+
+/* ---------------------------------------------------------------- weights */
+
+/* The tensor for buffer b: its source key, or the embedding table for a tied lm_head. */
+static const refvm_tensor *tensor_for(const refvm *vm, const refvm_st *st, const ir_buffer *b)
+{
+    const refvm_tensor *t = refvm_st_find(st, b->source);
+    if (!t && vm->o.tie_embeddings && !strcmp(b->source, "lm_head.weight"))
+        t = refvm_st_find(st, "model.embed_tokens.weight");
+    return t;
+}
+
+/* Bind weights. Every buffer is checked against the file before any tensor is converted, so a
+ * mismatch is refused before the (possibly long) conversion starts. See refvm.h. */
+ir_status refvm_bind(refvm *vm, const refvm_st *st, ir_error *err)
+{
+    const ir_program *p = vm->p;
+    char where[64];
+    for (int32_t i = 0; i < p->n_buffers; i++) {
+        const ir_buffer *b = &p->buffers[i];
+        if (b->kind != IR_WEIGHT && b->kind != IR_CONST)
+            continue;
+        snprintf(where, sizeof where, "buffers[%d]", i);
+        if (!b->source || !*b->source)
+            return ir_fail(err, IR_ERR_MALFORMED, where, "%s has no source key", b->name);
+        const refvm_tensor *t = tensor_for(vm, st, b);
+        if (!t)
+            return ir_fail(err, IR_ERR_MALFORMED, where, "tensor '%.100s' (for %.60s) is not in %s",
+                           b->source, b->name, st->path);
+        if (!t->supported || t->dtype != b->dtype)
+            return ir_fail(err, IR_ERR_MALFORMED, where,
+                           "dtype mismatch: program says %s, tensor '%.100s' in the file is %s",
+                           ir_dtype_name(b->dtype), t->name, t->st_dtype);
+        int rank = b->rank;
+        bool same = t->rank == rank;
+        for (int k = 0; same && k < rank; k++)
+            same = t->shape[k] == b->shape[k];
+        if (rank == 0)
+            same = t->numel == 1;
+        if (!same) {
+            char ps[96] = "", fs[96] = "";
+            for (int k = 0; k < rank; k++)
+                snprintf(ps + strlen(ps), sizeof ps - strlen(ps), "%s%lld", k ? "," : "",
+                         (long long)b->shape[k]);
+            for (int k = 0; k < t->rank; k++)
+                snprintf(fs + strlen(fs), sizeof fs - strlen(fs), "%s%lld", k ? "," : "",
+                         (long long)t->shape[k]);
+            return ir_fail(err, IR_ERR_MALFORMED, where,
+                           "shape mismatch: program says [%s], tensor '%.100s' in the file is [%s]",
+                           ps, t->name, fs);
+        }
+    }
+    for (int32_t i = 0; i < p->n_buffers; i++) {
+        const ir_buffer *b = &p->buffers[i];
+        vm_buf *v = &vm->buf[i];
+        if (b->kind != IR_WEIGHT && b->kind != IR_CONST)
+            continue;
+        if (v->owns) {
+            free(v->data);
+            v->data = NULL;
+            v->owns = false;
+        }
+        const refvm_tensor *t = tensor_for(vm, st, b);
+        /* Buffers bound to one tensor share its storage (e.g. a tied lm_head). */
+        for (int32_t j = 0; j < i && !v->data; j++) {
+            const ir_buffer *o = &p->buffers[j];
+            if ((o->kind == IR_WEIGHT || o->kind == IR_CONST) && tensor_for(vm, st, o) == t)
+                v->data = vm->buf[j].data;
+        }
+        if (v->data)
+            continue;
+        v->data = malloc((size_t)(t->numel ? t->numel : 1) * sizeof(float));
+        if (!v->data)
+            return ir_fail(err, IR_ERR_NOMEM, b->name, "out of memory for %lld weights",
+                           (long long)t->numel);
+        v->owns = true;
+        ir_status s = refvm_st_to_f32(st, t, v->data, err);
+        if (s != IR_OK)
+            return s;
+    }
+    vm->bound = true;
+    return IR_OK;
+}
+
+/* ---------------------------------------------------------------- op semantics (SPEC 5) */
+
+/* Everything an op needs: the task, the position, and its buffers. */
+typedef struct {
+    refvm *vm;
+    const ir_task *t;
+    ir_error *err;
+} op_ctx;
+
+static ir_status op_fail(op_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static ir_status op_fail(op_ctx *c, const char *fmt, ...)
+{
+    char where[64], why[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    return ir_fail(c->err, IR_ERR_MALFORMED, task_where(c->t, where, sizeof where), "%s (%s %s)",
+                   why, ir_op_name(c->t->op), c->t->label);
+}
+
+/* Int param key at the step's position (position expressions re-evaluated, SPEC 3.4). */
+static ir_status iparam(op_ctx *c, const char *key, int64_t *v)
+{
+    ir_pexpr e;
+    if (!ir_task_pexpr(c->t, key, &e))
+        return op_fail(c, "needs int param '%s'", key);
+    *v = ir_pexpr_eval(e, c->vm->pos);
+    return IR_OK;
+}
+
+static ir_status rparam(op_ctx *c, const char *key, double *v)
+{
+    if (!ir_task_real(c->t, key, v))
+        return op_fail(c, "needs numeric param '%s'", key);
+    return IR_OK;
+}
+
+static float *in(op_ctx *c, int k) { return c->vm->buf[c->t->inputs[k]].data; }
+static float *outp(op_ctx *c, int k) { return c->vm->buf[c->t->outputs[k]].data; }
+static int64_t in_n(op_ctx *c, int k) { return c->vm->buf[c->t->inputs[k]].numel; }
+static int64_t out_n(op_ctx *c, int k) { return c->vm->buf[c->t->outputs[k]].numel; }
+static const ir_buffer *in_b(op_ctx *c, int k) { return &c->vm->p->buffers[c->t->inputs[k]]; }
+static const ir_buffer *out_b(op_ctx *c, int k) { return &c->vm->p->buffers[c->t->outputs[k]]; }
+
+static ir_status need_arity(op_ctx *c, int ni, int no)
+{
+    if (c->t->n_inputs < ni || c->t->n_outputs < no)
+        return op_fail(c, "needs %d inputs and %d outputs, has %d and %d", ni, no,
+                       c->t->n_inputs, c->t->n_outputs);
+    return IR_OK;
+}
+
+/* Dot product in fp32 lanes, summed in double every 64 elements: fast and stable. */
+static double dot(const float *a, const float *b, int64_t n)
+{
+    double total = 0;
+    int64_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        float s[8] = {0};
+        for (int64_t j = 0; j < 64; j += 8)
+            for (int k = 0; k < 8; k++)
+                s[k] += a[i + j + k] * b[i + j + k];
+        total += (double)((s[0] + s[1]) + (s[2] + s[3])) + (double)((s[4] + s[5]) + (s[6] + s[7]));
+    }
+    for (; i < n; i++)
+        total += (double)a[i] * b[i];
+    return total;
+}
+
+#define TRY(x) do { ir_status s_ = (x); if (s_ != IR_OK) return s_; } while (0)
+
+static ir_status op_embed(op_ctx *c)
+{
+    TRY(need_arity(c, 2, 1));
+    const ir_buffer *tb = in_b(c, 1);
+    if (tb->rank != 2)
+        return op_fail(c, "table must be [V, H]");
+    int64_t V = tb->shape[0], H = tb->shape[1], hidden = H;
+    if (ir_task_param(c->t, "hidden"))
+        TRY(iparam(c, "hidden", &hidden));
+    if (hidden != H || out_n(c, 0) < H || in_n(c, 0) < 1)
+        return op_fail(c, "hidden %lld does not fit table [%lld, %lld] / output %lld",
+                       (long long)hidden, (long long)V, (long long)H, (long long)out_n(c, 0));
+    float id = in(c, 0)[0];
+    if (!(id >= 0 && id < (float)V) || id != floorf(id))
+        return op_fail(c, "token id %g outside the table's %lld rows", (double)id, (long long)V);
+    memcpy(outp(c, 0), in(c, 1) + (int64_t)id * H, (size_t)H * sizeof(float));
+    return IR_OK;
+}
+
+static ir_status op_rmsnorm(op_ctx *c)
+{
+    TRY(need_arity(c, 2, 1));
+    double eps;
+    int64_t H = in_n(c, 0);
+    TRY(rparam(c, "eps", &eps));
+    if (ir_task_param(c->t, "hidden"))
+        TRY(iparam(c, "hidden", &H));
+    if (H < 1 || in_n(c, 0) < H || in_n(c, 1) < H || out_n(c, 0) < H)
+        return op_fail(c, "hidden %lld does not fit its buffers", (long long)H);
+    const float *x = in(c, 0), *w = in(c, 1);
+    float *y = outp(c, 0);
+    double ss = dot(x, x, H);
+    float r = (float)(1.0 / sqrt(ss / (double)H + eps));
+    for (int64_t i = 0; i < H; i++)
+        y[i] = x[i] * r * w[i];
+    return IR_OK;
+}
+
+/* y[n] = x . W[n, :] (+ bias[n]) for n in [n_off, n_off + N_tile). */
+static ir_status gemv_tile(op_ctx *c, const float *x, int32_t wbuf, const float *bias,
+                           int64_t bias_n, float *y, int64_t y_n)
+{
+    int64_t K, nt, off;
+    TRY(iparam(c, "K", &K));
+    TRY(iparam(c, "N_tile", &nt));
+    TRY(iparam(c, "n_off", &off));
+    const ir_buffer *wb = &c->vm->p->buffers[wbuf];
+    const float *W = c->vm->buf[wbuf].data;
+    if (wb->rank != 2 || wb->shape[1] != K)
+        return op_fail(c, "weight %s is not [N, K=%lld]", wb->name, (long long)K);
+    if (nt < 0 || off < 0 || off + nt > wb->shape[0] || off + nt > y_n ||
+        (bias && off + nt > bias_n) || in_n(c, 0) < K)
+        return op_fail(c, "tile [%lld, %lld) x K %lld outside its buffers", (long long)off,
+                       (long long)(off + nt), (long long)K);
+    for (int64_t n = off; n < off + nt; n++)
+        y[n] = (float)(dot(x, W + n * K, K) + (bias ? bias[n] : 0.0f));
+    return IR_OK;
+}
+
+static ir_status op_gemv(op_ctx *c)
+{
+    TRY(need_arity(c, 2, 1));
+    const float *bias = c->t->n_inputs > 2 ? in(c, 2) : NULL;
+    return gemv_tile(c, in(c, 0), c->t->inputs[1], bias, bias ? in_n(c, 2) : 0, outp(c, 0),
+                     out_n(c, 0));
+}
+
+static ir_status op_fused(op_ctx *c)
+{
+    int64_t recipe;
+    TRY(iparam(c, "recipe", &recipe));
+    if (recipe != 1)
+        return op_fail(c, "FUSED recipe %lld is not executed by the reference VM",
+                       (long long)recipe);
+    TRY(need_arity(c, 3, 2));
+    TRY(gemv_tile(c, in(c, 0), c->t->inputs[1], NULL, 0, outp(c, 0), out_n(c, 0)));
+    return gemv_tile(c, in(c, 0), c->t->inputs[2], NULL, 0, outp(c, 1), out_n(c, 1));
+}
+
+/* Rotate-half RoPE of every head of x at the step's position. */
+static ir_status op_rope(op_ctx *c)
+{
+    TRY(need_arity(c, 1, 1));
+    int64_t hd, pos;
+    double theta;
+    TRY(iparam(c, "head_dim", &hd));
+    TRY(iparam(c, "pos", &pos));
+    TRY(rparam(c, "theta", &theta));
+    int64_t n = in_n(c, 0);
+    if (hd < 2 || hd % 2 || n % hd || out_n(c, 0) < n || hd > 4096)
+        return op_fail(c, "head_dim %lld does not divide %lld elements", (long long)hd,
+                       (long long)n);
+    bool llama3 = ir_task_param(c->t, "rope_factor") != NULL;
+    double factor = 1, lowf = 1, highf = 1;
+    int64_t orig = 0;
+    if (llama3) {
+        TRY(rparam(c, "rope_factor", &factor));
+        TRY(rparam(c, "rope_low_freq", &lowf));
+        TRY(rparam(c, "rope_high_freq", &highf));
+        TRY(iparam(c, "rope_orig_max", &orig));
+        if (!(factor > 0) || !(highf > lowf) || !(lowf > 0) || orig < 1)
+            return op_fail(c, "bad llama3 rope scaling params");
+    }
+    int64_t half = hd / 2;
+    double cs[4096];            /* cos, sin per frequency; hd <= 4096 */
+    for (int64_t i = 0; i < half; i++) {
+        double freq = pow(theta, -2.0 * (double)i / (double)hd);
+        if (llama3) {
+            /* Bands by wavelength against the original context: long waves are slowed by
+             * factor, short ones kept, the ones between blended linearly in orig/wavelen. */
+            double wl = 2.0 * M_PI / freq, ratio = (double)orig / wl;
+            if (ratio < lowf)
+                freq /= factor;
+            else if (ratio <= highf) {
+                double t = (ratio - lowf) / (highf - lowf);
+                freq = freq * t + freq / factor * (1.0 - t);
+            }
+        }
+        double ang = (double)pos * (double)(float)freq;
+        cs[2 * i] = cos(ang);
+        cs[2 * i + 1] = sin(ang);
+    }
+    const float *x = in(c, 0);
+    float *y = outp(c, 0);
+    for (int64_t base = 0; base < n; base += hd)
+        for (int64_t i = 0; i < half; i++) {
+            double lo = x[base + i], hi = x[base + half + i];
+            y[base + i] = (float)(lo * cs[2 * i] - hi * cs[2 * i + 1]);
+            y[base + half + i] = (float)(hi * cs[2 * i] + lo * cs[2 * i + 1]);
+        }
+    return IR_OK;
+}
+
+static ir_status op_kv_append(op_ctx *c)
+{
+    TRY(need_arity(c, 1, 1));
+    int64_t pos;
+    TRY(iparam(c, "pos", &pos));
+    const ir_buffer *cb = out_b(c, 0);
+    if (cb->rank != 2 || pos < 0 || pos >= cb->shape[0] || in_n(c, 0) < cb->shape[1])
+        return op_fail(c, "row %lld outside cache %s or source too short", (long long)pos,
+                       cb->name);
+    int64_t W = cb->shape[1];
+    memcpy(outp(c, 0) + pos * W, in(c, 0), (size_t)W * sizeof(float));
+    return IR_OK;
+}
+
+static ir_status scores_reserve(refvm *vm, int64_t n)
+{
+    if (n <= vm->scores_cap)
+        return IR_OK;
+    float *s = realloc(vm->scores, (size_t)n * sizeof(float));
+    if (!s)
+        return IR_ERR_NOMEM;
+    vm->scores = s;
+    vm->scores_cap = n;
+    return IR_OK;
+}
+
+/* Attention of every query head over cache rows [kv_start, kv_start + kv_len): the normalized
+ * output, or (with m_off) the partial row acc, m, l of SPEC 5 for a later combine. */
+static ir_status op_attention(op_ctx *c)
+{
+    TRY(need_arity(c, 3, 1));
+    int64_t hd, start, len, nh, nkv, moff = -1;
+    double scale;
+    TRY(iparam(c, "head_dim", &hd));
+    TRY(iparam(c, "kv_start", &start));
+    TRY(iparam(c, "kv_len", &len));
+    TRY(iparam(c, "n_heads", &nh));
+    TRY(iparam(c, "n_kv_heads", &nkv));
+    TRY(rparam(c, "scale", &scale));
+    bool partial = ir_task_param(c->t, "m_off") != NULL;
+    if (partial)
+        TRY(iparam(c, "m_off", &moff));
+    const ir_buffer *kb = in_b(c, 1), *vb = in_b(c, 2), *ob = out_b(c, 0);
+    if (hd < 1 || nh < 1 || nkv < 1 || nh % nkv || in_n(c, 0) < nh * hd)
+        return op_fail(c, "heads %lld/%lld x head_dim %lld do not fit q", (long long)nh,
+                       (long long)nkv, (long long)hd);
+    if (kb->rank != 2 || vb->rank != 2 || kb->shape[1] != nkv * hd || vb->shape[1] != nkv * hd ||
+        kb->shape[0] != vb->shape[0])
+        return op_fail(c, "caches must be [S, n_kv_heads * head_dim]");
+    if (start < 0 || len < 0 || start + len > kb->shape[0])
+        return op_fail(c, "window [%lld, %lld) outside the %lld cache rows", (long long)start,
+                       (long long)(start + len), (long long)kb->shape[0]);
+    if (partial ? (ob->rank != 2 || moff < 0 || moff >= ob->shape[0] || ob->shape[1] != nh * (hd + 2))
+                : out_n(c, 0) < nh * hd)
+        return op_fail(c, "output %s does not fit %s", ob->name,
+                       partial ? "a partials row [nb, n_heads*(head_dim+2)]" : "n_heads*head_dim");
+    if (scores_reserve(c->vm, len + 1) != IR_OK)
+        return ir_fail(c->err, IR_ERR_NOMEM, "refvm", "out of memory");
+    const float *q = in(c, 0), *K = in(c, 1), *V = in(c, 2);
+    float *o = partial ? outp(c, 0) + moff * nh * (hd + 2) : outp(c, 0);
+    int64_t row = nkv * hd, group = nh / nkv;
+    float *sc = c->vm->scores;
+    for (int64_t h = 0; h < nh; h++) {
+        const float *qh = q + h * hd;
+        int64_t kvo = (h / group) * hd;
+        float *oh = partial ? o + h * (hd + 2) : o + h * hd;
+        double m = -INFINITY, l = 0;
+        for (int64_t j = 0; j < len; j++) {
+            sc[j] = (float)(scale * dot(qh, K + (start + j) * row + kvo, hd));
+            if (sc[j] > m)
+                m = sc[j];
+        }
+        for (int64_t i = 0; i < hd; i++)
+            oh[i] = 0;
+        for (int64_t j = 0; j < len; j++) {
+            float pj = (float)exp(sc[j] - m);
+            l += pj;
+            const float *vj = V + (start + j) * row + kvo;
+            for (int64_t i = 0; i < hd; i++)
+                oh[i] += pj * vj[i];
+        }
+        if (partial) {
+            oh[hd] = (float)m;
+            oh[hd + 1] = (float)l;
+        } else {
+            for (int64_t i = 0; i < hd; i++)
+                oh[i] = len ? (float)(oh[i] / l) : 0.0f;
+        }
+    }
+    return IR_OK;
+}
+
+/* Flash-decoding merge: rescale each block's partial to the global max, sum, normalize. */
+static ir_status op_attention_combine(op_ctx *c)
+{
+    TRY(need_arity(c, 1, 1));
+    int64_t hd, nh;
+    TRY(iparam(c, "head_dim", &hd));
+    TRY(iparam(c, "n_heads", &nh));
+    const ir_buffer *pb = in_b(c, 0);
+    if (hd < 1 || nh < 1 || pb->rank != 2 || pb->shape[1] != nh * (hd + 2) || out_n(c, 0) < nh * hd)
+        return op_fail(c, "partials %s must be [nb, n_heads*(head_dim+2)] and output n_heads*head_dim",
+                       pb->name);
+    int64_t nb = pb->shape[0], rw = nh * (hd + 2);
+    const float *P = in(c, 0);
+    float *o = outp(c, 0);
+    for (int64_t h = 0; h < nh; h++) {
+        double M = -INFINITY;
+        for (int64_t b = 0; b < nb; b++) {
+            const float *r = P + b * rw + h * (hd + 2);
+            if (r[hd + 1] > 0 && r[hd] > M)
+                M = r[hd];
+        }
+        double L = 0;
+        for (int64_t i = 0; i < hd; i++)
+            o[h * hd + i] = 0;
+        if (M == -INFINITY)
+            continue;                       /* every block empty: o = 0 */
+        for (int64_t b = 0; b < nb; b++) {
+            const float *r = P + b * rw + h * (hd + 2);
+            if (!(r[hd + 1] > 0))
+                continue;
+            double w = exp(r[hd] - M);
+            L += w * r[hd + 1];
+            for (int64_t i = 0; i < hd; i++)
+                o[h * hd + i] += (float)(w * r[i]);
+        }
+        for (int64_t i = 0; i < hd; i++)
+            o[h * hd + i] = (float)(o[h * hd + i] / L);
+    }
+    return IR_OK;
+}
+
+static ir_status op_elementwise(op_ctx *c)
+{
+    bool unary = c->t->op == IR_OP_COPY || c->t->op == IR_OP_GELU;
+    TRY(need_arity(c, unary ? 1 : 2, 1));
+    int64_t n = out_n(c, 0);
+    if (in_n(c, 0) != n || (!unary && in_n(c, 1) != n))
+        return op_fail(c, "operands of %lld and %lld elements for an output of %lld",
+                       (long long)in_n(c, 0), (long long)(unary ? n : in_n(c, 1)), (long long)n);
+    const float *a = in(c, 0), *b = unary ? NULL : in(c, 1);
+    float *y = outp(c, 0);
+    for (int64_t i = 0; i < n; i++) {
+        switch (c->t->op) {
+        case IR_OP_COPY: y[i] = a[i]; break;
+        case IR_OP_GELU: y[i] = (float)(0.5 * a[i] * (1.0 + erf(a[i] / sqrt(2.0)))); break;
+        case IR_OP_ADD: y[i] = a[i] + b[i]; break;
+        case IR_OP_MUL: y[i] = a[i] * b[i]; break;
+        default: y[i] = (float)(a[i] / (1.0 + exp(-(double)a[i]))) * b[i]; break;  /* SILU_MUL */
+        }
+    }
+    return IR_OK;
+}
+
+static ir_status op_argmax(op_ctx *c)
+{
+    TRY(need_arity(c, 1, 1));
+    if (out_n(c, 0) < 1 || in_n(c, 0) < 1)
+        return op_fail(c, "empty logits or token buffer");
+    outp(c, 0)[0] = (float)refvm_argmax(in(c, 0), in_n(c, 0));
+    return IR_OK;
+}
+
+static ir_status run_op(op_ctx *c)
+{
+    switch (c->t->op) {
+    case IR_OP_NOP: return IR_OK;
+    case IR_OP_EMBED: return op_embed(c);
+    case IR_OP_RMSNORM: return op_rmsnorm(c);
+    case IR_OP_GEMV_TILE: return op_gemv(c);
+    case IR_OP_FUSED: return op_fused(c);
+    case IR_OP_ROPE: return op_rope(c);
+    case IR_OP_KV_APPEND: return op_kv_append(c);
+    case IR_OP_ATTENTION_TILE: return op_attention(c);
+    case IR_OP_ATTENTION_COMBINE: return op_attention_combine(c);
+    case IR_OP_COPY: case IR_OP_GELU: case IR_OP_ADD: case IR_OP_MUL: case IR_OP_SILU_MUL:
+        return op_elementwise(c);
+    case IR_OP_SAMPLE_ARGMAX: return op_argmax(c);
+    default: return op_fail(c, "op not executed by the reference VM");
+    }
+}
+
+/* ---------------------------------------------------------------- stamps and footprints */
+
+/* Concrete box of a footprint at the current position, checked to lie inside the buffer. */
+static ir_status concrete_box(refvm *vm, const ir_task *t, const ir_box *box, int32_t b,
+                              bool is_out, int slot, int64_t *lo, int64_t *hi, ir_error *err)
+{
+    const ir_buffer *bb = &vm->p->buffers[b];
+    ir_box_eval(box, vm->pos, lo, hi);
+    char where[64];
+    if (box->rank != bb->rank)
+        return ir_fail(err, IR_ERR_MALFORMED, task_where(t, where, sizeof where),
+                       "%s %d footprint has rank %d, buffer %s rank %d", is_out ? "output" : "input",
+                       slot, box->rank, bb->name, bb->rank);
+    for (int d = 0; d < box->rank; d++)
+        if (lo[d] < 0 || hi[d] > bb->shape[d] || lo[d] > hi[d])
+            return ir_fail(err, IR_ERR_MALFORMED, task_where(t, where, sizeof where),
+                           "%s %d footprint [%lld, %lld) of dim %d outside buffer %s (%lld) at pos"
+                           " %lld", is_out ? "output" : "input", slot, (long long)lo[d],
+                           (long long)hi[d], d, bb->name, (long long)bb->shape[d],
+                           (long long)vm->pos);
+    return IR_OK;
+}
+
+/* Visit every flat index of box [lo, hi) of a buffer of the given shape; fn returns false to
+ * stop, and visit returns the index where it stopped (or -1). Rows (dim 0) below skip_rows are
+ * not visited: persistent KV cache rows. */
+typedef bool (*elem_fn)(refvm *vm, int32_t b, int64_t idx);
+
+static int64_t visit_box(refvm *vm, int32_t b, const int64_t *lo, const int64_t *hi,
+                         int64_t skip_rows, elem_fn fn)
+{
+    const ir_buffer *bb = &vm->p->buffers[b];
+    int r = bb->rank;
+    if (r == 0)
+        return fn(vm, b, 0) ? -1 : 0;
+    int64_t inner = 1;                    /* elements per step of dim 0 */
+    for (int d = 1; d < r; d++)
+        inner *= bb->shape[d];
+    int64_t idx[IR_MAX_RANK];
+    for (int64_t row = lo[0] > skip_rows ? lo[0] : skip_rows; row < hi[0]; row++) {
+        for (int d = 1; d < r; d++) {
+            idx[d] = lo[d];
+            if (lo[d] >= hi[d])
+                return -1;
+        }
+        for (;;) {
+            int64_t flat = 0;
+            for (int d = 1; d < r; d++)
+                flat = flat * bb->shape[d] + idx[d];
+            flat += row * inner;
+            if (!fn(vm, b, flat))
+                return flat;
+            int d = r - 1;
+            while (d >= 1 && ++idx[d] == hi[d]) {
+                idx[d] = lo[d];
+                d--;
+            }
+            if (d < 1)
+                break;
+        }
+    }
+    return -1;
+}
+
+static bool elem_written(refvm *vm, int32_t b, int64_t i)
+{
+    return vm->buf[b].stamp[i] == stamp_of(vm, b);
+}
+
+static bool elem_mark(refvm *vm, int32_t b, int64_t i)
+{
+    vm->buf[b].stamp[i] = stamp_of(vm, b);
+    return true;
+}
+
+/* Describe the element i of buffer b that was found unwritten. */
+static char *describe_unwritten(refvm *vm, const ir_task *t, int slot, int32_t b, int64_t i)
+{
+    const ir_buffer *bb = &vm->p->buffers[b];
+    uint32_t st = vm->buf[b].stamp[i];
+    char other[200] = "no task wrote it earlier in this step";
+    if (st > vm->stamp_base && st - vm->stamp_base - 1 < (uint32_t)vm->p->n_buffers &&
+        (int32_t)(st - vm->stamp_base - 1) != b) {
+        int32_t ob = (int32_t)(st - vm->stamp_base - 1);
+        snprintf(other, sizeof other, "it was overwritten by buffer %d (%s) sharing page %d",
+                 ob, vm->p->buffers[ob].name, vm->buf[b].page);
+    }
+    char coords[96] = "";
+    int64_t rem = i;
+    for (int d = bb->rank - 1; d >= 0; d--) {
+        char tmp[96];
+        snprintf(tmp, sizeof tmp, "%lld%s%s", (long long)(rem % bb->shape[d]), coords[0] ? "," : "",
+                 coords);
+        snprintf(coords, sizeof coords, "%s", tmp);
+        rem /= bb->shape[d];
+    }
+    char *s = NULL;
+    if (asprintf(&s, "task %d (%s, %s) reads input %d, buffer %d (%s) element %lld [%s] at pos "
+                 "%lld, but %s", t->id, t->label, ir_op_name(t->op), slot, b, bb->name,
+                 (long long)i, coords, (long long)vm->pos, other) < 0)
+        return NULL;
+    return s;
+}
+
+/* ---------------------------------------------------------------- the step */
+
+/* First unsatisfied wait of task t, or -1. */
+static int first_blocking_wait(const refvm *vm, const ir_task *t)
+{
+    for (int k = 0; k < t->n_waits; k++)
+        if (vm->counters[t->waits[k].counter] < t->waits[k].threshold)
+            return k;
+    return -1;
+}
+
+static char *describe_deadlock(const refvm *vm, int64_t ran)
+{
+    const ir_program *p = vm->p;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f)
+        return NULL;
+    fprintf(f, "deadlock at pos %lld after %lld of %d tasks; blocked queues:\n",
+            (long long)vm->pos, (long long)ran, p->n_tasks);
+    for (int32_t q = 0; q < vm->n_queues; q++) {
+        int32_t at = vm->qstart[q] + vm->head[q];
+        if (at >= vm->qstart[q + 1])
+            continue;
+        const ir_task *t = &p->tasks[vm->qtasks[at]];
+        int k = first_blocking_wait(vm, t);
+        if (k < 0)
+            continue;
+        const ir_wait *w = &t->waits[k];
+        fprintf(f, "  queue %d: head task %d (%s) waits counter %d (%s) >= %lld, value %lld\n",
+                q, t->id, t->label, w->counter, p->counters[w->counter].note,
+                (long long)w->threshold, (long long)vm->counters[w->counter]);
+    }
+    if (fclose(f) != 0) {
+        free(text);
+        return NULL;
+    }
+    return text;
+}
+
+static ir_status set_detail(refvm_result *r, char *text)
+{
+    r->detail = text;
+    return text ? IR_OK : IR_ERR_NOMEM;
+}
+
+/* Run one launch. See refvm.h. */
+ir_status refvm_step(refvm *vm, int32_t token, int64_t pos, refvm_result *r, ir_error *err)
+{
+    const ir_program *p = vm->p;
+    memset(r, 0, sizeof *r);
+    r->task = r->buffer = -1;
+    r->element = -1;
+    vm->last_done = false;
+    if (!vm->bound)
+        return ir_fail(err, IR_ERR_MALFORMED, "weights", "the program's weights are not bound");
+    if (pos < 0 || pos >= vm->max_seq)
+        return ir_fail(err, IR_ERR_MALFORMED, "pos", "%lld outside [0, max_seq = %lld)",
+                       (long long)pos, (long long)vm->max_seq);
+    vm->pos = pos;
+    /* New stamps for this step: everything written before now reads as unwritten. When the
+     * 32-bit stamps would wrap, clear every stamp and start again. */
+    uint64_t next = (uint64_t)vm->stamp_base + (uint64_t)p->n_buffers + 1;
+    if (next + (uint64_t)p->n_buffers + 1 >= UINT32_MAX) {
+        for (int32_t i = 0; i < p->n_buffers; i++)
+            if (vm->buf[i].stamp && vm->buf[i].owns)
+                memset(vm->buf[i].stamp, 0, (size_t)vm->buf[i].numel * sizeof(uint32_t));
+        for (int32_t g = 0; vm->page_stamp && g < p->pages.n_pages; g++)
+            if (vm->page_stamp[g]) {
+                int64_t n = 0;
+                for (int32_t i = 0; i < p->n_buffers; i++)
+                    if (vm->buf[i].page == g && vm->buf[i].numel > n)
+                        n = vm->buf[i].numel;
+                memset(vm->page_stamp[g], 0, (size_t)n * sizeof(uint32_t));
+            }
+        next = 1;
+    }
+    vm->stamp_base = (uint32_t)next;
+    if (vm->tokens_buf >= 0) {
+        vm_buf *tb = &vm->buf[vm->tokens_buf];
+        for (int64_t i = 0; i < tb->numel; i++)
+            tb->data[i] = (float)token;
+    }
+    for (int32_t i = 0; i < p->n_counters; i++)
+        vm->counters[i] = p->counters[i].init;
+    for (int32_t q = 0; q < vm->n_queues; q++)
+        vm->head[q] = 0;
+
+    int64_t ran = 0;
+    int64_t lo[IR_MAX_RANK], hi[IR_MAX_RANK];
+    for (;;) {
+        int32_t n_en = 0;
+        for (int32_t q = 0; q < vm->n_queues; q++) {
+            int32_t at = vm->qstart[q] + vm->head[q];
+            if (at < vm->qstart[q + 1] && first_blocking_wait(vm, &p->tasks[vm->qtasks[at]]) < 0) {
+                vm->enabled[n_en++] = q;
+                if (!vm->o.interleave)
+                    break;                 /* default order: the lowest enabled queue */
+            }
+        }
+        if (n_en == 0)
+            break;
+        int32_t q = vm->enabled[vm->o.interleave ? (int32_t)(next_random(&vm->rng) % (uint64_t)n_en) : 0];
+        const ir_task *t = &p->tasks[vm->qtasks[vm->qstart[q] + vm->head[q]]];
+
+        for (int k = 0; k < t->n_inputs; k++) {
+            int32_t b = t->inputs[k];
+            ir_status s = concrete_box(vm, t, &vm->in_box[t->id][k], b, false, k, lo, hi, err);
+            if (s != IR_OK)
+                return s;
+            if (!vm->buf[b].stamp)
+                continue;                  /* weights, constants, inputs: valid from the start */
+            int64_t skip = p->buffers[b].kind == IR_KV_CACHE ? pos : 0;
+            int64_t bad = visit_box(vm, b, lo, hi, skip, elem_written);
+            if (bad >= 0) {
+                r->outcome = REFVM_UNWRITTEN_READ;
+                r->tasks_run = ran;
+                r->task = t->id;
+                r->buffer = b;
+                r->element = bad;
+                return set_detail(r, describe_unwritten(vm, t, k, b, bad)) == IR_OK
+                           ? IR_OK : ir_fail(err, IR_ERR_NOMEM, "refvm", "out of memory");
+            }
+        }
+        for (int k = 0; k < t->n_outputs; k++) {
+            ir_status s = concrete_box(vm, t, &vm->out_box[t->id][k], t->outputs[k], true, k, lo,
+                                       hi, err);
+            if (s != IR_OK)
+                return s;
+        }
+        op_ctx c = {vm, t, err};
+        ir_status s = run_op(&c);
+        if (s != IR_OK)
+            return s;
+        for (int k = 0; k < t->n_outputs; k++) {
+            concrete_box(vm, t, &vm->out_box[t->id][k], t->outputs[k], true, k, lo, hi, err);
+            visit_box(vm, t->outputs[k], lo, hi, 0, elem_mark);
+        }
+        vm->counters[t->out_counter]++;
+        vm->head[q]++;
+        ran++;
+    }
+    r->tasks_run = ran;
+    if (ran < p->n_tasks) {
+        r->outcome = REFVM_DEADLOCK;
+        return set_detail(r, describe_deadlock(vm, ran)) == IR_OK
+                   ? IR_OK : ir_fail(err, IR_ERR_NOMEM, "refvm", "out of memory");
+    }
+    /* Completeness: every output element must have been written in this step. */
+    for (int32_t b = 0; b < p->n_buffers; b++) {
+        if (p->buffers[b].kind != IR_IO_OUTPUT)
+            continue;
+        for (int64_t i = 0; i < vm->buf[b].numel; i++)
+            if (!elem_written(vm, b, i)) {
+                r->outcome = REFVM_OUTPUT_INCOMPLETE;
+                r->buffer = b;
+                r->element = i;
+                char *s = NULL;
+                if (asprintf(&s, "output %s element %lld was not written at pos %lld",
+                             p->buffers[b].name, (long long)i, (long long)pos) < 0)
+                    s = NULL;
+                return set_detail(r, s) == IR_OK
+                           ? IR_OK : ir_fail(err, IR_ERR_NOMEM, "refvm", "out of memory");
+            }
+    }
+    r->outcome = REFVM_DONE;
+    vm->last_done = true;
+    return IR_OK;
+}
+
+/* ---------------------------------------------------------------- results */
+
+const float *refvm_logits(const refvm *vm, int64_t *n)
+{
+    if (!vm->last_done || vm->logits_buf < 0) {
+        if (n)
+            *n = 0;
+        return NULL;
+    }
+    if (n)
+        *n = vm->buf[vm->logits_buf].numel;
+    return vm->buf[vm->logits_buf].data;
+}
+
+int32_t refvm_next_token(const refvm *vm)
+{
+    if (!vm->last_done)
+        return -1;
+    if (vm->next_token_buf >= 0)
+        return (int32_t)vm->buf[vm->next_token_buf].data[0];
+    int64_t n;
+    const float *l = refvm_logits(vm, &n);
+    return l ? refvm_argmax(l, n) : -1;
+}
+
+int64_t refvm_max_seq(const refvm *vm)
+{
+    return vm->max_seq;
+}

@@ -1,0 +1,560 @@
+/*
+ * test_refvm.c - the correctness gate end to end: the eager forward and the reference VM (running
+ * lowered programs) against Hugging Face goldens on every fixture in tests/fixtures/, bit-exact
+ * results across queue interleavings, and the VM's dynamic checks (unwritten reads, deadlocks,
+ * weight binding refusals) on programs built to fail them.
+ */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "lower/lower.h"
+#include "refvm/refvm.h"
+
+#define FIXTURES "tests/fixtures/"
+
+/* ---------------------------------------------------------------- fixture loading */
+
+typedef struct {
+    lower_model m;
+    refvm_st *st;
+    ir_dtype dtype;
+    int n_prompt;
+    int32_t prompt[16];
+    int steps;
+    int32_t tokens[512];
+    int n_pos;
+    float *logits;            /* [n_pos, vocab] goldens */
+    double max_abs_logit;
+} fixture;
+
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f, "cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)n + 1);
+    cr_assert_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
+    buf[n] = 0;
+    fclose(f);
+    *len = (size_t)n;
+    return buf;
+}
+
+static void fixture_load(const char *name, fixture *fx)
+{
+    char path[256];
+    ir_error err = {0};
+    memset(fx, 0, sizeof *fx);
+    snprintf(path, sizeof path, FIXTURES "%s/config.json", name);
+    cr_assert_eq(lower_model_from_hf_config(path, &fx->m, &err), IR_OK, "%s: %s", err.where, err.why);
+    snprintf(path, sizeof path, FIXTURES "%s/model.safetensors", name);
+    cr_assert_eq(refvm_st_open(path, &fx->st, &err), IR_OK, "%s: %s", err.where, err.why);
+    snprintf(path, sizeof path, FIXTURES "%s/golden.json", name);
+    size_t len;
+    char *text = slurp(path, &len);
+    cJSON *g = cJSON_ParseWithLength(text, len);
+    free(text);
+    cr_assert_not_null(g);
+    const char *wd = cJSON_GetObjectItem(g, "weights_dtype")->valuestring;
+    fx->dtype = !strcmp(wd, "BF16") ? IR_BF16 : !strcmp(wd, "F16") ? IR_F16 : IR_F32;
+    const cJSON *pr = cJSON_GetObjectItem(g, "prompt"), *tk = cJSON_GetObjectItem(g, "tokens");
+    fx->n_prompt = cJSON_GetArraySize(pr);
+    for (int i = 0; i < fx->n_prompt; i++)
+        fx->prompt[i] = cJSON_GetArrayItem(pr, i)->valueint;
+    fx->steps = cJSON_GetArraySize(tk);
+    cr_assert_geq(fx->steps, 128, "fixture must hold at least 128 greedy steps");
+    for (int i = 0; i < fx->steps; i++)
+        fx->tokens[i] = cJSON_GetArrayItem(tk, i)->valueint;
+    const cJSON *lg = cJSON_GetObjectItem(g, "logits");
+    fx->n_pos = cJSON_GetArraySize(lg);
+    cr_assert_eq(fx->n_pos, fx->n_prompt + fx->steps - 1);
+    fx->logits = malloc((size_t)fx->n_pos * (size_t)fx->m.vocab * sizeof(float));
+    for (int p = 0; p < fx->n_pos; p++) {
+        const cJSON *row = cJSON_GetArrayItem(lg, p);
+        cr_assert_eq(cJSON_GetArraySize(row), fx->m.vocab);
+        int i = 0;
+        for (const cJSON *v = row->child; v; v = v->next, i++) {
+            fx->logits[(int64_t)p * fx->m.vocab + i] = (float)v->valuedouble;
+            if (fabs(v->valuedouble) > fx->max_abs_logit)
+                fx->max_abs_logit = fabs(v->valuedouble);
+        }
+    }
+    cJSON_Delete(g);
+}
+
+static void fixture_free(fixture *fx)
+{
+    refvm_st_close(fx->st);
+    free(fx->logits);
+}
+
+/* Lower the fixture's model with the default config for h100, its weight dtype, and knobs. */
+static ir_program *lower_fixture(const fixture *fx, int64_t n_tile, int64_t kv_block,
+                                 bool fuse_gate_up, bool argmax)
+{
+    ir_config c;
+    ir_config_default(&c);
+    ir_tiling tiles[2];
+    int nt = 0;
+    if (n_tile) {
+        tiles[nt] = (ir_tiling){"gemv", "N_tile", n_tile};
+        nt++;
+    }
+    if (kv_block) {
+        tiles[nt] = (ir_tiling){"attention", "kv_block", kv_block};
+        nt++;
+    }
+    c.tiling = tiles;
+    c.n_tiling = nt;
+    char names[2][IR_MAX_NAME] = {"gate", "up"};
+    ir_fusion_group grp = {2, names};
+    if (fuse_gate_up) {
+        c.groups = &grp;
+        c.n_groups = 1;
+    }
+    lower_opts o;
+    lower_opts_default(&o);
+    o.dtype = fx->dtype;
+    o.sample_argmax = argmax;
+    ir_program *p = NULL;
+    ir_error err = {0};
+    cr_assert_eq(lower_program(&fx->m, &c, ir_target_builtin("h100"), &o, &p, &err), IR_OK,
+                 "lower: %s: %s", err.where, err.why);
+    return p;
+}
+
+/* Relative error of logits against golden row p. */
+static double golden_err(const fixture *fx, int p, const float *logits)
+{
+    double worst = 0;
+    for (int64_t i = 0; i < fx->m.vocab; i++) {
+        double d = fabs((double)logits[i] - fx->logits[(int64_t)p * fx->m.vocab + i]);
+        if (d > worst)
+            worst = d;
+    }
+    return worst / fx->max_abs_logit;
+}
+
+/* ---------------------------------------------------------------- eager vs Hugging Face */
+
+static void eager_matches_hf(const char *name)
+{
+    fixture fx;
+    fixture_load(name, &fx);
+    refvm_eager *e;
+    ir_error err = {0};
+    cr_assert_eq(refvm_eager_new(&fx.m, fx.st, fx.n_pos + 1, &e, &err), IR_OK, "%s", err.why);
+    int32_t tok = fx.prompt[0];
+    int n_gen = 0;
+    double worst = 0;
+    for (int p = 0; p < fx.n_pos; p++) {
+        const float *lg;
+        cr_assert_eq(refvm_eager_forward(e, tok, p, &lg, &err), IR_OK, "%s", err.why);
+        double rel = golden_err(&fx, p, lg);
+        if (rel > worst)
+            worst = rel;
+        cr_assert_leq(rel, REFVM_GATE_REL_TOL, "%s pos %d: eager off HF by %g (rel)", name, p, rel);
+        if (p + 1 >= fx.n_prompt) {
+            int32_t next = refvm_argmax(lg, fx.m.vocab);
+            cr_assert_eq(next, fx.tokens[n_gen], "%s: greedy token %d: eager %d, HF %d", name,
+                         n_gen, next, fx.tokens[n_gen]);
+            n_gen++;
+            tok = next;
+        } else {
+            tok = fx.prompt[p + 1];
+        }
+    }
+    cr_assert_eq(n_gen, fx.steps);
+    /* Both run in fp32 against a float64 golden: the error is rounding, far below the gate. */
+    cr_assert_lt(worst, 2e-5, "%s: worst eager error %g", name, worst);
+    refvm_eager_free(e);
+    fixture_free(&fx);
+}
+
+Test(eager, matches_hf_goldens_and_greedy_tokens_gqa2_f32) { eager_matches_hf("llama_gqa2_f32"); }
+Test(eager, matches_hf_goldens_and_greedy_tokens_gqa4_tied) { eager_matches_hf("llama_gqa4_tied_f32"); }
+Test(eager, matches_hf_goldens_and_greedy_tokens_bf16_llama3_rope)
+{
+    eager_matches_hf("llama_gqa2_bf16_rope3");
+}
+
+/* ---------------------------------------------------------------- VM vs Hugging Face + eager */
+
+/* Decode the whole fixture on the VM; check goldens, greedy tokens and the eager gate at every
+ * launch. If out is given, the logits of every launch are copied there. */
+static void vm_decode(fixture *fx, ir_program *p, const refvm_opts *o, float *out)
+{
+    refvm *vm;
+    refvm_eager *e;
+    ir_error err = {0};
+    cr_assert_eq(refvm_new(p, o, &vm, &err), IR_OK, "%s: %s", err.where, err.why);
+    cr_assert_eq(refvm_bind(vm, fx->st, &err), IR_OK, "%s: %s", err.where, err.why);
+    cr_assert_eq(refvm_eager_new(&fx->m, fx->st, refvm_max_seq(vm), &e, &err), IR_OK);
+    int32_t tok = fx->prompt[0];
+    int n_gen = 0;
+    for (int pos = 0; pos < fx->n_pos; pos++) {
+        refvm_result r;
+        cr_assert_eq(refvm_step(vm, tok, pos, &r, &err), IR_OK, "%s: %s", err.where, err.why);
+        cr_assert_eq(r.outcome, REFVM_DONE, "pos %d: %s", pos, r.detail);
+        refvm_result_free(&r);
+        int64_t n;
+        const float *lg = refvm_logits(vm, &n);
+        cr_assert_eq(n, fx->m.vocab);
+        double rel = golden_err(fx, pos, lg);
+        cr_assert_leq(rel, REFVM_GATE_REL_TOL, "pos %d: VM off HF by %g (rel)", pos, rel);
+        const float *ref;
+        cr_assert_eq(refvm_eager_forward(e, tok, pos, &ref, &err), IR_OK);
+        refvm_gate_cmp c = refvm_gate_compare(lg, ref, n, REFVM_GATE_REL_TOL);
+        cr_assert(c.pass, "pos %d: gate FAIL, max abs err %g of %g, top %d vs %d", pos,
+                  c.max_abs_err, c.max_abs_ref, c.top_a, c.top_b);
+        if (out)
+            memcpy(out + (int64_t)pos * n, lg, (size_t)n * sizeof(float));
+        if (pos + 1 >= fx->n_prompt) {
+            int32_t next = refvm_next_token(vm);
+            cr_assert_eq(next, fx->tokens[n_gen], "greedy token %d: VM %d, HF %d", n_gen, next,
+                         fx->tokens[n_gen]);
+            n_gen++;
+            tok = next;
+        } else {
+            tok = fx->prompt[pos + 1];
+        }
+    }
+    cr_assert_eq(n_gen, fx->steps);
+    refvm_eager_free(e);
+    refvm_free(vm);
+}
+
+static void vm_matches_hf(const char *name, int64_t n_tile, int64_t kv_block, bool fuse)
+{
+    fixture fx;
+    fixture_load(name, &fx);
+    ir_program *p = lower_fixture(&fx, n_tile, kv_block, fuse, true);
+    refvm_opts o;
+    refvm_opts_default(&o);
+    o.tie_embeddings = fx.m.tie_embeddings;
+    vm_decode(&fx, p, &o, NULL);
+    ir_program_free(p);
+    fixture_free(&fx);
+}
+
+Test(vm, matches_hf_all_steps_gqa2_f32_default_schedule)
+{
+    vm_matches_hf("llama_gqa2_f32", 0, 0, false);
+}
+Test(vm, matches_hf_all_steps_gqa4_tied_split_attention)
+{
+    vm_matches_hf("llama_gqa4_tied_f32", 16, 32, false);
+}
+Test(vm, matches_hf_all_steps_bf16_llama3_rope_fused_gate_up)
+{
+    vm_matches_hf("llama_gqa2_bf16_rope3", 32, 48, true);
+}
+
+/* Every interleaving of a race-free program computes the same bits: counters order every
+ * producer before its consumers, and each op is a pure function of its inputs. */
+Test(vm, seeded_interleavings_give_bit_identical_logits)
+{
+    fixture fx;
+    fixture_load("llama_gqa2_f32", &fx);
+    ir_program *p = lower_fixture(&fx, 16, 32, true, true);
+    size_t n = (size_t)fx.n_pos * (size_t)fx.m.vocab;
+    float *base = malloc(n * sizeof(float)), *other = malloc(n * sizeof(float));
+    refvm_opts o;
+    refvm_opts_default(&o);
+    vm_decode(&fx, p, &o, base);
+    for (uint64_t seed = 1; seed <= 4; seed++) {
+        o.interleave = true;
+        o.interleave_seed = seed;
+        vm_decode(&fx, p, &o, other);
+        cr_assert_eq(memcmp(base, other, n * sizeof(float)), 0, "seed %llu changed the logits",
+                     (unsigned long long)seed);
+    }
+    free(base);
+    free(other);
+    ir_program_free(p);
+    fixture_free(&fx);
+}
+
+/* ---------------------------------------------------------------- weight binding */
+
+Test(vm, bind_refuses_dtype_mismatch_before_running)
+{
+    fixture fx;
+    fixture_load("llama_gqa2_f32", &fx);
+    fx.dtype = IR_BF16;                    /* the file holds F32 */
+    ir_program *p = lower_fixture(&fx, 0, 0, false, false);
+    refvm *vm;
+    ir_error err = {0};
+    cr_assert_eq(refvm_new(p, NULL, &vm, &err), IR_OK);
+    cr_assert_eq(refvm_bind(vm, fx.st, &err), IR_ERR_MALFORMED);
+    cr_assert(strstr(err.why, "dtype mismatch: program says BF16"), "%s", err.why);
+    cr_assert(strstr(err.why, "model.embed_tokens.weight"), "%s", err.why);
+    refvm_result r;
+    cr_assert_eq(refvm_step(vm, 1, 0, &r, &err), IR_ERR_MALFORMED, "unbound VM must not run");
+    refvm_free(vm);
+    ir_program_free(p);
+    fixture_free(&fx);
+}
+
+Test(vm, bind_refuses_shape_mismatch_naming_the_tensor)
+{
+    fixture a, b;
+    fixture_load("llama_gqa2_f32", &a);
+    fixture_load("llama_gqa4_tied_f32", &b);
+    ir_program *p = lower_fixture(&a, 0, 0, false, false);   /* k_proj [32, 64] */
+    refvm *vm;
+    ir_error err = {0};
+    cr_assert_eq(refvm_new(p, NULL, &vm, &err), IR_OK);
+    cr_assert_eq(refvm_bind(vm, b.st, &err), IR_ERR_MALFORMED);  /* file k_proj [16, 64] */
+    cr_assert(strstr(err.why, "shape mismatch: program says [32,64]"), "%s", err.why);
+    cr_assert(strstr(err.why, "model.layers.0.self_attn.k_proj.weight"), "%s", err.why);
+    refvm_free(vm);
+    ir_program_free(p);
+    fixture_free(&a);
+    fixture_free(&b);
+}
+
+Test(vm, lm_head_binds_to_embedding_only_when_tied)
+{
+    fixture fx;
+    fixture_load("llama_gqa4_tied_f32", &fx);
+    cr_assert_null(refvm_st_find(fx.st, "lm_head.weight"));
+    fx.m.tie_embeddings = false;            /* program now names lm_head.weight */
+    ir_program *p = lower_fixture(&fx, 0, 0, false, false);
+    refvm *vm;
+    ir_error err = {0};
+    refvm_opts o;
+    refvm_opts_default(&o);
+    cr_assert_eq(refvm_new(p, &o, &vm, &err), IR_OK);
+    cr_assert_eq(refvm_bind(vm, fx.st, &err), IR_ERR_MALFORMED);
+    cr_assert(strstr(err.why, "'lm_head.weight'"), "%s", err.why);
+    refvm_free(vm);
+    o.tie_embeddings = true;
+    cr_assert_eq(refvm_new(p, &o, &vm, &err), IR_OK);
+    cr_assert_eq(refvm_bind(vm, fx.st, &err), IR_OK, "%s", err.why);
+    refvm_result r;
+    cr_assert_eq(refvm_step(vm, fx.prompt[0], 0, &r, &err), IR_OK);
+    cr_assert_eq(r.outcome, REFVM_DONE);
+    int64_t n;
+    cr_assert_leq(golden_err(&fx, 0, refvm_logits(vm, &n)), REFVM_GATE_REL_TOL);
+    refvm_free(vm);
+    ir_program_free(p);
+    fixture_free(&fx);
+}
+
+/* ---------------------------------------------------------------- dynamic checks */
+
+/* A two-task program: EMBED tokens -> x (counter 0), COPY x -> y (counter 1). queue_of_copy and
+ * queue_of_embed place them; wait adds COPY's wait on counter 0. */
+static ir_program *two_task_program(bool wait, int q_embed, int q_copy, int grid)
+{
+    ir_program *p = ir_program_new();
+    int64_t one[1] = {1}, tab[2] = {4, 2}, row[2] = {1, 2};
+    int32_t tok = ir_add_buffer(p, "tokens", IR_IO_INPUT, IR_I32, 1, one, IR_HBM, NULL);
+    int32_t t = ir_add_buffer(p, "table", IR_WEIGHT, IR_F32, 2, tab, IR_HBM, "table");
+    int32_t x = ir_add_buffer(p, "x", IR_ACTIVATION, IR_F32, 2, row, IR_GLOBAL_SCRATCH, NULL);
+    int32_t y = ir_add_buffer(p, "logits", IR_IO_OUTPUT, IR_F32, 2, row, IR_HBM, NULL);
+    int32_t c0 = ir_add_counter(p, "embed"), c1 = ir_add_counter(p, "copy");
+    ir_task *e = ir_add_task(p, IR_OP_EMBED, c0, "embed");
+    ir_task_add_input(e, tok);
+    ir_task_add_input(e, t);
+    ir_task_add_output(e, x);
+    ir_task_set_int(e, "hidden", 2);
+    e->sm = q_embed;
+    ir_task *c = ir_add_task(p, IR_OP_COPY, c1, "copy");
+    ir_task_add_input(c, x);
+    ir_task_add_output(c, y);
+    if (wait)
+        ir_task_add_wait(c, c0, 1);
+    c->sm = q_copy;
+    cr_assert_eq(ir_plan_alloc(&p->plan, grid, 2), IR_OK);
+    p->has_plan = true;
+    p->plan.threads_per_block = 128;
+    int k = 0;
+    for (int q = 0; q < grid; q++) {
+        p->plan.queue_start[q] = k;
+        /* same queue: copy first (the wrong order) */
+        if (q == q_copy)
+            p->plan.queue_tasks[k++] = 1;
+        if (q == q_embed)
+            p->plan.queue_tasks[k++] = 0;
+    }
+    p->plan.queue_start[grid] = k;
+    return p;
+}
+
+static refvm_st *table_file(const char *path)
+{
+    refvm_st_writer *w;
+    ir_error err = {0};
+    int64_t shape[2] = {4, 2};
+    float v[8] = {0, 1, 10, 11, 20, 21, 30, 31};
+    cr_assert_eq(refvm_st_writer_new(path, 1, &w, &err), IR_OK);
+    cr_assert_eq(refvm_st_writer_declare(w, "table", IR_F32, 2, shape, &err), IR_OK);
+    cr_assert_eq(refvm_st_writer_put(w, v, 8, &err), IR_OK);
+    cr_assert_eq(refvm_st_writer_finish(w, &err), IR_OK, "%s", err.why);
+    refvm_st *st;
+    cr_assert_eq(refvm_st_open(path, &st, &err), IR_OK, "%s", err.why);
+    return st;
+}
+
+static void run_two_task(ir_program *p, refvm_result *r, const char *file)
+{
+    refvm_st *st = table_file(file);
+    refvm *vm;
+    ir_error err = {0};
+    cr_assert_eq(refvm_new(p, NULL, &vm, &err), IR_OK, "%s: %s", err.where, err.why);
+    cr_assert_eq(refvm_bind(vm, st, &err), IR_OK, "%s", err.why);
+    cr_assert_eq(refvm_step(vm, 2, 0, r, &err), IR_OK, "%s: %s", err.where, err.why);
+    if (r->outcome == REFVM_DONE) {
+        int64_t n;
+        const float *y = refvm_logits(vm, &n);
+        cr_assert_eq(n, 2);
+        cr_assert_float_eq(y[0], 20.0f, 0);
+        cr_assert_float_eq(y[1], 21.0f, 0);
+    }
+    refvm_free(vm);
+    refvm_st_close(st);
+    unlink(file);
+}
+
+Test(vm, ordered_two_queue_program_runs_and_copies_the_embedding_row)
+{
+    ir_program *p = two_task_program(true, 1, 0, 2);
+    refvm_result r;
+    run_two_task(p, &r, "/tmp/amk_test_refvm_a.safetensors");
+    cr_assert_eq(r.outcome, REFVM_DONE, "%s", r.detail);
+    cr_assert_eq(r.tasks_run, 2);
+    refvm_result_free(&r);
+    ir_program_free(p);
+}
+
+Test(vm, read_before_write_across_queues_is_caught_with_task_buffer_and_element)
+{
+    ir_program *p = two_task_program(false, 1, 0, 2);   /* copy on queue 0 runs first */
+    refvm_result r;
+    run_two_task(p, &r, "/tmp/amk_test_refvm_b.safetensors");
+    cr_assert_eq(r.outcome, REFVM_UNWRITTEN_READ);
+    cr_assert_eq(r.task, 1);
+    cr_assert_eq(r.buffer, 2);
+    cr_assert_eq(r.element, 0);
+    cr_assert(strstr(r.detail, "task 1 (copy, COPY) reads input 0, buffer 2 (x) element 0"),
+              "%s", r.detail);
+    refvm_result_free(&r);
+    ir_program_free(p);
+}
+
+Test(vm, deadlock_reports_the_stuck_head_wait_and_counter_value)
+{
+    ir_program *p = two_task_program(true, 0, 0, 1);    /* one queue: copy waits for embed behind it */
+    refvm_result r;
+    run_two_task(p, &r, "/tmp/amk_test_refvm_c.safetensors");
+    cr_assert_eq(r.outcome, REFVM_DEADLOCK);
+    cr_assert_eq(r.tasks_run, 0);
+    cr_assert(strstr(r.detail, "queue 0: head task 1 (copy) waits counter 0 (embed) >= 1, value 0"),
+              "%s", r.detail);
+    refvm_result_free(&r);
+    ir_program_free(p);
+}
+
+Test(vm, removed_wait_in_lowered_program_is_caught_dynamically)
+{
+    fixture fx;
+    fixture_load("llama_gqa2_f32", &fx);
+    ir_program *p = lower_fixture(&fx, 0, 0, false, false);
+    /* The final lm_head tiles wait on final_norm; drop the waits of one of them and give it its
+     * own queue that runs before anything else. */
+    int32_t victim = -1;
+    for (int32_t i = 0; i < p->n_tasks; i++)
+        if (!strncmp(p->tasks[i].label, "lm_head[", 8)) {
+            victim = i;
+            break;
+        }
+    cr_assert_geq(victim, 0);
+    p->tasks[victim].n_waits = 0;
+    int32_t nq = (int32_t)p->plan.grid;
+    int32_t *start = p->plan.queue_start, *tasks = p->plan.queue_tasks;
+    /* Rebuild the plan: victim alone on queue 0, everything else shifted one queue up. */
+    int32_t n = start[nq];
+    int32_t *ns = malloc(sizeof *ns * (size_t)(nq + 2)), *nt = malloc(sizeof *nt * (size_t)n);
+    int k = 0;
+    ns[0] = 0;
+    nt[k++] = victim;
+    for (int32_t q = 0; q < nq; q++) {
+        ns[q + 1] = k;
+        for (int32_t j = start[q]; j < start[q + 1]; j++)
+            if (tasks[j] != victim)
+                nt[k++] = tasks[j];
+    }
+    ns[nq + 1] = k;
+    free(start);
+    free(tasks);
+    p->plan.queue_start = ns;
+    p->plan.queue_tasks = nt;
+    p->plan.grid = nq + 1;
+    refvm *vm;
+    ir_error err = {0};
+    cr_assert_eq(refvm_new(p, NULL, &vm, &err), IR_OK, "%s: %s", err.where, err.why);
+    cr_assert_eq(refvm_bind(vm, fx.st, &err), IR_OK);
+    refvm_result r;
+    cr_assert_eq(refvm_step(vm, 1, 0, &r, &err), IR_OK, "%s", err.why);
+    cr_assert_eq(r.outcome, REFVM_UNWRITTEN_READ);
+    cr_assert_eq(r.task, victim);
+    cr_assert_str_eq(p->buffers[r.buffer].name, "final_norm");
+    refvm_result_free(&r);
+    refvm_free(vm);
+    ir_program_free(p);
+    fixture_free(&fx);
+}
+
+Test(vm, position_outside_max_seq_is_refused)
+{
+    fixture fx;
+    fixture_load("llama_gqa2_f32", &fx);
+    ir_program *p = lower_fixture(&fx, 0, 0, false, false);
+    refvm *vm;
+    ir_error err = {0};
+    cr_assert_eq(refvm_new(p, NULL, &vm, &err), IR_OK);
+    cr_assert_eq(refvm_bind(vm, fx.st, &err), IR_OK);
+    refvm_result r;
+    cr_assert_eq(refvm_step(vm, 1, refvm_max_seq(vm), &r, &err), IR_ERR_MALFORMED);
+    cr_assert_str_eq(err.where, "pos");
+    cr_assert_eq(refvm_step(vm, 100000, 0, &r, &err), IR_ERR_MALFORMED, "token outside vocab");
+    cr_assert(strstr(err.why, "token id"), "%s", err.why);
+    refvm_free(vm);
+    ir_program_free(p);
+    fixture_free(&fx);
+}
+
+/* ---------------------------------------------------------------- the gate itself */
+
+Test(gate, fails_on_error_above_tolerance_or_different_top1)
+{
+    float ref[4] = {1.0f, 3.0f, -2.0f, 0.5f};
+    float close[4] = {1.0f, 3.0001f, -2.0f, 0.5f};
+    float far[4] = {1.0f, 3.0f, -2.01f, 0.5f};
+    float swapped[4] = {3.0f, 1.0f, -2.0f, 0.5f};
+    refvm_gate_cmp c = refvm_gate_compare(close, ref, 4, 1e-4);
+    cr_assert(c.pass);
+    cr_assert_float_eq(c.max_abs_err, 1e-4, 1e-6);
+    cr_assert_float_eq(c.max_abs_ref, 3.0, 0);
+    c = refvm_gate_compare(far, ref, 4, 1e-4);
+    cr_assert_not(c.pass);
+    cr_assert_eq(c.top_a, c.top_b);
+    c = refvm_gate_compare(swapped, ref, 4, 10.0);
+    cr_assert_not(c.pass, "a different greedy token fails whatever the tolerance");
+    cr_assert_eq(c.top_a, 0);
+    cr_assert_eq(c.top_b, 1);
+    float nan4[4] = {1.0f, NAN, -2.0f, 0.5f};
+    cr_assert_not(refvm_gate_compare(nan4, ref, 4, 10.0).pass);
+    float ties[3] = {2.0f, 2.0f, 1.0f};
+    cr_assert_eq(refvm_argmax(ties, 3), 0);
+}
