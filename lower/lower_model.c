@@ -235,6 +235,21 @@ static ir_status read_hf(const cJSON *o, lower_model *m, ir_error *err)
     if (present(o, "sliding_window"))
         return ir_fail(err, IR_ERR_UNSUPPORTED, "sliding_window",
                        "sliding-window attention is not lowered (full causal window only)");
+    b = false;
+    TRY(get_bool(o, "rope_interleaved", &b, err));
+    if (b)
+        return ir_fail(err, IR_ERR_UNSUPPORTED, "rope_interleaved",
+                       "interleaved RoPE pairs are not lowered (ROPE is rotate-half)");
+    double prf = 1.0;
+    TRY(get_real(o, "partial_rotary_factor", "partial_rotary_factor", &prf, err));
+    if (prf != 1.0)
+        return ir_fail(err, IR_ERR_UNSUPPORTED, "partial_rotary_factor",
+                       "partial rotary embeddings (%g) are not lowered (ROPE rotates whole heads)",
+                       prf);
+    if (present(o, "no_rope_layers") || present(o, "layer_types"))
+        return ir_fail(err, IR_ERR_UNSUPPORTED,
+                       present(o, "no_rope_layers") ? "no_rope_layers" : "layer_types",
+                       "per-layer attention variants are not lowered (every layer is the same)");
     if (present(o, "quantization_config"))
         return ir_fail(err, IR_ERR_UNSUPPORTED, "quantization_config",
                        "pre-quantized checkpoints are not lowered (weights must be f32/f16/bf16)");

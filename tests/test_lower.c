@@ -1024,6 +1024,42 @@ Test(lower_models, hf_refuses_other_architectures_and_activations)
     expect_hf_refusal(DATA "hf_gelu.json", IR_ERR_UNSUPPORTED, "hidden_act", "\"gelu\"");
 }
 
+Test(lower_models, hf_refuses_rope_layout_variants)
+{
+    const char *base = "{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 64, "
+                       "\"intermediate_size\": 128, \"num_attention_heads\": 4, "
+                       "\"num_hidden_layers\": 2, \"vocab_size\": 256, ";
+    struct {
+        const char *tail, *where;
+    } cases[] = {
+        {"\"rope_interleaved\": true}", "rope_interleaved"},
+        {"\"partial_rotary_factor\": 0.5}", "partial_rotary_factor"},
+        {"\"no_rope_layers\": [1, 0]}", "no_rope_layers"},
+        {"\"sliding_window\": 4096}", "sliding_window"},
+        {"\"quantization_config\": {\"bits\": 4}}", "quantization_config"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char j[512];
+        snprintf(j, sizeof j, "%s%s", base, cases[i].tail);
+        lower_model m;
+        ir_error err = {0};
+        cr_assert_eq(lower_model_from_hf_json(j, strlen(j), &m, &err), IR_ERR_UNSUPPORTED, "%s",
+                     cases[i].where);
+        cr_assert_str_eq(err.where, cases[i].where);
+    }
+    /* The same keys with their neutral values are accepted. */
+    char j[512];
+    snprintf(j, sizeof j, "%s%s", base,
+             "\"rope_interleaved\": false, \"partial_rotary_factor\": 1.0, "
+             "\"sliding_window\": null, \"rope_scaling\": {\"rope_type\": \"default\"}}");
+    lower_model m;
+    ir_error err = {0};
+    cr_assert_eq(lower_model_from_hf_json(j, strlen(j), &m, &err), IR_OK, "%s: %s", err.where,
+                 err.why);
+    cr_assert_eq(m.head_dim, 16);
+    cr_assert_eq(m.rope_llama3, false);
+}
+
 Test(lower_models, hf_malformed_json_and_missing_fields_are_malformed)
 {
     lower_model m;
