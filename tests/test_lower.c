@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "lower/lower.h"
+#include "refvm/refvm.h"
 #include "tools/cmd.h"
 
 #define DATA "tests/data/lower/"
@@ -1075,6 +1076,89 @@ Test(lower_models, hf_malformed_json_and_missing_fields_are_malformed)
     cr_assert_eq(lower_model_from_hf_json(typed, strlen(typed), &m, &err), IR_ERR_MALFORMED);
     cr_assert_str_eq(err.where, "hidden_size");
     cr_assert_eq(lower_model_load("tests/data/lower/no_such_config.json", &m, &err), IR_ERR_IO);
+}
+
+/* ---------------------------------------------------------------- end to end */
+
+/* Lower m under cfg, run `steps` greedy launches on the reference VM (queue heads picked
+ * pseudo-randomly) and compare every launch's logits with the eager forward. */
+static void expect_vm_matches_eager(const lower_model *m, const char *cfg, int64_t num_sms,
+                                    int steps)
+{
+    ir_error e = {0};
+    ir_config c = config_from(cfg);
+    ir_target t = target_with_sms(num_sms);
+    lower_opts o;
+    lower_opts_default(&o);
+    o.dtype = IR_F32;
+    o.max_seq = 32;
+    o.sample_argmax = true;
+    ir_program *p = NULL;
+    cr_assert_eq(lower_program(m, &c, &t, &o, &p, &e), IR_OK, "%s: %s", e.where, e.why);
+    ir_config_free(&c);
+    char path[] = "/tmp/amk_lower_weights_XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    cr_assert_eq(refvm_weights_random(m, 11, IR_F32, path, &e), IR_OK, "%s: %s", e.where, e.why);
+    refvm_st *st = NULL;
+    cr_assert_eq(refvm_st_open(path, &st, &e), IR_OK, "%s: %s", e.where, e.why);
+    refvm_opts ro;
+    refvm_opts_default(&ro);
+    ro.tie_embeddings = m->tie_embeddings;
+    ro.interleave = true;
+    ro.interleave_seed = 5;
+    refvm *vm = NULL;
+    refvm_eager *eg = NULL;
+    cr_assert_eq(refvm_new(p, &ro, &vm, &e), IR_OK, "%s: %s", e.where, e.why);
+    cr_assert_eq(refvm_bind(vm, st, &e), IR_OK, "%s: %s", e.where, e.why);
+    cr_assert_eq(refvm_eager_new(m, st, 32, &eg, &e), IR_OK, "%s: %s", e.where, e.why);
+    int32_t tok = 3;
+    for (int pos = 0; pos < steps; pos++) {
+        refvm_result r;
+        cr_assert_eq(refvm_step(vm, tok, pos, &r, &e), IR_OK, "%s: %s", e.where, e.why);
+        cr_assert_eq(r.outcome, REFVM_DONE, "pos %d: %s", pos, r.detail ? r.detail : "");
+        int64_t n;
+        const float *lv = refvm_logits(vm, &n), *le;
+        cr_assert_eq(refvm_eager_forward(eg, tok, pos, &le, &e), IR_OK);
+        refvm_gate_cmp g = refvm_gate_compare(lv, le, n, REFVM_GATE_REL_TOL);
+        cr_assert(g.pass, "pos %d: max err %g of %g, top %d vs %d", pos, g.max_abs_err,
+                  g.max_abs_ref, g.top_a, g.top_b);
+        tok = refvm_next_token(vm);
+        cr_assert_eq(tok, g.top_b);
+        refvm_result_free(&r);
+    }
+    refvm_eager_free(eg);
+    refvm_free(vm);
+    refvm_st_close(st);
+    unlink(path);
+    ir_program_free(p);
+}
+
+Test(lower_end_to_end, lowered_programs_compute_the_model_on_the_reference_vm)
+{
+    lower_model m;
+    ir_error e = {0};
+    cr_assert_eq(lower_model_preset("toy", &m, &e), IR_OK);
+    expect_vm_matches_eager(&m, NULL, 132, 12);
+    expect_vm_matches_eager(&m,
+                            "{\"tiling\": {\"gemv\": {\"N_tile\": 24}, \"attention\": "
+                            "{\"kv_block\": 5}}, \"fusion_grouping\": [[\"gate\", \"up\"]], "
+                            "\"sm_assignment\": \"round_robin\", \"smem_bytes_per_block\": 2048}",
+                            3, 12);
+    /* GQA 4:1, tied embeddings, explicit head_dim != H / nh, llama3 RoPE scaling. */
+    const char *hf = "{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 48, "
+                     "\"head_dim\": 16, \"intermediate_size\": 80, \"num_attention_heads\": 4, "
+                     "\"num_hidden_layers\": 2, \"num_key_value_heads\": 1, \"vocab_size\": 97, "
+                     "\"max_position_embeddings\": 256, \"rope_theta\": 500000.0, "
+                     "\"tie_word_embeddings\": true, \"rope_scaling\": {\"rope_type\": "
+                     "\"llama3\", \"factor\": 8.0, \"low_freq_factor\": 1.0, "
+                     "\"high_freq_factor\": 4.0, \"original_max_position_embeddings\": 16}}";
+    cr_assert_eq(lower_model_from_hf_json(hf, strlen(hf), &m, &e), IR_OK, "%s: %s", e.where,
+                 e.why);
+    expect_vm_matches_eager(&m, "{\"page_allocation\": \"linear\", \"tiling\": {\"gemv\": "
+                                "{\"N_tile\": 7}, \"attention\": {\"kv_block\": 4}}}",
+                            4, 12);
 }
 
 /* ---------------------------------------------------------------- determinism, CLI */
