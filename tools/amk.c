@@ -17,6 +17,7 @@ static const amk_command COMMANDS[] = {
     {"lower", cmd_lower, "lower a Llama model + ScheduleConfig into a program with a launch plan"},
     /* one line per subcommand, kept in this order: ir, lower, verify, cert, mutate, weights,
        run, bench, audit, lint-kernel, launch */
+    {"lint-kernel", cmd_lint_kernel, "static checks for single-kernel artifact JSON files"},
 };
 
 static void usage(FILE *out)

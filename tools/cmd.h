@@ -17,6 +17,7 @@
 #define AMK_EXIT_UNKNOWN 3
 
 int cmd_ir(int argc, char **argv);
+int cmd_lint_kernel(int argc, char **argv);
 int cmd_lower(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 
