@@ -61,6 +61,9 @@ ir_status lower_program(const lower_model *m, const ir_config *c, const ir_targe
 
 /* ---------------------------------------------------------------- additions */
 
+/* lower_opts.max_seq 0 (what lower_opts_default sets) selects min(max_pos, 4096); an explicit
+ * value must be in [1, max_pos]. lower_opts.pos must be in [0, max_seq). */
+
 /* Number of built-in presets and the i-th preset's name (NULL when out of range). */
 int lower_preset_count(void);
 const char *lower_preset_at(int i);
