@@ -15,8 +15,12 @@ typedef struct {
 static const amk_command COMMANDS[] = {
     {"ir", cmd_ir, "check or canonically rewrite a program JSON file"},
     {"lower", cmd_lower, "lower a Llama model + ScheduleConfig into a program with a launch plan"},
+    {"verify", cmd_verify, "prove a program safe (deadlock, races, residency, bounds) or refute it"},
+    {"cert", cmd_cert, "re-check a certificate against a program without Z3"},
     /* one line per subcommand, kept in this order: ir, lower, verify, cert, mutate, weights,
        run, bench, audit, lint-kernel, launch */
+    {"weights", cmd_weights, "write deterministic random weights, or list a safetensors file"},
+    {"run", cmd_run, "decode on the CPU reference VM; --check gates it against the eager forward"},
     {"lint-kernel", cmd_lint_kernel, "static checks for single-kernel artifact JSON files"},
 };
 

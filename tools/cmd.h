@@ -20,6 +20,9 @@ int cmd_ir(int argc, char **argv);
 int cmd_lint_kernel(int argc, char **argv);
 int cmd_lower(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
+int cmd_cert(int argc, char **argv);
+int cmd_weights(int argc, char **argv);
+int cmd_run(int argc, char **argv);
 
 /* Print err to stderr in the documented one-line form "amk: STATUS at WHERE: WHY". */
 void cmd_print_error(const char *prog, const ir_error *err);

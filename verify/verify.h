@@ -64,6 +64,9 @@ ir_status verify_program(const ir_program *p, const verify_opts *o, verify_resul
                          ir_error *err);
 void verify_result_free(verify_result *r);
 
+/* Release the solver's global caches (call once before exit, for leak checkers). */
+void verify_release_memory(void);
+
 const char *verify_verdict_name(verify_verdict v);
 const char *verify_obligation_name(verify_obligation ob);
 

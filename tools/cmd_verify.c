@@ -1,0 +1,309 @@
+/*
+ * cmd_verify.c - `amk-verify PROGRAM ...` (also `amk verify`) and `amk cert check CERT PROGRAM`.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tools/cmd.h"
+#include "verify/verify.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: amk-verify PROGRAM.json [--target NAME | --target-file F]\n"
+            "                  [--format text|json|sarif] [--cert OUT.json] [--witness OUT.json]\n"
+            "                  [--timeout-ms N] [--queue-order list|topo]\n"
+            "\n"
+            "Proves the program's launch plan well-formed, deadlock-free, race-free, resident on\n"
+            "the target and complete (every read written first), or refutes it with a witness.\n"
+            "Programs without a launch plan run one queue per sm value (--queue-order list: task\n"
+            "list order, AMK's model; topo: one global topological order).\n"
+            "Target: the program's own, else --target / --target-file (which override it).\n"
+            "exit: 0 PROVED, 1 REFUTED, 2 MALFORMED or usage, 3 UNKNOWN (never safe).\n");
+}
+
+/* Whole file into memory; NULL with err set on failure. The caller frees the result. */
+static char *slurp(const char *path, size_t *len, ir_error *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        ir_fail(err, IR_ERR_IO, path, "cannot open: %s", strerror(errno));
+        return NULL;
+    }
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        if (n + 1 >= cap) {
+            char *nb = cap < ((size_t)1 << 31) ? realloc(buf, cap * 2) : NULL;
+            if (!nb) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        size_t k = fread(buf + n, 1, cap - n - 1, f);
+        n += k;
+        if (k == 0)
+            break;
+    }
+    fclose(f);
+    if (!buf) {
+        ir_fail(err, IR_ERR_NOMEM, path, "out of memory");
+        return NULL;
+    }
+    buf[n] = 0;
+    *len = n;
+    return buf;
+}
+
+static bool write_text(const char *path, const char *text, ir_error *err)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f) {
+        ir_fail(err, IR_ERR_IO, path, "cannot write: %s", strerror(errno));
+        return false;
+    }
+    bool ok = fputs(text, f) >= 0 && fputc('\n', f) != EOF;
+    ok = fclose(f) == 0 && ok;
+    if (!ok)
+        ir_fail(err, IR_ERR_IO, path, "write failed");
+    return ok;
+}
+
+static void print_json(const char *file, const verify_result *r, const char *cert_path)
+{
+    printf("{\"verdict\": \"%s\", \"program\": ", verify_verdict_name(r->verdict));
+    cmd_put_json_string(stdout, file);
+    printf(", \"program_sha256\": \"%s\", \"z3_version\": \"%s\", \"tool_version\": \"%s\", "
+           "\"seconds\": %.6f, \"obligations\": [", r->program_sha256, r->z3_version,
+           AMK_TOOL_VERSION, r->seconds);
+    for (int i = 0; i < VERIFY_N_OBLIGATIONS; i++) {
+        const verify_ob_result *o = &r->ob[i];
+        printf("%s{\"name\": \"%s\", \"status\": \"%s\", \"seconds\": %.6f, \"solver_queries\": %lld, "
+               "\"solver_conflicts\": %lld, \"detail\": ", i ? ", " : "",
+               verify_obligation_name((verify_obligation)i), verify_verdict_name(o->status),
+               o->seconds, (long long)o->solver_queries, (long long)o->solver_conflicts);
+        cmd_put_json_string(stdout, o->detail);
+        printf("}");
+    }
+    printf("], \"witness_kind\": ");
+    if (r->witness_kind[0])
+        cmd_put_json_string(stdout, r->witness_kind);
+    else
+        printf("null");
+    printf(", \"witness\": %s, \"certificate\": ", r->witness_json ? r->witness_json : "null");
+    if (cert_path && r->certificate_json)
+        cmd_put_json_string(stdout, cert_path);
+    else
+        printf("null");
+    printf("}\n");
+}
+
+static void print_sarif(const char *file, const verify_result *r)
+{
+    printf("{\"version\": \"2.1.0\", \"$schema\": \"https://json.schemastore.org/sarif-2.1.0.json\", "
+           "\"runs\": [{\"tool\": {\"driver\": {\"name\": \"amk-verify\", \"version\": \"%s\", "
+           "\"rules\": [", AMK_TOOL_VERSION);
+    for (int i = 0; i < VERIFY_N_OBLIGATIONS; i++)
+        printf("%s{\"id\": \"%s\", \"shortDescription\": {\"text\": \"obligation %d: %s\"}}",
+               i ? ", " : "", verify_obligation_name((verify_obligation)i), i + 1,
+               verify_obligation_name((verify_obligation)i));
+    printf("]}}, \"results\": [");
+    bool first = true;
+    for (int i = 0; i < VERIFY_N_OBLIGATIONS; i++) {
+        const verify_ob_result *o = &r->ob[i];
+        if (o->status == VERIFY_PROVED || o->status == VERIFY_SKIPPED)
+            continue;
+        printf("%s{\"ruleId\": \"%s\", \"level\": \"%s\", \"message\": {\"text\": ", first ? "" : ", ",
+               verify_obligation_name((verify_obligation)i),
+               o->status == VERIFY_UNKNOWN ? "warning" : "error");
+        char msg[700];
+        snprintf(msg, sizeof msg, "%s: %s", verify_verdict_name(o->status), o->detail);
+        cmd_put_json_string(stdout, msg);
+        printf("}, \"locations\": [{\"physicalLocation\": {\"artifactLocation\": {\"uri\": ");
+        cmd_put_json_string(stdout, file);
+        printf("}}}]");
+        if (i == 0 || r->witness_json)
+            printf(", \"properties\": {\"witness_kind\": \"%s\"}", r->witness_kind);
+        printf("}");
+        first = false;
+    }
+    printf("], \"properties\": {\"verdict\": \"%s\", \"program_sha256\": \"%s\"}}]}\n",
+           verify_verdict_name(r->verdict), r->program_sha256);
+}
+
+static void print_text(const char *file, const verify_result *r)
+{
+    printf("amk-verify %s  program %s  sha256 %.16s  z3 %s\n", AMK_TOOL_VERSION, file,
+           r->program_sha256, r->z3_version);
+    for (int i = 0; i < VERIFY_N_OBLIGATIONS; i++) {
+        const verify_ob_result *o = &r->ob[i];
+        printf("  %d. %-10s %-9s %8.3f s  %3lld Z3 queries  %s\n", i + 1,
+               verify_obligation_name((verify_obligation)i), verify_verdict_name(o->status),
+               o->seconds, (long long)o->solver_queries, o->detail);
+    }
+    printf("verdict: %s in %.3f s\n", verify_verdict_name(r->verdict), r->seconds);
+    if (r->witness_json)
+        printf("witness (%s): %s\n", r->witness_kind, r->witness_json);
+}
+
+int cmd_verify(int argc, char **argv)
+{
+    const char *file = NULL, *target = NULL, *target_file = NULL, *format = "text";
+    const char *cert = NULL, *witness = NULL;
+    verify_opts o;
+    verify_opts_default(&o);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        bool has = i + 1 < argc;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return AMK_EXIT_OK;
+        } else if (!strcmp(a, "--target") && has) {
+            target = argv[++i];
+        } else if (!strcmp(a, "--target-file") && has) {
+            target_file = argv[++i];
+        } else if (!strcmp(a, "--format") && has) {
+            format = argv[++i];
+        } else if (!strcmp(a, "--json")) {
+            format = "json";
+        } else if (!strcmp(a, "--cert") && has) {
+            cert = argv[++i];
+        } else if (!strcmp(a, "--witness") && has) {
+            witness = argv[++i];
+        } else if (!strcmp(a, "--timeout-ms") && has) {
+            char *end;
+            long long v = strtoll(argv[++i], &end, 10);
+            if (*end || v < 1 || v > 3600000) {
+                fprintf(stderr, "amk-verify: --timeout-ms must be an integer in [1, 3600000]\n");
+                return AMK_EXIT_MALFORMED;
+            }
+            o.timeout_ms = v;
+        } else if (!strcmp(a, "--queue-order") && has) {
+            const char *v = argv[++i];
+            if (!strcmp(v, "list"))
+                o.queue_order = IR_ORDER_LIST;
+            else if (!strcmp(v, "topo"))
+                o.queue_order = IR_ORDER_TOPO;
+            else {
+                fprintf(stderr, "amk-verify: --queue-order must be list or topo\n");
+                return AMK_EXIT_MALFORMED;
+            }
+        } else if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "amk-verify: unknown or incomplete option '%s'\n", a);
+            usage(stderr);
+            return AMK_EXIT_MALFORMED;
+        } else if (!file) {
+            file = a;
+        } else {
+            fprintf(stderr, "amk-verify: more than one PROGRAM given\n");
+            return AMK_EXIT_MALFORMED;
+        }
+    }
+    if (!file || (target && target_file) ||
+        (strcmp(format, "text") && strcmp(format, "json") && strcmp(format, "sarif"))) {
+        fprintf(stderr, "amk-verify: %s\n", !file ? "PROGRAM is required"
+                : target && target_file ? "give --target or --target-file, not both"
+                : "--format must be text, json or sarif");
+        usage(stderr);
+        return AMK_EXIT_MALFORMED;
+    }
+    bool json = strcmp(format, "text") != 0;
+    ir_error err = {0};
+    ir_target tf;
+    if (target) {
+        o.target = ir_target_builtin(target);
+        if (!o.target) {
+            ir_fail(&err, IR_ERR_MALFORMED, "--target", "unknown target '%s' (built in: h100, "
+                    "h200, a100, b200, rtx5090, l4, l40s, a10g, t4)", target);
+            goto fail;
+        }
+    } else if (target_file) {
+        if (ir_target_read_file(target_file, &tf, &err) != IR_OK)
+            goto fail;
+        o.target = &tf;
+    }
+    ir_program *p;
+    if (ir_read_file(file, NULL, &p, &err) != IR_OK)
+        goto fail;
+    verify_result r;
+    if (verify_program(p, &o, &r, &err) != IR_OK) {
+        ir_program_free(p);
+        goto fail;
+    }
+    ir_program_free(p);
+    if (cert && r.certificate_json && !write_text(cert, r.certificate_json, &err))
+        cmd_print_error("amk-verify", &err);
+    if (witness && r.witness_json && !write_text(witness, r.witness_json, &err))
+        cmd_print_error("amk-verify", &err);
+    if (!strcmp(format, "json"))
+        print_json(file, &r, cert);
+    else if (!strcmp(format, "sarif"))
+        print_sarif(file, &r);
+    else
+        print_text(file, &r);
+    if (cert && !r.certificate_json)
+        fprintf(stderr, "amk-verify: no certificate written: verdict is %s\n",
+                verify_verdict_name(r.verdict));
+    int code = (int)r.verdict;
+    verify_result_free(&r);
+    verify_release_memory();
+    return code;
+fail:
+    if (json)
+        cmd_print_error_json(&err);
+    cmd_print_error("amk-verify", &err);
+    return AMK_EXIT_MALFORMED;
+}
+
+static void cert_usage(FILE *f)
+{
+    fprintf(f, "usage: amk cert check CERT.json PROGRAM.json [--json]\n"
+               "Re-checks a PROVED certificate against a program without Z3: the program hash, the\n"
+               "recorded obligations, the finish order (replayed against every wait and queue) and\n"
+               "the occupancy evidence. exit: 0 valid, 1 invalid, 2 unreadable input or usage.\n");
+}
+
+int cmd_cert(int argc, char **argv)
+{
+    if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        cert_usage(stdout);
+        return AMK_EXIT_OK;
+    }
+    bool json = argc == 5 && !strcmp(argv[4], "--json");
+    if ((argc != 4 && !json) || strcmp(argv[1], "check")) {
+        cert_usage(stderr);
+        return AMK_EXIT_MALFORMED;
+    }
+    ir_error err = {0};
+    size_t len;
+    char *text = slurp(argv[2], &len, &err);
+    ir_program *p = NULL;
+    if (!text || ir_read_file(argv[3], NULL, &p, &err) != IR_OK) {
+        free(text);
+        if (json)
+            cmd_print_error_json(&err);
+        cmd_print_error("amk cert check", &err);
+        return AMK_EXIT_MALFORMED;
+    }
+    ir_status s = verify_cert_check(text, len, p, &err);
+    free(text);
+    ir_program_free(p);
+    if (json) {
+        if (s == IR_OK)
+            printf("{\"status\": \"VALID\"}\n");
+        else
+            cmd_print_error_json(&err);
+    }
+    if (s != IR_OK) {
+        cmd_print_error("amk cert check", &err);
+        return s == IR_ERR_MALFORMED ? AMK_EXIT_REFUTED : AMK_EXIT_MALFORMED;
+    }
+    if (!json)
+        printf("certificate %s: VALID for %s\n", argv[2], argv[3]);
+    return AMK_EXIT_OK;
+}

@@ -1,0 +1,406 @@
+/*
+ * wellformed.c - obligation 1. Structural checks in C (everything AMK's validate() checks that is
+ * not a deadlock, race or completeness question, plus what it misses), and the bounds proof: every
+ * footprint of every task lies inside its buffer for every decode position in [0, max_seq),
+ * proved by Z3 over a symbolic position and cross-checked by exact evaluation at every breakpoint
+ * of the piecewise-linear position expressions.
+ */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "verify/verify_internal.h"
+
+/* Params that must be integers (int32) and params that must be numbers, as AMK marshals them. */
+static const char *const INT_PARAMS[] = {"K", "N", "M", "N_tile", "M_tile", "n_off", "m_off",
+                                         "hidden", "vocab", "head_dim", "n_heads", "n_kv_heads",
+                                         "kv_start", "kv_len", "pos", "qdtype", "flags", "group",
+                                         "dim", "recipe", NULL};
+static const char *const REAL_PARAMS[] = {"eps", "scale", "theta", NULL};
+
+static bool in_list(const char *k, const char *const *l)
+{
+    for (int i = 0; l[i]; i++)
+        if (!strcmp(k, l[i]))
+            return true;
+    return false;
+}
+
+/* Refute with a witness naming the task (or -1) and a message. */
+static void refute(vctx *c, const char *kind, int32_t task, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void refute(vctx *c, const char *kind, int32_t task, const char *fmt, ...)
+{
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (c->r->ob[VERIFY_WELLFORMED].status != VERIFY_REFUTED)
+        vset(c, VERIFY_WELLFORMED, VERIFY_REFUTED, "%s", msg);
+    if (vwitness_begin(c, kind)) {
+        if (task >= 0) {
+            vb_fmt(&c->witness, ", \"task\": %d, \"label\": ", task);
+            vb_qstr(&c->witness, c->p->tasks[task].label);
+        }
+        vb_put(&c->witness, ", \"message\": ");
+        vb_qstr(&c->witness, msg);
+    }
+}
+
+static int64_t numel(const ir_program *p, int32_t b) { return ir_buffer_numel(&p->buffers[b]); }
+static int64_t dim(const ir_program *p, int32_t b, int d)
+{
+    const ir_buffer *x = &p->buffers[b];
+    if (d < 0)
+        d += x->rank;
+    return d >= 0 && d < x->rank ? x->shape[d] : 1;
+}
+
+/* Op-specific shape agreement; returns false after refuting. */
+static bool check_shapes(vctx *c, const ir_task *t)
+{
+    const ir_program *p = c->p;
+    int64_t K, hidden, hd, nh, nkv;
+    switch (t->op) {
+    case IR_OP_GEMV_TILE:
+    case IR_OP_FUSED: {
+        int64_t recipe = 1;
+        if (t->op == IR_OP_FUSED && (!ir_task_int(t, "recipe", &recipe) || recipe != 1))
+            break;
+        if (t->op == IR_OP_FUSED && (t->n_inputs != 3 || t->n_outputs != 2)) {
+            refute(c, "shape", t->id, "task %d: FUSED recipe 1 takes 3 inputs and 2 outputs", t->id);
+            return false;
+        }
+        ir_task_int(t, "K", &K);
+        int nw = t->op == IR_OP_FUSED ? 2 : 1;
+        for (int i = 1; i <= nw; i++) {
+            int32_t w = t->inputs[i];
+            if (p->buffers[w].rank != 2 || dim(p, w, 1) != K) {
+                refute(c, "shape", t->id, "task %d: weight buffer %d must be [N, K=%lld]", t->id,
+                       w, (long long)K);
+                return false;
+            }
+        }
+        if (dim(p, t->inputs[0], -1) != K || numel(p, t->inputs[0]) != K) {
+            refute(c, "shape", t->id, "task %d: input buffer %d must hold K=%lld elements", t->id,
+                   t->inputs[0], (long long)K);
+            return false;
+        }
+        for (int i = 0; i < t->n_outputs; i++)
+            if (dim(p, t->outputs[i], -1) != dim(p, t->inputs[1], 0)) {
+                refute(c, "shape", t->id, "task %d: output buffer %d last dim must equal the "
+                       "weight's N=%lld", t->id, t->outputs[i], (long long)dim(p, t->inputs[1], 0));
+                return false;
+            }
+        break;
+    }
+    case IR_OP_RMSNORM:
+        ir_task_int(t, "hidden", &hidden);
+        if (numel(p, t->inputs[0]) != hidden || numel(p, t->inputs[1]) != hidden ||
+            numel(p, t->outputs[0]) != hidden) {
+            refute(c, "shape", t->id, "task %d: RMSNORM buffers must hold hidden=%lld elements",
+                   t->id, (long long)hidden);
+            return false;
+        }
+        break;
+    case IR_OP_EMBED:
+        ir_task_int(t, "hidden", &hidden);
+        if (p->buffers[t->inputs[1]].rank != 2 || dim(p, t->inputs[1], 1) != hidden ||
+            numel(p, t->outputs[0]) != hidden) {
+            refute(c, "shape", t->id, "task %d: EMBED needs a [V, hidden=%lld] table and a "
+                   "hidden-sized output", t->id, (long long)hidden);
+            return false;
+        }
+        break;
+    case IR_OP_ADD:
+    case IR_OP_SILU_MUL:
+        if (numel(p, t->inputs[0]) != numel(p, t->outputs[0]) ||
+            numel(p, t->inputs[1]) != numel(p, t->outputs[0])) {
+            refute(c, "shape", t->id, "task %d: %s operands must have equal sizes", t->id,
+                   ir_op_name(t->op));
+            return false;
+        }
+        break;
+    case IR_OP_ROPE:
+        ir_task_int(t, "head_dim", &hd);
+        if (hd <= 0 || hd % 2 || numel(p, t->inputs[0]) % hd ||
+            numel(p, t->inputs[0]) != numel(p, t->outputs[0])) {
+            refute(c, "shape", t->id, "task %d: ROPE needs an even head_dim dividing the input",
+                   t->id);
+            return false;
+        }
+        break;
+    case IR_OP_KV_APPEND:
+        if (p->buffers[t->outputs[0]].rank != 2 ||
+            numel(p, t->inputs[0]) != dim(p, t->outputs[0], 1)) {
+            refute(c, "shape", t->id, "task %d: KV_APPEND source must fill one row of a [S, D] "
+                   "cache", t->id);
+            return false;
+        }
+        break;
+    case IR_OP_ATTENTION_TILE:
+        ir_task_int(t, "head_dim", &hd);
+        ir_task_int(t, "n_heads", &nh);
+        ir_task_int(t, "n_kv_heads", &nkv);
+        if (hd <= 0 || nh <= 0 || nkv <= 0 || nh % nkv || numel(p, t->inputs[0]) != nh * hd ||
+            p->buffers[t->inputs[1]].rank != 2 || p->buffers[t->inputs[2]].rank != 2 ||
+            dim(p, t->inputs[1], 1) != nkv * hd || dim(p, t->inputs[2], 1) != nkv * hd) {
+            refute(c, "shape", t->id, "task %d: ATTENTION_TILE heads/head_dim disagree with its "
+                   "q and KV buffers", t->id);
+            return false;
+        }
+        break;
+    default:
+        break;
+    }
+    return true;
+}
+
+/* Exact C evaluation: a violation of lo >= 0, hi <= size, lo <= hi for some position in
+ * [0, S) happens at a breakpoint of the piecewise-linear bounds; returns the position or -1. */
+static void add_breaks(ir_pexpr e, int64_t S, int64_t *pts, int *n)
+{
+    if (e.mul == 0)
+        return;
+    int64_t bounds[2] = {e.lo, e.hi};
+    for (int k = 0; k < 2; k++) {
+        if (bounds[k] == INT64_MIN || bounds[k] == INT64_MAX)
+            continue;
+        double x = ((double)bounds[k] - (double)e.add) / (double)e.mul;
+        for (int d = -1; d <= 1; d++) {
+            double v = floor(x) + d;
+            if (v >= 0 && v < (double)S && *n < 30)
+                pts[(*n)++] = (int64_t)v;
+        }
+    }
+}
+
+static int64_t bound_violation_pos(ir_pexpr lo, ir_pexpr hi, int64_t size, int64_t S)
+{
+    int64_t pts[32];
+    int n = 0;
+    pts[n++] = 0;
+    pts[n++] = S - 1;
+    add_breaks(lo, S, pts, &n);
+    add_breaks(hi, S, pts, &n);
+    for (int i = 0; i < n; i++) {
+        int64_t a = ir_pexpr_eval(lo, pts[i]), b = ir_pexpr_eval(hi, pts[i]);
+        if (a < 0 || b > size || a > b)
+            return pts[i];
+    }
+    return -1;
+}
+
+typedef struct {
+    ir_pexpr lo, hi;
+    int64_t size;
+    int64_t acc;      /* an access with this bound, for the witness */
+    int dim;
+} bound_check;
+
+/* Z3: exists pos in [0, S) violating one of the distinct bound checks. */
+static void prove_bounds(vctx *c, bound_check *bc, int64_t nb)
+{
+    const ir_program *p = c->p;
+    int64_t S = c->max_seq;
+    /* C decision first. */
+    int64_t bad = -1, bad_pos = -1;
+    for (int64_t i = 0; i < nb && bad < 0; i++) {
+        int64_t ps = bound_violation_pos(bc[i].lo, bc[i].hi, bc[i].size, S);
+        if (ps >= 0) {
+            bad = i;
+            bad_pos = ps;
+        }
+    }
+    vz3 z;
+    if (!vz3_open(&z, c, VERIFY_WELLFORMED, true)) {
+        vset(c, VERIFY_WELLFORMED, VERIFY_UNKNOWN, "could not start Z3");
+        vz3_close(&z);
+        return;
+    }
+    Z3_ast pos = vz3_int(&z, "pos", 0);
+    Z3_ast range[2] = {Z3_mk_ge(z.ctx, pos, vz3_num(&z, 0)), Z3_mk_lt(z.ctx, pos, vz3_num(&z, S))};
+    Z3_solver_assert(z.ctx, z.solver, vz3_and(&z, 2, range));
+    Z3_ast *viol = malloc(((size_t)nb + 1) * sizeof *viol);
+    if (!viol) {
+        vz3_close(&z);
+        vset(c, VERIFY_WELLFORMED, VERIFY_UNKNOWN, "out of memory");
+        return;
+    }
+    for (int64_t i = 0; i < nb; i++) {
+        Z3_ast lo = vz3_pexpr(&z, bc[i].lo, pos), hi = vz3_pexpr(&z, bc[i].hi, pos);
+        Z3_ast v[3] = {Z3_mk_lt(z.ctx, lo, vz3_num(&z, 0)),
+                       Z3_mk_gt(z.ctx, hi, vz3_num(&z, bc[i].size)), Z3_mk_gt(z.ctx, lo, hi)};
+        viol[i] = vz3_or(&z, 3, v);
+    }
+    Z3_solver_assert(z.ctx, z.solver, vz3_or(&z, (int)(nb > 1000000 ? 1000000 : nb), viol));
+    Z3_lbool res = vz3_check(&z);
+    if (res == Z3_L_UNDEF) {
+        vset(c, VERIFY_WELLFORMED, VERIFY_UNKNOWN, "Z3 gave up on the bounds query (%s)",
+             Z3_solver_get_reason_unknown(z.ctx, z.solver));
+    } else if ((res == Z3_L_TRUE) != (bad >= 0)) {
+        vset(c, VERIFY_WELLFORMED, VERIFY_UNKNOWN,
+             "internal disagreement on bounds: Z3 says %s, exact evaluation says %s",
+             res == Z3_L_TRUE ? "violated" : "inside", bad >= 0 ? "violated" : "inside");
+    } else if (res == Z3_L_TRUE) {
+        const vaccess *a = &c->acc[bc[bad].acc];
+        const ir_task *t = &p->tasks[a->task];
+        int64_t zpos = -1;
+        vz3_model_int(&z, pos, &zpos);
+        char msg[400];
+        snprintf(msg, sizeof msg, "task %d (%s) %s buffer %d '%s' dim %d range [%lld, %lld) "
+                 "outside [0, %lld) at pos %lld", t->id, ir_op_name(t->op),
+                 a->write ? "writes" : "reads", a->buffer, p->buffers[a->buffer].name, bc[bad].dim,
+                 (long long)ir_pexpr_eval(bc[bad].lo, bad_pos),
+                 (long long)ir_pexpr_eval(bc[bad].hi, bad_pos), (long long)bc[bad].size,
+                 (long long)bad_pos);
+        vset(c, VERIFY_WELLFORMED, VERIFY_REFUTED, "%s", msg);
+        if (vwitness_begin(c, "bounds")) {
+            vb_fmt(&c->witness, ", \"task\": %d, \"buffer\": %d, \"access\": \"%s\", \"dim\": %d, "
+                   "\"pos\": %lld, \"range\": [%lld, %lld], \"size\": %lld, \"z3_pos\": %lld, "
+                   "\"message\": ", t->id, a->buffer, a->write ? "write" : "read", bc[bad].dim,
+                   (long long)bad_pos, (long long)ir_pexpr_eval(bc[bad].lo, bad_pos),
+                   (long long)ir_pexpr_eval(bc[bad].hi, bad_pos), (long long)bc[bad].size,
+                   (long long)zpos);
+            vb_qstr(&c->witness, msg);
+        }
+    } else {
+        vset(c, VERIFY_WELLFORMED, VERIFY_PROVED, "structure checked; %lld distinct footprint "
+             "bounds proved for every pos in [0, %lld)", (long long)nb, (long long)S);
+    }
+    free(viol);
+    vz3_close(&z);
+}
+
+void verify_wellformed(vctx *c)
+{
+    const ir_program *p = c->p;
+    const ir_target *tg = c->t;
+    vset(c, VERIFY_WELLFORMED, VERIFY_PROVED, "structure checked");
+    for (int32_t i = 0; i < p->n_counters; i++)
+        if (p->counters[i].init != 0) {
+            refute(c, "counter_init", -1, "counter %d starts at %lld; every counter must start "
+                   "at 0 at each launch", i, (long long)p->counters[i].init);
+            return;
+        }
+    for (int32_t i = 0; i < p->n_tasks; i++) {
+        const ir_task *t = &p->tasks[i];
+        const ir_op_info *spec = ir_op_spec(t->op);
+        int maxin = spec->max_inputs < 0 ? IR_MAX_INPUTS : spec->max_inputs;
+        if (t->n_inputs < spec->min_inputs || t->n_inputs > maxin || t->n_outputs < spec->min_outputs ||
+            t->n_outputs > spec->max_outputs) {
+            refute(c, "arity", i, "task %d (%s) has %d inputs and %d outputs; expected %d..%d "
+                   "inputs and %d..%d outputs", i, ir_op_name(t->op), t->n_inputs, t->n_outputs,
+                   spec->min_inputs, maxin, spec->min_outputs, spec->max_outputs);
+            return;
+        }
+        for (int k = 0; spec->required[k]; k++)
+            if (!ir_task_param(t, spec->required[k])) {
+                refute(c, "params", i, "task %d (%s) lacks required param '%s'", i,
+                       ir_op_name(t->op), spec->required[k]);
+                return;
+            }
+        for (int k = 0; k < t->n_params; k++) {
+            const ir_param *q = &t->params[k];
+            if (in_list(q->key, INT_PARAMS) &&
+                (q->type != IR_PARAM_INT || q->i < INT32_MIN || q->i > INT32_MAX)) {
+                refute(c, "params", i, "task %d param '%s' must be an int32", i, q->key);
+                return;
+            }
+            if (in_list(q->key, REAL_PARAMS) && q->type == IR_PARAM_RAW) {
+                refute(c, "params", i, "task %d param '%s' must be a number", i, q->key);
+                return;
+            }
+            if (q->type == IR_PARAM_REAL && !isfinite(q->r)) {
+                refute(c, "params", i, "task %d param '%s' is not finite", i, q->key);
+                return;
+            }
+        }
+        int64_t v;
+        if ((ir_task_int(t, "N_tile", &v) && v < 1) || (ir_task_int(t, "K", &v) && v < 1) ||
+            (ir_task_int(t, "M_tile", &v) && v < 1)) {
+            refute(c, "params", i, "task %d: tile sizes K, N_tile, M_tile must be >= 1", i);
+            return;
+        }
+        for (int k = 0; k < t->n_outputs; k++)
+            if (ir_kind_is_readonly(p->buffers[t->outputs[k]].kind)) {
+                refute(c, "readonly_write", i, "task %d (%s) writes buffer %d '%s' of kind %s, "
+                       "which is read-only", i, ir_op_name(t->op), t->outputs[k],
+                       p->buffers[t->outputs[k]].name,
+                       ir_kind_name(p->buffers[t->outputs[k]].kind));
+                return;
+            }
+        if (p->has_plan) {
+            if (t->sm >= 0 && t->sm != c->queue_of[i]) {
+                refute(c, "queue", i, "task %d has sm %d but the launch plan runs it on queue %d",
+                       i, t->sm, c->queue_of[i]);
+                return;
+            }
+        } else if (t->sm >= tg->num_sms) {
+            refute(c, "queue", i, "task %d has sm %d, outside the %lld SMs of target %s", i, t->sm,
+                   (long long)tg->num_sms, tg->name);
+            return;
+        }
+        if (!check_shapes(c, t))
+            return;
+    }
+    if (p->has_pages)
+        for (int i = 0; i < p->pages.n_map; i++) {
+            int32_t b = p->pages.map_buffer[i];
+            const ir_page *pg = &p->pages.pages[p->pages.map_page[i]];
+            const ir_buffer *x = &p->buffers[b];
+            if (x->kind != IR_ACTIVATION) {
+                refute(c, "page", -1, "buffer %d '%s' of kind %s is mapped to page %d; only "
+                       "activations live in pages", b, x->name, ir_kind_name(x->kind), pg->id);
+                return;
+            }
+            if (ir_buffer_nbytes(x) > pg->nbytes) {
+                refute(c, "page", -1, "buffer %d '%s' needs %lld bytes but page %d has %lld", b,
+                       x->name, (long long)ir_buffer_nbytes(x), pg->id, (long long)pg->nbytes);
+                return;
+            }
+            if (x->space != pg->space) {
+                refute(c, "page", -1, "buffer %d '%s' is in %s but its page %d is in %s", b,
+                       x->name, ir_space_name(x->space), pg->id, ir_space_name(pg->space));
+                return;
+            }
+        }
+    /* Bounds: collect distinct (lo, hi, size) per dimension of every access. */
+    vkeyset seen = {.width = 9};
+    bound_check *bc = NULL;
+    int64_t nb = 0, cap = 0;
+    for (int64_t a = 0; a < c->n_acc; a++) {
+        const vaccess *x = &c->acc[a];
+        const ir_buffer *b = &p->buffers[x->buffer];
+        for (int d = 0; d < x->box.rank; d++) {
+            int64_t key[9] = {x->box.lo[d].mul, x->box.lo[d].add, x->box.lo[d].lo,
+                              x->box.lo[d].hi, x->box.hi[d].mul, x->box.hi[d].add,
+                              x->box.hi[d].lo, x->box.hi[d].hi, b->shape[d]};
+            int added = vkeyset_add(&seen, key);
+            if (added < 0)
+                goto nomem;
+            if (!added)
+                continue;
+            if (nb == cap) {
+                cap = cap ? cap * 2 : 256;
+                bound_check *n = realloc(bc, (size_t)cap * sizeof *n);
+                if (!n)
+                    goto nomem;
+                bc = n;
+            }
+            bc[nb++] = (bound_check){x->box.lo[d], x->box.hi[d], b->shape[d], a, d};
+        }
+    }
+    vkeyset_free(&seen);
+    prove_bounds(c, bc, nb);
+    free(bc);
+    return;
+nomem:
+    vkeyset_free(&seen);
+    free(bc);
+    vset(c, VERIFY_WELLFORMED, VERIFY_UNKNOWN, "out of memory");
+}
