@@ -97,3 +97,12 @@ $(BUILD)/bench_lower: bench/bench_lower_main.c $(BUILD)/libamk.a
 
 bench-lower: $(BUILD)/bench_lower
 	$(BUILD)/bench_lower
+
+# bench-refvm: reference VM tokens/s on the toy fixture and s/step on llama-3.2-1b random weights.
+.PHONY: bench-refvm
+bench-refvm: $(BUILD)/bench_refvm
+	$(BUILD)/bench_refvm --dir $(BUILD)
+
+$(BUILD)/bench_refvm: bench/bench_refvm_main.c $(BUILD)/libamk.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libamk.a $(LDLIBS)

@@ -558,3 +558,142 @@ Test(gate, fails_on_error_above_tolerance_or_different_top1)
     float ties[3] = {2.0f, 2.0f, 1.0f};
     cr_assert_eq(refvm_argmax(ties, 3), 0);
 }
+
+/* ---------------------------------------------------------------- the amk run / weights CLI */
+
+#include "tools/cmd.h"
+
+static int cli(int (*fn)(int, char **), const char **args, int n)
+{
+    char *argv[32];
+    for (int i = 0; i < n; i++)
+        argv[i] = (char *)args[i];
+    argv[n] = NULL;
+    fflush(stdout);
+    return fn(n, argv);
+}
+
+static void write_program(ir_program *p, const char *path)
+{
+    ir_error err = {0};
+    cr_assert_eq(ir_write_file(p, path, &err), IR_OK, "%s", err.why);
+}
+
+Test(cli, run_check_passes_on_a_fixture_and_exits_0)
+{
+    fixture fx;
+    fixture_load("llama_gqa2_bf16_rope3", &fx);
+    ir_program *p = lower_fixture(&fx, 32, 16, true, true);
+    const char *prog = "/tmp/amk_test_cli_pass.json";
+    write_program(p, prog);
+    const char *args[] = {"run", prog, "--weights", FIXTURES "llama_gqa2_bf16_rope3/model.safetensors",
+                          "--prompt", "1,2,3,200,201", "--steps", "40", "--check", "--unverified",
+                          "--interleave", "seed=9"};
+    cr_assert_eq(cli(cmd_run, args, 12), AMK_EXIT_OK);
+    unlink(prog);
+    ir_program_free(p);
+    fixture_free(&fx);
+}
+
+/* The eager side built from a different model (rms_norm_eps 0.5 instead of 1e-5) must make the
+ * gate FAIL: the check can fail. */
+Test(cli, run_check_fails_with_exit_1_when_the_reference_disagrees)
+{
+    fixture fx;
+    fixture_load("llama_gqa2_f32", &fx);
+    ir_program *p = lower_fixture(&fx, 0, 0, false, false);
+    const char *prog = "/tmp/amk_test_cli_fail.json", *cfg = "/tmp/amk_test_cli_fail_config.json";
+    write_program(p, prog);
+    size_t len;
+    char *text = slurp(FIXTURES "llama_gqa2_f32/config.json", &len);
+    char *at = strstr(text, "\"rms_norm_eps\": 1e-05");
+    cr_assert_not_null(at);
+    FILE *f = fopen(cfg, "w");
+    fwrite(text, 1, (size_t)(at - text), f);
+    fputs("\"rms_norm_eps\": 0.5", f);
+    fputs(at + strlen("\"rms_norm_eps\": 1e-05"), f);
+    fclose(f);
+    free(text);
+    const char *args[] = {"run", prog, "--weights", FIXTURES "llama_gqa2_f32/model.safetensors",
+                          "--prompt", "1,17", "--steps", "4", "--check", "--unverified",
+                          "--model", cfg};
+    cr_assert_eq(cli(cmd_run, args, 12), AMK_EXIT_REFUTED);
+    args[11] = FIXTURES "llama_gqa2_f32/config.json";
+    cr_assert_eq(cli(cmd_run, args, 12), AMK_EXIT_OK, "the true model passes");
+    unlink(prog);
+    unlink(cfg);
+    ir_program_free(p);
+    fixture_free(&fx);
+}
+
+Test(cli, run_refuses_weights_of_another_dtype_with_exit_2)
+{
+    fixture fx;
+    fixture_load("llama_gqa2_f32", &fx);
+    fx.dtype = IR_BF16;
+    ir_program *p = lower_fixture(&fx, 0, 0, false, false);
+    const char *prog = "/tmp/amk_test_cli_dtype.json";
+    write_program(p, prog);
+    const char *args[] = {"run", prog, "--weights", FIXTURES "llama_gqa2_f32/model.safetensors",
+                          "--prompt", "1", "--steps", "2", "--unverified"};
+    cr_assert_eq(cli(cmd_run, args, 9), AMK_EXIT_MALFORMED);
+    const char *bad[] = {"run", prog, "--weights", FIXTURES "llama_gqa2_f32/model.safetensors",
+                         "--prompt", "1,x", "--unverified"};
+    cr_assert_eq(cli(cmd_run, bad, 7), AMK_EXIT_MALFORMED);
+    unlink(prog);
+    ir_program_free(p);
+    fixture_free(&fx);
+}
+
+/* A racy program that happens to finish in the VM's default order: `amk run` refuses it because
+ * the verifier refutes it, and replays it with --unverified. */
+Test(cli, run_refuses_an_unproved_program_unless_unverified)
+{
+    ir_program *p = two_task_program(false, 0, 1, 2);    /* embed on queue 0 runs first */
+    p->has_target = true;
+    p->target = *ir_target_builtin("h100");
+    const char *prog = "/tmp/amk_test_cli_racy.json", *w = "/tmp/amk_test_cli_racy.safetensors";
+    write_program(p, prog);
+    refvm_st_close(table_file(w));
+    const char *args[] = {"run", prog, "--weights", w, "--prompt", "2", "--steps", "1",
+                          "--unverified"};
+    cr_assert_eq(cli(cmd_run, args, 9), AMK_EXIT_OK, "replayed, it happens to finish");
+    cr_assert_eq(cli(cmd_run, args, 8), AMK_EXIT_REFUTED, "without --unverified: refused");
+    unlink(prog);
+    unlink(w);
+    ir_program_free(p);
+}
+
+Test(cli, run_reports_a_deadlock_with_exit_1)
+{
+    ir_program *p = two_task_program(true, 0, 0, 1);
+    const char *prog = "/tmp/amk_test_cli_dead.json", *w = "/tmp/amk_test_cli_dead.safetensors";
+    write_program(p, prog);
+    refvm_st_close(table_file(w));
+    const char *args[] = {"run", prog, "--weights", w, "--prompt", "2", "--steps", "1",
+                          "--unverified", "--json"};
+    cr_assert_eq(cli(cmd_run, args, 10), AMK_EXIT_REFUTED);
+    unlink(prog);
+    unlink(w);
+    ir_program_free(p);
+}
+
+Test(cli, weights_random_writes_a_loadable_file_and_refuses_bad_dtype)
+{
+    const char *path = "/tmp/amk_test_cli_weights.safetensors";
+    const char *args[] = {"weights", "random", "--model", "toy", "--seed", "5", "--dtype", "f16",
+                          "-o", path};
+    cr_assert_eq(cli(cmd_weights, args, 10), AMK_EXIT_OK);
+    refvm_st *st;
+    ir_error err = {0};
+    cr_assert_eq(refvm_st_open(path, &st, &err), IR_OK, "%s", err.why);
+    cr_assert_eq(refvm_st_find(st, "lm_head.weight")->dtype, IR_F16);
+    refvm_st_close(st);
+    const char *info[] = {"weights", "info", path};
+    cr_assert_eq(cli(cmd_weights, info, 3), AMK_EXIT_OK);
+    unlink(path);
+    args[7] = "int8";
+    cr_assert_eq(cli(cmd_weights, args, 10), AMK_EXIT_MALFORMED);
+    const char *missing[] = {"weights", "info", "/nonexistent.safetensors"};
+    cr_assert_eq(cli(cmd_weights, missing, 3), AMK_EXIT_MALFORMED);
+}
