@@ -125,6 +125,10 @@ typedef struct {
     bool interleave;               /* pick among enabled queue heads pseudo-randomly ... */
     uint64_t interleave_seed;      /* ... from this seed (else: the lowest enabled queue) */
     bool tie_embeddings;           /* lm_head.weight may bind to model.embed_tokens.weight */
+    const int32_t *schedule;       /* replay: the first n_schedule picks of every launch run */
+    int32_t n_schedule;            /* these task ids, each of which must be an enabled queue
+                                      head when its turn comes; then the usual policy goes on.
+                                      The array must outlive the VM. */
 } refvm_opts;
 
 void refvm_opts_default(refvm_opts *o);

@@ -902,6 +902,20 @@ static int first_blocking_wait(const refvm *vm, const ir_task *t)
     return -1;
 }
 
+/* The queue whose head is task id and enabled, or -1. */
+static int32_t forced_queue(const refvm *vm, int32_t id)
+{
+    const ir_program *p = vm->p;
+    if (id < 0 || id >= p->n_tasks)
+        return -1;
+    for (int32_t q = 0; q < vm->n_queues; q++) {
+        int32_t at = vm->qstart[q] + vm->head[q];
+        if (at < vm->qstart[q + 1] && vm->qtasks[at] == id)
+            return first_blocking_wait(vm, &p->tasks[id]) < 0 ? q : -1;
+    }
+    return -1;
+}
+
 static char *describe_deadlock(const refvm *vm, int64_t ran)
 {
     const ir_program *p = vm->p;
@@ -992,9 +1006,21 @@ ir_status refvm_step(refvm *vm, int32_t token, int64_t pos, refvm_result *r, ir_
                     break;                 /* default order: the lowest enabled queue */
             }
         }
-        if (n_en == 0)
+        int32_t q;
+        if (ran < vm->o.n_schedule) {
+            q = forced_queue(vm, vm->o.schedule[ran]);
+            if (q < 0) {
+                char where[64];
+                snprintf(where, sizeof where, "schedule[%lld]", (long long)ran);
+                return ir_fail(err, IR_ERR_MALFORMED, where, "task %d is not an enabled queue head"
+                               " after %lld tasks at pos %lld", vm->o.schedule[ran],
+                               (long long)ran, (long long)pos);
+            }
+        } else if (n_en == 0) {
             break;
-        int32_t q = vm->enabled[vm->o.interleave ? (int32_t)(next_random(&vm->rng) % (uint64_t)n_en) : 0];
+        } else {
+            q = vm->enabled[vm->o.interleave ? (int32_t)(next_random(&vm->rng) % (uint64_t)n_en) : 0];
+        }
         const ir_task *t = &p->tasks[vm->qtasks[vm->qstart[q] + vm->head[q]]];
 
         for (int k = 0; k < t->n_inputs; k++) {

@@ -15,6 +15,7 @@
 
 #include "lower/lower.h"
 #include "refvm/refvm.h"
+#include "verify/verify.h"
 
 #define FIXTURES "tests/fixtures/"
 
@@ -696,4 +697,115 @@ Test(cli, weights_random_writes_a_loadable_file_and_refuses_bad_dtype)
     cr_assert_eq(cli(cmd_weights, args, 10), AMK_EXIT_MALFORMED);
     const char *missing[] = {"weights", "info", "/nonexistent.safetensors"};
     cr_assert_eq(cli(cmd_weights, missing, 3), AMK_EXIT_MALFORMED);
+}
+
+/* ---------------------------------------------------------------- witness replay */
+
+Test(vm, schedule_forces_a_racing_reader_before_its_writer)
+{
+    ir_program *p = two_task_program(false, 0, 1, 2);    /* race: copy does not wait */
+    refvm_st *st = table_file("/tmp/amk_test_refvm_sched.safetensors");
+    int32_t reader_first[1] = {1}, not_a_head[1] = {0};
+    refvm_opts o;
+    refvm_opts_default(&o);
+    refvm *vm;
+    refvm_result r;
+    ir_error err = {0};
+    cr_assert_eq(refvm_new(p, &o, &vm, &err), IR_OK);
+    cr_assert_eq(refvm_bind(vm, st, &err), IR_OK);
+    cr_assert_eq(refvm_step(vm, 2, 0, &r, &err), IR_OK);
+    cr_assert_eq(r.outcome, REFVM_DONE, "the default order happens to be safe");
+    refvm_result_free(&r);
+    refvm_free(vm);
+    o.schedule = reader_first;
+    o.n_schedule = 1;
+    cr_assert_eq(refvm_new(p, &o, &vm, &err), IR_OK);
+    cr_assert_eq(refvm_bind(vm, st, &err), IR_OK);
+    cr_assert_eq(refvm_step(vm, 2, 0, &r, &err), IR_OK);
+    cr_assert_eq(r.outcome, REFVM_UNWRITTEN_READ);
+    cr_assert_eq(r.task, 1);
+    refvm_result_free(&r);
+    refvm_free(vm);
+    ir_program_free(p);
+    /* In the deadlocking program task 0 sits behind task 1: forcing it is refused. */
+    p = two_task_program(true, 0, 0, 1);
+    o.schedule = not_a_head;
+    cr_assert_eq(refvm_new(p, &o, &vm, &err), IR_OK);
+    cr_assert_eq(refvm_bind(vm, st, &err), IR_OK);
+    cr_assert_eq(refvm_step(vm, 2, 0, &r, &err), IR_ERR_MALFORMED);
+    cr_assert_str_eq(err.where, "schedule[0]");
+    refvm_free(vm);
+    ir_program_free(p);
+    refvm_st_close(st);
+    unlink("/tmp/amk_test_refvm_sched.safetensors");
+}
+
+/* The verifier's witness, replayed on the VM, reproduces the failure it describes. */
+static void replay_witness_of(ir_program *p, const char *tag, int want_exit)
+{
+    p->has_target = true;
+    p->target = *ir_target_builtin("h100");
+    char prog[128], wit[128], wts[128];
+    snprintf(prog, sizeof prog, "/tmp/amk_test_replay_%s.json", tag);
+    snprintf(wit, sizeof wit, "/tmp/amk_test_replay_%s_witness.json", tag);
+    snprintf(wts, sizeof wts, "/tmp/amk_test_replay_%s.safetensors", tag);
+    write_program(p, prog);
+    refvm_st_close(table_file(wts));
+    verify_opts vo;
+    verify_result vr;
+    ir_error err = {0};
+    verify_opts_default(&vo);
+    cr_assert_eq(verify_program(p, &vo, &vr, &err), IR_OK);
+    cr_assert_eq(vr.verdict, VERIFY_REFUTED);
+    cr_assert_not_null(vr.witness_json);
+    FILE *f = fopen(wit, "w");
+    fputs(vr.witness_json, f);
+    fclose(f);
+    verify_result_free(&vr);
+    const char *args[] = {"run", prog, "--weights", wts, "--replay", wit, "--json"};
+    cr_assert_eq(cli(cmd_run, args, 7), want_exit);
+    unlink(prog);
+    unlink(wit);
+    unlink(wts);
+}
+
+Test(cli, run_replays_a_deadlock_witness_to_the_stuck_state)
+{
+    ir_program *p = two_task_program(true, 0, 0, 1);
+    replay_witness_of(p, "deadlock", AMK_EXIT_REFUTED);
+    ir_program_free(p);
+}
+
+Test(cli, run_replays_a_race_witness_into_an_unwritten_read)
+{
+    ir_program *p = two_task_program(false, 0, 1, 2);
+    replay_witness_of(p, "race", AMK_EXIT_REFUTED);
+    ir_program_free(p);
+}
+
+Test(cli, run_refuses_a_witness_of_another_program)
+{
+    ir_program *p = two_task_program(true, 0, 0, 1), *q = two_task_program(false, 0, 1, 2);
+    p->has_target = q->has_target = true;
+    p->target = q->target = *ir_target_builtin("h100");
+    verify_opts vo;
+    verify_result vr;
+    ir_error err = {0};
+    verify_opts_default(&vo);
+    cr_assert_eq(verify_program(p, &vo, &vr, &err), IR_OK);
+    FILE *f = fopen("/tmp/amk_test_replay_other_w.json", "w");
+    fputs(vr.witness_json, f);
+    fclose(f);
+    verify_result_free(&vr);
+    write_program(q, "/tmp/amk_test_replay_other.json");
+    refvm_st_close(table_file("/tmp/amk_test_replay_other.safetensors"));
+    const char *args[] = {"run", "/tmp/amk_test_replay_other.json", "--weights",
+                          "/tmp/amk_test_replay_other.safetensors", "--replay",
+                          "/tmp/amk_test_replay_other_w.json"};
+    cr_assert_eq(cli(cmd_run, args, 6), AMK_EXIT_MALFORMED);
+    unlink("/tmp/amk_test_replay_other_w.json");
+    unlink("/tmp/amk_test_replay_other.json");
+    unlink("/tmp/amk_test_replay_other.safetensors");
+    ir_program_free(p);
+    ir_program_free(q);
 }

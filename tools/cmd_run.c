@@ -38,6 +38,10 @@ static void usage(FILE *f)
             "                      (default: always the lowest enabled queue)\n"
             "  --tol REL           gate tolerance, relative to max |logit| (default %g)\n"
             "  --unverified        run without a PROVED verdict (replaying unsafe programs)\n"
+            "  --replay WITNESS    replay an amk-verify witness (deadlock, race, unwritten read)\n"
+            "                      in one launch at its pos: its prefix (and the racing pair,\n"
+            "                      ordered to expose the race) first, then the usual order;\n"
+            "                      implies --unverified; --prompt defaults to 0\n"
             "  --json              one JSON verdict object on stdout\n"
             "\n"
             "exit: 0 decoded (and PASS), 1 check FAIL, a dynamic fault (deadlock, read of an\n"
@@ -134,8 +138,98 @@ static ir_status model_from_meta(const ir_program *p, lower_model *m, ir_error *
     return s;
 }
 
+/* A witness of amk-verify (the object itself, or a verdict object holding it under "witness"):
+ * the task order to replay and the position. Deadlock and unwritten-read witnesses give their
+ * "prefix"; a race gives its "interleaving.run" and then the racing pair, the reader first when
+ * both touch one buffer (it then reads before its producer) and the writer first when they
+ * share a page (the reader then finds its data overwritten). The caller frees *sched. */
+static ir_status load_witness(const char *path, int32_t **sched, int32_t *n, int64_t *pos,
+                              char sha[65], ir_error *err)
+{
+    *sched = NULL;
+    *n = 0;
+    *pos = 0;
+    sha[0] = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return ir_fail(err, IR_ERR_IO, path, "cannot open the witness");
+    char *text = malloc(1 << 24);
+    size_t len = text ? fread(text, 1, (1 << 24) - 1, f) : 0;
+    fclose(f);
+    if (!text)
+        return ir_fail(err, IR_ERR_NOMEM, path, "out of memory");
+    cJSON *root = cJSON_ParseWithLength(text, len);
+    free(text);
+    const cJSON *w = root;
+    if (cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(root, "witness")))
+        w = cJSON_GetObjectItemCaseSensitive(root, "witness");
+    const cJSON *kind = cJSON_GetObjectItemCaseSensitive(w, "kind");
+    ir_status s = IR_OK;
+    if (!cJSON_IsString(kind)) {
+        s = ir_fail(err, IR_ERR_MALFORMED, path, "not a witness object (no \"kind\")");
+        goto done;
+    }
+    const cJSON *h = cJSON_GetObjectItemCaseSensitive(w, "program_sha256");
+    if (cJSON_IsString(h))
+        snprintf(sha, 65, "%s", h->valuestring);
+    const cJSON *pre = cJSON_GetObjectItemCaseSensitive(w, "prefix");
+    const cJSON *il = cJSON_GetObjectItemCaseSensitive(w, "interleaving");
+    const cJSON *pair = NULL;
+    if (cJSON_IsObject(il)) {
+        pre = cJSON_GetObjectItemCaseSensitive(il, "run");
+        pair = cJSON_GetObjectItemCaseSensitive(il, "then_start");
+    }
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(w, "pos");
+    const cJSON *ov = cJSON_GetObjectItemCaseSensitive(w, "overlap");
+    if (!cJSON_IsNumber(p) && cJSON_IsObject(ov))
+        p = cJSON_GetObjectItemCaseSensitive(ov, "at_pos");
+    if (cJSON_IsNumber(p))
+        *pos = (int64_t)p->valuedouble;
+    if (!cJSON_IsArray(pre)) {
+        s = ir_fail(err, IR_ERR_UNSUPPORTED, path, "a \"%.40s\" witness has no task order to "
+                    "replay", kind->valuestring);
+        goto done;
+    }
+    int np = cJSON_GetArraySize(pre), npair = cJSON_IsArray(pair) ? cJSON_GetArraySize(pair) : 0;
+    *sched = malloc(sizeof **sched * (size_t)(np + npair + 1));
+    if (!*sched) {
+        s = ir_fail(err, IR_ERR_NOMEM, path, "out of memory");
+        goto done;
+    }
+    for (int i = 0; i < np; i++) {
+        const cJSON *v = cJSON_GetArrayItem(pre, i);
+        if (!cJSON_IsNumber(v)) {
+            s = ir_fail(err, IR_ERR_MALFORMED, path, "task order entry %d is not a number", i);
+            goto done;
+        }
+        (*sched)[(*n)++] = (int32_t)v->valuedouble;
+    }
+    if (npair == 2) {
+        int32_t a = (int32_t)cJSON_GetArrayItem(pair, 0)->valuedouble;
+        int32_t b = (int32_t)cJSON_GetArrayItem(pair, 1)->valuedouble;
+        const cJSON *acc = cJSON_GetObjectItemCaseSensitive(w, "accesses");
+        const cJSON *bufs = cJSON_GetObjectItemCaseSensitive(w, "buffers");
+        const cJSON *a0 = cJSON_GetArrayItem(acc, 0), *b0 = cJSON_GetArrayItem(bufs, 0),
+                    *b1 = cJSON_GetArrayItem(bufs, 1);
+        bool same_buffer = cJSON_IsNumber(b0) && cJSON_IsNumber(b1) &&
+                           b0->valuedouble == b1->valuedouble;
+        bool a_reads = cJSON_IsString(a0) && !strcmp(a0->valuestring, "read");
+        bool a_first = same_buffer ? a_reads : !a_reads;
+        (*sched)[(*n)++] = a_first ? a : b;
+        (*sched)[(*n)++] = a_first ? b : a;
+    }
+done:
+    cJSON_Delete(root);
+    if (s != IR_OK) {
+        free(*sched);
+        *sched = NULL;
+        *n = 0;
+    }
+    return s;
+}
+
 typedef struct {
-    const char *program, *weights, *prompt, *model;
+    const char *program, *weights, *prompt, *model, *replay;
     int64_t steps;
     bool check, unverified, json, interleave;
     uint64_t seed;
@@ -163,6 +257,9 @@ static int parse_args(int argc, char **argv, run_args *a)
             a->weights = argv[++i];
         } else if (!strcmp(k, "--prompt") && v) {
             a->prompt = argv[++i];
+        } else if (!strcmp(k, "--replay") && v) {
+            a->replay = argv[++i];
+            a->unverified = true;
         } else if (!strcmp(k, "--model") && v) {
             a->model = argv[++i];
         } else if (!strcmp(k, "--steps") && v) {
@@ -199,6 +296,8 @@ static int parse_args(int argc, char **argv, run_args *a)
             return AMK_EXIT_MALFORMED;
         }
     }
+    if (a->replay && !a->prompt)
+        a->prompt = "0";
     if (!a->program || !a->weights || !a->prompt) {
         fprintf(stderr, "amk run: PROGRAM, --weights and --prompt are required\n");
         usage(stderr);
@@ -227,7 +326,9 @@ int cmd_run(int argc, char **argv)
     refvm_st *st = NULL;
     refvm *vm = NULL;
     refvm_eager *eager = NULL;
-    int32_t *prompt = NULL, *gen = NULL;
+    int32_t *prompt = NULL, *gen = NULL, *sched = NULL;
+    int32_t n_sched = 0;
+    int64_t replay_pos = 0;
     refvm_result res = {0};
     int n_prompt = 0;
     lower_model m;
@@ -285,6 +386,21 @@ int cmd_run(int argc, char **argv)
 
     refvm_opts o;
     refvm_opts_default(&o);
+    if (a.replay) {
+        char want[65], have[65];
+        if ((s = load_witness(a.replay, &sched, &n_sched, &replay_pos, want, &err)) != IR_OK)
+            goto fail;
+        if ((s = ir_program_sha256(p, have, &err)) != IR_OK)
+            goto fail;
+        if (want[0] && strcmp(want, have)) {
+            s = ir_fail(&err, IR_ERR_MALFORMED, a.replay, "witness is for program %.16s..., this "
+                        "program is %.16s...", want, have);
+            goto fail;
+        }
+        o.schedule = sched;
+        o.n_schedule = n_sched;
+        a.check = false;
+    }
     o.interleave = a.interleave;
     o.interleave_seed = a.seed;
     o.tie_embeddings = have_model && m.tie_embeddings;
@@ -294,8 +410,8 @@ int cmd_run(int argc, char **argv)
         goto fail;
     if ((s = refvm_bind(vm, st, &err)) != IR_OK)
         goto fail;
-    int64_t launches = n_prompt + a.steps - 1;
-    if (launches > refvm_max_seq(vm)) {
+    int64_t launches = a.replay ? 1 : n_prompt + a.steps - 1;
+    if (!a.replay && launches > refvm_max_seq(vm)) {
         s = ir_fail(&err, IR_ERR_MALFORMED, "--steps", "prompt (%d) + steps (%lld) - 1 launches "
                     "exceed the program's max_seq %lld", n_prompt, (long long)a.steps,
                     (long long)refvm_max_seq(vm));
@@ -319,7 +435,8 @@ int cmd_run(int argc, char **argv)
     double vm_seconds = 0, worst_rel = 0, worst_abs = 0;
     int64_t agree = 0, compared = 0, n_gen = 0, fail_pos = -1;
     int32_t tok = prompt[0];
-    for (int64_t pos = 0; pos < launches; pos++) {
+    for (int64_t pos = a.replay ? replay_pos : 0; pos < (a.replay ? replay_pos + 1 : launches);
+         pos++) {
         double t0 = now_s();
         refvm_result_free(&res);
         if ((s = refvm_step(vm, tok, pos, &res, &err)) != IR_OK)
@@ -371,7 +488,12 @@ int cmd_run(int argc, char **argv)
     if (a.json) {
         printf("{\"verdict\": \"%s\", \"program\": ", verdict);
         cmd_put_json_string(stdout, a.program);
-        printf(", \"verified\": %s, \"prompt\": ", a.unverified ? "false" : "true");
+        printf(", \"verified\": %s, \"replay\": ", a.unverified ? "false" : "true");
+        if (a.replay)
+            cmd_put_json_string(stdout, a.replay);
+        else
+            printf("null");
+        printf(", \"prompt\": ");
         print_tokens_json(prompt, n_prompt);
         printf(", \"tokens\": ");
         print_tokens_json(gen, n_gen);
@@ -394,6 +516,10 @@ int cmd_run(int argc, char **argv)
         if (res.outcome != REFVM_DONE)
             fprintf(stderr, "amk run: %s at pos %lld\n%s\n", refvm_outcome_name(res.outcome),
                     (long long)fail_pos, res.detail ? res.detail : "");
+        if (a.replay)
+            printf("replay of %s (%d forced tasks) at pos %lld: %s\n", a.replay, n_sched,
+                   (long long)replay_pos, res.outcome == REFVM_DONE
+                   ? "the launch finished without a fault" : refvm_outcome_name(res.outcome));
         printf("tokens:");
         for (int64_t i = 0; i < n_gen; i++)
             printf(" %d", gen[i]);
@@ -422,5 +548,6 @@ done:
     ir_program_free(p);
     free(prompt);
     free(gen);
+    free(sched);
     return exit_code;
 }
