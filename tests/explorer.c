@@ -5,8 +5,9 @@
  *
  * The definitions (SPEC.md section 11 says the same):
  *
- *   Execution. One launch runs the Q queues of the launch plan (without a plan, the IR's
- *   list-order queues). Every counter starts at 0. Queue q runs its tasks in order. Two kinds of
+ *   Execution. One launch runs the Q queues of the launch plan (without a plan: one queue per
+ *   distinct sm value, in task-list order, and one queue per task whose sm is null). Every
+ *   counter starts at 0. Queue q runs its tasks in order. Two kinds of
  *   event exist, each one step of one queue:
  *     START(q)   the head task of queue q is not running and every wait (counter >= threshold)
  *                of it holds; it becomes RUNNING;
@@ -33,6 +34,7 @@
  * The state space has prod_q (2 * len_q + 1) states; each event adds 1 to one queue's digit,
  * so a state is a mixed-radix number and the visited set a flat array.
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,9 +76,38 @@ static int32_t queue_len(const explore_model *m, int32_t q) { return m->start[q 
 static ir_status load_queues(const ir_program *p, explore_model *m, ir_error *err)
 {
     if (!p->has_plan) {
-        ir_status st = ir_program_queues(p, IR_ORDER_LIST, &m->n_queues, &m->start, &m->tasks, err);
-        if (st != IR_OK)
-            return st;
+        /* one queue per distinct sm value, in increasing sm order, each in task-list order; then
+         * one queue per task whose sm is null */
+        m->start = malloc(((size_t)p->n_tasks + 1) * sizeof *m->start);
+        m->tasks = malloc(((size_t)p->n_tasks + 1) * sizeof *m->tasks);
+        if (!m->start || !m->tasks)
+            return ir_fail(err, IR_ERR_NOMEM, "explorer", "out of memory");
+        int32_t k = 0, sm = -1;
+        for (;;) {
+            int32_t next = INT32_MAX;        /* the smallest sm value above sm */
+            for (int32_t t = 0; t < p->n_tasks; t++)
+                if (p->tasks[t].sm > sm && p->tasks[t].sm < next)
+                    next = p->tasks[t].sm;
+            if (next == INT32_MAX)
+                break;
+            sm = next;
+            if (m->n_queues == EXPLORE_MAX_QUEUES)
+                return ir_fail(err, IR_ERR_UNSUPPORTED, "tasks", "explorer handles at most %d queues",
+                               EXPLORE_MAX_QUEUES);
+            m->start[m->n_queues++] = k;
+            for (int32_t t = 0; t < p->n_tasks; t++)
+                if (p->tasks[t].sm == sm)
+                    m->tasks[k++] = t;
+        }
+        for (int32_t t = 0; t < p->n_tasks; t++)
+            if (p->tasks[t].sm < 0) {
+                if (m->n_queues == EXPLORE_MAX_QUEUES)
+                    return ir_fail(err, IR_ERR_UNSUPPORTED, "tasks", "explorer handles at most %d queues",
+                                   EXPLORE_MAX_QUEUES);
+                m->start[m->n_queues++] = k;
+                m->tasks[k++] = t;
+            }
+        m->start[m->n_queues] = k;
     } else {
         const ir_plan *pl = &p->plan;
         if (pl->grid < 0 || pl->grid > EXPLORE_MAX_QUEUES)
@@ -98,9 +129,6 @@ static ir_status load_queues(const ir_program *p, explore_model *m, ir_error *er
         memcpy(m->start, pl->queue_start, ((size_t)m->n_queues + 1) * sizeof *m->start);
         memcpy(m->tasks, pl->queue_tasks, (size_t)p->n_tasks * sizeof *m->tasks);
     }
-    if (m->n_queues > EXPLORE_MAX_QUEUES)
-        return ir_fail(err, IR_ERR_UNSUPPORTED, "queues", "explorer handles at most %d queues, got %d",
-                       EXPLORE_MAX_QUEUES, m->n_queues);
     bool *listed = calloc((size_t)p->n_tasks + 1, sizeof *listed);
     if (!listed)
         return ir_fail(err, IR_ERR_NOMEM, "explorer", "out of memory");
@@ -521,6 +549,7 @@ static bool gen_chance(uint64_t *s, int percent) { return gen_below(s, 100) < pe
 typedef struct {
     ir_program *p;
     uint64_t rng;
+    int64_t rows;                                /* M of every activation and IO input [M, N] */
     int n_act;
     int32_t act[GEN_MAX_ACTS];                   /* activation buffers [1, N] */
     int32_t input_of[GEN_MAX_N + 1];             /* IO_INPUT [1, N] by N, -1 until made */
@@ -534,7 +563,7 @@ static int32_t gen_input(gen_state *g, int64_t n)
     if (g->input_of[n] < 0) {
         char name[32];
         snprintf(name, sizeof name, "in%lld", (long long)n);
-        g->input_of[n] = ir_add_buffer(g->p, name, IR_IO_INPUT, IR_F32, 2, (int64_t[]){1, n}, IR_HBM, NULL);
+        g->input_of[n] = ir_add_buffer(g->p, name, IR_IO_INPUT, IR_F32, 2, (int64_t[]){g->rows, n}, IR_HBM, NULL);
     }
     return g->input_of[n];
 }
@@ -567,13 +596,14 @@ static bool gen_task(gen_state *g, int32_t out_counter, int index)
 {
     uint64_t *s = &g->rng;
     int roll = (int)gen_below(s, 100);
-    ir_op op = roll < 45 ? IR_OP_GEMV_TILE : roll < 65 ? IR_OP_ADD : roll < 90 ? IR_OP_COPY : IR_OP_NOP;
+    ir_op tile_op = g->rows > 1 ? IR_OP_GEMM_TILE : IR_OP_GEMV_TILE;
+    ir_op op = roll < 45 ? tile_op : roll < 65 ? IR_OP_ADD : roll < 90 ? IR_OP_COPY : IR_OP_NOP;
     int32_t y = g->act[gen_below(s, g->n_act)];
     int64_t n = gen_width(g, y);
     int32_t in[2] = {-1, -1};
     int n_in = 0;
-    int64_t k = 0, n_tile = 0, n_off = 0;
-    if (op == IR_OP_GEMV_TILE) {
+    int64_t k = 0, n_tile = 0, n_off = 0, m_tile = g->rows, m_off = 0;
+    if (op == tile_op) {
         int32_t others[GEN_MAX_ACTS];
         int n_others = 0;
         for (int i = 0; i < g->n_act; i++)
@@ -597,6 +627,10 @@ static bool gen_task(gen_state *g, int32_t out_counter, int index)
             n_tile = 1 + gen_below(s, n);
             n_off = gen_below(s, n - n_tile + 1);
         }
+        if (op == IR_OP_GEMM_TILE && gen_chance(s, 50)) {   /* some rows only */
+            m_tile = 1 + gen_below(s, g->rows);
+            m_off = gen_below(s, g->rows - m_tile + 1);
+        }
     } else if (op == IR_OP_ADD) {
         in[0] = gen_operand(g, n, y);
         in[1] = gen_operand(g, n, y);
@@ -618,9 +652,11 @@ static bool gen_task(gen_state *g, int32_t out_counter, int index)
         ok = ok && ir_task_add_input(t, in[i]) == IR_OK;
     if (op != IR_OP_NOP)
         ok = ok && ir_task_add_output(t, y) == IR_OK;
-    if (op == IR_OP_GEMV_TILE)
+    if (op == tile_op)
         ok = ok && ir_task_set_int(t, "K", k) == IR_OK && ir_task_set_int(t, "N_tile", n_tile) == IR_OK &&
              ir_task_set_int(t, "n_off", n_off) == IR_OK;
+    if (op == IR_OP_GEMM_TILE)
+        ok = ok && ir_task_set_int(t, "M_tile", m_tile) == IR_OK && ir_task_set_int(t, "m_off", m_off) == IR_OK;
     return ok;
 }
 
@@ -668,7 +704,9 @@ static bool gen_waits(gen_state *g, int i, int safe_pct, const int *producers)
         bool dup = false;
         for (int x = 0; x < p->tasks[i].n_waits; x++)
             dup = dup || p->tasks[i].waits[x].counter == c;
-        if (!dup && ir_task_add_wait(&p->tasks[i], c, threshold) != IR_OK)
+        if (dup && !gen_chance(s, 15))    /* a second wait on one counter: the larger one rules */
+            continue;
+        if (ir_task_add_wait(&p->tasks[i], c, threshold) != IR_OK)
             return false;
     }
     return true;
@@ -716,7 +754,9 @@ static bool gen_pages(gen_state *g)
     return true;
 }
 
-/* The launch plan: every queue non-empty, tasks in id order, one queue sometimes shuffled. */
+/* The queues: tasks spread over n_queues (each gets one), each queue in task-id order. Mostly a
+ * launch plan, one queue of which is sometimes shuffled and which sometimes has an extra empty
+ * queue; otherwise no plan, only sm values (not contiguous, one task sometimes null). */
 static bool gen_plan(gen_state *g, int n_queues)
 {
     uint64_t *s = &g->rng;
@@ -733,23 +773,45 @@ static bool gen_plan(gen_state *g, int n_queues)
     }
     for (int i = 0; i < n; i++)
         queue_of[perm[i]] = i < n_queues ? i : (int32_t)gen_below(s, n_queues);
-    if (ir_plan_alloc(&p->plan, n_queues, n) != IR_OK)
+    if (gen_chance(s, 20)) {
+        int32_t sm_of[GEN_MAX_TASKS];
+        bool used[8] = {false};
+        for (int q = 0; q < n_queues; q++) {
+            int32_t v;
+            do
+                v = (int32_t)gen_below(s, 8);
+            while (used[v]);
+            used[v] = true;
+            sm_of[q] = v;
+        }
+        for (int i = 0; i < n; i++)
+            p->tasks[i].sm = sm_of[queue_of[i]];
+        if (gen_chance(s, 15))
+            p->tasks[gen_below(s, n)].sm = -1;
+        return true;
+    }
+    int empty = gen_chance(s, 5) ? (int)gen_below(s, n_queues + 1) : -1;
+    int grid = n_queues + (empty >= 0);
+    if (ir_plan_alloc(&p->plan, grid, n) != IR_OK)
         return false;
     p->has_plan = true;
     p->plan.threads_per_block = 128;
     p->plan.regs_per_thread = 32;
     p->plan.pipelining_depth = 1;
     int k = 0;
-    for (int32_t q = 0; q < n_queues; q++) {
-        p->plan.queue_start[q] = k;
+    for (int32_t slot = 0; slot < grid; slot++) {
+        p->plan.queue_start[slot] = k;
+        if (slot == empty)
+            continue;
+        int32_t q = empty >= 0 && slot > empty ? slot - 1 : slot;
         for (int i = 0; i < n; i++)
             if (queue_of[i] == q) {
                 p->plan.queue_tasks[k++] = i;
-                p->tasks[i].sm = q;
+                p->tasks[i].sm = slot;
             }
-        int len = k - p->plan.queue_start[q];
+        int len = k - p->plan.queue_start[slot];
         if (len > 1 && gen_chance(s, 12)) {
-            int32_t *qt = &p->plan.queue_tasks[p->plan.queue_start[q]];
+            int32_t *qt = &p->plan.queue_tasks[p->plan.queue_start[slot]];
             for (int i = len - 1; i > 0; i--) {
                 int j = (int)gen_below(s, i + 1);
                 int32_t tmp = qt[i];
@@ -758,7 +820,7 @@ static bool gen_plan(gen_state *g, int n_queues)
             }
         }
     }
-    p->plan.queue_start[n_queues] = k;
+    p->plan.queue_start[grid] = k;
     return true;
 }
 
@@ -807,11 +869,12 @@ static bool gen_stages(gen_state *g)
         int k = splits[gen_below(s, 3)];
         if (made + k > GEN_MAX_TASKS)
             k = 1;
-        ir_op op = k > 1 || gen_chance(s, 50) ? IR_OP_GEMV_TILE : gen_chance(s, 50) ? IR_OP_ADD : IR_OP_COPY;
+        ir_op tile_op = g->rows > 1 ? IR_OP_GEMM_TILE : IR_OP_GEMV_TILE;
+        ir_op op = k > 1 || gen_chance(s, 50) ? tile_op : gen_chance(s, 50) ? IR_OP_ADD : IR_OP_COPY;
         int32_t in[2] = {-1, -1};
         int n_in = 1;
         int64_t kdim = 0;
-        if (op == IR_OP_GEMV_TILE) {
+        if (op == tile_op) {
             in[0] = prev >= 0 && prev != y ? prev : gen_input(g, 8);
             if (in[0] < 0)
                 return false;
@@ -839,11 +902,13 @@ static bool gen_stages(gen_state *g)
             for (int j = 0; j < n_in; j++)
                 ok = ok && ir_task_add_input(t, in[j]) == IR_OK;
             ok = ok && ir_task_add_output(t, y) == IR_OK;
-            if (op == IR_OP_GEMV_TILE) {
+            if (op == tile_op) {
                 int64_t n_tile = n / k, n_off = i * n_tile - (overlap && i == k - 1 ? 1 : 0);
                 ok = ok && ir_task_set_int(t, "K", kdim) == IR_OK && ir_task_set_int(t, "N_tile", n_tile) == IR_OK &&
                      ir_task_set_int(t, "n_off", n_off) == IR_OK;
             }
+            if (op == IR_OP_GEMM_TILE)
+                ok = ok && ir_task_set_int(t, "M_tile", g->rows) == IR_OK && ir_task_set_int(t, "m_off", 0) == IR_OK;
             if (st > 0) {
                 int roll = (int)gen_below(s, 100);
                 if (roll < 78)
@@ -882,6 +947,7 @@ ir_program *explore_gen_program(uint64_t seed)
     p->decode.pos = 0;
     p->decode.max_seq = 1;
 
+    g.rows = gen_chance(s, 25) ? 2 + gen_below(s, 2) : 1;   /* GEMM tiles instead of GEMV */
     g.n_act = 1 + (int)gen_below(s, GEN_MAX_ACTS);
     static const int64_t widths[] = {4, 8, 12, 16};
     int64_t common = widths[gen_below(s, 4)];
@@ -890,7 +956,7 @@ ir_program *explore_gen_program(uint64_t seed)
         char name[32];
         snprintf(name, sizeof name, "x%d", i);
         int64_t n = same_width ? common : widths[gen_below(s, 4)];
-        g.act[i] = ir_add_buffer(p, name, IR_ACTIVATION, IR_F32, 2, (int64_t[]){1, n}, IR_GLOBAL_SCRATCH, NULL);
+        g.act[i] = ir_add_buffer(p, name, IR_ACTIVATION, IR_F32, 2, (int64_t[]){g.rows, n}, IR_GLOBAL_SCRATCH, NULL);
         if (g.act[i] < 0)
             goto fail;
     }

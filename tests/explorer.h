@@ -33,8 +33,8 @@ typedef struct {
                                                that queue has finished; all -1 when no deadlock */
 } explore_result;
 
-/* Decide deadlock and races of p by exhaustive exploration of its launch plan's queues (or, for
- * a plan-less program, the IR's list-order queues). Returns IR_OK with *r filled; IR_ERR_MALFORMED
+/* Decide deadlock and races of p by exhaustive exploration of its launch plan's queues (without
+ * a plan: one queue per distinct sm value in task-list order, one per task whose sm is null). Returns IR_OK with *r filled; IR_ERR_MALFORMED
  * (err says why) when the queues do not list every task once, a counter's init is not 0, or a
  * footprint cannot be computed; IR_ERR_UNSUPPORTED beyond EXPLORE_MAX_STATES or
  * EXPLORE_MAX_QUEUES; IR_ERR_NOMEM. */

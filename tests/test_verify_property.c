@@ -179,6 +179,25 @@ Test(explorer, finds_two_queue_cross_wait_deadlock)
     ir_program_free(p);
 }
 
+Test(explorer, takes_queues_from_sm_values_without_a_plan)
+{
+    ir_program *p = cross_wait(false);
+    ir_plan_free(&p->plan);
+    p->has_plan = false;
+    p->tasks[0].sm = p->tasks[1].sm = 7;   /* queue 1: T0, T1 */
+    p->tasks[2].sm = 3;                    /* queue 0: T2 */
+    explore_result r = explored(p);
+    cr_assert(r.deadlock);
+    cr_assert_eq(r.n_queues, 2);
+    cr_assert_eq(r.stuck_head[0], 2);
+    cr_assert_eq(r.stuck_head[1], 0);
+    p->tasks[1].sm = -1;                   /* T1 alone on a third queue: nothing blocks it */
+    r = explored(p);
+    cr_assert_not(r.deadlock);
+    cr_assert_eq(r.n_queues, 3);
+    ir_program_free(p);
+}
+
 Test(explorer, finds_deadlock_on_unreachable_threshold_and_own_counter)
 {
     for (int variant = 0; variant < 3; variant++) {
@@ -299,6 +318,73 @@ Test(explorer, finds_race_of_overlapping_gemv_tiles)
     r = explored(p);
     cr_assert_not(r.race);
     cr_assert(conflict(p, 0, 1));
+    ir_program_free(p);
+}
+
+Test(explorer, compares_gemm_boxes_in_every_dimension)
+{
+    /* y [4, 8]: task 0 writes rows [0, 2) cols [0, 4); task 1 reads rows [2, 4) of y as x; task
+     * 2 writes rows [1, 3) cols [4, 8) */
+    ir_program *p = hand_program(3);
+    int32_t in = hand_buffer(p, "in", IR_IO_INPUT, 4, 8);
+    int32_t w = hand_buffer(p, "w", IR_WEIGHT, 8, 8);
+    int32_t y = hand_buffer(p, "y", IR_ACTIVATION, 4, 8);
+    int32_t z = hand_buffer(p, "z", IR_ACTIVATION, 4, 8);
+    int64_t box[3][5] = {{2, 0, 4, 0, in}, {2, 2, 8, 0, y}, {2, 1, 4, 4, in}}; /* M_tile m_off N_tile n_off x */
+    for (int i = 0; i < 3; i++) {
+        ir_task *t = ir_add_task(p, IR_OP_GEMM_TILE, i, "");
+        cr_assert_not_null(t);
+        cr_assert_eq(ir_task_add_input(t, (int32_t)box[i][4]), IR_OK);
+        cr_assert_eq(ir_task_add_input(t, w), IR_OK);
+        cr_assert_eq(ir_task_add_output(t, i == 1 ? z : y), IR_OK);
+        cr_assert_eq(ir_task_set_int(t, "K", 8), IR_OK);
+        cr_assert_eq(ir_task_set_int(t, "M_tile", box[i][0]), IR_OK);
+        cr_assert_eq(ir_task_set_int(t, "m_off", box[i][1]), IR_OK);
+        cr_assert_eq(ir_task_set_int(t, "N_tile", box[i][2]), IR_OK);
+        cr_assert_eq(ir_task_set_int(t, "n_off", box[i][3]), IR_OK);
+    }
+    hand_plan(p, 3, (int32_t[]){0, 1, 2});
+    cr_assert_not(conflict(p, 0, 1));   /* rows apart */
+    cr_assert_not(conflict(p, 0, 2));   /* rows meet at 1, columns apart */
+    cr_assert(conflict(p, 1, 2));       /* rows meet at 2, the read takes every column */
+    explore_result r = explored(p);
+    cr_assert(r.race);
+    cr_assert_eq(r.race_a, 1);
+    cr_assert_eq(r.race_b, 2);
+    ir_program_free(p);
+
+    /* y and z [4, 8] on one page. Task 0 writes y rows [1, 3) cols [4, 8): elements at bytes
+     * [48, 64) and [80, 96), span [48, 96). Task 1 writes z row 2 cols [0, 4): bytes [64, 80),
+     * inside that span though between its elements: a conflict, since spans decide. Task 2
+     * writes z row 3: bytes [96, 128), past the span. */
+    p = hand_program(3);
+    in = hand_buffer(p, "in", IR_IO_INPUT, 4, 8);
+    w = hand_buffer(p, "w", IR_WEIGHT, 8, 8);
+    y = hand_buffer(p, "y", IR_ACTIVATION, 4, 8);
+    z = hand_buffer(p, "z", IR_ACTIVATION, 4, 8);
+    int64_t tile[3][5] = {{2, 1, 4, 4, y}, {1, 2, 4, 0, z}, {1, 3, 8, 0, z}}; /* M_tile m_off N_tile n_off y */
+    for (int i = 0; i < 3; i++) {
+        ir_task *t = ir_add_task(p, IR_OP_GEMM_TILE, i, "");
+        cr_assert_not_null(t);
+        cr_assert_eq(ir_task_add_input(t, in), IR_OK);
+        cr_assert_eq(ir_task_add_input(t, w), IR_OK);
+        cr_assert_eq(ir_task_add_output(t, (int32_t)tile[i][4]), IR_OK);
+        cr_assert_eq(ir_task_set_int(t, "K", 8), IR_OK);
+        cr_assert_eq(ir_task_set_int(t, "M_tile", tile[i][0]), IR_OK);
+        cr_assert_eq(ir_task_set_int(t, "m_off", tile[i][1]), IR_OK);
+        cr_assert_eq(ir_task_set_int(t, "N_tile", tile[i][2]), IR_OK);
+        cr_assert_eq(ir_task_set_int(t, "n_off", tile[i][3]), IR_OK);
+    }
+    hand_plan(p, 3, (int32_t[]){0, 1, 2});
+    cr_assert_not(explored(p).race);    /* separate buffers, no page */
+    hand_page(p, 2, (int32_t[]){y, z});
+    cr_assert(conflict(p, 0, 1));
+    cr_assert_not(conflict(p, 0, 2));
+    cr_assert_not(conflict(p, 1, 2));
+    r = explored(p);
+    cr_assert(r.race);
+    cr_assert_eq(r.race_a, 0);
+    cr_assert_eq(r.race_b, 1);
     ir_program_free(p);
 }
 
@@ -514,6 +600,7 @@ static ir_program *copy_without(const ir_program *p, int32_t drop_task, int32_t 
         const ir_task *x = &p->tasks[t];
         ir_task *y = ir_add_task(c, x->op, x->out_counter, x->label);
         cr_assert_not_null(y);
+        y->sm = x->sm;
         for (int i = 0; i < x->n_inputs; i++)
             cr_assert_eq(ir_task_add_input(y, x->inputs[i]), IR_OK);
         for (int i = 0; i < x->n_outputs; i++)
