@@ -34,8 +34,11 @@ ir_status lower_config_copy(ir_config *dst, const ir_config *src);
 ir_status lower_assign_sms(ir_program *p, const ir_config *c, int64_t grid, ir_error *err);
 
 /* Bind every ACTIVATION buffer to a page per c->page_policy and set the buffer's space; fills
- * p->pages. Requires sms assigned (SMEM needs all of a buffer's tasks on one queue). */
-ir_status lower_alloc_pages(ir_program *p, const ir_config *c, ir_error *err);
+ * p->pages. Requires sms assigned (SMEM needs all of a buffer's tasks on one queue).
+ * task_layer (one entry per task, non-decreasing in id order) limits sharing: the buffers of
+ * one page all start in two adjacent layers at most; NULL: no limit. */
+ir_status lower_alloc_pages(ir_program *p, const ir_config *c, const int32_t *task_layer,
+                            ir_error *err);
 
 /* Fill p->plan from c and t: grid = t->num_sms, queues = task-id order filtered by sm. */
 ir_status lower_build_plan(ir_program *p, const ir_config *c, const ir_target *t, ir_error *err);

@@ -15,6 +15,10 @@
  * is the only sink of the prefix [0, p], i.e. every u < p has a successor at a position <= p;
  * and all later tasks as descendants iff every v > p has a predecessor at a position >= p.
  *
+ * Layer window: the buffers of one page are all touched within two adjacent layers (the caller
+ * says which layer each task belongs to), so conflicts through a page stay within two adjacent
+ * layers, which keeps the verifier's windowed race check applicable.
+ *
  * SMEM: a buffer goes to SMEM only when every task touching it runs on one queue and the SMEM
  * pages of that queue whose live ranges overlap never sum above smem_bytes_per_block; otherwise
  * it goes to GLOBAL_SCRATCH. Pages of different spaces or queues are never shared.
@@ -33,6 +37,7 @@ typedef struct {
 typedef struct {
     ir_space space;
     int32_t queue;          /* SMEM pages: the queue owning them; -1 for GLOBAL_SCRATCH */
+    int32_t layer_lo, layer_hi; /* layers its buffers' accesses span */
     int64_t nbytes;
     int32_t live_start, live_end;
     int32_t n_occ, cap_occ;
@@ -42,6 +47,7 @@ typedef struct {
 typedef struct {
     const ir_program *p;
     int64_t smem_budget;
+    bool limit_layers;      /* a page's accesses may span two adjacent layers at most */
     int32_t n_pages, cap_pages;
     page *pages;
     int32_t *buf_page;      /* per buffer: page id or -1 */
@@ -135,12 +141,18 @@ static int32_t new_page(allocator *a, ir_space space, int32_t queue)
     g->queue = queue;
     g->live_start = NEVER;
     g->live_end = -1;
+    g->layer_lo = INT32_MAX;
+    g->layer_hi = INT32_MIN;
     return a->n_pages++;
 }
 
 /* Insert s into page g's occupants at index at (keeps them sorted by first). */
-static bool add_occupant(page *g, int at, span s, int64_t nbytes)
+static bool add_occupant(page *g, int at, span s, int64_t nbytes, int32_t lo, int32_t hi)
 {
+    if (lo < g->layer_lo)
+        g->layer_lo = lo;
+    if (hi > g->layer_hi)
+        g->layer_hi = hi;
     if (g->n_occ == g->cap_occ) {
         int32_t cap = g->cap_occ ? 2 * g->cap_occ : 4;
         span *n = realloc(g->occ, (size_t)cap * sizeof *n);
@@ -238,13 +250,16 @@ static bool smem_fits(const allocator *a, int32_t q, int32_t j, span s, int64_t 
 /* Place buffer b (span s, nbytes) under policy pol in the class (space, queue). Returns the
  * page id, -1 when an SMEM placement does not fit, -2 on allocation failure. */
 static int32_t place(allocator *a, ir_page_policy pol, ir_space space, int32_t q, span s,
-                     int64_t nbytes)
+                     int64_t nbytes, int32_t lo, int32_t hi)
 {
     bool smem = space == IR_SMEM;
     if (pol != IR_PAGES_NONE) {
         for (int32_t i = 0; i < a->n_pages; i++) {
             page *g = &a->pages[i];
             if (g->space != space || g->queue != q)
+                continue;
+            if (a->limit_layers
+                && (hi > g->layer_hi ? hi : g->layer_hi) - (lo < g->layer_lo ? lo : g->layer_lo) > 1)
                 continue;
             int at;
             if (pol == IR_PAGES_LINEAR) {
@@ -259,13 +274,13 @@ static int32_t place(allocator *a, ir_page_policy pol, ir_space space, int32_t q
             }
             if (smem && !smem_fits(a, q, i, s, nbytes))
                 continue;
-            return add_occupant(g, at, s, nbytes) ? i : -2;
+            return add_occupant(g, at, s, nbytes, lo, hi) ? i : -2;
         }
     }
     if (smem && !smem_fits(a, q, -1, s, nbytes))
         return -1;
     int32_t id = new_page(a, space, q);
-    if (id < 0 || !add_occupant(&a->pages[id], 0, s, nbytes))
+    if (id < 0 || !add_occupant(&a->pages[id], 0, s, nbytes, lo, hi))
         return -2;
     return id;
 }
@@ -276,6 +291,7 @@ typedef struct {
     int32_t buf;
     span s;
     int32_t queue;          /* the one queue of all its tasks, -1 when several */
+    int32_t layer_lo, layer_hi; /* layers of its first and last access */
     int64_t nbytes;
 } item;
 
@@ -303,11 +319,12 @@ static int cmp_by_size(const void *x, const void *y)
     return cmp_by_first(x, y);
 }
 
-ir_status lower_alloc_pages(ir_program *p, const ir_config *c, ir_error *err)
+ir_status lower_alloc_pages(ir_program *p, const ir_config *c, const int32_t *task_layer,
+                            ir_error *err)
 {
     int32_t nb = p->n_buffers;
     ir_status st = IR_OK;
-    allocator a = {.p = p, .smem_budget = c->smem_bytes_per_block};
+    allocator a = {.p = p, .smem_budget = c->smem_bytes_per_block, .limit_layers = task_layer != NULL};
     int32_t *first = malloc((size_t)nb * sizeof *first), *last = malloc((size_t)nb * sizeof *last);
     int32_t *queue = malloc((size_t)nb * sizeof *queue);
     item *items = malloc((size_t)nb * sizeof *items);
@@ -342,10 +359,16 @@ ir_status lower_alloc_pages(ir_program *p, const ir_config *c, ir_error *err)
         item *it = &items[n_items++];
         it->buf = b;
         it->nbytes = ir_buffer_nbytes(&p->buffers[b]);
-        if (first[b] < 0) /* untouched: a page of its own, never shared */
+        it->layer_lo = it->layer_hi = 0;
+        if (first[b] < 0) { /* untouched: a page of its own, never shared */
             it->s = (span){0, p->n_tasks, NEVER};
-        else
+        } else {
             it->s = (span){first[b], last[b], free_at[last[b]]};
+            if (task_layer) {
+                it->layer_lo = task_layer[first[b]];
+                it->layer_hi = task_layer[last[b]];
+            }
+        }
         it->queue = queue[b];
     }
     qsort(items, (size_t)n_items, sizeof *items,
@@ -356,9 +379,11 @@ ir_status lower_alloc_pages(ir_program *p, const ir_config *c, ir_error *err)
         const item *it = &items[i];
         int32_t id = -1;
         if (a.smem_budget > 0 && it->queue >= 0 && it->nbytes <= a.smem_budget)
-            id = place(&a, c->page_policy, IR_SMEM, it->queue, it->s, it->nbytes);
+            id = place(&a, c->page_policy, IR_SMEM, it->queue, it->s, it->nbytes, it->layer_lo,
+                       it->layer_hi);
         if (id == -1)
-            id = place(&a, c->page_policy, IR_GLOBAL_SCRATCH, -1, it->s, it->nbytes);
+            id = place(&a, c->page_policy, IR_GLOBAL_SCRATCH, -1, it->s, it->nbytes,
+                       it->layer_lo, it->layer_hi);
         if (id < 0) {
             st = ir_fail(err, IR_ERR_NOMEM, "pages", "out of memory");
             goto done;

@@ -35,6 +35,7 @@ typedef struct {
     lower_knobs k;
     ir_program *p;
     ir_error *err;
+    int32_t *layer_first;    /* per layer (and one past the last): id of its first task */
     ir_status st;            /* first failure; IR_OK while building goes well */
     int64_t S;               /* KV rows */
     int64_t wbytes;          /* bytes per weight element */
@@ -497,11 +498,13 @@ static ir_status build_graph(builder *b)
     set_int(b, t, "hidden", H);
     CHECK(b);
     for (int li = 0; li < m->n_layers; li++) {
+        b->layer_first[li] = b->p->n_tasks;
         dep d;
         x = layer(b, li, x, xdep, &d);
         xdep = d;
         CHECK(b);
     }
+    b->layer_first[m->n_layers] = b->p->n_tasks;
     int32_t w_norm = weight(b, 1, H, 0, "model.norm.weight");
     int32_t xf = act(b, H, "final_norm");
     dep d_xf = rmsnorm(b, x, xdep, w_norm, xf, "final_norm");
@@ -550,11 +553,28 @@ ir_status lower_program(const lower_model *m, const ir_config *c, const ir_targe
     b.wbytes = ir_dtype_nbytes(o->dtype, 1);
 
     ir_program *p = ir_program_new();
-    if (!p)
+    int32_t *task_layer = NULL;
+    b.layer_first = malloc((size_t)(m->n_layers + 1) * sizeof *b.layer_first);
+    if (!p || !b.layer_first) {
+        ir_program_free(p);
+        free(b.layer_first);
         return ir_fail(err, IR_ERR_NOMEM, "lower", "out of memory");
+    }
     b.p = p;
     if ((s = build_graph(&b)) != IR_OK)
         goto fail;
+    /* Layer of each task: embed counts as layer 0, the final norm and lm_head as one layer
+     * after the last. */
+    task_layer = malloc((size_t)(p->n_tasks ? p->n_tasks : 1) * sizeof *task_layer);
+    if (!task_layer) {
+        s = ir_fail(err, IR_ERR_NOMEM, "lower", "out of memory");
+        goto fail;
+    }
+    for (int32_t i = 0, l = 0; i < p->n_tasks; i++) {
+        while (l < m->n_layers && i >= b.layer_first[l + 1])
+            l++;
+        task_layer[i] = l;
+    }
     char *meta = meta_json(m, t, o);
     if (!meta) {
         s = ir_fail(err, IR_ERR_NOMEM, "meta", "out of memory");
@@ -574,13 +594,17 @@ ir_status lower_program(const lower_model *m, const ir_config *c, const ir_targe
     p->has_decode = true;
     if ((s = lower_assign_sms(p, c, t->num_sms, err)) != IR_OK)
         goto fail;
-    if ((s = lower_alloc_pages(p, c, err)) != IR_OK)
+    if ((s = lower_alloc_pages(p, c, task_layer, err)) != IR_OK)
         goto fail;
     if ((s = lower_build_plan(p, c, t, err)) != IR_OK)
         goto fail;
+    free(task_layer);
+    free(b.layer_first);
     *out = p;
     return IR_OK;
 fail:
+    free(task_layer);
+    free(b.layer_first);
     ir_program_free(p);
     return s;
 }
