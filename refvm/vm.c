@@ -493,7 +493,7 @@ static ir_status op_embed(op_ctx *c)
 static ir_status op_rmsnorm(op_ctx *c)
 {
     TRY(need_arity(c, 2, 1));
-    double eps;
+    double eps = 0;
     int64_t H = in_n(c, 0);
     TRY(rparam(c, "eps", &eps));
     if (ir_task_param(c->t, "hidden"))
@@ -513,7 +513,7 @@ static ir_status op_rmsnorm(op_ctx *c)
 static ir_status gemv_tile(op_ctx *c, const float *x, int32_t wbuf, const float *bias,
                            int64_t bias_n, float *y, int64_t y_n)
 {
-    int64_t K, nt, off;
+    int64_t K = 0, nt = 0, off = 0;
     TRY(iparam(c, "K", &K));
     TRY(iparam(c, "N_tile", &nt));
     TRY(iparam(c, "n_off", &off));
@@ -521,7 +521,7 @@ static ir_status gemv_tile(op_ctx *c, const float *x, int32_t wbuf, const float 
     const float *W = c->vm->buf[wbuf].data;
     if (wb->rank != 2 || wb->shape[1] != K)
         return op_fail(c, "weight %s is not [N, K=%lld]", wb->name, (long long)K);
-    if (nt < 0 || off < 0 || off + nt > wb->shape[0] || off + nt > y_n ||
+    if (nt < 0 || off < 0 || nt > wb->shape[0] || off > wb->shape[0] - nt || off + nt > y_n ||
         (bias && off + nt > bias_n) || in_n(c, 0) < K)
         return op_fail(c, "tile [%lld, %lld) x K %lld outside its buffers", (long long)off,
                        (long long)(off + nt), (long long)K);
@@ -540,7 +540,7 @@ static ir_status op_gemv(op_ctx *c)
 
 static ir_status op_fused(op_ctx *c)
 {
-    int64_t recipe;
+    int64_t recipe = 0;
     TRY(iparam(c, "recipe", &recipe));
     if (recipe != 1)
         return op_fail(c, "FUSED recipe %lld is not executed by the reference VM",
@@ -554,8 +554,8 @@ static ir_status op_fused(op_ctx *c)
 static ir_status op_rope(op_ctx *c)
 {
     TRY(need_arity(c, 1, 1));
-    int64_t hd, pos;
-    double theta;
+    int64_t hd = 0, pos = 0;
+    double theta = 0;
     TRY(iparam(c, "head_dim", &hd));
     TRY(iparam(c, "pos", &pos));
     TRY(rparam(c, "theta", &theta));
@@ -607,7 +607,7 @@ static ir_status op_rope(op_ctx *c)
 static ir_status op_kv_append(op_ctx *c)
 {
     TRY(need_arity(c, 1, 1));
-    int64_t pos;
+    int64_t pos = 0;
     TRY(iparam(c, "pos", &pos));
     const ir_buffer *cb = out_b(c, 0);
     if (cb->rank != 2 || pos < 0 || pos >= cb->shape[0] || in_n(c, 0) < cb->shape[1])
@@ -635,8 +635,8 @@ static ir_status scores_reserve(refvm *vm, int64_t n)
 static ir_status op_attention(op_ctx *c)
 {
     TRY(need_arity(c, 3, 1));
-    int64_t hd, start, len, nh, nkv, moff = -1;
-    double scale;
+    int64_t hd = 0, start = 0, len = 0, nh = 0, nkv = 0, moff = -1;
+    double scale = 0;
     TRY(iparam(c, "head_dim", &hd));
     TRY(iparam(c, "kv_start", &start));
     TRY(iparam(c, "kv_len", &len));
@@ -647,13 +647,14 @@ static ir_status op_attention(op_ctx *c)
     if (partial)
         TRY(iparam(c, "m_off", &moff));
     const ir_buffer *kb = in_b(c, 1), *vb = in_b(c, 2), *ob = out_b(c, 0);
-    if (hd < 1 || nh < 1 || nkv < 1 || nh % nkv || in_n(c, 0) < nh * hd)
+    if (hd < 1 || nh < 1 || nkv < 1 || hd > (1 << 20) || nh > (1 << 20) || nh % nkv ||
+        in_n(c, 0) < nh * hd)
         return op_fail(c, "heads %lld/%lld x head_dim %lld do not fit q", (long long)nh,
                        (long long)nkv, (long long)hd);
     if (kb->rank != 2 || vb->rank != 2 || kb->shape[1] != nkv * hd || vb->shape[1] != nkv * hd ||
         kb->shape[0] != vb->shape[0])
         return op_fail(c, "caches must be [S, n_kv_heads * head_dim]");
-    if (start < 0 || len < 0 || start + len > kb->shape[0])
+    if (start < 0 || len < 0 || start > kb->shape[0] || len > kb->shape[0] - start)
         return op_fail(c, "window [%lld, %lld) outside the %lld cache rows", (long long)start,
                        (long long)(start + len), (long long)kb->shape[0]);
     if (partial ? (ob->rank != 2 || moff < 0 || moff >= ob->shape[0] || ob->shape[1] != nh * (hd + 2))
@@ -700,11 +701,12 @@ static ir_status op_attention(op_ctx *c)
 static ir_status op_attention_combine(op_ctx *c)
 {
     TRY(need_arity(c, 1, 1));
-    int64_t hd, nh;
+    int64_t hd = 0, nh = 0;
     TRY(iparam(c, "head_dim", &hd));
     TRY(iparam(c, "n_heads", &nh));
     const ir_buffer *pb = in_b(c, 0);
-    if (hd < 1 || nh < 1 || pb->rank != 2 || pb->shape[1] != nh * (hd + 2) || out_n(c, 0) < nh * hd)
+    if (hd < 1 || nh < 1 || hd > (1 << 20) || nh > (1 << 20) || pb->rank != 2 ||
+        pb->shape[1] != nh * (hd + 2) || out_n(c, 0) < nh * hd)
         return op_fail(c, "partials %s must be [nb, n_heads*(head_dim+2)] and output n_heads*head_dim",
                        pb->name);
     int64_t nb = pb->shape[0], rw = nh * (hd + 2);
@@ -874,15 +876,16 @@ static char *describe_unwritten(refvm *vm, const ir_task *t, int slot, int32_t b
         snprintf(other, sizeof other, "it was overwritten by buffer %d (%s) sharing page %d",
                  ob, vm->p->buffers[ob].name, vm->buf[b].page);
     }
-    char coords[96] = "";
-    int64_t rem = i;
+    int64_t idx[IR_MAX_RANK] = {0}, rem = i;
     for (int d = bb->rank - 1; d >= 0; d--) {
-        char tmp[96];
-        snprintf(tmp, sizeof tmp, "%lld%s%s", (long long)(rem % bb->shape[d]), coords[0] ? "," : "",
-                 coords);
-        snprintf(coords, sizeof coords, "%s", tmp);
+        idx[d] = rem % bb->shape[d];
         rem /= bb->shape[d];
     }
+    char coords[IR_MAX_RANK * 24] = "";
+    size_t used = 0;
+    for (int d = 0; d < bb->rank; d++)
+        used += (size_t)snprintf(coords + used, sizeof coords - used, "%s%lld", d ? "," : "",
+                                 (long long)idx[d]);
     char *s = NULL;
     if (asprintf(&s, "task %d (%s, %s) reads input %d, buffer %d (%s) element %lld [%s] at pos "
                  "%lld, but %s", t->id, t->label, ir_op_name(t->op), slot, b, bb->name,

@@ -466,6 +466,63 @@ Test(vm, deadlock_reports_the_stuck_head_wait_and_counter_value)
     ir_program_free(p);
 }
 
+/* Two activations on one page with overlapping lifetimes: the counters order everything, but
+ * the second embedding overwrites the first one's page before the copy reads it. */
+Test(vm, page_shared_by_live_buffers_is_caught_as_overwritten)
+{
+    ir_program *p = ir_program_new();
+    int64_t one[1] = {1}, tab[2] = {4, 2}, row[2] = {1, 2};
+    int32_t tok = ir_add_buffer(p, "tokens", IR_IO_INPUT, IR_I32, 1, one, IR_HBM, NULL);
+    int32_t t = ir_add_buffer(p, "table", IR_WEIGHT, IR_F32, 2, tab, IR_HBM, "table");
+    int32_t x = ir_add_buffer(p, "x", IR_ACTIVATION, IR_F32, 2, row, IR_GLOBAL_SCRATCH, NULL);
+    int32_t z = ir_add_buffer(p, "z", IR_ACTIVATION, IR_F32, 2, row, IR_GLOBAL_SCRATCH, NULL);
+    int32_t y = ir_add_buffer(p, "logits", IR_IO_OUTPUT, IR_F32, 2, row, IR_HBM, NULL);
+    int32_t c0 = ir_add_counter(p, "x"), c1 = ir_add_counter(p, "z"), c2 = ir_add_counter(p, "y");
+    ir_task *a = ir_add_task(p, IR_OP_EMBED, c0, "embed_x");
+    ir_task_add_input(a, tok);
+    ir_task_add_input(a, t);
+    ir_task_add_output(a, x);
+    ir_task *b = ir_add_task(p, IR_OP_EMBED, c1, "embed_z");
+    ir_task_add_input(b, tok);
+    ir_task_add_input(b, t);
+    ir_task_add_output(b, z);
+    ir_task_add_wait(b, c0, 1);
+    ir_task *c = ir_add_task(p, IR_OP_COPY, c2, "copy_x");
+    ir_task_add_input(c, x);
+    ir_task_add_output(c, y);
+    ir_task_add_wait(c, c1, 1);
+    p->has_pages = true;
+    p->pages.n_map = 2;
+    p->pages.map_buffer = malloc(2 * sizeof(int32_t));
+    p->pages.map_page = malloc(2 * sizeof(int32_t));
+    p->pages.map_buffer[0] = x;
+    p->pages.map_buffer[1] = z;
+    p->pages.map_page[0] = p->pages.map_page[1] = 0;
+    p->pages.n_pages = 1;
+    p->pages.pages = calloc(1, sizeof(ir_page));
+    p->pages.pages[0] = (ir_page){0, IR_GLOBAL_SCRATCH, 8, -1, -1};
+    refvm_st *st = table_file("/tmp/amk_test_refvm_page.safetensors");
+    refvm *vm;
+    refvm_result r;
+    ir_error err = {0};
+    cr_assert_eq(refvm_new(p, NULL, &vm, &err), IR_OK, "%s: %s", err.where, err.why);
+    cr_assert_eq(refvm_bind(vm, st, &err), IR_OK);
+    cr_assert_eq(refvm_step(vm, 1, 0, &r, &err), IR_OK);
+    cr_assert_eq(r.outcome, REFVM_UNWRITTEN_READ);
+    cr_assert_eq(r.task, 2);
+    cr_assert_eq(r.buffer, x);
+    cr_assert(strstr(r.detail, "overwritten by buffer 3 (z) sharing page 0"), "%s", r.detail);
+    refvm_result_free(&r);
+    refvm_free(vm);
+    /* A page too small for its buffer is refused when the VM is built. */
+    p->pages.pages[0].nbytes = 4;
+    cr_assert_eq(refvm_new(p, NULL, &vm, &err), IR_ERR_MALFORMED);
+    cr_assert(strstr(err.why, "needs 8 bytes but page 0 has 4"), "%s", err.why);
+    refvm_st_close(st);
+    unlink("/tmp/amk_test_refvm_page.safetensors");
+    ir_program_free(p);
+}
+
 Test(vm, removed_wait_in_lowered_program_is_caught_dynamically)
 {
     fixture fx;
@@ -513,6 +570,55 @@ Test(vm, removed_wait_in_lowered_program_is_caught_dynamically)
     refvm_result_free(&r);
     refvm_free(vm);
     ir_program_free(p);
+    fixture_free(&fx);
+}
+
+/* Params set to hostile values (negative, zero, huge, off by one) are refused as MALFORMED
+ * naming the task, or run in bounds; never a crash (this suite also runs under ASan/UBSan). */
+Test(vm, corrupted_params_are_refused_or_run_in_bounds_never_crash)
+{
+    fixture fx;
+    fixture_load("llama_gqa4_tied_f32", &fx);
+    static const int64_t hostile[] = {-1, 0, 1, 2, 3, 7, 63, 64, 65, 255, 256, 1000,
+                                      (int64_t)1 << 40, -((int64_t)1 << 40)};
+    uint64_t rng = 99;
+    int refused = 0, ran = 0;
+    for (int iter = 0; iter < 150; iter++) {
+        ir_program *p = lower_fixture(&fx, 16, 32, iter % 2 == 0, true);
+        for (int k = 0; k < 2; k++) {
+            rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+            ir_task *t = &p->tasks[(rng >> 33) % (uint64_t)p->n_tasks];
+            if (t->n_params == 0)
+                continue;
+            ir_param *pm = &t->params[(rng >> 17) % (uint64_t)t->n_params];
+            if (pm->type != IR_PARAM_INT)
+                continue;
+            pm->i = hostile[(rng >> 40) % (sizeof hostile / sizeof hostile[0])];
+            pm->has_pexpr = false;
+        }
+        refvm *vm;
+        ir_error err = {0};
+        ir_status s = refvm_new(p, NULL, &vm, &err);
+        if (s == IR_OK) {
+            cr_assert_eq(refvm_bind(vm, fx.st, &err), IR_OK);
+            for (int pos = 0; pos < 3 && s == IR_OK; pos++) {
+                refvm_result r;
+                s = refvm_step(vm, 7, pos, &r, &err);
+                refvm_result_free(&r);
+            }
+            refvm_free(vm);
+        }
+        if (s == IR_OK) {
+            ran++;
+        } else {
+            cr_assert_eq(s, IR_ERR_MALFORMED, "%s: %s", err.where, err.why);
+            cr_assert(err.why[0]);
+            refused++;
+        }
+        ir_program_free(p);
+    }
+    cr_assert_gt(refused, 20, "refused %d, ran %d", refused, ran);
+    cr_log_info("corrupted params: %d refused, %d ran", refused, ran);
     fixture_free(&fx);
 }
 
