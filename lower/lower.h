@@ -76,4 +76,9 @@ ir_status lower_model_from_hf_json(const char *text, size_t len, lower_model *m,
  * smem_bytes_per_block. IR_OK, or the refusal naming the config field. */
 ir_status lower_config_check(const ir_config *c, ir_error *err);
 
+/* Read a ScheduleConfig file strictly (unknown keys and bad values refused naming the field)
+ * and check it with lower_config_check. On success the caller frees c with ir_config_free; on
+ * failure c owns nothing. */
+ir_status lower_config_read_file(const char *path, ir_config *c, ir_error *err);
+
 #endif /* AMK_LOWER_H */

@@ -877,6 +877,27 @@ Test(lower_refusals, unknown_config_key_is_refused_naming_it)
     cr_assert_not_null(strstr(err.where, "bogus_knob"));
 }
 
+Test(lower_refusals, config_files_are_read_strictly_and_checked)
+{
+    ir_config c;
+    ir_error err = {0};
+    cr_assert_eq(lower_config_read_file(DATA "full.json", &c, &err), IR_OK, "%s: %s", err.where,
+                 err.why);
+    int64_t v;
+    cr_assert(ir_config_tiling(&c, "gemv", "N_tile", &v));
+    cr_assert_eq(v, 32);
+    cr_assert_eq(c.threads_per_block, 512);
+    cr_assert_eq(c.n_groups, 1);
+    ir_config_free(&c);
+    cr_assert_eq(lower_config_read_file(DATA "bad_unknown_key.json", &c, &err), IR_ERR_MALFORMED);
+    cr_assert_str_eq(err.where, "config.bogus_knob");
+    cr_assert_eq(lower_config_read_file(DATA "bad_tiling_key.json", &c, &err), IR_ERR_UNSUPPORTED);
+    cr_assert_str_eq(err.where, "config.tiling.gemv.M_tile");
+    cr_assert_eq(lower_config_read_file(DATA "bad_threads.json", &c, &err), IR_ERR_MALFORMED);
+    cr_assert_str_eq(err.where, "config.threads_per_block");
+    cr_assert_eq(lower_config_read_file(DATA "no_such_file.json", &c, &err), IR_ERR_IO);
+}
+
 Test(lower_refusals, unsupported_fusion_group_is_refused_naming_it)
 {
     ir_error e = lower_refused("toy", "{\"fusion_grouping\": [[\"gate\", \"up\"], [\"q\", \"k\"]]}",

@@ -43,48 +43,6 @@ static void usage(FILE *f)
             "exit: 0 written, 2 refused model or config, malformed input or bad usage.\n");
 }
 
-/* Read a whole file; the caller frees *text. */
-static ir_status slurp(const char *path, char **text, size_t *len, ir_error *err)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return ir_fail(err, IR_ERR_IO, path, "cannot open: %s", strerror(errno));
-    size_t cap = 65536, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        size_t r = fread(buf + n, 1, cap - n, f);
-        n += r;
-        if (r == 0)
-            break;
-        if (n == cap) {
-            if (cap > ((size_t)64 << 20)) {
-                free(buf);
-                fclose(f);
-                return ir_fail(err, IR_ERR_MALFORMED, path, "larger than 64 MiB");
-            }
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-    }
-    bool bad = ferror(f);
-    fclose(f);
-    if (!buf)
-        return ir_fail(err, IR_ERR_NOMEM, path, "out of memory");
-    if (bad) {
-        free(buf);
-        return ir_fail(err, IR_ERR_IO, path, "read error");
-    }
-    *text = buf;
-    *len = n;
-    return IR_OK;
-}
-
 static bool parse_int(const char *s, int64_t *out)
 {
     char *end;
@@ -188,13 +146,7 @@ int cmd_lower(int argc, char **argv)
 
     ir_config c;
     if (config) {
-        char *text = NULL;
-        size_t len = 0;
-        if ((s = slurp(config, &text, &len, &err)) != IR_OK)
-            goto refused;
-        s = ir_config_read_json(text, len, true, &c, &err);
-        free(text);
-        if (s != IR_OK)
+        if ((s = lower_config_read_file(config, &c, &err)) != IR_OK)
             goto refused;
     } else {
         ir_config_default(&c);
