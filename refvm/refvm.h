@@ -177,6 +177,9 @@ const float *refvm_logits(const refvm *vm, int64_t *n);
 /* After a DONE step: the SAMPLE_ARGMAX token when the program has one, else the argmax of the
  * logits (lowest index on ties). */
 int32_t refvm_next_token(const refvm *vm);
+/* The fp32 contents of buffer b (n elements; I32 buffers hold exact integers), or NULL when b
+ * is out of range or an unbound weight. Owned by the VM; meaningful after a step. */
+const float *refvm_buffer(const refvm *vm, int32_t b, int64_t *n);
 /* Position range a program can decode: decode.max_seq (or the KV cache rows). */
 int64_t refvm_max_seq(const refvm *vm);
 

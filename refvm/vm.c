@@ -144,6 +144,7 @@ static bool op_supported(const ir_task *t)
     case IR_OP_GEMV_TILE: case IR_OP_ATTENTION_TILE: case IR_OP_ROPE: case IR_OP_SILU_MUL:
     case IR_OP_GELU: case IR_OP_ADD: case IR_OP_MUL: case IR_OP_KV_APPEND:
     case IR_OP_SAMPLE_ARGMAX: case IR_OP_ATTENTION_COMBINE: case IR_OP_FUSED:
+    case IR_OP_GEMM_TILE: case IR_OP_LAYERNORM: case IR_OP_SOFTMAX:
         return true;
     default:
         return false;
@@ -538,6 +539,86 @@ static ir_status op_gemv(op_ctx *c)
                      out_n(c, 0));
 }
 
+/* y[m, n] = x[m, :] . W[n, :] (+ bias[n]) for m in [m_off, m_off + M_tile), n in
+ * [n_off, n_off + N_tile); x [M, K], W [N, K], y [M, N]. */
+static ir_status op_gemm(op_ctx *c)
+{
+    TRY(need_arity(c, 2, 1));
+    int64_t K = 0, nt = 0, off = 0, mt = 0, moff = 0;
+    TRY(iparam(c, "K", &K));
+    TRY(iparam(c, "N_tile", &nt));
+    TRY(iparam(c, "n_off", &off));
+    TRY(iparam(c, "M_tile", &mt));
+    if (ir_task_param(c->t, "m_off"))
+        TRY(iparam(c, "m_off", &moff));
+    const ir_buffer *xb = in_b(c, 0), *wb = in_b(c, 1), *yb = out_b(c, 0);
+    const ir_buffer *bb = c->t->n_inputs > 2 ? in_b(c, 2) : NULL;
+    if (xb->rank != 2 || wb->rank != 2 || yb->rank != 2 || xb->shape[1] != K || wb->shape[1] != K ||
+        yb->shape[1] != wb->shape[0] || yb->shape[0] != xb->shape[0])
+        return op_fail(c, "needs x [M, K=%lld], W [N, K], y [M, N]", (long long)K);
+    if (nt < 0 || off < 0 || nt > wb->shape[0] || off > wb->shape[0] - nt || mt < 0 || moff < 0 ||
+        mt > xb->shape[0] || moff > xb->shape[0] - mt || (bb && ir_buffer_numel(bb) < off + nt))
+        return op_fail(c, "tile rows [%lld, +%lld) x cols [%lld, +%lld) outside its buffers",
+                       (long long)moff, (long long)mt, (long long)off, (long long)nt);
+    const float *x = in(c, 0), *W = in(c, 1), *bias = bb ? in(c, 2) : NULL;
+    float *y = outp(c, 0);
+    int64_t N = wb->shape[0];
+    for (int64_t m = moff; m < moff + mt; m++)
+        for (int64_t n = off; n < off + nt; n++)
+            y[m * N + n] = (float)(dot(x + m * K, W + n * K, K) + (bias ? bias[n] : 0.0f));
+    return IR_OK;
+}
+
+/* y = (x - mean) / sqrt(var + eps) * w (+ b), over the first `hidden` elements. */
+static ir_status op_layernorm(op_ctx *c)
+{
+    TRY(need_arity(c, 2, 1));
+    double eps = 0;
+    int64_t H = in_n(c, 0);
+    TRY(rparam(c, "eps", &eps));
+    if (ir_task_param(c->t, "hidden"))
+        TRY(iparam(c, "hidden", &H));
+    bool has_b = c->t->n_inputs > 2;
+    if (H < 1 || in_n(c, 0) < H || in_n(c, 1) < H || out_n(c, 0) < H || (has_b && in_n(c, 2) < H))
+        return op_fail(c, "hidden %lld does not fit its buffers", (long long)H);
+    const float *x = in(c, 0), *w = in(c, 1), *b = has_b ? in(c, 2) : NULL;
+    float *y = outp(c, 0);
+    double mean = 0, var = 0;
+    for (int64_t i = 0; i < H; i++)
+        mean += x[i];
+    mean /= (double)H;
+    for (int64_t i = 0; i < H; i++)
+        var += (x[i] - mean) * (x[i] - mean);
+    double r = 1.0 / sqrt(var / (double)H + eps);
+    for (int64_t i = 0; i < H; i++)
+        y[i] = (float)((x[i] - mean) * r * w[i] + (b ? b[i] : 0.0f));
+    return IR_OK;
+}
+
+/* Softmax over the last dimension of every row. */
+static ir_status op_softmax(op_ctx *c)
+{
+    TRY(need_arity(c, 1, 1));
+    const ir_buffer *xb = in_b(c, 0);
+    int64_t n = in_n(c, 0), w = xb->rank ? xb->shape[xb->rank - 1] : 1;
+    if (out_n(c, 0) != n)
+        return op_fail(c, "output of %lld elements for an input of %lld", (long long)out_n(c, 0),
+                       (long long)n);
+    const float *x = in(c, 0);
+    float *y = outp(c, 0);
+    for (int64_t r = 0; r < n; r += w) {
+        double m = -INFINITY, sum = 0;
+        for (int64_t i = 0; i < w; i++)
+            if (x[r + i] > m)
+                m = x[r + i];
+        for (int64_t i = 0; i < w; i++)
+            sum += exp(x[r + i] - m);
+        for (int64_t i = 0; i < w; i++)
+            y[r + i] = (float)(exp(x[r + i] - m) / sum);
+    }
+    return IR_OK;
+}
+
 static ir_status op_fused(op_ctx *c)
 {
     int64_t recipe = 0;
@@ -778,6 +859,9 @@ static ir_status run_op(op_ctx *c)
     case IR_OP_RMSNORM: return op_rmsnorm(c);
     case IR_OP_GEMV_TILE: return op_gemv(c);
     case IR_OP_FUSED: return op_fused(c);
+    case IR_OP_GEMM_TILE: return op_gemm(c);
+    case IR_OP_LAYERNORM: return op_layernorm(c);
+    case IR_OP_SOFTMAX: return op_softmax(c);
     case IR_OP_ROPE: return op_rope(c);
     case IR_OP_KV_APPEND: return op_kv_append(c);
     case IR_OP_ATTENTION_TILE: return op_attention(c);
@@ -1114,6 +1198,18 @@ int32_t refvm_next_token(const refvm *vm)
     int64_t n;
     const float *l = refvm_logits(vm, &n);
     return l ? refvm_argmax(l, n) : -1;
+}
+
+const float *refvm_buffer(const refvm *vm, int32_t b, int64_t *n)
+{
+    if (b < 0 || b >= vm->p->n_buffers || !vm->buf[b].data) {
+        if (n)
+            *n = 0;
+        return NULL;
+    }
+    if (n)
+        *n = vm->buf[b].numel;
+    return vm->buf[b].data;
 }
 
 int64_t refvm_max_seq(const refvm *vm)

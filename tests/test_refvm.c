@@ -523,6 +523,105 @@ Test(vm, page_shared_by_live_buffers_is_caught_as_overwritten)
     ir_program_free(p);
 }
 
+/* The ops a Llama lowering does not emit, on a hand-built program with exact expectations:
+ * GEMM_TILE (two row tiles), SOFTMAX, LAYERNORM, GELU, MUL. */
+Test(vm, gemm_softmax_layernorm_gelu_mul_follow_spec_semantics)
+{
+    const char *path = "/tmp/amk_test_refvm_ops.safetensors";
+    refvm_st_writer *w;
+    ir_error err = {0};
+    int64_t s23[2] = {2, 3}, s3[1] = {3};
+    float x[6] = {1, 2, 3, 4, 5, 6}, W[6] = {1, 0, -1, 0.5f, 0.5f, 0.5f}, v[3] = {1, 2, 3},
+          g[3] = {1, 1, 2};
+    cr_assert_eq(refvm_st_writer_new(path, 4, &w, &err), IR_OK);
+    cr_assert_eq(refvm_st_writer_declare(w, "x", IR_F32, 2, s23, &err), IR_OK);
+    cr_assert_eq(refvm_st_writer_declare(w, "w", IR_F32, 2, s23, &err), IR_OK);
+    cr_assert_eq(refvm_st_writer_declare(w, "v", IR_F32, 1, s3, &err), IR_OK);
+    cr_assert_eq(refvm_st_writer_declare(w, "g", IR_F32, 1, s3, &err), IR_OK);
+    refvm_st_writer_put(w, x, 6, &err);
+    refvm_st_writer_put(w, W, 6, &err);
+    refvm_st_writer_put(w, v, 3, &err);
+    refvm_st_writer_put(w, g, 3, &err);
+    cr_assert_eq(refvm_st_writer_finish(w, &err), IR_OK);
+    refvm_st *st;
+    cr_assert_eq(refvm_st_open(path, &st, &err), IR_OK);
+
+    ir_program *p = ir_program_new();
+    int64_t s22[2] = {2, 2};
+    int32_t bx = ir_add_buffer(p, "x", IR_WEIGHT, IR_F32, 2, s23, IR_HBM, "x");
+    int32_t bw = ir_add_buffer(p, "w", IR_WEIGHT, IR_F32, 2, s23, IR_HBM, "w");
+    int32_t bv = ir_add_buffer(p, "v", IR_WEIGHT, IR_F32, 1, s3, IR_HBM, "v");
+    int32_t bg = ir_add_buffer(p, "g", IR_WEIGHT, IR_F32, 1, s3, IR_HBM, "g");
+    int32_t by = ir_add_buffer(p, "y", IR_ACTIVATION, IR_F32, 2, s22, IR_GLOBAL_SCRATCH, NULL);
+    int32_t bs = ir_add_buffer(p, "logits", IR_IO_OUTPUT, IR_F32, 2, s22, IR_HBM, NULL);
+    int32_t bl = ir_add_buffer(p, "ln", IR_IO_OUTPUT, IR_F32, 1, s3, IR_HBM, NULL);
+    int32_t be = ir_add_buffer(p, "gelu", IR_IO_OUTPUT, IR_F32, 1, s3, IR_HBM, NULL);
+    int32_t bm = ir_add_buffer(p, "mul", IR_IO_OUTPUT, IR_F32, 1, s3, IR_HBM, NULL);
+    int32_t cy = ir_add_counter(p, "y"), cs = ir_add_counter(p, "s"), co = ir_add_counter(p, "o");
+    for (int m = 0; m < 2; m++) {
+        ir_task *t = ir_add_task(p, IR_OP_GEMM_TILE, cy, "gemm");
+        ir_task_add_input(t, bx);
+        ir_task_add_input(t, bw);
+        ir_task_add_output(t, by);
+        ir_task_set_int(t, "K", 3);
+        ir_task_set_int(t, "N_tile", 2);
+        ir_task_set_int(t, "n_off", 0);
+        ir_task_set_int(t, "M_tile", 1);
+        ir_task_set_int(t, "m_off", 1 - m);         /* the second row first */
+        t->sm = m;
+    }
+    ir_task *t = ir_add_task(p, IR_OP_SOFTMAX, cs, "softmax");
+    ir_task_add_input(t, by);
+    ir_task_add_output(t, bs);
+    ir_task_add_wait(t, cy, 2);
+    t->sm = 0;
+    t = ir_add_task(p, IR_OP_LAYERNORM, co, "layernorm");
+    ir_task_add_input(t, bv);
+    ir_task_add_input(t, bg);
+    ir_task_add_output(t, bl);
+    ir_task_set_real(t, "eps", 0.0);
+    ir_task_set_int(t, "hidden", 3);
+    t->sm = 1;
+    t = ir_add_task(p, IR_OP_GELU, co, "gelu");
+    ir_task_add_input(t, bv);
+    ir_task_add_output(t, be);
+    t->sm = 1;
+    t = ir_add_task(p, IR_OP_MUL, co, "mul");
+    ir_task_add_input(t, bv);
+    ir_task_add_input(t, bg);
+    ir_task_add_output(t, bm);
+    t->sm = 1;
+
+    refvm *vm;
+    refvm_result r;
+    cr_assert_eq(refvm_new(p, NULL, &vm, &err), IR_OK, "%s: %s", err.where, err.why);
+    cr_assert_eq(refvm_bind(vm, st, &err), IR_OK, "%s", err.why);
+    cr_assert_eq(refvm_step(vm, 0, 0, &r, &err), IR_OK, "%s: %s", err.where, err.why);
+    cr_assert_eq(r.outcome, REFVM_DONE, "%s", r.detail);
+    int64_t n;
+    const float *sm = refvm_logits(vm, &n);
+    cr_assert_eq(n, 4);
+    /* y = [[-2, 3], [-2, 7.5]] */
+    cr_assert_float_eq(sm[0], 1.0 / (1.0 + exp(5.0)), 1e-7);
+    cr_assert_float_eq(sm[1], 1.0 / (1.0 + exp(-5.0)), 1e-7);
+    cr_assert_float_eq(sm[2], 1.0 / (1.0 + exp(9.5)), 1e-7);
+    const float *ln = refvm_buffer(vm, bl, &n), *ge = refvm_buffer(vm, be, NULL),
+                *mu = refvm_buffer(vm, bm, NULL);
+    cr_assert_eq(n, 3);
+    cr_assert_float_eq(ln[0], -sqrt(1.5), 1e-6);            /* (1 - 2) / sqrt(2/3) * 1 */
+    cr_assert_float_eq(ln[1], 0.0, 1e-7);
+    cr_assert_float_eq(ln[2], 2.0 * sqrt(1.5), 1e-6);       /* (3 - 2) / sqrt(2/3) * 2 */
+    cr_assert_float_eq(ge[0], 0.8413447, 1e-6);             /* x * Phi(x) at 1 */
+    cr_assert_float_eq(ge[1], 1.9544997, 1e-6);
+    cr_assert_float_eq(mu[2], 6.0, 0);
+    cr_assert_null(refvm_buffer(vm, 99, NULL));
+    refvm_result_free(&r);
+    refvm_free(vm);
+    ir_program_free(p);
+    refvm_st_close(st);
+    unlink(path);
+}
+
 Test(vm, removed_wait_in_lowered_program_is_caught_dynamically)
 {
     fixture fx;
