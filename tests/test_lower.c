@@ -1358,6 +1358,30 @@ Test(lower_cli, writes_a_program_and_refuses_bad_input_with_exit_2)
     cr_assert_neq(access(out, F_OK), 0, "a refused lowering left an output file");
 }
 
+Test(lower_cli, every_sample_config_lowers_every_small_model)
+{
+    const char *cfgs[] = {"n_tile_128", "kv_block_64", "fuse_gate_up", "round_robin",
+                          "pages_linear", "pages_none", "full"};
+    const char *models[] = {"toy", DATA "hf_explicit_head_dim.json", DATA "hf_smollm2_135m.json"};
+    for (size_t i = 0; i < sizeof cfgs / sizeof cfgs[0]; i++)
+        for (size_t j = 0; j < sizeof models / sizeof models[0]; j++) {
+            char out[] = "/tmp/amk_lower_cli_XXXXXX", cfg[128];
+            int fd = mkstemp(out);
+            close(fd);
+            snprintf(cfg, sizeof cfg, DATA "%s.json", cfgs[i]);
+            char *args[] = {"lower", "--model", (char *)models[j], "--target", "l4", "--config",
+                            cfg, "-o", out};
+            cr_assert_eq(cmd_lower(9, args), AMK_EXIT_OK, "%s with %s", models[j], cfg);
+            ir_program *p = NULL;
+            ir_error err = {0};
+            cr_assert_eq(ir_read_file(out, NULL, &p, &err), IR_OK);
+            cr_assert_eq(p->warnings.n, 0);
+            cr_assert_eq(p->plan.grid, ir_target_builtin("l4")->num_sms);
+            ir_program_free(p);
+            unlink(out);
+        }
+}
+
 Test(lower_cli, target_file_sets_the_grid)
 {
     char out[] = "/tmp/amk_lower_cli_XXXXXX";
