@@ -45,7 +45,8 @@ static void usage(FILE *f)
             "  --json              one JSON verdict object on stdout\n"
             "\n"
             "exit: 0 decoded (and PASS), 1 check FAIL, a dynamic fault (deadlock, read of an\n"
-            "unwritten element) or an unproved program, 2 malformed input or bad usage.\n",
+            "unwritten element) or a REFUTED program, 2 malformed input, a MALFORMED program or\n"
+            "bad usage, 3 the verifier said UNKNOWN.\n",
             REFVM_GATE_REL_TOL);
 }
 

@@ -132,6 +132,8 @@ def main():
             tokens, logits, gap = greedy_goldens(model, spec["prompt"], args.steps)
             if gap >= MIN_GAP:
                 break
+        else:
+            raise SystemExit("%s: no seed with a top-2 gap >= %g" % (name, MIN_GAP))
         d = os.path.join(args.out, name)
         os.makedirs(d, exist_ok=True)
         copy.deepcopy(model).to(spec["dtype"]).save_pretrained(d, safe_serialization=True)
@@ -147,6 +149,8 @@ def main():
                                min_new_tokens=args.steps, do_sample=False, use_cache=True,
                                eos_token_id=None, pad_token_id=0)
         gen_tokens = gen[0, len(spec["prompt"]):].tolist()
+        if gen_tokens != tokens:
+            raise SystemExit("%s: HF generate() disagrees with the float64 greedy path" % name)
         golden = {
             "fixture": name,
             "seed": seed,
