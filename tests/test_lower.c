@@ -4,6 +4,7 @@
  * ordered by dependencies, every refusal of a model or config, and byte-identical output.
  */
 #include <criterion/criterion.h>
+#include <criterion/redirect.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1318,7 +1319,14 @@ Test(lower_output, every_task_is_in_exactly_one_queue_after_its_dependencies)
     ir_program_free(p);
 }
 
-Test(lower_cli, writes_a_program_and_refuses_bad_input_with_exit_2)
+/* The CLI tests keep the command's stdout and stderr out of the test log. */
+static void quiet(void)
+{
+    cr_redirect_stdout();
+    cr_redirect_stderr();
+}
+
+Test(lower_cli, writes_a_program_and_refuses_bad_input_with_exit_2, .init = quiet)
 {
     char out[] = "/tmp/amk_lower_cli_XXXXXX";
     int fd = mkstemp(out);
@@ -1358,7 +1366,7 @@ Test(lower_cli, writes_a_program_and_refuses_bad_input_with_exit_2)
     cr_assert_neq(access(out, F_OK), 0, "a refused lowering left an output file");
 }
 
-Test(lower_cli, every_sample_config_lowers_every_small_model)
+Test(lower_cli, every_sample_config_lowers_every_small_model, .init = quiet)
 {
     const char *cfgs[] = {"n_tile_128", "kv_block_64", "fuse_gate_up", "round_robin",
                           "pages_linear", "pages_none", "full"};
@@ -1382,7 +1390,7 @@ Test(lower_cli, every_sample_config_lowers_every_small_model)
         }
 }
 
-Test(lower_cli, target_file_sets_the_grid)
+Test(lower_cli, target_file_sets_the_grid, .init = quiet)
 {
     char out[] = "/tmp/amk_lower_cli_XXXXXX";
     int fd = mkstemp(out);
