@@ -1,0 +1,565 @@
+/*
+ * test_verify.c - amk-verify obligations on minimal hand-made programs: each test asserts the
+ * verdict of the obligation it is about and the content of the witness.
+ */
+#include <cjson/cJSON.h>
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lower/lower.h"
+#include "verify/verify.h"
+
+/* ---------------------------------------------------------------- builders */
+
+static ir_program *prog(void)
+{
+    ir_program *p = ir_program_new();
+    cr_assert_not_null(p);
+    p->has_target = true;
+    p->target = *ir_target_builtin("h100");
+    return p;
+}
+
+static int32_t act(ir_program *p, const char *name, int64_t n)
+{
+    int64_t shape[2] = {1, n};
+    return ir_add_buffer(p, name, IR_ACTIVATION, IR_F32, 2, shape, IR_GLOBAL_SCRATCH, NULL);
+}
+
+/* A whole-buffer op task: ADD when it has two inputs, COPY with one. */
+static ir_task *op(ir_program *p, int32_t counter, int32_t in0, int32_t in1, int32_t out)
+{
+    ir_task *t = ir_add_task(p, in1 >= 0 ? IR_OP_ADD : IR_OP_COPY, counter, "op");
+    cr_assert_not_null(t);
+    ir_task_add_input(t, in0);
+    if (in1 >= 0)
+        ir_task_add_input(t, in1);
+    ir_task_add_output(t, out);
+    return t;
+}
+
+/* Launch plan from queue lists terminated by -1, e.g. {0, 1, -1, 2, -1}. */
+static void plan(ir_program *p, int grid, const int32_t *lists)
+{
+    cr_assert_eq(ir_plan_alloc(&p->plan, grid, p->n_tasks), IR_OK);
+    p->has_plan = true;
+    p->plan.threads_per_block = 128;
+    p->plan.regs_per_thread = 64;
+    int k = 0, q = 0;
+    p->plan.queue_start[0] = 0;
+    for (int i = 0; q < grid; i++) {
+        if (lists[i] < 0) {
+            p->plan.queue_start[++q] = k;
+            continue;
+        }
+        p->plan.queue_tasks[k++] = lists[i];
+        p->tasks[lists[i]].sm = q;
+    }
+    cr_assert_eq(k, p->n_tasks, "plan must list every task");
+}
+
+static verify_result run_verify(ir_program *p)
+{
+    verify_result r;
+    ir_error err = {0};
+    cr_assert_eq(verify_program(p, NULL, &r, &err), IR_OK, "%s", err.why);
+    return r;
+}
+
+/* A field of the witness JSON, parsed. The caller deletes the returned root. */
+static cJSON *witness(const verify_result *r)
+{
+    cr_assert_not_null(r->witness_json, "expected a witness");
+    cJSON *w = cJSON_Parse(r->witness_json);
+    cr_assert_not_null(w, "witness is not JSON: %s", r->witness_json);
+    return w;
+}
+
+static int64_t jint(const cJSON *o, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    cr_assert(cJSON_IsNumber(v), "witness lacks %s", k);
+    return (int64_t)v->valuedouble;
+}
+
+/* IO input -> tasks -> IO output scaffolding: returns the input buffer; out is the output. */
+static int32_t io(ir_program *p, int32_t *out, int64_t n)
+{
+    int64_t shape[2] = {1, n};
+    int32_t in = ir_add_buffer(p, "x", IR_IO_INPUT, IR_F32, 2, shape, IR_HBM, NULL);
+    *out = ir_add_buffer(p, "y", IR_IO_OUTPUT, IR_F32, 2, shape, IR_HBM, NULL);
+    return in;
+}
+
+/* ---------------------------------------------------------------- proofs */
+
+Test(verify, proves_lowered_toy_program_and_certificate_checks)
+{
+    lower_model m;
+    ir_error err = {0};
+    cr_assert_eq(lower_model_preset("toy", &m, &err), IR_OK);
+    ir_config c;
+    ir_config_default(&c);
+    lower_opts o;
+    lower_opts_default(&o);
+    o.max_seq = 64;
+    ir_program *p;
+    cr_assert_eq(lower_program(&m, &c, ir_target_builtin("h100"), &o, &p, &err), IR_OK, "%s",
+                 err.why);
+    verify_result r = run_verify(p);
+    for (int i = 0; i < VERIFY_N_OBLIGATIONS; i++)
+        cr_expect_eq(r.ob[i].status, VERIFY_PROVED, "%s: %s",
+                     verify_obligation_name((verify_obligation)i), r.ob[i].detail);
+    cr_assert_eq(r.verdict, VERIFY_PROVED);
+    cr_assert_not_null(r.certificate_json);
+    cr_assert_null(r.witness_json);
+    cr_assert_eq(verify_cert_check(r.certificate_json, strlen(r.certificate_json), p, &err), IR_OK,
+                 "%s", err.why);
+    /* The certificate is bound to this program: change one threshold and it no longer holds. */
+    for (int i = 0; i < p->n_tasks; i++)
+        if (p->tasks[i].n_waits) {
+            p->tasks[i].waits[0].threshold += 1;
+            break;
+        }
+    cr_assert_eq(verify_cert_check(r.certificate_json, strlen(r.certificate_json), p, &err),
+                 IR_ERR_MALFORMED);
+    cr_assert(strstr(err.where, "program_sha256"));
+    verify_result_free(&r);
+    ir_program_free(p);
+    ir_config_free(&c);
+}
+
+Test(verify, cert_check_rejects_a_finish_order_that_breaks_a_wait)
+{
+    ir_program *p = prog();
+    int32_t y, x = io(p, &y, 4);
+    int32_t h = act(p, "h", 4);
+    int32_t c0 = ir_add_counter(p, "a"), c1 = ir_add_counter(p, "b");
+    op(p, c0, x, -1, h);
+    ir_task *t = op(p, c1, h, -1, y);
+    ir_task_add_wait(t, c0, 1);
+    plan(p, 2, (int32_t[]){0, -1, 1, -1});
+    verify_result r = run_verify(p);
+    cr_assert_eq(r.verdict, VERIFY_PROVED, "%s", r.ob[VERIFY_RACE].detail);
+    char *bad = strdup(r.certificate_json);
+    char *fo = strstr(bad, "\"finish_order\": [0, 1]");
+    cr_assert_not_null(fo, "%s", bad);
+    memcpy(fo, "\"finish_order\": [1, 0]", strlen("\"finish_order\": [1, 0]"));
+    ir_error err = {0};
+    cr_assert_eq(verify_cert_check(bad, strlen(bad), p, &err), IR_ERR_MALFORMED);
+    cr_assert(strstr(err.why, "before counter"), "%s", err.why);
+    free(bad);
+    verify_result_free(&r);
+    ir_program_free(p);
+}
+
+/* ---------------------------------------------------------------- deadlock */
+
+Test(verify, refutes_cross_queue_wait_cycle_with_acyclic_dependencies)
+{
+    /* q0: a, b   q1: c, d;  a waits d, c waits b. The dependency DAG (d->a, b->c) is acyclic;
+       the queues make it a cycle. */
+    ir_program *p = prog();
+    int32_t y, x = io(p, &y, 4);
+    int32_t h1 = act(p, "h1", 4), h2 = act(p, "h2", 4), h3 = act(p, "h3", 4);
+    int32_t ca = ir_add_counter(p, "a"), cb = ir_add_counter(p, "b"), cc = ir_add_counter(p, "c"),
+            cd = ir_add_counter(p, "d");
+    ir_task *a = op(p, ca, x, -1, h1);
+    ir_task_add_wait(a, cd, 1);
+    op(p, cb, x, -1, h2);
+    ir_task *c = op(p, cc, x, -1, h3);
+    ir_task_add_wait(c, cb, 1);
+    op(p, cd, x, -1, y);
+    plan(p, 2, (int32_t[]){0, 1, -1, 2, 3, -1});
+    verify_result r = run_verify(p);
+    cr_assert_eq(r.ob[VERIFY_DEADLOCK].status, VERIFY_REFUTED, "%s", r.ob[VERIFY_DEADLOCK].detail);
+    cr_assert_eq(r.verdict, VERIFY_REFUTED);
+    cr_assert_str_eq(r.witness_kind, "deadlock");
+    cJSON *w = witness(&r);
+    cr_assert_eq(jint(w, "finished"), 0);
+    const cJSON *bl = cJSON_GetObjectItemCaseSensitive(w, "blocked");
+    cr_assert_eq(cJSON_GetArraySize(bl), 2);
+    const cJSON *b0 = cJSON_GetArrayItem(bl, 0), *b1 = cJSON_GetArrayItem(bl, 1);
+    cr_assert_eq(jint(b0, "task"), 0);
+    cr_assert_eq(jint(cJSON_GetObjectItemCaseSensitive(b0, "wait"), "counter"), cd);
+    cr_assert_eq(jint(b0, "counter_value"), 0);
+    cr_assert_eq(jint(b1, "task"), 2);
+    cr_assert_eq(jint(cJSON_GetObjectItemCaseSensitive(b1, "wait"), "counter"), cb);
+    cJSON_Delete(w);
+    verify_result_free(&r);
+    ir_program_free(p);
+}
+
+Test(verify, refutes_threshold_above_producer_count)
+{
+    ir_program *p = prog();
+    int32_t y, x = io(p, &y, 4);
+    int32_t h = act(p, "h", 4);
+    int32_t c0 = ir_add_counter(p, "a"), c1 = ir_add_counter(p, "b");
+    op(p, c0, x, -1, h);
+    ir_task *t = op(p, c1, h, -1, y);
+    ir_task_add_wait(t, c0, 2);
+    plan(p, 2, (int32_t[]){0, -1, 1, -1});
+    verify_result r = run_verify(p);
+    cr_assert_eq(r.ob[VERIFY_DEADLOCK].status, VERIFY_REFUTED);
+    cJSON *w = witness(&r);
+    const cJSON *b0 = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(w, "blocked"), 0);
+    cr_assert_eq(jint(b0, "task"), 1);
+    cr_assert_eq(jint(b0, "counter_value"), 1);
+    cr_assert_eq(jint(b0, "producers"), 1);
+    cJSON_Delete(w);
+    verify_result_free(&r);
+    ir_program_free(p);
+}
+
+/* ---------------------------------------------------------------- partial waits */
+
+/* p1 (q0) writes h; p2 writes g; both count c. w waits (c >= 1) and reads h. */
+static ir_program *partial_wait(bool p2_after_w)
+{
+    ir_program *p = prog();
+    int32_t y, x = io(p, &y, 4);
+    int32_t h = act(p, "h", 4), g = act(p, "g", 4);
+    int32_t c = ir_add_counter(p, "shared"), cw = ir_add_counter(p, "w"), cz = ir_add_counter(p, "z");
+    op(p, c, x, -1, h);            /* 0: p1 */
+    ir_task *w = op(p, cw, h, -1, y); /* 1: w */
+    ir_task_add_wait(w, c, 1);
+    op(p, c, x, -1, g);            /* 2: p2 */
+    ir_task *z = op(p, cz, g, -1, act(p, "sink", 4)); /* 3: reads g after both */
+    ir_task_add_wait(z, c, 2);
+    if (p2_after_w)
+        plan(p, 3, (int32_t[]){0, -1, 1, 2, -1, 3, -1});
+    else
+        plan(p, 3, (int32_t[]){0, -1, 1, -1, 2, 3, -1});
+    return p;
+}
+
+Test(verify, proves_partial_wait_whose_other_producer_is_forced_later)
+{
+    ir_program *p = partial_wait(true);
+    verify_result r = run_verify(p);
+    cr_assert_eq(r.ob[VERIFY_DEADLOCK].status, VERIFY_PROVED, "%s", r.ob[VERIFY_DEADLOCK].detail);
+    cr_assert_eq(r.ob[VERIFY_RACE].status, VERIFY_PROVED, "%s", r.ob[VERIFY_RACE].detail);
+    cr_assert_eq(r.verdict, VERIFY_PROVED, "%s", r.ob[VERIFY_COMPLETE].detail);
+    verify_result_free(&r);
+    ir_program_free(p);
+}
+
+Test(verify, refutes_partial_wait_that_another_producer_can_satisfy)
+{
+    ir_program *p = partial_wait(false);
+    verify_result r = run_verify(p);
+    cr_assert_eq(r.ob[VERIFY_RACE].status, VERIFY_REFUTED, "%s", r.ob[VERIFY_RACE].detail);
+    cr_assert_str_eq(r.witness_kind, "race");
+    cJSON *w = witness(&r);
+    const cJSON *tasks = cJSON_GetObjectItemCaseSensitive(w, "tasks");
+    int64_t a = (int64_t)cJSON_GetArrayItem(tasks, 0)->valuedouble;
+    int64_t b = (int64_t)cJSON_GetArrayItem(tasks, 1)->valuedouble;
+    cr_assert((a == 0 && b == 1) || (a == 1 && b == 0), "racing pair %lld %lld", (long long)a,
+              (long long)b);
+    /* The interleaving: run the prefix, then both tasks are enabled together. */
+    const cJSON *il = cJSON_GetObjectItemCaseSensitive(w, "interleaving");
+    const cJSON *run = cJSON_GetObjectItemCaseSensitive(il, "run");
+    bool has_p2 = false;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, run) has_p2 |= e->valuedouble == 2;
+    cr_assert(has_p2, "p2 must finish first to release w early");
+    cJSON_Delete(w);
+    verify_result_free(&r);
+    ir_program_free(p);
+}
+
+/* ---------------------------------------------------------------- tiles and pages */
+
+static ir_program *two_tiles(int64_t off2, int64_t n2)
+{
+    ir_program *p = prog();
+    int64_t wshape[2] = {16, 8}, xshape[2] = {1, 8}, yshape[2] = {1, 16};
+    int32_t x = ir_add_buffer(p, "x", IR_IO_INPUT, IR_F32, 2, xshape, IR_HBM, NULL);
+    int32_t W = ir_add_buffer(p, "w", IR_WEIGHT, IR_F32, 2, wshape, IR_HBM, "w");
+    int32_t y = ir_add_buffer(p, "y", IR_IO_OUTPUT, IR_F32, 2, yshape, IR_HBM, NULL);
+    int32_t c = ir_add_counter(p, "proj");
+    int64_t offs[2] = {0, off2}, ns[2] = {10, n2};
+    for (int i = 0; i < 2; i++) {
+        ir_task *t = ir_add_task(p, IR_OP_GEMV_TILE, c, "tile");
+        ir_task_add_input(t, x);
+        ir_task_add_input(t, W);
+        ir_task_add_output(t, y);
+        ir_task_set_int(t, "K", 8);
+        ir_task_set_int(t, "N_tile", ns[i]);
+        ir_task_set_int(t, "n_off", offs[i]);
+    }
+    plan(p, 2, (int32_t[]){0, -1, 1, -1});
+    return p;
+}
+
+Test(verify, refutes_overlapping_gemv_tiles_and_names_the_overlap)
+{
+    ir_program *p = two_tiles(8, 8);
+    verify_result r = run_verify(p);
+    cr_assert_eq(r.ob[VERIFY_RACE].status, VERIFY_REFUTED, "%s", r.ob[VERIFY_RACE].detail);
+    cJSON *w = witness(&r);
+    const cJSON *ov = cJSON_GetObjectItemCaseSensitive(w, "overlap");
+    cr_assert_eq(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(ov, "lo"), 1)->valuedouble, 8);
+    cr_assert_eq(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(ov, "hi"), 1)->valuedouble, 10);
+    cJSON_Delete(w);
+    verify_result_free(&r);
+    ir_program_free(p);
+}
+
+Test(verify, proves_disjoint_gemv_tiles_sharing_a_counter)
+{
+    ir_program *p = two_tiles(10, 6);
+    verify_result r = run_verify(p);
+    cr_assert_eq(r.verdict, VERIFY_PROVED, "%s / %s", r.ob[VERIFY_RACE].detail,
+                 r.ob[VERIFY_COMPLETE].detail);
+    verify_result_free(&r);
+    ir_program_free(p);
+}
+
+Test(verify, refutes_output_element_never_written)
+{
+    ir_program *p = two_tiles(10, 5); /* column 15 of y is never written */
+    verify_result r = run_verify(p);
+    cr_assert_eq(r.ob[VERIFY_COMPLETE].status, VERIFY_REFUTED, "%s", r.ob[VERIFY_COMPLETE].detail);
+    cr_assert_str_eq(r.witness_kind, "output_unwritten");
+    cJSON *w = witness(&r);
+    cr_assert_eq(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(w, "element"), 1)->valuedouble,
+                 15);
+    cJSON_Delete(w);
+    verify_result_free(&r);
+    ir_program_free(p);
+}
+
+Test(verify, refutes_page_shared_by_buffers_with_overlapping_lifetimes)
+{
+    /* t0 writes a, t1 reads a (after t0), t2 writes b concurrently; a and b share page 0. */
+    ir_program *p = prog();
+    int32_t y, x = io(p, &y, 4);
+    int32_t a = act(p, "a", 4), b = act(p, "b", 4);
+    int32_t c0 = ir_add_counter(p, "t0"), c1 = ir_add_counter(p, "t1"), c2 = ir_add_counter(p, "t2");
+    op(p, c0, x, -1, a);
+    ir_task *t1 = op(p, c1, a, -1, y);
+    ir_task_add_wait(t1, c0, 1);
+    op(p, c2, x, -1, b);
+    plan(p, 2, (int32_t[]){0, 1, -1, 2, -1});
+    p->has_pages = true;
+    p->pages.n_pages = 1;
+    p->pages.pages = calloc(1, sizeof *p->pages.pages);
+    p->pages.pages[0] = (ir_page){0, IR_GLOBAL_SCRATCH, 16, 0, 2};
+    p->pages.n_map = 2;
+    p->pages.map_buffer = malloc(2 * sizeof(int32_t));
+    p->pages.map_page = calloc(2, sizeof(int32_t));
+    p->pages.map_buffer[0] = a;
+    p->pages.map_buffer[1] = b;
+    verify_result r = run_verify(p);
+    cr_assert_eq(r.ob[VERIFY_RACE].status, VERIFY_REFUTED, "%s", r.ob[VERIFY_RACE].detail);
+    cr_assert_str_eq(r.witness_kind, "page_race");
+    cJSON *w = witness(&r);
+    cr_assert_eq(jint(w, "page"), 0);
+    cJSON_Delete(w);
+    verify_result_free(&r);
+    /* Ordering the writer of b after the reader of a makes the sharing safe. */
+    ir_task_add_wait(&p->tasks[2], c1, 1);
+    r = run_verify(p);
+    cr_assert_eq(r.ob[VERIFY_RACE].status, VERIFY_PROVED, "%s", r.ob[VERIFY_RACE].detail);
+    verify_result_free(&r);
+    ir_program_free(p);
+}
+
+/* ---------------------------------------------------------------- KV cache and bounds */
+
+/* append (row pos) and attention over rows [0, pos+1) of a KV cache of `rows` rows. */
+static ir_program *kv(int64_t rows, int64_t max_seq, int order)
+{
+    ir_program *p = prog();
+    p->has_decode = true;
+    p->decode = (ir_decode){0, max_seq};
+    int64_t s1[2] = {1, 8}, kvs[2] = {rows, 8};
+    int32_t k = ir_add_buffer(p, "k", IR_IO_INPUT, IR_F32, 2, s1, IR_HBM, NULL);
+    int32_t q = ir_add_buffer(p, "q", IR_IO_INPUT, IR_F32, 2, s1, IR_HBM, NULL);
+    int32_t kc = ir_add_buffer(p, "kc", IR_KV_CACHE, IR_F32, 2, kvs, IR_HBM, NULL);
+    int32_t vc = ir_add_buffer(p, "vc", IR_KV_CACHE, IR_F32, 2, kvs, IR_HBM, NULL);
+    int32_t o = ir_add_buffer(p, "o", IR_IO_OUTPUT, IR_F32, 2, s1, IR_HBM, NULL);
+    int32_t ck = ir_add_counter(p, "ak"), cv = ir_add_counter(p, "av"), ca = ir_add_counter(p, "at");
+    ir_pexpr pos = {1, 0, 0, INT64_MAX};
+    int32_t caches[2] = {kc, vc}, ctr[2] = {ck, cv};
+    for (int i = 0; i < 2; i++) {
+        ir_task *t = ir_add_task(p, IR_OP_KV_APPEND, ctr[i], "append");
+        ir_task_add_input(t, k);
+        ir_task_add_output(t, caches[i]);
+        ir_task_set_pexpr(t, "pos", pos, 0);
+        if (order < 0)
+            ir_task_add_wait(t, ca, 1);
+    }
+    ir_task *t = ir_add_task(p, IR_OP_ATTENTION_TILE, ca, "attn");
+    ir_task_add_input(t, q);
+    ir_task_add_input(t, kc);
+    ir_task_add_input(t, vc);
+    ir_task_add_output(t, o);
+    ir_task_set_int(t, "head_dim", 8);
+    ir_task_set_int(t, "n_heads", 1);
+    ir_task_set_int(t, "n_kv_heads", 1);
+    ir_task_set_int(t, "kv_start", 0);
+    ir_task_set_real(t, "scale", 0.35);
+    ir_task_set_pexpr(t, "kv_len", (ir_pexpr){1, 1, 0, max_seq}, 0);
+    if (order > 0) {
+        ir_task_add_wait(t, ck, 1);
+        ir_task_add_wait(t, cv, 1);
+    }
+    plan(p, 3, (int32_t[]){0, -1, 1, -1, 2, -1});
+    return p;
+}
+
+Test(verify, proves_attention_after_kv_append_for_every_position)
+{
+    ir_program *p = kv(32, 32, 1);
+    verify_result r = run_verify(p);
+    cr_assert_eq(r.verdict, VERIFY_PROVED, "%s | %s | %s", r.ob[VERIFY_WELLFORMED].detail,
+                 r.ob[VERIFY_RACE].detail, r.ob[VERIFY_COMPLETE].detail);
+    verify_result_free(&r);
+    ir_program_free(p);
+}
+
+Test(verify, refutes_kv_read_unordered_with_the_append)
+{
+    ir_program *p = kv(32, 32, 0);
+    verify_result r = run_verify(p);
+    cr_assert_eq(r.ob[VERIFY_RACE].status, VERIFY_REFUTED, "%s", r.ob[VERIFY_RACE].detail);
+    cr_assert_str_eq(r.witness_kind, "kv_race");
+    verify_result_free(&r);
+    ir_program_free(p);
+}
+
+Test(verify, refutes_kv_read_before_the_append)
+{
+    ir_program *p = kv(32, 32, -1);
+    verify_result r = run_verify(p);
+    cr_assert_eq(r.ob[VERIFY_RACE].status, VERIFY_PROVED, "%s", r.ob[VERIFY_RACE].detail);
+    cr_assert_eq(r.ob[VERIFY_COMPLETE].status, VERIFY_REFUTED, "%s", r.ob[VERIFY_COMPLETE].detail);
+    cr_assert_str_eq(r.witness_kind, "kv_read_before_append");
+    cJSON *w = witness(&r);
+    cr_assert_eq(jint(w, "task"), 2);
+    /* the element read is row pos itself */
+    cr_assert_eq(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(w, "element"), 0)->valuedouble,
+                 jint(w, "pos"));
+    cJSON_Delete(w);
+    verify_result_free(&r);
+    ir_program_free(p);
+}
+
+Test(verify, refutes_kv_slot_out_of_bounds_only_at_the_last_position)
+{
+    ir_program *p = kv(31, 32, 1); /* one row short: only pos 31 overflows */
+    verify_result r = run_verify(p);
+    cr_assert_eq(r.ob[VERIFY_WELLFORMED].status, VERIFY_REFUTED, "%s",
+                 r.ob[VERIFY_WELLFORMED].detail);
+    cr_assert_str_eq(r.witness_kind, "bounds");
+    cJSON *w = witness(&r);
+    cr_assert_eq(jint(w, "pos"), 31);
+    cr_assert_eq(jint(w, "z3_pos"), 31);
+    cr_assert_eq(jint(w, "size"), 31);
+    cJSON_Delete(w);
+    verify_result_free(&r);
+    ir_program_free(p);
+}
+
+/* ---------------------------------------------------------------- residency and structure */
+
+Test(verify, refutes_dynamic_smem_above_the_opt_in_cap)
+{
+    ir_program *p = two_tiles(10, 6);
+    p->plan.dynamic_smem_bytes = 300000;
+    verify_result r = run_verify(p);
+    cr_assert_eq(r.ob[VERIFY_RESIDENT].status, VERIFY_REFUTED, "%s", r.ob[VERIFY_RESIDENT].detail);
+    cr_assert_str_eq(r.witness_kind, "smem_cap");
+    cJSON *w = witness(&r);
+    cr_assert_eq(jint(w, "dynamic_smem_bytes"), 300000);
+    cr_assert_eq(jint(w, "smem_optin_cap"), 232448);
+    cJSON_Delete(w);
+    verify_result_free(&r);
+    ir_program_free(p);
+}
+
+Test(verify, refutes_grid_larger_than_co_residency)
+{
+    ir_program *p = two_tiles(10, 6);
+    /* 1024 threads x 64 regs: one block per SM by registers; 133 blocks on 132 SMs. */
+    int32_t lists[135];
+    lists[0] = 0;
+    lists[1] = -1;
+    lists[2] = 1;
+    for (int i = 3; i < 135; i++)
+        lists[i] = -1;
+    ir_plan_free(&p->plan);
+    plan(p, 133, lists);
+    p->plan.threads_per_block = 1024;
+    verify_result r = run_verify(p);
+    cr_assert_eq(r.ob[VERIFY_RESIDENT].status, VERIFY_REFUTED, "%s", r.ob[VERIFY_RESIDENT].detail);
+    cr_assert_str_eq(r.witness_kind, "occupancy");
+    cJSON *w = witness(&r);
+    cr_assert_eq(jint(cJSON_GetObjectItemCaseSensitive(w, "blocks_per_sm"), "resident"), 1);
+    cr_assert_eq(jint(w, "grid"), 133);
+    cJSON_Delete(w);
+    verify_result_free(&r);
+    ir_program_free(p);
+}
+
+Test(verify, refutes_a_task_writing_a_weight)
+{
+    ir_program *p = two_tiles(10, 6);
+    p->tasks[1].outputs[0] = 1; /* the weight */
+    p->tasks[1].op = IR_OP_COPY;
+    p->tasks[1].n_inputs = 1;
+    verify_result r = run_verify(p);
+    cr_assert_eq(r.ob[VERIFY_WELLFORMED].status, VERIFY_REFUTED);
+    cr_assert_str_eq(r.witness_kind, "readonly_write");
+    cJSON *w = witness(&r);
+    cr_assert_eq(jint(w, "task"), 1);
+    cJSON_Delete(w);
+    verify_result_free(&r);
+    ir_program_free(p);
+}
+
+Test(verify, program_without_target_is_malformed)
+{
+    ir_program *p = two_tiles(10, 6);
+    p->has_target = false;
+    verify_result r = run_verify(p);
+    cr_assert_eq(r.verdict, VERIFY_MALFORMED);
+    cr_assert_str_eq(r.witness_kind, "no_target");
+    verify_result_free(&r);
+    verify_opts o;
+    verify_opts_default(&o);
+    o.target = ir_target_builtin("a100");
+    ir_error err = {0};
+    cr_assert_eq(verify_program(p, &o, &r, &err), IR_OK);
+    cr_assert_eq(r.verdict, VERIFY_PROVED, "%s", r.ob[VERIFY_RESIDENT].detail);
+    verify_result_free(&r);
+    ir_program_free(p);
+}
+
+Test(verify, planless_amk_program_uses_sm_queues_in_list_or_topo_order)
+{
+    /* Same sm, list order puts the consumer first: deadlock in list order, fine in topo. */
+    ir_program *p = prog();
+    int32_t y, x = io(p, &y, 4);
+    int32_t h = act(p, "h", 4);
+    int32_t c0 = ir_add_counter(p, "a"), c1 = ir_add_counter(p, "b");
+    ir_task *t = op(p, c1, h, -1, y);
+    ir_task_add_wait(t, c0, 1);
+    t->sm = 0;
+    op(p, c0, x, -1, h)->sm = 0;
+    verify_result r = run_verify(p);
+    cr_assert_eq(r.ob[VERIFY_DEADLOCK].status, VERIFY_REFUTED);
+    verify_result_free(&r);
+    verify_opts o;
+    verify_opts_default(&o);
+    o.queue_order = IR_ORDER_TOPO;
+    ir_error err = {0};
+    cr_assert_eq(verify_program(p, &o, &r, &err), IR_OK);
+    cr_assert_eq(r.verdict, VERIFY_PROVED, "%s", r.ob[VERIFY_DEADLOCK].detail);
+    verify_result_free(&r);
+    ir_program_free(p);
+}
