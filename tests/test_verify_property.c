@@ -6,7 +6,9 @@
  *
  * AMK_PROPERTY_SEEDS sets how many random programs (default 300; `make property` runs 10,000),
  * AMK_PROPERTY_SEED_BASE the first seed (default 1). A mismatching program is written to
- * build/property_mismatch_<seed>.json.
+ * build/property_mismatch_<seed>.json; the smallest of each kind of mismatch is shrunk (tasks,
+ * waits, pages deleted while it persists) into build/property_minimal_<kind>_<seed>.json.
+ * AMK_PROPERTY_REPLAY=FILE compares one saved program.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
