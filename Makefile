@@ -15,8 +15,9 @@ LOWER_SRC  := $(sort $(wildcard lower/*.c))
 VERIFY_SRC := $(sort $(wildcard verify/*.c))
 REFVM_SRC  := $(sort $(wildcard refvm/*.c))
 BENCH_SRC  := $(sort $(filter-out bench/bench_%_main.c,$(wildcard bench/*.c)))
+PROOFS_SRC := $(sort $(wildcard proofs/*.c))
 TOOLS_SRC  := $(sort $(filter-out tools/amk_verify_main.c,$(wildcard tools/*.c)))
-LIB_SRC    := $(IR_SRC) $(LOWER_SRC) $(VERIFY_SRC) $(REFVM_SRC) $(BENCH_SRC)
+LIB_SRC    := $(IR_SRC) $(LOWER_SRC) $(VERIFY_SRC) $(REFVM_SRC) $(BENCH_SRC) $(PROOFS_SRC)
 LIB_OBJ    := $(LIB_SRC:%.c=$(BUILD)/%.o)
 TOOLS_OBJ  := $(TOOLS_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ    := $(filter-out $(BUILD)/tools/amk.o,$(TOOLS_OBJ))
@@ -24,7 +25,7 @@ TEST_SRC   := $(sort $(wildcard tests/test_*.c))
 TEST_BIN   := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 DEBIAN_PKGS := libcjson-dev libcriterion-dev libz3-dev lcov valgrind
 
-.PHONY: all deps test debug coverage clean
+.PHONY: all deps test debug coverage clean demo bench-verify
 .DEFAULT_GOAL := all
 
 # all: the amk CLI, the amk-verify alias binary and the static library the parts share.
@@ -78,6 +79,33 @@ coverage:
 	@for part in ir lower verify refvm bench; do \
 	  lcov -q --extract build-cov/cov.info "*/$$part/*" --output-file build-cov/$$part.info 2>/dev/null && \
 	  printf '%-8s ' $$part && lcov --summary build-cov/$$part.info 2>&1 | grep lines; done
+
+# demo: the main job. Lower the toy preset for h100 and prove it; refute a deadlocking variant
+# with its witness; run a Hugging Face fixture through the reference VM and the eager gate.
+DEMO := $(BUILD)/demo
+FIXTURE := tests/fixtures/llama_gqa2_f32
+demo: deps all
+	@mkdir -p $(DEMO)
+	@echo "== 1. lower the toy preset for h100"
+	$(BUILD)/amk lower --model toy --target h100 -o $(DEMO)/toy.json
+	@echo "== 2. prove it (every obligation, with its time) and re-check the certificate without Z3"
+	$(BUILD)/amk-verify $(DEMO)/toy.json --cert $(DEMO)/toy.cert.json
+	$(BUILD)/amk cert check $(DEMO)/toy.cert.json $(DEMO)/toy.json
+	@echo "== 3. a deliberately broken variant: two queues each wait on the other's later entry"
+	$(BUILD)/amk mutate $(DEMO)/toy.json --kind cross_queue_deadlock --seed 1 -o $(DEMO)/toy_deadlock.json
+	@$(BUILD)/amk-verify $(DEMO)/toy_deadlock.json --witness $(DEMO)/toy_deadlock.witness.json; \
+	  rc=$$?; test $$rc -eq 1 || { echo "demo: expected REFUTED (exit 1), got exit $$rc"; exit 1; }
+	@echo "== 4. correctness gate: reference VM vs eager forward on the HF fixture $(FIXTURE)"
+	$(BUILD)/amk lower --model $(FIXTURE)/config.json --target h100 --dtype f32 --max-seq 64 -o $(DEMO)/fixture.json
+	$(BUILD)/amk run $(DEMO)/fixture.json --weights $(FIXTURE)/model.safetensors --prompt 1,2,3 --steps 8 --check
+
+# bench-verify: wall seconds and peak memory of full verification of lowered presets.
+bench-verify: all $(BUILD)/bench_verify
+	$(BUILD)/bench_verify --dir $(BUILD)/bench-verify
+
+$(BUILD)/bench_verify: bench/bench_verify_main.c $(BUILD)/libamk.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libamk.a $(LDLIBS)
 
 clean:
 	rm -rf build build-debug build-cov

@@ -17,6 +17,7 @@ static const amk_command COMMANDS[] = {
     {"lower", cmd_lower, "lower a Llama model + ScheduleConfig into a program with a launch plan"},
     {"verify", cmd_verify, "prove a program safe (deadlock, races, residency, bounds) or refute it"},
     {"cert", cmd_cert, "re-check a certificate against a program without Z3"},
+    {"mutate", cmd_mutate, "write a single-defect mutant of a program (proof corpus)"},
     /* one line per subcommand, kept in this order: ir, lower, verify, cert, mutate, weights,
        run, bench, audit, lint-kernel, launch */
     {"weights", cmd_weights, "write deterministic random weights, or list a safetensors file"},

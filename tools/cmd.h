@@ -21,6 +21,7 @@ int cmd_lint_kernel(int argc, char **argv);
 int cmd_lower(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_cert(int argc, char **argv);
+int cmd_mutate(int argc, char **argv);
 int cmd_weights(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 

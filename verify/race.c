@@ -704,7 +704,8 @@ static void buffer_conflicts(race_ctx *rc, finding *f, zquery *q, const int64_t 
         free(tp);
         return;
     }
-    qsort(tp, (size_t)ntp, sizeof *tp, cmp_tpair);
+    if (ntp)
+        qsort(tp, (size_t)ntp, sizeof *tp, cmp_tpair);
     /* Distinct tasks of this buffer per group, for the completeness test of a group pair. */
     int32_t *tasks = malloc(((size_t)n + 1) * sizeof *tasks);
     int32_t *A = malloc(((size_t)n + 1) * sizeof *A), *B = malloc(((size_t)n + 1) * sizeof *B);
