@@ -62,10 +62,12 @@ test: deps all $(TEST_BIN)
 	@set -e; export AMK_BIN=$(abspath $(BUILD)/amk); export AMK_VERIFY_BIN=$(abspath $(BUILD)/amk-verify); \
 	for t in $(TEST_BIN); do echo "== $$t"; $$t --jobs 2; done
 
-# debug: the same build and tests under ASan and UBSan, in build-debug/.
-debug:
+# debug: build everything with ASan and UBSan in build-debug/ and run every test suite there.
+debug: deps
 	$(MAKE) BUILD=build-debug OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
-	  LDFLAGS="-fsanitize=address,undefined" all $(patsubst build/%,build-debug/%,$(TEST_BIN))
+	  all $(patsubst build/%,build-debug/%,$(TEST_BIN))
+	@set -e; export AMK_BIN=$(abspath build-debug/amk); export AMK_VERIFY_BIN=$(abspath build-debug/amk-verify); \
+	for t in $(patsubst build/%,build-debug/%,$(TEST_BIN)); do echo "== $$t (ASan+UBSan)"; $$t --jobs 2; done
 
 # coverage: run the tests with gcov instrumentation and write an lcov HTML report.
 coverage:
