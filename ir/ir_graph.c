@@ -283,15 +283,22 @@ nomem:
 
 /* ---------------------------------------------------------------- footprints */
 
+/* a + b, saturated to the int64 range (hostile params must not overflow). */
+static int64_t sat_add(int64_t a, int64_t b)
+{
+    __int128 v = (__int128)a + b;
+    return v > INT64_MAX ? INT64_MAX : v < INT64_MIN ? INT64_MIN : (int64_t)v;
+}
+
 static ir_pexpr pe_add(ir_pexpr e, int64_t c)
 {
     /* e + c, keeping the unbounded sentinels unbounded. */
     ir_pexpr r = e;
-    r.add += c;
+    r.add = sat_add(e.add, c);
     if (e.lo != INT64_MIN)
-        r.lo += c;
+        r.lo = sat_add(e.lo, c);
     if (e.hi != INT64_MAX)
-        r.hi += c;
+        r.hi = sat_add(e.hi, c);
     return r;
 }
 
@@ -349,15 +356,15 @@ ir_status ir_task_footprint(const ir_program *p, const ir_task *t, bool is_outpu
                 m_off = 0;
         }
         if (is_output) {
-            restrict_dim(out, last, ir_pexpr_const(n_off), ir_pexpr_const(n_off + n_tile));
+            restrict_dim(out, last, ir_pexpr_const(n_off), ir_pexpr_const(sat_add(n_off, n_tile)));
             if (t->op == IR_OP_GEMM_TILE && b->rank >= 2)
-                restrict_dim(out, 0, ir_pexpr_const(m_off), ir_pexpr_const(m_off + m_tile));
+                restrict_dim(out, 0, ir_pexpr_const(m_off), ir_pexpr_const(sat_add(m_off, m_tile)));
         } else if (slot == 1) {
-            restrict_dim(out, 0, ir_pexpr_const(n_off), ir_pexpr_const(n_off + n_tile));
+            restrict_dim(out, 0, ir_pexpr_const(n_off), ir_pexpr_const(sat_add(n_off, n_tile)));
         } else if (slot == 2) {
-            restrict_dim(out, last, ir_pexpr_const(n_off), ir_pexpr_const(n_off + n_tile));
+            restrict_dim(out, last, ir_pexpr_const(n_off), ir_pexpr_const(sat_add(n_off, n_tile)));
         } else if (slot == 0 && t->op == IR_OP_GEMM_TILE && b->rank >= 2) {
-            restrict_dim(out, 0, ir_pexpr_const(m_off), ir_pexpr_const(m_off + m_tile));
+            restrict_dim(out, 0, ir_pexpr_const(m_off), ir_pexpr_const(sat_add(m_off, m_tile)));
         }
         return IR_OK;
     case IR_OP_FUSED:
@@ -366,9 +373,9 @@ ir_status ir_task_footprint(const ir_program *p, const ir_task *t, bool is_outpu
         if ((s = need_int(t, "n_off", &n_off, err)) || (s = need_int(t, "N_tile", &n_tile, err)))
             return s;
         if (is_output)
-            restrict_dim(out, last, ir_pexpr_const(n_off), ir_pexpr_const(n_off + n_tile));
+            restrict_dim(out, last, ir_pexpr_const(n_off), ir_pexpr_const(sat_add(n_off, n_tile)));
         else if (slot >= 1)
-            restrict_dim(out, 0, ir_pexpr_const(n_off), ir_pexpr_const(n_off + n_tile));
+            restrict_dim(out, 0, ir_pexpr_const(n_off), ir_pexpr_const(sat_add(n_off, n_tile)));
         return IR_OK;
     case IR_OP_KV_APPEND:
         if (is_output) {
@@ -386,7 +393,7 @@ ir_status ir_task_footprint(const ir_program *p, const ir_task *t, bool is_outpu
                 return s;
             restrict_dim(out, 0, ir_pexpr_const(start), pe_add(len, start));
         } else if (is_output && ir_task_int(t, "m_off", &m_off)) {
-            restrict_dim(out, 0, ir_pexpr_const(m_off), ir_pexpr_const(m_off + 1));
+            restrict_dim(out, 0, ir_pexpr_const(m_off), ir_pexpr_const(sat_add(m_off, 1)));
         }
         return IR_OK;
     default:
