@@ -370,6 +370,12 @@ ir_status ir_read_json(const char *text, size_t len, const ir_read_opts *opts, i
 ir_status ir_read_file(const char *path, const ir_read_opts *opts, ir_program **out,
                        ir_error *err);
 
+/* Read a whole file of at most max_bytes into a NUL-terminated buffer. On success *text (the
+ * caller frees it with free()) holds *len bytes. IR_ERR_IO when the file cannot be opened or
+ * read, IR_ERR_MALFORMED when it is larger than max_bytes. */
+ir_status ir_read_text_file(const char *path, size_t max_bytes, char **text, size_t *len,
+                            ir_error *err);
+
 /* Serialize p as canonical JSON (2-space indent, AMK key order, our keys after AMK's). On
  * success *out is a NUL-terminated string of *len bytes that the caller frees with free(). */
 ir_status ir_write_json(const ir_program *p, char **out, size_t *len, ir_error *err);

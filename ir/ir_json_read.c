@@ -24,6 +24,30 @@ typedef struct {
     bool strict;            /* unknown keys are errors (config read for lowering) */
 } reader;
 
+/* Parse len bytes as exactly one JSON value. cJSON alone stops after the first value and would
+ * accept "{...} junk"; here anything but whitespace after the value makes the text invalid, with
+ * *trailing set and *end pointing at the extra bytes. */
+static cJSON *parse_whole(const char *text, size_t len, const char **end, bool *trailing)
+{
+    const char *e = NULL;
+    *trailing = false;
+    cJSON *root = cJSON_ParseWithLengthOpts(text ? text : "", text ? len : 0, &e, false);
+    if (end)
+        *end = e;
+    if (!root || !text || !e)
+        return root;
+    while (e < text + len && (unsigned char)*e <= ' ')
+        e++;
+    if (e < text + len) {
+        cJSON_Delete(root);
+        *trailing = true;
+        if (end)
+            *end = e;
+        return NULL;
+    }
+    return root;
+}
+
 /* ---------------------------------------------------------------- scalar helpers */
 
 static ir_status bad(reader *r, const char *path, const char *field, const char *fmt, ...)
@@ -273,39 +297,17 @@ static ir_status read_target(reader *r, const cJSON *o, const char *path, ir_tar
 
 ir_status ir_target_read_file(const char *path, ir_target *out, ir_error *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return ir_fail(err, IR_ERR_IO, path, "cannot open: %s", strerror(errno));
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (n + 65536 > cap) {
-            if (cap > ((size_t)1 << 26)) {
-                free(buf);
-                fclose(f);
-                return ir_fail(err, IR_ERR_MALFORMED, path, "target file larger than 64 MB");
-            }
-            cap = cap ? cap * 2 : 65536 * 2;
-            char *nb = realloc(buf, cap);
-            if (!nb) {
-                free(buf);
-                fclose(f);
-                return ir_fail(err, IR_ERR_NOMEM, path, "out of memory");
-            }
-            buf = nb;
-        }
-        size_t k = fread(buf + n, 1, cap - n, f);
-        n += k;
-        if (k == 0)
-            break;
-    }
-    fclose(f);
-    cJSON *root = cJSON_ParseWithLength(buf ? buf : "", n);
+    char *buf;
+    size_t n;
+    ir_status s = ir_read_text_file(path, (size_t)1 << 26, &buf, &n, err);
+    if (s != IR_OK)
+        return s;
+    cJSON *root = cJSON_ParseWithLength(buf, n);
     free(buf);
     if (!root)
         return ir_fail(err, IR_ERR_MALFORMED, path, "not valid JSON");
     reader r = {err, NULL, false};
-    ir_status s = read_target(&r, root, "", out);
+    s = read_target(&r, root, "", out);
     cJSON_Delete(root);
     return s;
 }
@@ -448,7 +450,8 @@ ir_status ir_config_read_json(const char *text, size_t len, bool strict, ir_conf
                               ir_error *err)
 {
     ir_config_default(out);
-    cJSON *root = cJSON_ParseWithLength(text ? text : "", text ? len : 0);
+    bool trailing;
+    cJSON *root = parse_whole(text, len, NULL, &trailing);
     if (!root)
         return ir_fail(err, IR_ERR_MALFORMED, "config", "not valid JSON");
     reader r = {err, NULL, strict};
@@ -1025,7 +1028,8 @@ ir_status ir_read_json(const char *text, size_t len, const ir_read_opts *opts, i
     if (!p)
         return ir_fail(err, IR_ERR_NOMEM, "", "out of memory");
     const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(text ? text : "", text ? len : 0, &end, false);
+    bool trailing;
+    cJSON *root = parse_whole(text, len, &end, &trailing);
     if (!root) {
         size_t at = end && text && end >= text ? (size_t)(end - text) : 0;
         /* cJSON reports where it stopped; count the line for a usable message. */
@@ -1035,6 +1039,9 @@ ir_status ir_read_json(const char *text, size_t len, const ir_read_opts *opts, i
         ir_program_free(p);
         if (len == 0)
             return ir_fail(err, IR_ERR_MALFORMED, "", "empty input");
+        if (trailing)
+            return ir_fail(err, IR_ERR_MALFORMED, "", "not valid JSON: data after the top-level "
+                           "value near byte %zu, line %d", at, line);
         return ir_fail(err, IR_ERR_MALFORMED, "", "not valid JSON (syntax error, truncation or "
                        "nesting deeper than %d) near byte %zu, line %d", CJSON_NESTING_LIMIT, at,
                        line);
@@ -1050,39 +1057,59 @@ ir_status ir_read_json(const char *text, size_t len, const ir_read_opts *opts, i
     return IR_OK;
 }
 
+ir_status ir_read_text_file(const char *path, size_t max_bytes, char **text, size_t *len,
+                            ir_error *err)
+{
+    *text = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return ir_fail(err, IR_ERR_IO, path, "cannot open: %s", strerror(errno));
+    char *buf = NULL;
+    size_t n = 0, cap = 0;
+    ir_status s = IR_OK;
+    for (;;) {
+        if (n + 1 >= cap) {
+            if (cap > max_bytes) {
+                s = ir_fail(err, IR_ERR_MALFORMED, path, "larger than %zu bytes", max_bytes);
+                break;
+            }
+            cap = cap ? 2 * cap : 65536;
+            char *nb = realloc(buf, cap);
+            if (!nb) {
+                s = ir_fail(err, IR_ERR_NOMEM, path, "out of memory");
+                break;
+            }
+            buf = nb;
+        }
+        size_t k = fread(buf + n, 1, cap - n - 1, f);
+        n += k;
+        if (k == 0)
+            break;
+    }
+    if (s == IR_OK && ferror(f))
+        s = ir_fail(err, IR_ERR_IO, path, "read error (a directory?)");
+    fclose(f);
+    if (s != IR_OK) {
+        free(buf);
+        return s;
+    }
+    buf[n] = 0;
+    *text = buf;
+    *len = n;
+    return IR_OK;
+}
+
 ir_status ir_read_file(const char *path, const ir_read_opts *opts, ir_program **out,
                        ir_error *err)
 {
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return ir_fail(err, IR_ERR_IO, path, "cannot open: %s", strerror(errno));
-    if (fseek(f, 0, SEEK_END) != 0) {
-        fclose(f);
-        return ir_fail(err, IR_ERR_IO, path, "cannot seek (not a regular file?)");
-    }
-    long sz = ftell(f);
-    if (sz < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        fclose(f);
-        return ir_fail(err, IR_ERR_IO, path, "cannot determine the file size");
-    }
-    if ((unsigned long)sz > ((size_t)1 << 32)) {
-        fclose(f);
-        return ir_fail(err, IR_ERR_MALFORMED, path, "file larger than 4 GiB");
-    }
-    char *buf = malloc((size_t)sz + 1);
-    if (!buf) {
-        fclose(f);
-        return ir_fail(err, IR_ERR_NOMEM, path, "out of memory");
-    }
-    size_t got = fread(buf, 1, (size_t)sz, f);
-    fclose(f);
-    if (got != (size_t)sz) {
-        free(buf);
-        return ir_fail(err, IR_ERR_IO, path, "short read");
-    }
-    buf[got] = 0;
-    ir_status s = ir_read_json(buf, got, opts, out, err);
+    char *buf;
+    size_t n;
+    ir_status s = ir_read_text_file(path, (size_t)1 << 32, &buf, &n, err);
+    if (s != IR_OK)
+        return s;
+    s = ir_read_json(buf, n, opts, out, err);
     free(buf);
     return s;
 }

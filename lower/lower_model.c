@@ -369,51 +369,12 @@ ir_status lower_model_from_hf_json(const char *text, size_t len, lower_model *m,
     return s;
 }
 
-/* Read a whole (JSON) file of at most 64 MiB; the caller frees *text. */
-static ir_status read_text_file(const char *path, char **text, size_t *len, ir_error *err)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return ir_fail(err, IR_ERR_IO, path, "cannot open: %s", strerror(errno));
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    ir_status s = IR_OK;
-    for (;;) {
-        if (n + 4096 > cap) {
-            if (cap > ((size_t)64 << 20)) {
-                s = ir_fail(err, IR_ERR_MALFORMED, path, "larger than 64 MiB");
-                break;
-            }
-            cap = cap ? 2 * cap : 65536;
-            char *nb = realloc(buf, cap);
-            if (!nb) {
-                s = ir_fail(err, IR_ERR_NOMEM, path, "out of memory");
-                break;
-            }
-            buf = nb;
-        }
-        size_t r = fread(buf + n, 1, cap - n, f);
-        n += r;
-        if (r == 0)
-            break;
-    }
-    if (s == IR_OK && ferror(f))
-        s = ir_fail(err, IR_ERR_IO, path, "read error");
-    fclose(f);
-    if (s != IR_OK) {
-        free(buf);
-        return s;
-    }
-    *text = buf;
-    *len = n;
-    return IR_OK;
-}
 
 ir_status lower_model_from_hf_config(const char *path, lower_model *m, ir_error *err)
 {
     char *text;
     size_t len;
-    ir_status s = read_text_file(path, &text, &len, err);
+    ir_status s = ir_read_text_file(path, (size_t)64 << 20, &text, &len, err);
     if (s != IR_OK)
         return s;
     s = lower_model_from_hf_json(text, len, m, err);
@@ -426,7 +387,7 @@ ir_status lower_config_read_file(const char *path, ir_config *c, ir_error *err)
     char *text;
     size_t len;
     ir_config_default(c);
-    ir_status s = read_text_file(path, &text, &len, err);
+    ir_status s = ir_read_text_file(path, (size_t)64 << 20, &text, &len, err);
     if (s != IR_OK)
         return s;
     s = ir_config_read_json(text, len, true, c, err);

@@ -151,14 +151,11 @@ static ir_status load_witness(const char *path, int32_t **sched, int32_t *n, int
     *n = 0;
     *pos = 0;
     sha[0] = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return ir_fail(err, IR_ERR_IO, path, "cannot open the witness");
-    char *text = malloc(1 << 24);
-    size_t len = text ? fread(text, 1, (1 << 24) - 1, f) : 0;
-    fclose(f);
-    if (!text)
-        return ir_fail(err, IR_ERR_NOMEM, path, "out of memory");
+    char *text;
+    size_t len;
+    ir_status rs = ir_read_text_file(path, (size_t)1 << 30, &text, &len, err);
+    if (rs != IR_OK)
+        return rs;
     cJSON *root = cJSON_ParseWithLength(text, len);
     free(text);
     const cJSON *w = root;

@@ -24,42 +24,6 @@ static void usage(FILE *f)
             "exit: 0 PROVED, 1 REFUTED, 2 MALFORMED or usage, 3 UNKNOWN (never safe).\n");
 }
 
-/* Whole file into memory; NULL with err set on failure. The caller frees the result. */
-static char *slurp(const char *path, size_t *len, ir_error *err)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        ir_fail(err, IR_ERR_IO, path, "cannot open: %s", strerror(errno));
-        return NULL;
-    }
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        if (n + 1 >= cap) {
-            char *nb = cap < ((size_t)1 << 31) ? realloc(buf, cap * 2) : NULL;
-            if (!nb) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-        size_t k = fread(buf + n, 1, cap - n - 1, f);
-        n += k;
-        if (k == 0)
-            break;
-    }
-    fclose(f);
-    if (!buf) {
-        ir_fail(err, IR_ERR_NOMEM, path, "out of memory");
-        return NULL;
-    }
-    buf[n] = 0;
-    *len = n;
-    return buf;
-}
-
 static bool write_text(const char *path, const char *text, ir_error *err)
 {
     FILE *f = fopen(path, "wb");
@@ -281,9 +245,10 @@ int cmd_cert(int argc, char **argv)
     }
     ir_error err = {0};
     size_t len;
-    char *text = slurp(argv[2], &len, &err);
+    char *text = NULL;
     ir_program *p = NULL;
-    if (!text || ir_read_file(argv[3], NULL, &p, &err) != IR_OK) {
+    if (ir_read_text_file(argv[2], (size_t)1 << 30, &text, &len, &err) != IR_OK ||
+        ir_read_file(argv[3], NULL, &p, &err) != IR_OK) {
         free(text);
         if (json)
             cmd_print_error_json(&err);
