@@ -563,3 +563,31 @@ Test(verify, planless_amk_program_uses_sm_queues_in_list_or_topo_order)
     verify_result_free(&r);
     ir_program_free(p);
 }
+
+Test(verify, solver_resource_limit_gives_unknown_never_proved)
+{
+    lower_model m;
+    ir_error err = {0};
+    cr_assert_eq(lower_model_preset("smollm2-135m", &m, &err), IR_OK);
+    ir_config c;
+    ir_config_default(&c);
+    lower_opts lo;
+    lower_opts_default(&lo);
+    lo.max_seq = 64;
+    ir_program *p;
+    cr_assert_eq(lower_program(&m, &c, ir_target_builtin("h100"), &lo, &p, &err), IR_OK);
+    verify_opts o;
+    verify_opts_default(&o);
+    o.rlimit = 1;
+    verify_result r;
+    cr_assert_eq(verify_program(p, &o, &r, &err), IR_OK);
+    cr_assert_eq(r.verdict, VERIFY_UNKNOWN, "verdict %s", verify_verdict_name(r.verdict));
+    cr_assert_null(r.certificate_json);
+    int unknown = 0;
+    for (int i = 0; i < VERIFY_N_OBLIGATIONS; i++)
+        unknown += r.ob[i].status == VERIFY_UNKNOWN;
+    cr_assert_gt(unknown, 0);
+    verify_result_free(&r);
+    ir_program_free(p);
+    ir_config_free(&c);
+}

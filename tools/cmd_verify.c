@@ -14,13 +14,15 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: amk-verify PROGRAM.json [--target NAME | --target-file F]\n"
             "                  [--format text|json|sarif] [--cert OUT.json] [--witness OUT.json]\n"
-            "                  [--timeout-ms N] [--queue-order list|topo]\n"
+            "                  [--timeout-ms N] [--rlimit N] [--queue-order list|topo]\n"
             "\n"
             "Proves the program's launch plan well-formed, deadlock-free, race-free, resident on\n"
             "the target and complete (every read written first), or refutes it with a witness.\n"
             "Programs without a launch plan run one queue per sm value (--queue-order list: task\n"
             "list order, AMK's model; topo: one global topological order).\n"
             "Target: the program's own, else --target / --target-file (which override it).\n"
+            "--timeout-ms (default 30000) and --rlimit (default 50000000, deterministic) bound\n"
+            "each Z3 query; hitting either makes the verdict UNKNOWN.\n"
             "exit: 0 PROVED, 1 REFUTED, 2 MALFORMED or usage, 3 UNKNOWN (never safe).\n");
 }
 
@@ -147,6 +149,14 @@ int cmd_verify(int argc, char **argv)
                 return AMK_EXIT_MALFORMED;
             }
             o.timeout_ms = v;
+        } else if (!strcmp(a, "--rlimit") && has) {
+            char *end;
+            long long v = strtoll(argv[++i], &end, 10);
+            if (*end || v < 1 || v > 4000000000LL) {
+                fprintf(stderr, "amk-verify: --rlimit must be an integer in [1, 4000000000]\n");
+                return AMK_EXIT_MALFORMED;
+            }
+            o.rlimit = v;
         } else if (!strcmp(a, "--queue-order") && has) {
             const char *v = argv[++i];
             if (!strcmp(v, "list"))
