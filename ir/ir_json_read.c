@@ -302,10 +302,12 @@ ir_status ir_target_read_file(const char *path, ir_target *out, ir_error *err)
     ir_status s = ir_read_text_file(path, (size_t)1 << 26, &buf, &n, err);
     if (s != IR_OK)
         return s;
-    cJSON *root = cJSON_ParseWithLength(buf, n);
+    bool trailing;
+    cJSON *root = parse_whole(buf, n, NULL, &trailing);
     free(buf);
     if (!root)
-        return ir_fail(err, IR_ERR_MALFORMED, path, "not valid JSON");
+        return ir_fail(err, IR_ERR_MALFORMED, path, "not valid JSON%s",
+                       trailing ? ": data after the target object" : "");
     reader r = {err, NULL, false};
     s = read_target(&r, root, "", out);
     cJSON_Delete(root);
