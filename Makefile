@@ -136,3 +136,12 @@ bench-refvm: $(BUILD)/bench_refvm
 $(BUILD)/bench_refvm: bench/bench_refvm_main.c $(BUILD)/libamk.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libamk.a $(LDLIBS)
+
+# bench-ir: median read and write time of a synthetic 30,000-task (about 15 MB) program.
+.PHONY: bench-ir
+bench-ir: $(BUILD)/bench_ir
+	$(BUILD)/bench_ir
+
+$(BUILD)/bench_ir: bench/bench_ir_main.c $(BUILD)/libamk.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libamk.a $(LDLIBS)
