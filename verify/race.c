@@ -464,6 +464,7 @@ typedef struct {
 
 typedef struct {
     race_ctx *rc;
+    Z3_ast *s, *e;             /* per task, NULL outside the window being solved */
     zclass *v;
     int64_t n, cap;
     int32_t *pool;
@@ -531,19 +532,47 @@ static Z3_lbool solve_window(zquery *q, const zclass *v, int64_t n, int32_t lo, 
         return Z3_L_UNDEF;
     }
     Z3_lbool res = Z3_L_UNDEF;
-    Z3_ast *s = malloc(((size_t)nt + 1) * sizeof *s);
-    Z3_ast *r = rc->n_ambiguous ? malloc(((size_t)nt + 1) * sizeof *r) : NULL;
-    Z3_ast *e = calloc((size_t)nt + 1, sizeof *e);
+    bool global = rc->n_ambiguous > 0;
+    /* Windows touch few tasks: s and e are shared arrays reset after use, not filled. */
+    Z3_ast *s = q->s, *e = q->e;
+    Z3_ast *r = global ? malloc(((size_t)nt + 1) * sizeof *r) : NULL;
     Z3_ast *terms = malloc(((size_t)n + 1) * sizeof *terms);
+    int64_t need = 1;
+    for (int32_t i = lo + 1; !global && i <= hi; i++) {
+        int32_t t = c->run.order[i];
+        need += 2 + rc->jstart[t + 1] - rc->jstart[t];
+    }
+    int32_t *touched = malloc((size_t)need * sizeof *touched);
+    int64_t ntouch = 0;
     Z3_ast *tmp = NULL;
-    if (!s || !e || !terms || (rc->n_ambiguous && !r))
+    if (!terms || !touched || (global && !r))
         goto out;
     Z3_ast T = Z3_mk_true(z.ctx), F = Z3_mk_false(z.ctx);
-    for (int32_t t = 0; t < nt; t++) {
-        int32_t ps = c->pi[t];
-        s[t] = ps < 0 || ps > hi ? F : ps <= lo ? T : vz3_bool(&z, "s", t);
-        if (r)
+    if (global) {
+        for (int32_t t = 0; t < nt; t++) {
+            int32_t ps = c->pi[t];
+            s[t] = ps < 0 || ps > hi ? F : ps <= lo ? T : vz3_bool(&z, "s", t);
             r[t] = ps >= 0 && ps <= lo ? vz3_num(&z, -1) : vz3_int(&z, "r", t);
+        }
+    } else {
+        for (int32_t i = lo + 1; i <= hi; i++) {
+            int32_t t = c->run.order[i];
+            s[t] = vz3_bool(&z, "s", t);
+            touched[ntouch++] = t;
+        }
+        /* Predecessors outside the window come earlier: they are in every relevant cut. */
+        for (int32_t i = lo + 1; i <= hi; i++) {
+            int32_t t = c->run.order[i], qp = queue_pred(c, t);
+            if (qp >= 0 && !s[qp]) {
+                s[qp] = T;
+                touched[ntouch++] = qp;
+            }
+            for (int32_t j = rc->jstart[t]; j < rc->jstart[t + 1]; j++)
+                if (!s[rc->jidx[j]]) {
+                    s[rc->jidx[j]] = T;
+                    touched[ntouch++] = rc->jidx[j];
+                }
+        }
     }
     assert_cut(rc, &z, s, r, lo, hi);
     for (int64_t i = 0; i < n; i++) {
@@ -564,10 +593,16 @@ static Z3_lbool solve_window(zquery *q, const zclass *v, int64_t n, int32_t lo, 
     Z3_solver_assert(z.ctx, z.solver, vz3_or(&z, (int)n, terms));
     res = vz3_check(&z);
 out:
-    free(s);
+    if (global) {
+        memset(s, 0, ((size_t)nt + 1) * sizeof *s);
+        memset(e, 0, ((size_t)nt + 1) * sizeof *e);
+    } else {
+        for (int64_t i = 0; i < ntouch; i++)
+            s[touched[i]] = e[touched[i]] = NULL;
+    }
     free(r);
-    free(e);
     free(terms);
+    free(touched);
     free(tmp);
     vz3_close(&z);
     return res;
@@ -582,6 +617,10 @@ static Z3_lbool zq_solve(zquery *q, int64_t *windows)
     *windows = 0;
     if (q->n == 0)
         return Z3_L_FALSE;
+    q->s = calloc((size_t)q->rc->nt + 1, sizeof *q->s);
+    q->e = calloc((size_t)q->rc->nt + 1, sizeof *q->e);
+    if (!q->s || !q->e)
+        return Z3_L_UNDEF;
     if (q->rc->n_ambiguous > 0) {
         *windows = 1;
         return solve_window(q, q->v, q->n, -1, last);
@@ -797,11 +836,17 @@ static void page_conflicts(race_ctx *rc, finding *f, zquery *q, const by_buffer 
     bool chain = true;
     for (int i = 0; i + 1 < nt && chain; i++) {
         chain = tn[i].hi < tn[i + 1].lo;
-        const by_buffer *G = g;
         int32_t b1 = tn[i].buffer, b2 = tn[i + 1].buffer;
-        for (int64_t x = G->start[b1]; x < G->start[b1 + 1] && chain; x++)
-            for (int64_t y = G->start[b2]; y < G->start[b2 + 1] && chain; y++)
-                chain = ordered(rc, c->acc[G->idx[x]].task, c->acc[G->idx[y]].task);
+        for (int64_t y = g->start[b2]; y < g->start[b2 + 1] && chain; y++) {
+            int32_t ty = c->acc[g->idx[y]].task;
+            /* A barrier ancestor of ty no earlier than the tenant's last access orders every
+               access of the tenant before ty; otherwise check each access. */
+            int32_t s = rc->lab[ty];
+            if (s >= 0 && c->pi[s] >= tn[i].hi)
+                continue;
+            for (int64_t x = g->start[b1]; x < g->start[b1 + 1] && chain; x++)
+                chain = ordered(rc, c->acc[g->idx[x]].task, ty);
+        }
     }
     if (chain) {
         int32_t *A = NULL, *B = NULL;
@@ -899,6 +944,8 @@ void verify_race(vctx *c)
 out:
     free(q.v);
     free(q.pool);
+    free(q.s);
+    free(q.e);
     vrun_free(&f.run);
     free(rc.jstart);
     free(rc.jidx);
