@@ -217,6 +217,35 @@ static ir_status check_version(reader *r, const cJSON *v, const char *field, con
     return IR_OK;
 }
 
+static int cmp_i32(const void *a, const void *b)
+{
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Refuse a map whose decimal keys name the same id twice ("3" and "3", or "3" and "03"). Sorting
+ * a copy keeps this O(n log n): comparing every key with every later one made a 30,000-entry
+ * sm_assignment or buffer_to_page take seconds. */
+static ir_status check_unique_ids(reader *r, const int32_t *ids, int n, const char *path,
+                                  const char *what)
+{
+    int32_t *s = malloc(((size_t)n + 1) * sizeof *s);
+    if (!s)
+        return ir_fail(r->err, IR_ERR_NOMEM, path, "out of memory");
+    memcpy(s, ids, (size_t)n * sizeof *s);
+    qsort(s, (size_t)n, sizeof *s, cmp_i32);
+    for (int i = 1; i < n; i++)
+        if (s[i] == s[i - 1]) {
+            char key[16];
+            int32_t id = s[i];
+            free(s);
+            snprintf(key, sizeof key, "%d", (int)id);
+            return bad(r, path, key, "duplicate key (%s %d appears twice)", what, (int)id);
+        }
+    free(s);
+    return IR_OK;
+}
+
 /* ---------------------------------------------------------------- target */
 
 static const char *const TARGET_KEYS[] = {
@@ -410,15 +439,13 @@ static ir_status read_config(reader *r, const cJSON *o, const char *path, ir_con
                 long long k = strtoll(a->string, &end, 10);
                 if (!*a->string || *end || errno || k < 0 || k >= MAX_COUNT)
                     return bad(r, p, a->string, "key must be a task id in decimal");
-                for (const cJSON *d = a->next; d; d = d->next)
-                    if (!strcmp(d->string, a->string))
-                        return bad(r, p, a->string, "duplicate key");
                 int64_t q;
                 TRY(as_int(r, a, p, a->string, 0, (1 << 24) - 1, &q));
                 c->explicit_task[c->n_explicit] = (int32_t)k;
                 c->explicit_queue[c->n_explicit] = (int32_t)q;
                 c->n_explicit++;
             }
+            TRY(check_unique_ids(r, c->explicit_task, c->n_explicit, p, "task"));
         } else {
             return bad(r, path, "sm_assignment", "must be a policy string or a map, got %s",
                        type_name(v));
@@ -855,9 +882,6 @@ static ir_status read_pages(reader *r, const cJSON *o, ir_program *p)
         if (b >= p->n_buffers)
             return bad(r, "pages.buffer_to_page", x->string,
                        "refers to buffer %lld, which does not exist", b);
-        for (const cJSON *d = x->next; d; d = d->next)
-            if (!strcmp(d->string, x->string))
-                return bad(r, "pages.buffer_to_page", x->string, "duplicate key");
         int64_t pid;
         TRY(as_int(r, x, "pages.buffer_to_page", x->string, 0, INT32_MAX, &pid));
         if (pid >= pg->n_pages)
@@ -868,7 +892,7 @@ static ir_status read_pages(reader *r, const cJSON *o, ir_program *p)
         pg->map_page[pg->n_map] = (int32_t)pid;
         pg->n_map++;
     }
-    return IR_OK;
+    return check_unique_ids(r, pg->map_buffer, pg->n_map, "pages.buffer_to_page", "buffer");
 }
 
 static const char *const DECODE_KEYS[] = {"pos", "max_seq", NULL};

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ir/amk_ir.h"
@@ -560,6 +561,70 @@ Test(ir_malformed, refuses_duplicate_json_keys)
 {
     expect_malformed("duplicate_key.json", "tasks[1].out_counter", "duplicate key");
     expect_malformed_json("{\"buffers\": [], \"buffers\": []}", "buffers", "duplicate key");
+}
+
+Test(ir_malformed, refuses_an_id_mapped_twice_in_decimal_key_maps)
+{
+    expect_malformed("duplicate_buffer_to_page_key.json", "pages.buffer_to_page.2",
+                     "duplicate key (buffer 2 appears twice)");
+    expect_malformed("duplicate_sm_assignment_key.json", "config.sm_assignment.1",
+                     "duplicate key (task 1 appears twice)");
+}
+
+/* A config mapping every one of n tasks to a queue and a page map naming every buffer. */
+static char *big_map_program(int n, size_t *len)
+{
+    ir_program *p = ir_program_new();
+    cr_assert_not_null(p);
+    int32_t c = ir_add_counter(p, "");
+    int64_t shape[] = {1, 8};
+    for (int i = 0; i < n; i++) {
+        cr_assert_geq(ir_add_buffer(p, "b", IR_ACTIVATION, IR_F32, 2, shape, IR_HBM, NULL), 0);
+        ir_task *t = ir_add_task(p, IR_OP_NOP, c, "");
+        cr_assert_not_null(t);
+        t->sm = i % 132;
+    }
+    p->has_config = true;
+    ir_config_default(&p->config);
+    p->config.sm_policy = IR_SM_EXPLICIT;
+    p->config.explicit_task = malloc((size_t)n * sizeof(int32_t));
+    p->config.explicit_queue = malloc((size_t)n * sizeof(int32_t));
+    p->has_pages = true;
+    p->pages.n_pages = 1;
+    p->pages.pages = calloc(1, sizeof(ir_page));
+    p->pages.map_buffer = malloc((size_t)n * sizeof(int32_t));
+    p->pages.map_page = calloc((size_t)n, sizeof(int32_t));
+    cr_assert(p->config.explicit_task && p->config.explicit_queue && p->pages.pages &&
+              p->pages.map_buffer && p->pages.map_page);
+    for (int i = 0; i < n; i++) {
+        p->config.explicit_task[i] = n - 1 - i;
+        p->config.explicit_queue[i] = (n - 1 - i) % 132;
+        p->pages.map_buffer[i] = i;
+    }
+    p->config.n_explicit = n;
+    p->pages.n_map = n;
+    p->pages.pages[0] = (ir_page){0, IR_HBM, 32, -1, -1};
+    char *text = write_ok(p, len);
+    ir_program_free(p);
+    return text;
+}
+
+Test(ir_speed, large_decimal_key_maps_read_in_linear_time)
+{
+    size_t len;
+    char *text = big_map_program(30000, &len);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    ir_program *p = parse_ok(text, len);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double s = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    /* comparing every key with every later one took over 4 s here */
+    cr_assert_lt(s, 2.0, "30,000-entry maps took %.2f s", s);
+    cr_assert_eq(p->config.n_explicit, 30000);
+    cr_assert_eq(p->config.explicit_task[0], 29999);
+    cr_assert_eq(p->pages.n_map, 30000);
+    ir_program_free(p);
+    free(text);
 }
 
 Test(ir_malformed, refuses_wait_threshold_zero)
