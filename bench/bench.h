@@ -133,4 +133,296 @@ const char *bench_lint_kind_name(bench_lint_kind k);
 /* "not run", "passed", "failed" or "skipped". */
 const char *bench_lint_tool_state_name(bench_lint_tool_state s);
 
+/* ================================================================ audit and bench
+ *
+ * Honest latency (SPEC.md section 14). Four pieces, each used by both `amk audit` and
+ * `amk bench`:
+ *   - statistics (bench/stats.c): median and percentiles, and a seeded bootstrap confidence
+ *     interval of a ratio of medians;
+ *   - the roofline floor guard (bench/roofline.c): floor = weight bytes / bandwidth; a latency
+ *     sample below it is physically impossible, so the whole summary is withheld and explained,
+ *     never returned as a result; plus the SVG roofline chart;
+ *   - the claim audit (bench/audit.c): CONFIRMED, REFUTED or UNSUPPORTED with every reason;
+ *   - timing sources (bench/cpu_bench.c): bench_run() drives any bench_timing_source. The CPU
+ *     reference VM is the one that exists now (label "cpu-reference"); a GPU megakernel source
+ *     plugs into the same interface later.
+ */
+
+#include <stdint.h>
+
+#include "lower/lower.h"
+#include "refvm/refvm.h"
+
+#ifndef BENCH_BOOTSTRAP_RESAMPLES
+#define BENCH_BOOTSTRAP_RESAMPLES 10000    /* default resamples of the bootstrap */
+#endif
+#ifndef BENCH_BOOTSTRAP_SEED
+#define BENCH_BOOTSTRAP_SEED 20240607u     /* default seed: the same claim gives the same CI */
+#endif
+#define BENCH_AUDIT_MIN_SAMPLES 3          /* fewer samples on either side: UNSUPPORTED */
+#ifndef BENCH_CLAIM_MAX_SAMPLES
+#define BENCH_CLAIM_MAX_SAMPLES 1000000    /* longer latency lists are refused (MALFORMED) */
+#endif
+#define BENCH_CPU_LABEL "cpu-reference"    /* label of every figure timed on the reference VM */
+
+/* ---------------------------------------------------------------- statistics */
+
+/* Quantile q in [0, 1] of n >= 1 values sorted ascending, interpolating linearly between the
+ * closest ranks (q = 0.5 is the usual median: the mean of the middle two when n is even). */
+double bench_quantile_sorted(const double *sorted, int n, double q);
+
+typedef struct {
+    int n;
+    double min, p10, median, p90, max;
+} bench_summary;
+
+/* Summary of n >= 1 values (x is not modified). IR_ERR_MALFORMED when n < 1, IR_ERR_NOMEM. */
+ir_status bench_summarize(const double *x, int n, bench_summary *out, ir_error *err);
+
+/* A bootstrap confidence interval of median(a) / median(b). */
+typedef struct {
+    double estimate;          /* median(a) / median(b) of the data itself */
+    double lo, hi;            /* percentile interval of the resampled ratios */
+    double level;             /* e.g. 0.95 */
+    int resamples;
+    uint64_t seed;
+} bench_ci;
+
+/* Resample a (na values) and b (nb values) independently with replacement, `resamples` times,
+ * from a splitmix64 stream seeded with seed, and take the (1-level)/2 and (1+level)/2
+ * quantiles of the ratios of medians. Every value must be finite and > 0. Deterministic: the
+ * same inputs and seed give the same interval. IR_ERR_MALFORMED on empty or non-positive input,
+ * resamples < 1 or level outside (0, 1); IR_ERR_NOMEM. */
+ir_status bench_bootstrap_ratio(const double *a, int na, const double *b, int nb, int resamples,
+                                uint64_t seed, double level, bench_ci *out, ir_error *err);
+
+/* ---------------------------------------------------------------- roofline floor guard */
+
+/* The least time one step can take: weight_bytes streamed once at bandwidth_gbs (1e9 B/s),
+ * in microseconds. Returns 0 when either argument is not positive. */
+double bench_floor_us(int64_t weight_bytes, double bandwidth_gbs);
+
+/* A latency summary that went through the floor guard. When `reported` is false the numbers
+ * are zero and must not be shown; `why` explains. */
+typedef struct {
+    bool reported;
+    bench_summary s;          /* microseconds; zeroed when withheld */
+    double floor_us;          /* the floor it was checked against */
+    int n_below_floor;        /* samples below the floor */
+    double lowest_us;         /* the smallest sample (kept even when withheld, for the reason) */
+    char why[320];            /* "" when reported */
+} bench_latency;
+
+/* The floor guard: summarize n latency samples (microseconds) and withhold the summary when
+ * any sample is below floor_us (a floor of 0 checks nothing). Every sample must be finite and
+ * > 0. IR_ERR_MALFORMED on bad input, IR_ERR_NOMEM. */
+ir_status bench_guard_latency(const double *us, int n, double floor_us, bench_latency *out,
+                              ir_error *err);
+
+/* ---------------------------------------------------------------- claims and the audit */
+
+typedef enum {
+    BENCH_CORRECTNESS_NULL = 0,   /* "status": null: not checked */
+    BENCH_CORRECTNESS_PASS,
+    BENCH_CORRECTNESS_FAIL
+} bench_correctness;
+
+typedef struct {
+    int n;                        /* number of shapes */
+    int *rank;                    /* owned, n entries */
+    int64_t **dims;               /* owned, n arrays of rank[i] entries */
+} bench_shape_list;
+
+/* A speedup claim as read from JSON (SPEC.md 14.2). */
+typedef struct {
+    char *name;                   /* owned */
+    char device[IR_MAX_NAME];     /* a built-in target name */
+    int64_t weight_bytes;         /* bytes one step must stream at least once */
+    bool has_bandwidth;           /* bandwidth_gbs given in the claim */
+    double bandwidth_gbs;         /* the claim's, else the target's spec hbm_bandwidth_gbs */
+    double *baseline_us;          /* owned */
+    int n_baseline;
+    double *candidate_us;         /* owned */
+    int n_candidate;
+    double claimed_speedup;       /* baseline / candidate */
+    bench_correctness correctness;
+    bool has_max_abs_err;
+    double max_abs_err;
+    bench_shape_list bench_shapes, verify_shapes;
+} bench_claim;
+
+/* Parse a claim from len bytes of JSON. Exactly the keys of SPEC.md 14.2 are accepted; an
+ * unknown or duplicate key, a missing key, a wrong type or an out-of-range value is
+ * IR_ERR_MALFORMED with err->where the JSON path (e.g. "candidate.latency_us[3]"). On success
+ * the caller frees *out with bench_claim_free; on failure *out owns nothing. */
+ir_status bench_claim_parse(const char *text, size_t len, bench_claim *out, ir_error *err);
+/* Same, from a file (IR_ERR_IO when it cannot be read). */
+ir_status bench_claim_read_file(const char *path, bench_claim *out, ir_error *err);
+/* Release what c owns and zero it; NULL is fine. */
+void bench_claim_free(bench_claim *c);
+
+typedef enum {
+    BENCH_AUDIT_CONFIRMED = 0,
+    BENCH_AUDIT_REFUTED,
+    BENCH_AUDIT_UNSUPPORTED
+} bench_audit_verdict;
+
+/* The reasons, in report order. bench_audit_reason_id() gives the stable string id. */
+typedef enum {
+    BENCH_REASON_CORRECTNESS_NOT_PASS = 0, /* correctness.status is not PASS: UNSUPPORTED */
+    BENCH_REASON_CANDIDATE_BELOW_FLOOR,    /* a candidate sample below the floor: REFUTED */
+    BENCH_REASON_BASELINE_BELOW_FLOOR,     /* a baseline sample below the floor: REFUTED */
+    BENCH_REASON_SHAPES_DIFFER,            /* benchmark shapes != verification shapes: UNSUPPORTED */
+    BENCH_REASON_TOO_FEW_SAMPLES,          /* < BENCH_AUDIT_MIN_SAMPLES on a side: UNSUPPORTED */
+    BENCH_REASON_CLAIM_OUTSIDE_CI,         /* the claimed speedup is outside the CI: REFUTED */
+    BENCH_REASON_CLAIM_WITHIN_CI,          /* the claimed speedup is inside the CI (note) */
+    BENCH_REASON_NO_SIGNIFICANT_SPEEDUP,   /* the CI includes 1.0 (note) */
+    BENCH_AUDIT_N_REASONS
+} bench_audit_reason;
+
+typedef enum {
+    BENCH_EFFECT_NOTE = 0,        /* informs, decides nothing */
+    BENCH_EFFECT_UNSUPPORTED,     /* the evidence cannot support the claim */
+    BENCH_EFFECT_REFUTED          /* the evidence contradicts the claim */
+} bench_audit_effect;
+
+typedef struct {
+    bench_audit_reason id;
+    bench_audit_effect effect;
+    char message[384];
+} bench_audit_finding;
+
+typedef struct {
+    int resamples;                /* <= 0: BENCH_BOOTSTRAP_RESAMPLES */
+    uint64_t seed;                /* bootstrap seed */
+    double level;                 /* <= 0 or >= 1: 0.95 */
+} bench_audit_opts;
+
+/* Defaults: BENCH_BOOTSTRAP_RESAMPLES resamples, BENCH_BOOTSTRAP_SEED, level 0.95. */
+void bench_audit_opts_default(bench_audit_opts *o);
+
+typedef struct {
+    bench_audit_verdict verdict;  /* REFUTED if any reason refutes, else UNSUPPORTED if any
+                                     reason says so, else CONFIRMED */
+    double bandwidth_gbs;         /* the bandwidth the floor was taken at */
+    double floor_us;
+    bench_latency baseline, candidate;   /* through the floor guard */
+    bool has_ci;                  /* the bootstrap ran: >= 3 samples a side, none below floor */
+    bench_ci ci;                  /* baseline / candidate */
+    bench_audit_finding reasons[BENCH_AUDIT_N_REASONS];
+    int n_reasons;
+} bench_audit_result;
+
+/* Apply every rule of SPEC.md 14.3 to c, collecting every reason that applies, then decide.
+ * opts NULL: the defaults. Returns IR_OK with the verdict in *out, IR_ERR_NOMEM, or
+ * IR_ERR_MALFORMED for a claim that bench_claim_parse would not have produced. */
+ir_status bench_audit(const bench_claim *c, const bench_audit_opts *opts, bench_audit_result *out,
+                      ir_error *err);
+
+/* "CONFIRMED", "REFUTED", "UNSUPPORTED". */
+const char *bench_audit_verdict_name(bench_audit_verdict v);
+/* Stable id such as "candidate_below_floor"; "unknown" out of range. */
+const char *bench_audit_reason_id(bench_audit_reason r);
+/* "note", "unsupported", "refuted". */
+const char *bench_audit_effect_name(bench_audit_effect e);
+
+/* ---------------------------------------------------------------- timing sources and bench */
+
+/* Correctness of the steps a source just timed, from the same run. */
+typedef struct {
+    bool pass;
+    int64_t compared;             /* steps compared */
+    int64_t top1_agree;
+    double max_abs_err, max_rel_err;
+    char why[256];                /* "" on PASS; else what failed */
+} bench_gate;
+
+/* Something that can time decode steps. A CPU reference VM source exists now; a GPU
+ * megakernel source fills the same fields later (label "gpu-megakernel", is_gpu true, and a
+ * measure_bandwidth that times a streaming read kernel in the same run). */
+typedef struct {
+    const char *label;            /* printed next to every figure, e.g. BENCH_CPU_LABEL */
+    bool is_gpu;                  /* only a GPU source may call its figures GPU figures */
+    void *ctx;
+    /* Decode `steps` tokens (positions 0 .. steps-1) once; return the mean time per token in
+     * microseconds, and the correctness of exactly those steps in *gate. */
+    ir_status (*run)(void *ctx, int64_t steps, double *us_per_token, bench_gate *gate,
+                     ir_error *err);
+    /* Device read bandwidth measured now, in GB/s; NULL when the source cannot measure it. */
+    ir_status (*measure_bandwidth)(void *ctx, double *gbs, ir_error *err);
+} bench_timing_source;
+
+typedef struct {
+    int64_t steps;                /* tokens per repeat (>= 1) */
+    int repeats;                  /* timed repeats (>= 1) */
+    int warmup;                   /* untimed repeats first (>= 0) */
+    int64_t weight_bytes;         /* bytes per step, for the floors */
+    double spec_bandwidth_gbs;    /* the target's spec bandwidth */
+} bench_run_opts;
+
+typedef struct {
+    const char *label;            /* the source's label (static) */
+    bool is_gpu;
+    int64_t steps;
+    int repeats;
+    double *samples_us;           /* owned: per-token latency of each repeat */
+    int n_samples;
+    bench_gate gate;              /* every repeat's gate together: PASS only if all passed */
+    bool has_latency;             /* gate PASS and nothing below either floor */
+    char withheld_why[384];       /* why there is no latency, when has_latency is false */
+    bench_latency latency;        /* guarded against the spec floor (and the measured one) */
+    double spec_floor_us;
+    bool has_measured_bw;
+    double measured_bw_gbs;
+    double measured_floor_us;
+    double pct_of_spec_floor;     /* median / spec floor * 100, when has_latency */
+    double achieved_gbs;          /* weight bytes / median, when has_latency */
+} bench_run_result;
+
+/* Time a source: warm-up runs, then `repeats` timed runs of `steps` tokens each, each paired
+ * with its own correctness gate. No latency is returned without a PASS from the same runs, and
+ * none below the floor. Returns IR_OK whenever the runs happened (has_latency says whether a
+ * figure may be shown), the source's error otherwise. Free *out with bench_run_result_free. */
+ir_status bench_run(const bench_timing_source *src, const bench_run_opts *o, bench_run_result *out,
+                    ir_error *err);
+void bench_run_result_free(bench_run_result *r);
+
+/* The reference VM as a timing source: the VM and the eager forward built once from p, the
+ * weights st and model m; each run decodes greedily from token 0 at positions 0 .. steps-1,
+ * timing only the VM steps and comparing every step's logits with the eager forward
+ * (REFVM_GATE_REL_TOL). p, st and m must outlive the source; free it with bench_cpu_free. */
+typedef struct bench_cpu bench_cpu;
+ir_status bench_cpu_new(const ir_program *p, const refvm_st *st, const lower_model *m,
+                        bench_cpu **out, ir_error *err);
+void bench_cpu_free(bench_cpu *c);
+/* The timing-source view of c (label BENCH_CPU_LABEL, no bandwidth measurement). */
+bench_timing_source bench_cpu_source(bench_cpu *c);
+/* Largest `steps` the program can decode (its max_seq). */
+int64_t bench_cpu_max_steps(const bench_cpu *c);
+
+/* The model a program was lowered from, read back from its meta.model_config (every
+ * lower_model field, as `amk lower` writes them). IR_ERR_MALFORMED naming the field when it is
+ * absent or of the wrong type. */
+ir_status bench_model_from_meta(const ir_program *p, lower_model *m, ir_error *err);
+
+/* ---------------------------------------------------------------- roofline chart */
+
+typedef struct {
+    const char *title;            /* program name */
+    const char *label;            /* source label, e.g. BENCH_CPU_LABEL */
+    int64_t weight_bytes;
+    double spec_bandwidth_gbs;    /* > 0 */
+    const char *spec_name;        /* e.g. "h100 spec" */
+    double measured_bandwidth_gbs;/* 0: not measured (the chart says so) */
+    bool has_latency;             /* draw the measured point */
+    double median_us, p10_us, p90_us;
+    const char *withheld_why;     /* shown when !has_latency */
+} bench_plot;
+
+/* An SVG roofline chart: latency per step against bytes streamed per step, both log scale,
+ * with the floor line of each bandwidth and the measured median (p10-p90 bar). On success *svg
+ * is a NUL-terminated document the caller frees with free(). IR_ERR_MALFORMED on a
+ * non-positive weight_bytes or spec bandwidth, IR_ERR_NOMEM. */
+ir_status bench_roofline_svg(const bench_plot *pl, char **svg, ir_error *err);
+
 #endif

@@ -22,6 +22,8 @@ static const amk_command COMMANDS[] = {
        run, bench, audit, lint-kernel, launch */
     {"weights", cmd_weights, "write deterministic random weights, or list a safetensors file"},
     {"run", cmd_run, "decode on the CPU reference VM; --check gates it against the eager forward"},
+    {"bench", cmd_bench, "time a certified program with its same-run correctness gate and roofline"},
+    {"audit", cmd_audit, "audit a speedup claim: CONFIRMED, REFUTED or UNSUPPORTED with reasons"},
     {"lint-kernel", cmd_lint_kernel, "static checks for single-kernel artifact JSON files"},
 };
 

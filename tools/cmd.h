@@ -24,6 +24,8 @@ int cmd_cert(int argc, char **argv);
 int cmd_mutate(int argc, char **argv);
 int cmd_weights(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_audit(int argc, char **argv);
 
 /* Print err to stderr in the documented one-line form "amk: STATUS at WHERE: WHY". */
 void cmd_print_error(const char *prog, const ir_error *err);
