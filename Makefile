@@ -10,15 +10,28 @@ CFLAGS   += $(CSTD) $(WARN) $(OPT) -I. -MMD -MP
 LDLIBS   := -lcjson -lz3 -lm -lpthread
 BUILD    ?= build
 
+# CUDA: when nvcc is found, megakernel/*.cu joins the library, AMK_HAVE_CUDA is defined and the
+# binaries link the static CUDA runtime (they start on machines without a GPU driver too).
+NVCC     ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+ifneq ($(strip $(NVCC)),)
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(realpath $(NVCC)))
+NVCCFLAGS ?= -O3 -std=c++17 -I. -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90 \
+             -Xcompiler -Wall,-Wextra,-Werror -Xptxas -warn-spills
+CFLAGS   += -DAMK_HAVE_CUDA=1
+LDLIBS   += -L$(CUDA_HOME)/lib64 -lcudart_static -ldl -lrt -lstdc++
+MK_CU_SRC := $(sort $(wildcard megakernel/*.cu))
+endif
+
 IR_SRC     := $(sort $(wildcard ir/*.c))
 LOWER_SRC  := $(sort $(wildcard lower/*.c))
 VERIFY_SRC := $(sort $(wildcard verify/*.c))
 REFVM_SRC  := $(sort $(wildcard refvm/*.c))
 BENCH_SRC  := $(sort $(filter-out bench/bench_%_main.c,$(wildcard bench/*.c)))
 PROOFS_SRC := $(sort $(wildcard proofs/*.c))
+MK_SRC     := $(sort $(filter-out megakernel/bench_%_main.c,$(wildcard megakernel/*.c)))
 TOOLS_SRC  := $(sort $(filter-out tools/amk_verify_main.c,$(wildcard tools/*.c)))
-LIB_SRC    := $(IR_SRC) $(LOWER_SRC) $(VERIFY_SRC) $(REFVM_SRC) $(BENCH_SRC) $(PROOFS_SRC)
-LIB_OBJ    := $(LIB_SRC:%.c=$(BUILD)/%.o)
+LIB_SRC    := $(IR_SRC) $(LOWER_SRC) $(VERIFY_SRC) $(REFVM_SRC) $(BENCH_SRC) $(PROOFS_SRC) $(MK_SRC)
+LIB_OBJ    := $(LIB_SRC:%.c=$(BUILD)/%.o) $(MK_CU_SRC:%.cu=$(BUILD)/%.o)
 TOOLS_OBJ  := $(TOOLS_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ    := $(filter-out $(BUILD)/tools/amk.o,$(TOOLS_OBJ))
 TEST_SRC   := $(sort $(wildcard tests/test_*.c))
@@ -43,6 +56,10 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
+$(BUILD)/megakernel/%.o: megakernel/%.cu $(wildcard megakernel/*.h) ir/amk_ir.h
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+
 $(BUILD)/libamk.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
@@ -61,6 +78,12 @@ $(BUILD)/tests/%: tests/%.c $(BUILD)/libamk.a $(CLI_OBJ)
 test: deps all $(TEST_BIN)
 	@set -e; export AMK_BIN=$(abspath $(BUILD)/amk); export AMK_VERIFY_BIN=$(abspath $(BUILD)/amk-verify); \
 	for t in $(TEST_BIN); do echo "== $$t"; $$t --jobs 2; done
+
+# test-gpu: the megakernel suite with a GPU required (a missing GPU fails instead of skipping).
+.PHONY: test-gpu
+test-gpu: all $(BUILD)/tests/test_megakernel
+	AMK_BIN=$(abspath $(BUILD)/amk) AMK_VERIFY_BIN=$(abspath $(BUILD)/amk-verify) AMK_REQUIRE_GPU=1 \
+	  $(BUILD)/tests/test_megakernel --jobs 1
 
 # debug: build everything with ASan and UBSan in build-debug/ and run every test suite there.
 debug: deps
@@ -143,5 +166,16 @@ bench-ir: $(BUILD)/bench_ir
 	$(BUILD)/bench_ir
 
 $(BUILD)/bench_ir: bench/bench_ir_main.c $(BUILD)/libamk.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libamk.a $(LDLIBS)
+
+# bench-gpu: llama-3.2-1b-shape bf16 decode on the megakernel (random weights written once to
+# $(BUILD)/bench-gpu/): correctness against the reference VM first, then median latency per token
+# and weight bandwidth against the device's measured streaming-read bandwidth.
+.PHONY: bench-gpu
+bench-gpu: $(BUILD)/bench_gpu
+	$(BUILD)/bench_gpu --dir $(BUILD)/bench-gpu
+
+$(BUILD)/bench_gpu: megakernel/bench_gpu_main.c $(BUILD)/libamk.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libamk.a $(LDLIBS)

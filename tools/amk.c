@@ -25,6 +25,7 @@ static const amk_command COMMANDS[] = {
     {"bench", cmd_bench, "time a certified program with its same-run correctness gate and roofline"},
     {"audit", cmd_audit, "audit a speedup claim: CONFIRMED, REFUTED or UNSUPPORTED with reasons"},
     {"lint-kernel", cmd_lint_kernel, "static checks for single-kernel artifact JSON files"},
+    {"launch", cmd_launch, "decode on the GPU megakernel (a PROVED plan only; exit 4 on TIMEOUT)"},
 };
 
 static void usage(FILE *out)

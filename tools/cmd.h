@@ -24,6 +24,7 @@ int cmd_cert(int argc, char **argv);
 int cmd_mutate(int argc, char **argv);
 int cmd_weights(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+int cmd_launch(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
 

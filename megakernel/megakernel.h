@@ -1,0 +1,107 @@
+/*
+ * megakernel.h - the CUDA megakernel: runs a proved program's launch plan on the GPU, one
+ * persistent cooperative launch per decoded token (SPEC.md section 15).
+ *
+ * A program is loaded only with a certificate that `verify_cert_check` accepts (PROVED, bound to
+ * the program's hash), and only when the live device can hold the plan's grid at once. Weights
+ * are uploaded once at load; the KV caches live on the device for the handle's lifetime; each
+ * mk_step is one launch with every counter zeroed first.
+ *
+ * Every wait of the kernel has a spin budget: when one runs out, the kernel raises a global abort
+ * flag, every block leaves, and mk_step reports MK_TIMEOUT. The device stays usable.
+ *
+ * This header is plain C; the library builds without nvcc too, and then mk_load answers
+ * MK_NO_CUDA after its certificate checks (so refusals are testable on any machine).
+ * Nothing here prints, exits or aborts.
+ */
+#ifndef AMK_MEGAKERNEL_H
+#define AMK_MEGAKERNEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "ir/amk_ir.h"
+
+#define MK_VERSION "0.1.0"
+
+#ifndef MK_DEFAULT_SPIN_BUDGET
+#define MK_DEFAULT_SPIN_BUDGET 2000000  /* polls per wait, each followed by a sleep of <= 1 us */
+#endif
+
+/* Outcome of a megakernel call. */
+typedef enum {
+    MK_OK = 0,
+    MK_REFUSED,          /* no certificate, not PROVED, hash mismatch, or the device cannot hold
+                            the grid: the plan is not launched */
+    MK_MALFORMED,        /* bad program, weights or arguments (err says where) */
+    MK_UNSUPPORTED,      /* an op, dtype or shape this kernel does not run */
+    MK_NO_CUDA,          /* this build has no CUDA support */
+    MK_NO_DEVICE,        /* CUDA support, but no usable GPU */
+    MK_TIMEOUT,          /* a wait ran out of its spin budget; the launch was abandoned */
+    MK_CUDA_ERROR,       /* a CUDA call failed (err names it) */
+    MK_NOMEM
+} mk_status;
+
+const char *mk_status_name(mk_status s);
+
+typedef struct {
+    int64_t spin_budget;   /* polls per wait before the watchdog fires (default above) */
+    bool unverified;       /* TEST ONLY: skip the certificate (to show the watchdog on a plan
+                              that deadlocks); residency is still checked */
+    int device;            /* CUDA device ordinal (default 0) */
+} mk_options;
+
+void mk_options_default(mk_options *o);
+
+/* Result of one launch. */
+typedef struct {
+    mk_status status;
+    double ms;             /* wall time of the launch on the GPU (CUDA events) */
+    int32_t next_token;    /* SAMPLE_ARGMAX output, else argmax of the logits */
+    /* filled on MK_TIMEOUT: the first wait that ran out */
+    int32_t block, task, counter;
+    int64_t threshold, counter_value;
+    int64_t tasks_done;    /* counter increments seen at the end of the launch */
+} mk_step_status;
+
+typedef struct mk_handle mk_handle;
+
+/* True when this build has CUDA support. */
+bool mk_have_cuda(void);
+/* Number of CUDA devices usable by this process (0 without CUDA support or driver), with the
+ * first device's name in name (may be NULL). */
+int mk_device_count(char *name, size_t name_len);
+
+/* Load p for execution. cert_json (len bytes) is the certificate amk-verify wrote for p; it must
+ * be present, PROVED and bound to p's hash (verify_cert_check), unless o->unverified. Then the
+ * device is checked against the plan (SM count, blocks per SM for the plan's block size and
+ * dynamic SMEM, cooperative launch), the ops against what the kernel runs, the weights file is
+ * bound by each WEIGHT buffer's source key (shape and dtype must match; a tied lm_head falls back
+ * to model.embed_tokens.weight when tie_embeddings) and uploaded once. p must outlive the handle.
+ * On MK_OK the caller frees *out with mk_free. */
+mk_status mk_load(const ir_program *p, const char *cert_json, size_t cert_len,
+                  const char *weights_path, bool tie_embeddings, const mk_options *o,
+                  mk_handle **out, ir_error *err);
+
+/* One launch at position pos (0 <= pos < max_seq) with input token `token`. The logits
+ * (vocab floats) are copied to logits_out when it is not NULL. Positions must be fed in order
+ * for the KV cache to be meaningful (as for the reference VM). Returns st->status. */
+mk_status mk_step(mk_handle *h, int32_t token, int64_t pos, float *logits_out,
+                  mk_step_status *st, ir_error *err);
+
+/* Number of logits a step writes, and the position range of the handle's program. */
+int64_t mk_vocab(const mk_handle *h);
+int64_t mk_max_seq(const mk_handle *h);
+/* Bytes of weights uploaded (what one step must stream at least once). */
+int64_t mk_weight_bytes(const mk_handle *h);
+/* The device's name and SM count, as seen at load. */
+const char *mk_device_name(const mk_handle *h);
+
+/* Release the device memory and the handle; NULL is fine. */
+void mk_free(mk_handle *h);
+
+/* Median device read bandwidth in GB/s of a plain streaming-read kernel over `bytes` bytes
+ * (repeats runs), the ceiling a bandwidth-bound decode step is measured against. */
+mk_status mk_read_bandwidth(int device, int64_t bytes, int repeats, double *gbs, ir_error *err);
+
+#endif /* AMK_MEGAKERNEL_H */

@@ -1,0 +1,95 @@
+/*
+ * mk_internal.h - what the host half (mk_load.c, C11) and the device half (mk_kernel.cu) of the
+ * megakernel share: the flattened task and buffer tables the kernel reads, and the few CUDA
+ * wrappers the host half calls. Private to megakernel/.
+ */
+#ifndef AMK_MK_INTERNAL_H
+#define AMK_MK_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "megakernel/megakernel.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Int params, resolved by name on the host into fixed slots; each is a position expression
+ * clamp(mul*pos + add, lo, hi) evaluated by the kernel at the launch's pos (SPEC 3.4). */
+enum {
+    MK_P_K, MK_P_NTILE, MK_P_NOFF, MK_P_HIDDEN, MK_P_HEADDIM, MK_P_POS, MK_P_KVSTART,
+    MK_P_KVLEN, MK_P_NHEADS, MK_P_NKV, MK_P_MOFF, MK_P_ORIGMAX, MK_NI
+};
+/* Real params. */
+enum { MK_R_EPS, MK_R_THETA, MK_R_SCALE, MK_R_FACTOR, MK_R_LOW, MK_R_HIGH, MK_NR };
+
+#define MK_F_PARTIAL 1     /* ATTENTION_TILE writes a partial row at m_off */
+#define MK_F_LLAMA3 2      /* ROPE with llama3 frequency scaling */
+#define MK_F_BIAS 4        /* GEMV_TILE with a bias input */
+
+typedef struct {
+    int64_t mul, add, lo, hi;
+} mk_pexpr;
+
+/* One task as the kernel sees it (plain data, 8-byte aligned, copied to SMEM per task). */
+typedef struct {
+    mk_pexpr ip[MK_NI];
+    double rp[MK_NR];
+    int32_t op, out_counter, n_waits, n_in, n_out, flags;
+    int32_t wait_counter[8];
+    int32_t wait_threshold[8];
+    int32_t in[8];
+    int32_t out[4];
+} mk_task;
+
+/* One buffer: device address (pages share one), dtype and shape. */
+typedef struct {
+    void *ptr;
+    int64_t numel;
+    int64_t shape[4];
+    int32_t rank, dtype;     /* ir_dtype */
+} mk_buf;
+
+/* Watchdog state, written by the kernel. */
+typedef struct {
+    unsigned int abort;      /* raised by the first wait whose budget runs out */
+    int32_t block, task, counter;
+    long long threshold, value;
+} mk_ctrl;
+
+/* Everything one launch needs (device pointers). */
+typedef struct {
+    const mk_task *tasks;
+    const int32_t *qstart, *qtasks;
+    const mk_buf *bufs;
+    unsigned int *counters;
+    mk_ctrl *ctrl;
+    int64_t pos;
+    long long spin_budget;
+    int32_t n_counters, pipelining_depth;
+    int32_t grid, threads;
+    int64_t dyn_smem;
+} mk_launch;
+
+/* CUDA wrappers (mk_kernel.cu). Each returns MK_OK or fills err. */
+int mkd_device_count(char *name, size_t name_len);
+/* Check that `grid` blocks of `threads` threads with dyn_smem bytes of dynamic SMEM fit the device
+ * at once for this kernel, and that it supports cooperative launches. */
+mk_status mkd_open(int device, int64_t grid, int64_t threads, int64_t dyn_smem, char *name,
+                   size_t name_len, int *num_sms, int *blocks_per_sm, ir_error *err);
+mk_status mkd_alloc(void **dptr, size_t bytes, ir_error *err);
+mk_status mkd_upload(void *dst, const void *src, size_t bytes, ir_error *err);
+mk_status mkd_download(void *dst, const void *src, size_t bytes, ir_error *err);
+mk_status mkd_zero(void *dst, size_t bytes, ir_error *err);
+void mkd_free(void *p);
+/* One cooperative launch; zeroes counters and the watchdog first, waits for the end, reports
+ * the watchdog's record and the elapsed GPU time. */
+mk_status mkd_launch(const mk_launch *l, double *ms, mk_ctrl *ctrl_out, ir_error *err);
+mk_status mkd_read_bandwidth(int device, int64_t bytes, int repeats, double *gbs, ir_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* AMK_MK_INTERNAL_H */

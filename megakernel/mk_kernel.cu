@@ -1,0 +1,788 @@
+/*
+ * mk_kernel.cu - the device half of the megakernel: one persistent cooperative launch in which
+ * block b runs queue b of the launch plan (SPEC.md 3.3 and 15), the ops of SPEC.md 5 in fp32
+ * with weights read as f32, bf16 or f16, and the watchdog that ends a launch whose wait never
+ * comes true. Also the few CUDA calls the host half (mk_load.c) needs, behind plain C wrappers.
+ *
+ * Ordering: a finished task's writes are made visible by a fence in every thread, a block
+ * barrier, then a release add on its counter by thread 0; a waiting block's thread 0 polls the
+ * counter with an acquire load (never hoisted: inline PTX with a memory clobber) and releases the
+ * block through a barrier. Activations written in this launch are read with ordinary loads;
+ * only weights, read-only for the whole launch, use the non-coherent path.
+ */
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+extern "C" {
+#include "megakernel/mk_internal.h"
+}
+
+#define MK_MAX_THREADS 512             /* register budget: 128 per thread; plans above are refused at load */
+#define MK_MAX_HD 256                  /* attention head_dim held in registers (8 per lane) */
+#define MK_PREFETCH_BYTES (160 * 1024) /* L2 prefetch per upcoming task, per block */
+
+/* ---------------------------------------------------------------- memory-model helpers */
+
+__device__ __forceinline__ unsigned ld_acquire_u32(const unsigned *p)
+{
+    unsigned v;
+    asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+    return v;
+}
+
+__device__ __forceinline__ void red_release_add(unsigned *p, unsigned v)
+{
+    asm volatile("red.release.gpu.global.add.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
+}
+
+__device__ __forceinline__ uint4 ld_weight16(const void *p)
+{
+    uint4 r;
+    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+        : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+        : "l"(p));
+    return r;
+}
+
+__device__ __forceinline__ void prefetch_l2(const void *p)
+{
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
+}
+
+__device__ __forceinline__ int64_t pexpr_eval(const mk_pexpr &e, int64_t pos)
+{
+    __int128 v = (__int128)e.mul * pos + e.add;
+    if (v < e.lo)
+        v = e.lo;
+    if (v > e.hi)
+        v = e.hi;
+    return (int64_t)v;
+}
+
+/* ---------------------------------------------------------------- number formats */
+
+__device__ __forceinline__ float bf16_lo(unsigned u) { return __uint_as_float(u << 16); }
+__device__ __forceinline__ float bf16_hi(unsigned u) { return __uint_as_float(u & 0xffff0000u); }
+__device__ __forceinline__ float f16_lo(unsigned u)
+{
+    return __half2float(__ushort_as_half((unsigned short)(u & 0xffffu)));
+}
+__device__ __forceinline__ float f16_hi(unsigned u)
+{
+    return __half2float(__ushort_as_half((unsigned short)(u >> 16)));
+}
+
+/* Element i of a weight (or any) buffer of dtype dt, as fp32. */
+__device__ __forceinline__ float load_elem(const void *p, int dt, int64_t i)
+{
+    switch (dt) {
+    case 2: return __uint_as_float((unsigned)((const unsigned short *)p)[i] << 16);   /* BF16 */
+    case 1: return __half2float(((const __half *)p)[i]);                             /* F16 */
+    case 5: return (float)((const int *)p)[i];                                        /* I32 */
+    default: return ((const float *)p)[i];                                            /* F32 */
+    }
+}
+
+/* ---------------------------------------------------------------- block reductions */
+
+__device__ __forceinline__ float warp_sum(float v)
+{
+    for (int o = 16; o; o >>= 1)
+        v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+__device__ __forceinline__ float warp_max(float v)
+{
+    for (int o = 16; o; o >>= 1)
+        v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+__device__ double block_sum_d(double v, double *red)
+{
+    for (int o = 16; o; o >>= 1)
+        v += __shfl_xor_sync(0xffffffffu, v, o);
+    int w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    __syncthreads();
+    if ((threadIdx.x & 31) == 0)
+        red[w] = v;
+    __syncthreads();
+    double t = 0;
+    for (int i = 0; i < nw; i++)
+        t += red[i];
+    return t;
+}
+
+/* ---------------------------------------------------------------- ops */
+
+struct op_env {
+    const mk_task *t;
+    const mk_buf *bufs;
+    int64_t pos;
+    double *red_d;
+    float *red_f;
+    int *red_i;
+    __device__ int64_t ip(int k) const { return pexpr_eval(t->ip[k], pos); }
+    __device__ const mk_buf &in(int k) const { return bufs[t->in[k]]; }
+    __device__ const mk_buf &out(int k) const { return bufs[t->out[k]]; }
+};
+
+/* y[n] = x . W[n, :] for n in [n0, n1); weights of element type T read 16 bytes at a time, four
+ * rows per warp in flight, two vectors per row unrolled: 8 independent 16-byte loads per lane. */
+template <int DT>
+__device__ void gemv_rows(const void *Wv, const float *x, float *y, int64_t K, int64_t n0,
+                          int64_t n1, const mk_buf *bias)
+{
+    constexpr int ES = DT == 0 ? 4 : 2;   /* element bytes */
+    constexpr int EPV = 16 / ES;          /* elements per 16-byte vector */
+    constexpr int R = 4;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    const char *W = (const char *)Wv;
+    const bool vec = (K % EPV) == 0 && (((uintptr_t)W | (uintptr_t)x) & 15) == 0;
+    const int64_t nv = K / EPV;
+    for (int64_t r0 = n0 + (int64_t)warp * R; r0 < n1; r0 += (int64_t)nw * R) {
+        float acc[R];
+        const char *row[R];
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            acc[r] = 0.f;
+            int64_t n = r0 + r < n1 ? r0 + r : n1 - 1;
+            row[r] = W + n * K * ES;
+        }
+        if (vec) {
+#pragma unroll 2
+            for (int64_t c = lane; c < nv; c += 32) {
+                float xv[EPV];
+                const float4 *xp = (const float4 *)(x + c * EPV);
+#pragma unroll
+                for (int i = 0; i < EPV / 4; i++) {
+                    float4 f = xp[i];
+                    xv[4 * i] = f.x;
+                    xv[4 * i + 1] = f.y;
+                    xv[4 * i + 2] = f.z;
+                    xv[4 * i + 3] = f.w;
+                }
+                uint4 w[R];
+#pragma unroll
+                for (int r = 0; r < R; r++)
+                    w[r] = ld_weight16(row[r] + c * 16);
+#pragma unroll
+                for (int r = 0; r < R; r++) {
+                    const unsigned u[4] = {w[r].x, w[r].y, w[r].z, w[r].w};
+                    float s = 0.f;
+#pragma unroll
+                    for (int i = 0; i < 4; i++) {
+                        if (DT == 0) {
+                            s += __uint_as_float(u[i]) * xv[i];
+                        } else if (DT == 2) {
+                            s += bf16_lo(u[i]) * xv[2 * i] + bf16_hi(u[i]) * xv[2 * i + 1];
+                        } else {
+                            s += f16_lo(u[i]) * xv[2 * i] + f16_hi(u[i]) * xv[2 * i + 1];
+                        }
+                    }
+                    acc[r] += s;
+                }
+            }
+        } else {
+            for (int64_t k = lane; k < K; k += 32) {
+                float xk = x[k];
+#pragma unroll
+                for (int r = 0; r < R; r++)
+                    acc[r] += load_elem(row[r], DT, k) * xk;
+            }
+        }
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            float s = warp_sum(acc[r]);
+            if (lane == 0 && r0 + r < n1)
+                y[r0 + r] = bias ? s + load_elem(bias->ptr, bias->dtype, r0 + r) : s;
+        }
+    }
+}
+
+__device__ void gemv_tile(const op_env &e, const mk_buf &W, const float *x, float *y,
+                          const mk_buf *bias)
+{
+    int64_t K = e.ip(MK_P_K), nt = e.ip(MK_P_NTILE), off = e.ip(MK_P_NOFF);
+    switch (W.dtype) {
+    case 2: gemv_rows<2>(W.ptr, x, y, K, off, off + nt, bias); break;
+    case 1: gemv_rows<1>(W.ptr, x, y, K, off, off + nt, bias); break;
+    default: gemv_rows<0>(W.ptr, x, y, K, off, off + nt, bias); break;
+    }
+}
+
+__device__ void op_rmsnorm(const op_env &e)
+{
+    const mk_buf &xb = e.in(0), &wb = e.in(1);
+    int64_t H = e.ip(MK_P_HIDDEN);
+    const float *x = (const float *)xb.ptr;
+    float *y = (float *)e.out(0).ptr;
+    double ss = 0;
+    for (int64_t i = threadIdx.x; i < H; i += blockDim.x)
+        ss += (double)x[i] * x[i];
+    ss = block_sum_d(ss, e.red_d);
+    float r = (float)(1.0 / sqrt(ss / (double)H + e.t->rp[MK_R_EPS]));
+    for (int64_t i = threadIdx.x; i < H; i += blockDim.x)
+        y[i] = x[i] * r * load_elem(wb.ptr, wb.dtype, i);
+}
+
+__device__ void op_embed(const op_env &e)
+{
+    const mk_buf &tb = e.in(1);
+    int64_t H = tb.shape[1], V = tb.shape[0];
+    int64_t id = (int64_t)load_elem(e.in(0).ptr, e.in(0).dtype, 0);
+    if (id < 0 || id >= V)
+        id = 0;   /* the host refuses such tokens before the launch */
+    float *y = (float *)e.out(0).ptr;
+    for (int64_t i = threadIdx.x; i < H; i += blockDim.x)
+        y[i] = load_elem(tb.ptr, tb.dtype, id * H + i);
+}
+
+__device__ void op_rope(const op_env &e)
+{
+    int64_t hd = e.ip(MK_P_HEADDIM), pos = e.ip(MK_P_POS), half = hd / 2;
+    int64_t n = e.in(0).numel;
+    const float *x = (const float *)e.in(0).ptr;
+    float *y = (float *)e.out(0).ptr;
+    double theta = e.t->rp[MK_R_THETA];
+    bool llama3 = e.t->flags & MK_F_LLAMA3;
+    double factor = e.t->rp[MK_R_FACTOR], lowf = e.t->rp[MK_R_LOW], highf = e.t->rp[MK_R_HIGH];
+    double orig = (double)e.ip(MK_P_ORIGMAX);
+    for (int64_t idx = threadIdx.x; idx < n / 2; idx += blockDim.x) {
+        int64_t head = idx / half, i = idx % half, base = head * hd;
+        double freq = pow(theta, -2.0 * (double)i / (double)hd);
+        if (llama3) {
+            double wl = 2.0 * M_PI / freq, ratio = orig / wl;
+            if (ratio < lowf)
+                freq /= factor;
+            else if (ratio <= highf) {
+                double t = (ratio - lowf) / (highf - lowf);
+                freq = freq * t + freq / factor * (1.0 - t);
+            }
+        }
+        double ang = (double)pos * (double)(float)freq, c = cos(ang), s = sin(ang);
+        double lo = x[base + i], hi = x[base + half + i];
+        y[base + i] = (float)(lo * c - hi * s);
+        y[base + half + i] = (float)(hi * c + lo * s);
+    }
+}
+
+__device__ void op_kv_append(const op_env &e)
+{
+    const mk_buf &cb = e.out(0);
+    int64_t W = cb.shape[1], pos = e.ip(MK_P_POS);
+    const float *src = (const float *)e.in(0).ptr;
+    float *dst = (float *)cb.ptr + pos * W;
+    for (int64_t i = threadIdx.x; i < W; i += blockDim.x)
+        dst[i] = src[i];
+}
+
+/* Attention of every query head over rows [start, start + len): one warp per head; scores by
+ * lanes over rows, the weighted sum of V by lanes over the head's dimensions. */
+__device__ void op_attention(const op_env &e)
+{
+    int64_t hd = e.ip(MK_P_HEADDIM), start = e.ip(MK_P_KVSTART), len = e.ip(MK_P_KVLEN);
+    int64_t nh = e.ip(MK_P_NHEADS), nkv = e.ip(MK_P_NKV);
+    float scale = (float)e.t->rp[MK_R_SCALE];
+    bool partial = e.t->flags & MK_F_PARTIAL;
+    int64_t moff = partial ? e.ip(MK_P_MOFF) : 0;
+    const float *q = (const float *)e.in(0).ptr, *K = (const float *)e.in(1).ptr,
+                *V = (const float *)e.in(2).ptr;
+    float *o = (float *)e.out(0).ptr + (partial ? moff * nh * (hd + 2) : 0);
+    int64_t row = nkv * hd, group = nh / nkv;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    for (int64_t h = warp; h < nh; h += nw) {
+        const float *qh = q + h * hd;
+        int64_t kvo = (h / group) * hd;
+        float m = -INFINITY;
+        for (int64_t j = lane; j < len; j += 32) {
+            const float *kr = K + (start + j) * row + kvo;
+            float d = 0.f;
+            for (int64_t i = 0; i < hd; i++)
+                d += qh[i] * kr[i];
+            m = fmaxf(m, scale * d);
+        }
+        m = warp_max(m);
+        float acc[MK_MAX_HD / 32];
+#pragma unroll
+        for (int k = 0; k < MK_MAX_HD / 32; k++)
+            acc[k] = 0.f;
+        float l = 0.f;
+        for (int64_t j0 = 0; j0 < len; j0 += 32) {
+            int64_t j = j0 + lane;
+            float p = 0.f;
+            if (j < len) {
+                const float *kr = K + (start + j) * row + kvo;
+                float d = 0.f;
+                for (int64_t i = 0; i < hd; i++)
+                    d += qh[i] * kr[i];
+                p = expf(scale * d - m);
+            }
+            l += p;
+            int nj = len - j0 < 32 ? (int)(len - j0) : 32;
+            for (int jj = 0; jj < nj; jj++) {
+                float pj = __shfl_sync(0xffffffffu, p, jj);
+                const float *vr = V + (start + j0 + jj) * row + kvo;
+#pragma unroll
+                for (int k = 0; k < MK_MAX_HD / 32; k++) {
+                    int64_t i = lane + 32 * k;
+                    if (i < hd)
+                        acc[k] += pj * vr[i];
+                }
+            }
+        }
+        l = warp_sum(l);
+        float *oh = partial ? o + h * (hd + 2) : o + h * hd;
+#pragma unroll
+        for (int k = 0; k < MK_MAX_HD / 32; k++) {
+            int64_t i = lane + 32 * k;
+            if (i < hd)
+                oh[i] = partial ? acc[k] : (len ? acc[k] / l : 0.f);
+        }
+        if (partial && lane == 0) {
+            oh[hd] = m;          /* -inf for an empty window */
+            oh[hd + 1] = l;
+        }
+    }
+}
+
+/* Flash-decoding merge of the partial rows (SPEC 5): one warp per head. */
+__device__ void op_attention_combine(const op_env &e)
+{
+    int64_t hd = e.ip(MK_P_HEADDIM), nh = e.ip(MK_P_NHEADS);
+    const mk_buf &pb = e.in(0);
+    int64_t nb = pb.shape[0], rw = nh * (hd + 2);
+    const float *P = (const float *)pb.ptr;
+    float *o = (float *)e.out(0).ptr;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    for (int64_t h = warp; h < nh; h += nw) {
+        float M = -INFINITY;
+        for (int64_t b = lane; b < nb; b += 32) {
+            const float *r = P + b * rw + h * (hd + 2);
+            if (r[hd + 1] > 0.f)
+                M = fmaxf(M, r[hd]);
+        }
+        M = warp_max(M);
+        if (M == -INFINITY) {
+            for (int64_t i = lane; i < hd; i += 32)
+                o[h * hd + i] = 0.f;
+            continue;
+        }
+        float L = 0.f;
+        for (int64_t b = lane; b < nb; b += 32) {
+            const float *r = P + b * rw + h * (hd + 2);
+            if (r[hd + 1] > 0.f)
+                L += expf(r[hd] - M) * r[hd + 1];
+        }
+        L = warp_sum(L);
+        for (int64_t i = lane; i < hd; i += 32) {
+            float s = 0.f;
+            for (int64_t b = 0; b < nb; b++) {
+                const float *r = P + b * rw + h * (hd + 2);
+                if (r[hd + 1] > 0.f)
+                    s += expf(r[hd] - M) * r[i];
+            }
+            o[h * hd + i] = s / L;
+        }
+    }
+}
+
+__device__ void op_elementwise(const op_env &e, int op)
+{
+    int64_t n = e.out(0).numel;
+    const float *a = (const float *)e.in(0).ptr;
+    const float *b = e.t->n_in > 1 ? (const float *)e.in(1).ptr : a;
+    float *y = (float *)e.out(0).ptr;
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
+        float av = a[i], r;
+        switch (op) {
+        case 1: r = av; break;                                                  /* COPY */
+        case 10: r = (float)(0.5 * av * (1.0 + erf(av / sqrt(2.0)))); break;   /* GELU */
+        case 11: r = av + b[i]; break;                                          /* ADD */
+        case 12: r = av * b[i]; break;                                          /* MUL */
+        default: r = (float)(av / (1.0 + exp(-(double)av))) * b[i]; break;     /* SILU_MUL */
+        }
+        y[i] = r;
+    }
+}
+
+/* Index of the largest logit, lowest index on ties. */
+__device__ void op_argmax(const op_env &e)
+{
+    const mk_buf &lb = e.in(0);
+    const float *x = (const float *)lb.ptr;
+    int64_t n = lb.numel;
+    float bv = -INFINITY;
+    int bi = 0x7fffffff;
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x)
+        if (x[i] > bv || (x[i] == bv && i < bi)) {
+            bv = x[i];
+            bi = (int)i;
+        }
+    for (int o = 16; o; o >>= 1) {
+        float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+        int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+        if (ov > bv || (ov == bv && oi < bi)) {
+            bv = ov;
+            bi = oi;
+        }
+    }
+    int w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    __syncthreads();
+    if ((threadIdx.x & 31) == 0) {
+        e.red_f[w] = bv;
+        e.red_i[w] = bi;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        for (int i = 1; i < nw; i++)
+            if (e.red_f[i] > bv || (e.red_f[i] == bv && e.red_i[i] < bi)) {
+                bv = e.red_f[i];
+                bi = e.red_i[i];
+            }
+        if (bi == 0x7fffffff)
+            bi = 0;   /* every logit NaN: the VM also answers 0 */
+        const mk_buf &ob = e.out(0);
+        if (ob.dtype == 5)
+            *(int *)ob.ptr = bi;
+        else
+            *(float *)ob.ptr = (float)bi;
+    }
+}
+
+__device__ void run_op(const op_env &e)
+{
+    const mk_task *t = e.t;
+    switch (t->op) {
+    case 0: break;                                                          /* NOP */
+    case 2: op_embed(e); break;
+    case 3: op_rmsnorm(e); break;
+    case 5:
+        gemv_tile(e, e.in(1), (const float *)e.in(0).ptr, (float *)e.out(0).ptr,
+                  (t->flags & MK_F_BIAS) ? &e.in(2) : nullptr);
+        break;
+    case 19:                                                                /* FUSED recipe 1 */
+        gemv_tile(e, e.in(1), (const float *)e.in(0).ptr, (float *)e.out(0).ptr, nullptr);
+        gemv_tile(e, e.in(2), (const float *)e.in(0).ptr, (float *)e.out(1).ptr, nullptr);
+        break;
+    case 7: op_attention(e); break;
+    case 8: op_rope(e); break;
+    case 16: op_kv_append(e); break;
+    case 17: op_argmax(e); break;
+    case 18: op_attention_combine(e); break;
+    default: op_elementwise(e, t->op); break;                               /* 1, 9-12 */
+    }
+}
+
+/* Warm L2 with the first bytes of a task's weight tiles, so HBM keeps streaming while the block
+ * waits for its dependencies. */
+__device__ void prefetch_weights(const mk_launch &L, const mk_task *t)
+{
+    if (t->op != 5 && t->op != 19)
+        return;
+    int64_t K = pexpr_eval(t->ip[MK_P_K], L.pos), nt = pexpr_eval(t->ip[MK_P_NTILE], L.pos),
+            off = pexpr_eval(t->ip[MK_P_NOFF], L.pos);
+    int nw = t->op == 19 ? 2 : 1;
+    for (int k = 0; k < nw; k++) {
+        const mk_buf &W = L.bufs[t->in[1 + k]];
+        int64_t es = W.dtype == 0 ? 4 : 2;
+        const char *base = (const char *)W.ptr + off * K * es;
+        int64_t bytes = nt * K * es;
+        if (bytes > MK_PREFETCH_BYTES / nw)
+            bytes = MK_PREFETCH_BYTES / nw;
+        for (int64_t b = (int64_t)threadIdx.x * 128; b < bytes; b += (int64_t)blockDim.x * 128)
+            prefetch_l2(base + b);
+    }
+}
+
+/* ---------------------------------------------------------------- the megakernel */
+
+__global__ void __launch_bounds__(MK_MAX_THREADS, 1) mk_megakernel(mk_launch L)
+{
+    __shared__ __align__(16) mk_task st;
+    __shared__ double red_d[32];
+    __shared__ float red_f[32];
+    __shared__ int red_i[32];
+    __shared__ int s_abort;
+    const int b = blockIdx.x;
+    const int q0 = L.qstart[b], q1 = L.qstart[b + 1];
+    int prefetched = q0;
+    for (int qi = q0; qi < q1; qi++) {
+        const mk_task *gt = &L.tasks[L.qtasks[qi]];
+        /* Weights of this task and the next pipelining_depth ones do not depend on anything:
+         * start pulling them into L2 before waiting. */
+        int ahead = qi + 1 + L.pipelining_depth;
+        if (L.pipelining_depth > 0)
+            for (; prefetched < q1 && prefetched < ahead; prefetched++)
+                prefetch_weights(L, &L.tasks[L.qtasks[prefetched]]);
+        __syncthreads();                   /* the previous task is done with st */
+        {
+            const unsigned long long *src = (const unsigned long long *)gt;
+            unsigned long long *dst = (unsigned long long *)&st;
+            for (int i = threadIdx.x; i < (int)(sizeof(mk_task) / 8); i += blockDim.x)
+                dst[i] = src[i];
+        }
+        if (threadIdx.x == 0) {
+            int ok = 1;
+            for (int w = 0; w < gt->n_waits && ok; w++) {
+                const int c = gt->wait_counter[w];
+                const unsigned thr = (unsigned)gt->wait_threshold[w];
+                long long spins = 0;
+                unsigned ns = 32;
+                unsigned v;
+                while ((v = ld_acquire_u32(&L.counters[c])) < thr) {
+                    if (*(volatile unsigned *)&L.ctrl->abort) {
+                        ok = 0;
+                        break;
+                    }
+                    if (++spins > L.spin_budget) {
+                        if (atomicCAS(&L.ctrl->abort, 0u, 1u) == 0u) {
+                            L.ctrl->block = b;
+                            L.ctrl->task = L.qtasks[qi];
+                            L.ctrl->counter = c;
+                            L.ctrl->threshold = thr;
+                            L.ctrl->value = v;
+                            __threadfence();
+                        }
+                        ok = 0;
+                        break;
+                    }
+                    __nanosleep(ns);
+                    if (ns < 1024)
+                        ns <<= 1;
+                }
+            }
+            if (ok)
+                __threadfence();           /* the producers' writes, not stale L1 lines, next */
+            s_abort = !ok;
+        }
+        __syncthreads();
+        if (s_abort)
+            return;                        /* every block leaves; the host reports TIMEOUT */
+        op_env e = {&st, L.bufs, L.pos, red_d, red_f, red_i};
+        run_op(e);
+        __threadfence();
+        __syncthreads();
+        if (threadIdx.x == 0)
+            red_release_add(&L.counters[st.out_counter], 1u);
+    }
+}
+
+/* ---------------------------------------------------------------- bandwidth probe */
+
+__global__ void mk_stream_read(const uint4 *p, size_t n, unsigned *sink)
+{
+    unsigned acc = 0;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x) {
+        uint4 v = ld_weight16(p + i);
+        acc ^= v.x ^ v.y ^ v.z ^ v.w;
+    }
+    if (acc == 0x9e3779b9u)
+        *sink = acc;   /* practically never: keeps the loads alive */
+}
+
+/* ---------------------------------------------------------------- host wrappers */
+
+static mk_status cuda_fail(cudaError_t e, const char *what, ir_error *err)
+{
+    ir_fail(err, IR_ERR_IO, "cuda", "%s: %s (%s)", what, cudaGetErrorName(e), cudaGetErrorString(e));
+    return MK_CUDA_ERROR;
+}
+
+extern "C" int mkd_device_count(char *name, size_t name_len)
+{
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    if (n > 0 && name && name_len) {
+        cudaDeviceProp pr;
+        if (cudaGetDeviceProperties(&pr, 0) == cudaSuccess)
+            snprintf(name, name_len, "%s", pr.name);
+    }
+    return n;
+}
+
+extern "C" mk_status mkd_open(int device, int64_t grid, int64_t threads, int64_t dyn_smem,
+                              char *name, size_t name_len, int *num_sms, int *blocks_per_sm,
+                              ir_error *err)
+{
+    int n = mkd_device_count(NULL, 0);
+    if (n <= 0) {
+        ir_fail(err, IR_ERR_UNSUPPORTED, "device", "no CUDA device is available");
+        return MK_NO_DEVICE;
+    }
+    if (device < 0 || device >= n) {
+        ir_fail(err, IR_ERR_MALFORMED, "device", "device %d outside [0, %d)", device, n);
+        return MK_MALFORMED;
+    }
+    cudaError_t e = cudaSetDevice(device);
+    if (e != cudaSuccess)
+        return cuda_fail(e, "cudaSetDevice", err);
+    cudaDeviceProp pr;
+    if ((e = cudaGetDeviceProperties(&pr, device)) != cudaSuccess)
+        return cuda_fail(e, "cudaGetDeviceProperties", err);
+    snprintf(name, name_len, "%s", pr.name);
+    *num_sms = pr.multiProcessorCount;
+    *blocks_per_sm = 0;
+    if (!pr.cooperativeLaunch) {
+        ir_fail(err, IR_ERR_UNSUPPORTED, "device", "%s does not support cooperative launches",
+                pr.name);
+        return MK_REFUSED;
+    }
+    if (dyn_smem > 48 * 1024 &&
+        (e = cudaFuncSetAttribute(mk_megakernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                  (int)dyn_smem)) != cudaSuccess) {
+        cudaGetLastError();
+        ir_fail(err, IR_ERR_UNSUPPORTED, "launch_plan.dynamic_smem_bytes",
+                "%lld bytes of dynamic SMEM refused by %s: %s", (long long)dyn_smem, pr.name,
+                cudaGetErrorString(e));
+        return MK_REFUSED;
+    }
+    int bps = 0;
+    e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&bps, mk_megakernel, (int)threads,
+                                                      (size_t)dyn_smem);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        bps = 0;
+    }
+    *blocks_per_sm = bps;
+    if ((int64_t)bps * pr.multiProcessorCount < grid) {
+        ir_fail(err, IR_ERR_UNSUPPORTED, "launch_plan.grid",
+                "%s holds %d block(s) of %lld threads and %lld B dynamic SMEM per SM x %d SMs = "
+                "%lld at once, the plan needs %lld", pr.name, bps, (long long)threads,
+                (long long)dyn_smem, pr.multiProcessorCount,
+                (long long)bps * pr.multiProcessorCount, (long long)grid);
+        return MK_REFUSED;
+    }
+    return MK_OK;
+}
+
+extern "C" mk_status mkd_alloc(void **dptr, size_t bytes, ir_error *err)
+{
+    cudaError_t e = cudaMalloc(dptr, bytes ? bytes : 16);
+    if (e != cudaSuccess) {
+        *dptr = NULL;
+        return cuda_fail(e, "cudaMalloc", err);
+    }
+    return MK_OK;
+}
+
+extern "C" mk_status mkd_upload(void *dst, const void *src, size_t bytes, ir_error *err)
+{
+    cudaError_t e = cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice);
+    return e == cudaSuccess ? MK_OK : cuda_fail(e, "cudaMemcpy to the device", err);
+}
+
+extern "C" mk_status mkd_download(void *dst, const void *src, size_t bytes, ir_error *err)
+{
+    cudaError_t e = cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost);
+    return e == cudaSuccess ? MK_OK : cuda_fail(e, "cudaMemcpy from the device", err);
+}
+
+extern "C" mk_status mkd_zero(void *dst, size_t bytes, ir_error *err)
+{
+    cudaError_t e = cudaMemset(dst, 0, bytes);
+    return e == cudaSuccess ? MK_OK : cuda_fail(e, "cudaMemset", err);
+}
+
+extern "C" void mkd_free(void *p)
+{
+    if (p)
+        cudaFree(p);
+}
+
+extern "C" mk_status mkd_launch(const mk_launch *l, double *ms, mk_ctrl *ctrl_out, ir_error *err)
+{
+    cudaError_t e;
+    if ((e = cudaMemsetAsync(l->counters, 0, (size_t)l->n_counters * sizeof(unsigned))) != cudaSuccess)
+        return cuda_fail(e, "zeroing the counters", err);
+    if ((e = cudaMemsetAsync(l->ctrl, 0, sizeof(mk_ctrl))) != cudaSuccess)
+        return cuda_fail(e, "zeroing the watchdog", err);
+    cudaEvent_t a, b;
+    cudaEventCreate(&a);
+    cudaEventCreate(&b);
+    mk_launch arg = *l;
+    void *args[] = {&arg};
+    cudaEventRecord(a, 0);
+    e = cudaLaunchCooperativeKernel((const void *)mk_megakernel, dim3((unsigned)l->grid),
+                                    dim3((unsigned)l->threads), args, (size_t)l->dyn_smem, 0);
+    cudaEventRecord(b, 0);
+    if (e == cudaSuccess)
+        e = cudaEventSynchronize(b);
+    if (e == cudaSuccess)
+        e = cudaGetLastError();
+    float t = 0;
+    if (e == cudaSuccess)
+        cudaEventElapsedTime(&t, a, b);
+    cudaEventDestroy(a);
+    cudaEventDestroy(b);
+    if (e != cudaSuccess)
+        return cuda_fail(e, "the megakernel launch", err);
+    *ms = t;
+    if ((e = cudaMemcpy(ctrl_out, l->ctrl, sizeof *ctrl_out, cudaMemcpyDeviceToHost)) != cudaSuccess)
+        return cuda_fail(e, "reading the watchdog", err);
+    return MK_OK;
+}
+
+extern "C" mk_status mkd_read_bandwidth(int device, int64_t bytes, int repeats, double *gbs,
+                                        ir_error *err)
+{
+    cudaError_t e = cudaSetDevice(device);
+    if (e != cudaSuccess)
+        return cuda_fail(e, "cudaSetDevice", err);
+    cudaDeviceProp pr;
+    if ((e = cudaGetDeviceProperties(&pr, device)) != cudaSuccess)
+        return cuda_fail(e, "cudaGetDeviceProperties", err);
+    size_t n = (size_t)bytes / 16;
+    uint4 *buf = NULL;
+    unsigned *sink = NULL;
+    if ((e = cudaMalloc(&buf, n * 16)) != cudaSuccess)
+        return cuda_fail(e, "cudaMalloc", err);
+    if ((e = cudaMalloc(&sink, sizeof *sink)) != cudaSuccess) {
+        cudaFree(buf);
+        return cuda_fail(e, "cudaMalloc", err);
+    }
+    cudaMemset(buf, 1, n * 16);
+    cudaEvent_t a, b;
+    cudaEventCreate(&a);
+    cudaEventCreate(&b);
+    double t[64];
+    if (repeats > 64)
+        repeats = 64;
+    if (repeats < 1)
+        repeats = 1;
+    int grid = pr.multiProcessorCount * 4;
+    mk_stream_read<<<grid, 512>>>(buf, n, sink);   /* warm-up */
+    for (int r = 0; r < repeats; r++) {
+        cudaEventRecord(a);
+        mk_stream_read<<<grid, 512>>>(buf, n, sink);
+        cudaEventRecord(b);
+        cudaEventSynchronize(b);
+        float ms = 0;
+        cudaEventElapsedTime(&ms, a, b);
+        t[r] = ms;
+    }
+    e = cudaGetLastError();
+    cudaEventDestroy(a);
+    cudaEventDestroy(b);
+    cudaFree(buf);
+    cudaFree(sink);
+    if (e != cudaSuccess)
+        return cuda_fail(e, "the bandwidth probe", err);
+    for (int i = 1; i < repeats; i++)         /* insertion sort for the median */
+        for (int j = i; j > 0 && t[j] < t[j - 1]; j--) {
+            double x = t[j];
+            t[j] = t[j - 1];
+            t[j - 1] = x;
+        }
+    double med = t[repeats / 2];
+    *gbs = (double)(n * 16) / (med * 1e-3) / 1e9;
+    return MK_OK;
+}

@@ -1,0 +1,403 @@
+/*
+ * test_megakernel.c - the CUDA megakernel: the gate in front of the GPU (no certificate, a
+ * certificate of another program, a verdict other than PROVED, an op the kernel does not run are
+ * refused on any machine, GPU or not), and on a GPU: every fixture decoded for 128 steps with its
+ * logits inside the gate tolerance of the reference VM and of the Hugging Face goldens at every
+ * position and the same greedy tokens, split attention and fused gate/up included; the watchdog
+ * ending a deadlocking plan in TIMEOUT with the device usable for the next launch; a grid the
+ * device cannot hold refused at load.
+ *
+ * GPU tests skip with the reason when no GPU is found, unless AMK_REQUIRE_GPU=1 (make test-gpu),
+ * which turns the skip into a failure.
+ */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+#include "lower/lower.h"
+#include "megakernel/megakernel.h"
+#include "proofs/proofs.h"
+#include "refvm/refvm.h"
+#include "verify/verify.h"
+
+#define FIXTURES "tests/fixtures/"
+
+/* ---------------------------------------------------------------- helpers */
+
+static void need_gpu(void)
+{
+    char name[256];
+    int n = mk_device_count(name, sizeof name);
+    if (n > 0)
+        return;
+    const char *why = mk_have_cuda() ? "no CUDA device found (driver absent or no GPU)"
+                                     : "this build has no CUDA support (no nvcc)";
+    const char *req = getenv("AMK_REQUIRE_GPU");
+    if (req && !strcmp(req, "1"))
+        cr_assert_fail("AMK_REQUIRE_GPU=1 but %s", why);
+    cr_skip_test("GPU test skipped: %s", why);
+}
+
+/* Lower a model for h100 with knobs; the caller frees the program. */
+static ir_program *lower_with(const lower_model *m, ir_dtype dt, int64_t n_tile,
+                              int64_t kv_block, bool fuse, bool argmax)
+{
+    ir_config c;
+    ir_config_default(&c);
+    ir_tiling tiles[2];
+    int nt = 0;
+    if (n_tile)
+        tiles[nt++] = (ir_tiling){"gemv", "N_tile", n_tile};
+    if (kv_block)
+        tiles[nt++] = (ir_tiling){"attention", "kv_block", kv_block};
+    c.tiling = tiles;
+    c.n_tiling = nt;
+    char names[2][IR_MAX_NAME] = {"gate", "up"};
+    ir_fusion_group grp = {2, names};
+    if (fuse) {
+        c.groups = &grp;
+        c.n_groups = 1;
+    }
+    lower_opts o;
+    lower_opts_default(&o);
+    o.dtype = dt;
+    o.sample_argmax = argmax;
+    ir_program *p = NULL;
+    ir_error err = {0};
+    cr_assert_eq(lower_program(m, &c, ir_target_builtin("h100"), &o, &p, &err), IR_OK,
+                 "lower: %s: %s", err.where, err.why);
+    return p;
+}
+
+/* The certificate of a program amk-verify proves (the test fails otherwise); caller frees. */
+static char *prove(const ir_program *p)
+{
+    verify_opts vo;
+    verify_result vr;
+    ir_error err = {0};
+    verify_opts_default(&vo);
+    cr_assert_eq(verify_program(p, &vo, &vr, &err), IR_OK, "%s", err.why);
+    cr_assert_eq(vr.verdict, VERIFY_PROVED, "the lowered plan must be PROVED");
+    char *cert = strdup(vr.certificate_json);
+    verify_result_free(&vr);
+    return cert;
+}
+
+static ir_program *toy_program(void)
+{
+    lower_model m;
+    ir_error err = {0};
+    cr_assert_eq(lower_model_preset("toy", &m, &err), IR_OK);
+    return lower_with(&m, IR_BF16, 0, 0, false, false);
+}
+
+/* ---------------------------------------------------------------- refusals (any machine) */
+
+Test(megakernel, load_refuses_a_program_without_certificate)
+{
+    ir_program *p = toy_program();
+    mk_handle *h = NULL;
+    ir_error err = {0};
+    mk_status s = mk_load(p, NULL, 0, "unused.safetensors", false, NULL, &h, &err);
+    cr_assert_eq(s, MK_REFUSED, "got %s", mk_status_name(s));
+    cr_assert_null(h);
+    cr_assert_str_eq(err.where, "certificate");
+    ir_program_free(p);
+}
+
+Test(megakernel, load_refuses_a_certificate_of_another_program)
+{
+    ir_program *p = toy_program();
+    char *cert = prove(p);
+    /* Another program: the same plan with one tile parameter changed. */
+    for (int32_t i = 0; i < p->n_tasks; i++)
+        if (p->tasks[i].op == IR_OP_RMSNORM) {
+            ir_task_set_real(&p->tasks[i], "eps", 1e-3);
+            break;
+        }
+    mk_handle *h = NULL;
+    ir_error err = {0};
+    mk_status s = mk_load(p, cert, strlen(cert), "unused.safetensors", false, NULL, &h, &err);
+    cr_assert_eq(s, MK_REFUSED, "got %s", mk_status_name(s));
+    cr_assert_str_eq(err.where, "program_sha256", "refusal names %s: %s", err.where, err.why);
+    free(cert);
+    ir_program_free(p);
+}
+
+Test(megakernel, load_refuses_a_certificate_that_is_not_proved)
+{
+    ir_program *p = toy_program();
+    char *cert = prove(p);
+    char *v = strstr(cert, "\"PROVED\"");
+    cr_assert_not_null(v);
+    memcpy(v, "\"UNKNWN\"", 8);
+    mk_handle *h = NULL;
+    ir_error err = {0};
+    mk_status s = mk_load(p, cert, strlen(cert), "unused.safetensors", false, NULL, &h, &err);
+    cr_assert_eq(s, MK_REFUSED, "got %s", mk_status_name(s));
+    cr_assert_str_eq(err.where, "verdict", "refusal names %s: %s", err.where, err.why);
+    free(cert);
+    ir_program_free(p);
+}
+
+Test(megakernel, load_refuses_an_op_the_kernel_does_not_run)
+{
+    ir_program *p = toy_program();
+    p->tasks[3].op = IR_OP_DEQUANT;
+    mk_options o;
+    mk_options_default(&o);
+    o.unverified = true;
+    mk_handle *h = NULL;
+    ir_error err = {0};
+    mk_status s = mk_load(p, NULL, 0, "unused.safetensors", false, &o, &h, &err);
+    cr_assert_eq(s, MK_UNSUPPORTED, "got %s", mk_status_name(s));
+    cr_assert_str_eq(err.where, "task 3");
+    ir_program_free(p);
+}
+
+Test(megakernel, load_without_a_gpu_says_why_after_the_certificate_holds)
+{
+    if (mk_device_count(NULL, 0) > 0)
+        cr_skip_test("a GPU is present: the load would succeed");
+    ir_program *p = toy_program();
+    char *cert = prove(p);
+    mk_handle *h = NULL;
+    ir_error err = {0};
+    mk_status s = mk_load(p, cert, strlen(cert), FIXTURES "llama_gqa2_f32/model.safetensors",
+                          false, NULL, &h, &err);
+    cr_assert(s == (mk_have_cuda() ? MK_NO_DEVICE : MK_NO_CUDA), "got %s: %s",
+              mk_status_name(s), err.why);
+    cr_assert_null(h);
+    free(cert);
+    ir_program_free(p);
+}
+
+/* ---------------------------------------------------------------- fixtures on the GPU */
+
+typedef struct {
+    lower_model m;
+    ir_dtype dtype;
+    int n_prompt, steps, n_pos;
+    int32_t prompt[16], tokens[512];
+    float *logits;
+    double max_abs;
+    char weights[256];
+} fixture;
+
+static void fixture_load(const char *name, fixture *fx)
+{
+    char path[256];
+    ir_error err = {0};
+    memset(fx, 0, sizeof *fx);
+    snprintf(path, sizeof path, FIXTURES "%s/config.json", name);
+    cr_assert_eq(lower_model_from_hf_config(path, &fx->m, &err), IR_OK, "%s", err.why);
+    snprintf(fx->weights, sizeof fx->weights, FIXTURES "%s/model.safetensors", name);
+    snprintf(path, sizeof path, FIXTURES "%s/golden.json", name);
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *text = malloc((size_t)n + 1);
+    cr_assert_eq(fread(text, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    cJSON *g = cJSON_ParseWithLength(text, (size_t)n);
+    free(text);
+    cr_assert_not_null(g);
+    const char *wd = cJSON_GetObjectItem(g, "weights_dtype")->valuestring;
+    fx->dtype = !strcmp(wd, "BF16") ? IR_BF16 : !strcmp(wd, "F16") ? IR_F16 : IR_F32;
+    const cJSON *pr = cJSON_GetObjectItem(g, "prompt"), *tk = cJSON_GetObjectItem(g, "tokens");
+    fx->n_prompt = cJSON_GetArraySize(pr);
+    for (int i = 0; i < fx->n_prompt; i++)
+        fx->prompt[i] = cJSON_GetArrayItem(pr, i)->valueint;
+    fx->steps = cJSON_GetArraySize(tk);
+    for (int i = 0; i < fx->steps; i++)
+        fx->tokens[i] = cJSON_GetArrayItem(tk, i)->valueint;
+    const cJSON *lg = cJSON_GetObjectItem(g, "logits");
+    fx->n_pos = cJSON_GetArraySize(lg);
+    fx->logits = malloc(sizeof(float) * (size_t)fx->n_pos * (size_t)fx->m.vocab);
+    for (int p = 0; p < fx->n_pos; p++) {
+        int i = 0;
+        for (const cJSON *v = cJSON_GetArrayItem(lg, p)->child; v; v = v->next, i++) {
+            fx->logits[(int64_t)p * fx->m.vocab + i] = (float)v->valuedouble;
+            if (fabs(v->valuedouble) > fx->max_abs)
+                fx->max_abs = fabs(v->valuedouble);
+        }
+    }
+    cJSON_Delete(g);
+}
+
+/* Decode the fixture on the GPU for its 128 greedy steps, the reference VM in lockstep. */
+static void gpu_decodes_fixture(const char *name, int64_t n_tile, int64_t kv_block, bool fuse)
+{
+    need_gpu();
+    fixture fx;
+    fixture_load(name, &fx);
+    ir_program *p = lower_with(&fx.m, fx.dtype, n_tile, kv_block, fuse, true);
+    char *cert = prove(p);
+    ir_error err = {0};
+    mk_handle *h = NULL;
+    mk_status s = mk_load(p, cert, strlen(cert), fx.weights, fx.m.tie_embeddings, NULL, &h, &err);
+    cr_assert_eq(s, MK_OK, "mk_load: %s at %s: %s", mk_status_name(s), err.where, err.why);
+    refvm_st *st = NULL;
+    refvm *vm = NULL;
+    refvm_opts vo;
+    refvm_opts_default(&vo);
+    vo.tie_embeddings = fx.m.tie_embeddings;
+    cr_assert_eq(refvm_st_open(fx.weights, &st, &err), IR_OK);
+    cr_assert_eq(refvm_new(p, &vo, &vm, &err), IR_OK, "%s", err.why);
+    cr_assert_eq(refvm_bind(vm, st, &err), IR_OK, "%s", err.why);
+    float *logits = malloc(sizeof(float) * (size_t)fx.m.vocab);
+    int32_t tok = fx.prompt[0];
+    int n_gen = 0;
+    double worst_vm = 0, worst_hf = 0;
+    for (int pos = 0; pos < fx.n_prompt + 128 - 1; pos++) {
+        mk_step_status ss;
+        s = mk_step(h, tok, pos, logits, &ss, &err);
+        cr_assert_eq(s, MK_OK, "%s at pos %d: %s", mk_status_name(s), pos, err.why);
+        refvm_result r;
+        cr_assert_eq(refvm_step(vm, tok, pos, &r, &err), IR_OK);
+        cr_assert_eq(r.outcome, REFVM_DONE);
+        refvm_result_free(&r);
+        int64_t n = 0;
+        refvm_gate_cmp c = refvm_gate_compare(logits, refvm_logits(vm, &n), fx.m.vocab,
+                                              REFVM_GATE_REL_TOL);
+        cr_assert(c.pass, "%s pos %d: GPU vs VM max abs err %g (max |logit| %g), top-1 %d vs %d",
+                  name, pos, c.max_abs_err, c.max_abs_ref, c.top_a, c.top_b);
+        if (c.max_abs_err / c.max_abs_ref > worst_vm)
+            worst_vm = c.max_abs_err / c.max_abs_ref;
+        double d = 0;
+        for (int64_t i = 0; i < fx.m.vocab; i++) {
+            double e = fabs((double)logits[i] - fx.logits[(int64_t)pos * fx.m.vocab + i]);
+            d = e > d ? e : d;
+        }
+        d /= fx.max_abs;
+        cr_assert_leq(d, REFVM_GATE_REL_TOL, "%s pos %d: GPU vs HF rel err %g", name, pos, d);
+        worst_hf = d > worst_hf ? d : worst_hf;
+        if (pos + 1 >= fx.n_prompt) {
+            cr_assert_eq(ss.next_token, fx.tokens[n_gen], "%s greedy token %d: GPU %d, HF %d",
+                         name, n_gen, ss.next_token, fx.tokens[n_gen]);
+            tok = fx.tokens[n_gen++];
+        } else {
+            tok = fx.prompt[pos + 1];
+        }
+    }
+    cr_assert_eq(n_gen, 128);
+    cr_log_info("%s (N_tile %lld, kv_block %lld, fused %d): 128 greedy tokens equal HF; max rel "
+                "err vs VM %.3g, vs HF %.3g", name, (long long)n_tile, (long long)kv_block, fuse,
+                worst_vm, worst_hf);
+    free(logits);
+    refvm_free(vm);
+    refvm_st_close(st);
+    mk_free(h);
+    free(cert);
+    ir_program_free(p);
+    free(fx.logits);
+}
+
+Test(megakernel_gpu, fixture_gqa2_f32_matches_vm_and_hf_for_128_steps, .timeout = 120)
+{
+    gpu_decodes_fixture("llama_gqa2_f32", 0, 0, false);
+}
+
+Test(megakernel_gpu, fixture_gqa4_tied_f32_matches_vm_and_hf_for_128_steps, .timeout = 120)
+{
+    gpu_decodes_fixture("llama_gqa4_tied_f32", 0, 0, false);
+}
+
+Test(megakernel_gpu, fixture_bf16_llama3_rope_matches_vm_and_hf_for_128_steps, .timeout = 120)
+{
+    gpu_decodes_fixture("llama_gqa2_bf16_rope3", 0, 0, false);
+}
+
+Test(megakernel_gpu, split_attention_and_fused_gate_up_match_vm_and_hf, .timeout = 120)
+{
+    gpu_decodes_fixture("llama_gqa2_bf16_rope3", 16, 32, true);
+    gpu_decodes_fixture("llama_gqa4_tied_f32", 48, 24, true);
+}
+
+/* The watchdog: a plan whose two queues wait on each other's later entries never finishes. The
+ * launch ends in TIMEOUT within a few seconds, and the next launch in this process works. */
+Test(megakernel_gpu, watchdog_times_out_a_deadlock_and_the_device_stays_usable, .timeout = 60)
+{
+    need_gpu();
+    ir_program *dead = toy_program();
+    ir_error err = {0};
+    cr_assert_eq(proofs_mutate(dead, "cross_queue_deadlock", 1, &err), IR_OK, "%s", err.why);
+    char *wpath = "build/test_megakernel_toy.safetensors";
+    lower_model m;
+    cr_assert_eq(lower_model_preset("toy", &m, &err), IR_OK);
+    cr_assert_eq(refvm_weights_random(&m, 1, IR_BF16, wpath, &err), IR_OK, "%s", err.why);
+    mk_options o;
+    mk_options_default(&o);
+    o.unverified = true;
+    o.spin_budget = 200000;
+    mk_handle *h = NULL;
+    mk_status s = mk_load(dead, NULL, 0, wpath, false, &o, &h, &err);
+    cr_assert_eq(s, MK_OK, "%s: %s", mk_status_name(s), err.why);
+    mk_step_status ss;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    s = mk_step(h, 1, 0, NULL, &ss, &err);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double secs = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    cr_assert_eq(s, MK_TIMEOUT, "got %s", mk_status_name(s));
+    cr_assert_lt(secs, 10.0, "TIMEOUT took %.2f s", secs);
+    cr_assert_geq(ss.task, 0);
+    cr_assert_lt(ss.counter_value, ss.threshold);
+    cr_assert_lt(ss.tasks_done, dead->n_tasks);
+    cr_log_info("watchdog: TIMEOUT after %.3f s (%s)", secs, err.why);
+    /* The same handle launches again (and times out again, no sticky error) ... */
+    s = mk_step(h, 1, 0, NULL, &ss, &err);
+    cr_assert_eq(s, MK_TIMEOUT, "second launch: %s: %s", mk_status_name(s), err.why);
+    mk_free(h);
+    /* ... and a proved plan runs and agrees with the reference VM. */
+    ir_program *p = toy_program();
+    char *cert = prove(p);
+    cr_assert_eq(mk_load(p, cert, strlen(cert), wpath, false, NULL, &h, &err), MK_OK, "%s",
+                 err.why);
+    refvm *vm = NULL;
+    refvm_st *st = NULL;
+    cr_assert_eq(refvm_st_open(wpath, &st, &err), IR_OK);
+    cr_assert_eq(refvm_new(p, NULL, &vm, &err), IR_OK);
+    cr_assert_eq(refvm_bind(vm, st, &err), IR_OK);
+    float logits[256];
+    for (int pos = 0; pos < 4; pos++) {
+        cr_assert_eq(mk_step(h, 7 + pos, pos, logits, &ss, &err), MK_OK, "%s", err.why);
+        refvm_result r;
+        cr_assert_eq(refvm_step(vm, 7 + pos, pos, &r, &err), IR_OK);
+        refvm_result_free(&r);
+        int64_t n;
+        refvm_gate_cmp c = refvm_gate_compare(logits, refvm_logits(vm, &n), 256, REFVM_GATE_REL_TOL);
+        cr_assert(c.pass, "pos %d after the timeout: err %g", pos, c.max_abs_err);
+    }
+    refvm_free(vm);
+    refvm_st_close(st);
+    mk_free(h);
+    free(cert);
+    ir_program_free(p);
+    ir_program_free(dead);
+    remove(wpath);
+}
+
+Test(megakernel_gpu, load_refuses_a_grid_the_device_cannot_hold)
+{
+    need_gpu();
+    ir_program *p = toy_program();
+    ir_error err = {0};
+    cr_assert_eq(proofs_mutate(p, "grid_over_residency", 1, &err), IR_OK, "%s", err.why);
+    mk_options o;
+    mk_options_default(&o);
+    o.unverified = true;     /* the certificate would refuse it first; test the live check */
+    mk_handle *h = NULL;
+    mk_status s = mk_load(p, NULL, 0, FIXTURES "llama_gqa2_f32/model.safetensors", false, &o, &h,
+                          &err);
+    cr_assert_eq(s, MK_REFUSED, "got %s: %s", mk_status_name(s), err.why);
+    cr_assert_str_eq(err.where, "launch_plan.grid", "%s: %s", err.where, err.why);
+    ir_program_free(p);
+}
