@@ -399,10 +399,14 @@ ir_status ir_warn(ir_warnings *w, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
-    char **n = realloc(w->items, (size_t)(w->n + 1) * sizeof *n);
-    if (!n)
-        return IR_ERR_NOMEM;
-    w->items = n;
+    /* Capacity doubles (8, 16, 32, ...; full exactly when n is such a power of two) so that
+       a file with many unknown keys does not cost one copy of the list per warning. */
+    if (w->n == 0 || (w->n >= 8 && (w->n & (w->n - 1)) == 0)) {
+        char **n = realloc(w->items, (size_t)(w->n ? 2 * w->n : 8) * sizeof *n);
+        if (!n)
+            return IR_ERR_NOMEM;
+        w->items = n;
+    }
     w->items[w->n] = strdup(buf);
     if (!w->items[w->n])
         return IR_ERR_NOMEM;

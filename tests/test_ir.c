@@ -627,6 +627,56 @@ Test(ir_speed, large_decimal_key_maps_read_in_linear_time)
     free(text);
 }
 
+/* {"zz": 0, "aa": 0, "aa": 0, ..., "zz": 0} with n keys in all */
+static char *object_with_keys(int n)
+{
+    char *t = malloc((size_t)n * 16 + 16);
+    cr_assert_not_null(t);
+    size_t k = (size_t)sprintf(t, "{");
+    for (int i = 0; i < n; i++) {
+        const char *key = i == 0 || i == n - 1 ? "zz" : i == 1 || i == 2 ? "aa" : NULL;
+        if (key)
+            k += (size_t)sprintf(t + k, "%s\"%s\": 0", i ? ", " : "", key);
+        else
+            k += (size_t)sprintf(t + k, ", \"k%d\": 0", i);
+    }
+    sprintf(t + k, "}");
+    return t;
+}
+
+Test(ir_malformed, reports_the_first_repeated_key_in_small_and_large_objects)
+{
+    /* the key reported is the first one, in object order, that appears again later */
+    for (int n = 4; n <= 40; n += 36) {
+        char *t = object_with_keys(n);
+        expect_malformed_json(t, "zz", "duplicate key");
+        free(t);
+    }
+    expect_malformed("duplicate_key_in_large_object.json", "tasks[0].op", "duplicate key");
+}
+
+Test(ir_speed, an_object_with_60000_unknown_keys_reads_quickly)
+{
+    int n = 60000;
+    char *t = malloc((size_t)n * 16 + 16);
+    cr_assert_not_null(t);
+    size_t k = (size_t)sprintf(t, "{");
+    for (int i = 0; i < n; i++)
+        k += (size_t)sprintf(t + k, "%s\"k%d\": 0", i ? ", " : "", i);
+    sprintf(t + k, "}");
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    ir_program *p = parse_ok(t, strlen(t));
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double s = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    /* comparing every key with every later one took 10 s here */
+    cr_assert_lt(s, 2.0, "60,000 keys took %.2f s", s);
+    cr_assert_eq(p->warnings.n, n);
+    cr_assert_str_eq(p->warnings.items[n - 1], "k59999: unknown key ignored");
+    ir_program_free(p);
+    free(t);
+}
+
 Test(ir_malformed, refuses_wait_threshold_zero)
 {
     expect_malformed("wait_threshold_zero.json", "tasks[1].waits[0].threshold",
