@@ -71,7 +71,7 @@ static ir_program *lower_cfg(const lower_model *m, const char *target, int64_t n
 int main(int argc, char **argv)
 {
     const char *dir = "build/bench-gpu", *model = "llama-3.2-1b";
-    int repeats = 50;
+    int repeats = 100;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--dir") && i + 1 < argc)
             dir = argv[++i];
@@ -85,7 +85,7 @@ int main(int argc, char **argv)
         }
     }
     if (repeats < 5 || repeats > 10000)
-        repeats = 50;
+        repeats = 100;
     char devname[256];
     if (mk_device_count(devname, sizeof devname) <= 0) {
         printf("bench-gpu: skipped: %s\n", mk_have_cuda() ? "no CUDA device found"
@@ -144,7 +144,8 @@ int main(int argc, char **argv)
     struct {
         int64_t n_tile, depth;
         bool fuse;
-    } cfgs[] = {{256, 2, false}, {256, 0, false}, {128, 2, false}, {512, 2, false}, {256, 2, true}};
+    } cfgs[] = {{256, 2, false}, {64, 2, false}, {32, 2, false}, {16, 2, false}, {32, 0, false},
+                {32, 4, false}, {32, 2, true}};
     int n_cfg = (int)(sizeof cfgs / sizeof cfgs[0]);
     double best = 0;
     for (int c = 0; c < n_cfg; c++) {

@@ -22,7 +22,7 @@ extern "C" {
 
 #define MK_MAX_THREADS 512             /* register budget: 128 per thread; plans above are refused at load */
 #define MK_MAX_HD 256                  /* attention head_dim held in registers (8 per lane) */
-#define MK_PREFETCH_BYTES (160 * 1024) /* L2 prefetch per upcoming task, per block */
+#define MK_PREFETCH_BYTES (256 * 1024) /* L2 prefetch per upcoming task, per block */
 
 /* ---------------------------------------------------------------- memory-model helpers */
 
@@ -126,25 +126,95 @@ struct op_env {
     double *red_d;
     float *red_f;
     int *red_i;
+    float *part;
     __device__ int64_t ip(int k) const { return pexpr_eval(t->ip[k], pos); }
     __device__ const mk_buf &in(int k) const { return bufs[t->in[k]]; }
     __device__ const mk_buf &out(int k) const { return bufs[t->out[k]]; }
 };
 
-/* y[n] = x . W[n, :] for n in [n0, n1); weights of element type T read 16 bytes at a time, four
- * rows per warp in flight, two vectors per row unrolled: 8 independent 16-byte loads per lane. */
+/* Dot products of R rows of W (element type DT) with x over 16-byte vectors [c0, c1). Each lane
+ * keeps 2*R independent 16-byte weight loads in flight. */
+template <int DT, int R>
+__device__ __forceinline__ void dot_rows(const char *const *row, const float *x, int64_t c0,
+                                         int64_t c1, float *acc)
+{
+    constexpr int EPV = DT == 0 ? 4 : 8;
+    auto fma_vec = [&](const uint4 &w, const float *xv) {
+        const unsigned u[4] = {w.x, w.y, w.z, w.w};
+        float s = 0.f;
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            if (DT == 0)
+                s += __uint_as_float(u[i]) * xv[i];
+            else if (DT == 2)
+                s += bf16_lo(u[i]) * xv[2 * i] + bf16_hi(u[i]) * xv[2 * i + 1];
+            else
+                s += f16_lo(u[i]) * xv[2 * i] + f16_hi(u[i]) * xv[2 * i + 1];
+        }
+        return s;
+    };
+    auto load_x = [&](int64_t c, float *xv) {
+        const float4 *xp = (const float4 *)(x + c * EPV);
+#pragma unroll
+        for (int i = 0; i < EPV / 4; i++) {
+            float4 f = xp[i];
+            xv[4 * i] = f.x;
+            xv[4 * i + 1] = f.y;
+            xv[4 * i + 2] = f.z;
+            xv[4 * i + 3] = f.w;
+        }
+    };
+    int64_t c = c0;
+    for (; c + 32 < c1; c += 64) {
+        uint4 w0[R], w1[R];
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            w0[r] = ld_weight16(row[r] + c * 16);
+            w1[r] = ld_weight16(row[r] + (c + 32) * 16);
+        }
+        float x0[EPV], x1[EPV];
+        load_x(c, x0);
+        load_x(c + 32, x1);
+#pragma unroll
+        for (int r = 0; r < R; r++)
+            acc[r] += fma_vec(w0[r], x0) + fma_vec(w1[r], x1);
+    }
+    if (c < c1) {
+        float x0[EPV];
+        load_x(c, x0);
+#pragma unroll
+        for (int r = 0; r < R; r++)
+            acc[r] += fma_vec(ld_weight16(row[r] + c * 16), x0);
+    }
+}
+
+#define MK_PART 1024   /* floats of SMEM for split-K partial sums */
+
+/* y[n] = x . W[n, :] (+ bias[n]) for n in [n0, n1). Work items are (group of R rows, slice of
+ * K): a tile with fewer row groups than warps splits K so that every warp streams; the slices'
+ * partial sums meet in SMEM and are added in a fixed order (deterministic). */
 template <int DT>
 __device__ void gemv_rows(const void *Wv, const float *x, float *y, int64_t K, int64_t n0,
-                          int64_t n1, const mk_buf *bias)
+                          int64_t n1, const mk_buf *bias, float *part)
 {
-    constexpr int ES = DT == 0 ? 4 : 2;   /* element bytes */
-    constexpr int EPV = 16 / ES;          /* elements per 16-byte vector */
+    constexpr int ES = DT == 0 ? 4 : 2;
+    constexpr int EPV = 16 / ES;
     constexpr int R = 4;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
     const char *W = (const char *)Wv;
     const bool vec = (K % EPV) == 0 && (((uintptr_t)W | (uintptr_t)x) & 15) == 0;
-    const int64_t nv = K / EPV;
-    for (int64_t r0 = n0 + (int64_t)warp * R; r0 < n1; r0 += (int64_t)nw * R) {
+    const int64_t nt = n1 - n0, groups = (nt + R - 1) / R;
+    const int64_t units = vec ? K / EPV : K;
+    int64_t ksplit = 1;
+    if (groups < nw) {
+        ksplit = nw / groups;
+        while (ksplit > 1 && ksplit * groups * R > MK_PART)
+            ksplit--;
+    }
+    const int64_t chunk = (units + ksplit - 1) / ksplit;
+    for (int64_t w = warp; w < groups * ksplit; w += nw) {
+        const int64_t g = w / ksplit, ks = w % ksplit, r0 = n0 + g * R;
+        const int64_t c0 = ks * chunk, c1 = c0 + chunk < units ? c0 + chunk : units;
         float acc[R];
         const char *row[R];
 #pragma unroll
@@ -154,41 +224,9 @@ __device__ void gemv_rows(const void *Wv, const float *x, float *y, int64_t K, i
             row[r] = W + n * K * ES;
         }
         if (vec) {
-#pragma unroll 2
-            for (int64_t c = lane; c < nv; c += 32) {
-                float xv[EPV];
-                const float4 *xp = (const float4 *)(x + c * EPV);
-#pragma unroll
-                for (int i = 0; i < EPV / 4; i++) {
-                    float4 f = xp[i];
-                    xv[4 * i] = f.x;
-                    xv[4 * i + 1] = f.y;
-                    xv[4 * i + 2] = f.z;
-                    xv[4 * i + 3] = f.w;
-                }
-                uint4 w[R];
-#pragma unroll
-                for (int r = 0; r < R; r++)
-                    w[r] = ld_weight16(row[r] + c * 16);
-#pragma unroll
-                for (int r = 0; r < R; r++) {
-                    const unsigned u[4] = {w[r].x, w[r].y, w[r].z, w[r].w};
-                    float s = 0.f;
-#pragma unroll
-                    for (int i = 0; i < 4; i++) {
-                        if (DT == 0) {
-                            s += __uint_as_float(u[i]) * xv[i];
-                        } else if (DT == 2) {
-                            s += bf16_lo(u[i]) * xv[2 * i] + bf16_hi(u[i]) * xv[2 * i + 1];
-                        } else {
-                            s += f16_lo(u[i]) * xv[2 * i] + f16_hi(u[i]) * xv[2 * i + 1];
-                        }
-                    }
-                    acc[r] += s;
-                }
-            }
+            dot_rows<DT, R>(row, x, c0 + lane, c1, acc);
         } else {
-            for (int64_t k = lane; k < K; k += 32) {
+            for (int64_t k = c0 + lane; k < c1; k += 32) {
                 float xk = x[k];
 #pragma unroll
                 for (int r = 0; r < R; r++)
@@ -198,9 +236,23 @@ __device__ void gemv_rows(const void *Wv, const float *x, float *y, int64_t K, i
 #pragma unroll
         for (int r = 0; r < R; r++) {
             float s = warp_sum(acc[r]);
-            if (lane == 0 && r0 + r < n1)
-                y[r0 + r] = bias ? s + load_elem(bias->ptr, bias->dtype, r0 + r) : s;
+            if (lane == 0 && r0 + r < n1) {
+                if (ksplit > 1)
+                    part[ks * groups * R + g * R + r] = s;
+                else
+                    y[r0 + r] = bias ? s + load_elem(bias->ptr, bias->dtype, r0 + r) : s;
+            }
         }
+    }
+    if (ksplit > 1) {
+        __syncthreads();
+        for (int64_t i = threadIdx.x; i < nt; i += blockDim.x) {
+            float s = 0.f;
+            for (int64_t ks = 0; ks < ksplit; ks++)
+                s += part[ks * groups * R + i];
+            y[n0 + i] = bias ? s + load_elem(bias->ptr, bias->dtype, n0 + i) : s;
+        }
+        __syncthreads();   /* part is reused by the next tile (FUSED runs two) */
     }
 }
 
@@ -209,9 +261,9 @@ __device__ void gemv_tile(const op_env &e, const mk_buf &W, const float *x, floa
 {
     int64_t K = e.ip(MK_P_K), nt = e.ip(MK_P_NTILE), off = e.ip(MK_P_NOFF);
     switch (W.dtype) {
-    case 2: gemv_rows<2>(W.ptr, x, y, K, off, off + nt, bias); break;
-    case 1: gemv_rows<1>(W.ptr, x, y, K, off, off + nt, bias); break;
-    default: gemv_rows<0>(W.ptr, x, y, K, off, off + nt, bias); break;
+    case 2: gemv_rows<2>(W.ptr, x, y, K, off, off + nt, bias, e.part); break;
+    case 1: gemv_rows<1>(W.ptr, x, y, K, off, off + nt, bias, e.part); break;
+    default: gemv_rows<0>(W.ptr, x, y, K, off, off + nt, bias, e.part); break;
     }
 }
 
@@ -508,6 +560,7 @@ __global__ void __launch_bounds__(MK_MAX_THREADS, 1) mk_megakernel(mk_launch L)
     __shared__ float red_f[32];
     __shared__ int red_i[32];
     __shared__ int s_abort;
+    __shared__ float part[MK_PART];
     const int b = blockIdx.x;
     const int q0 = L.qstart[b], q1 = L.qstart[b + 1];
     int prefetched = q0;
@@ -532,7 +585,7 @@ __global__ void __launch_bounds__(MK_MAX_THREADS, 1) mk_megakernel(mk_launch L)
                 const int c = gt->wait_counter[w];
                 const unsigned thr = (unsigned)gt->wait_threshold[w];
                 long long spins = 0;
-                unsigned ns = 32;
+                unsigned ns = 0;
                 unsigned v;
                 while ((v = ld_acquire_u32(&L.counters[c])) < thr) {
                     if (*(volatile unsigned *)&L.ctrl->abort) {
@@ -551,9 +604,10 @@ __global__ void __launch_bounds__(MK_MAX_THREADS, 1) mk_megakernel(mk_launch L)
                         ok = 0;
                         break;
                     }
-                    __nanosleep(ns);
-                    if (ns < 1024)
-                        ns <<= 1;
+                    if (spins > 32) {           /* short waits spin; long ones back off */
+                        __nanosleep(ns);
+                        ns = ns ? (ns < 256 ? 2 * ns : 256) : 32;
+                    }
                 }
             }
             if (ok)
@@ -563,12 +617,15 @@ __global__ void __launch_bounds__(MK_MAX_THREADS, 1) mk_megakernel(mk_launch L)
         __syncthreads();
         if (s_abort)
             return;                        /* every block leaves; the host reports TIMEOUT */
-        op_env e = {&st, L.bufs, L.pos, red_d, red_f, red_i};
+        op_env e = {&st, L.bufs, L.pos, red_d, red_f, red_i, part};
         run_op(e);
-        __threadfence();
+        /* Release: the barrier orders every thread's writes before thread 0's fence (cumulative
+         * at GPU scope), then the release add publishes them with the count. */
         __syncthreads();
-        if (threadIdx.x == 0)
+        if (threadIdx.x == 0) {
+            __threadfence();
             red_release_add(&L.counters[st.out_counter], 1u);
+        }
     }
 }
 
