@@ -49,6 +49,7 @@ typedef struct {
     bool unverified;       /* TEST ONLY: skip the certificate (to show the watchdog on a plan
                               that deadlocks); residency is still checked */
     int device;            /* CUDA device ordinal (default 0) */
+    bool profile;          /* time every task (run and wait, per op) for mk_profile_read */
 } mk_options;
 
 void mk_options_default(mk_options *o);
@@ -96,6 +97,16 @@ int64_t mk_max_seq(const mk_handle *h);
 int64_t mk_weight_bytes(const mk_handle *h);
 /* The device's name and SM count, as seen at load. */
 const char *mk_device_name(const mk_handle *h);
+
+/* Per-op timing of the last launch of a handle loaded with o->profile (nanosecond GPU timer
+ * read by each block's first thread): for each op code, the run time and the time spent
+ * waiting before its tasks, summed over blocks, and the largest per-block run sum. */
+typedef struct {
+    double run_ms[32], wait_ms[32], run_ms_max_block[32];
+    double span_ms_max;    /* longest block, first task start to last task end */
+} mk_profile;
+
+mk_status mk_profile_read(mk_handle *h, mk_profile *out, ir_error *err);
 
 /* Release the device memory and the handle; NULL is fine. */
 void mk_free(mk_handle *h);

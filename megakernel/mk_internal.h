@@ -65,6 +65,7 @@ typedef struct {
     const mk_buf *bufs;
     unsigned int *counters;
     mk_ctrl *ctrl;
+    unsigned long long *prof;  /* NULL, or [grid][32][2] ns: run and wait time per op code */
     int64_t pos;
     long long spin_budget;
     int32_t n_counters, pipelining_depth;

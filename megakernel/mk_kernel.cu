@@ -52,6 +52,13 @@ __device__ __forceinline__ void prefetch_l2(const void *p)
     asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
 }
 
+__device__ __forceinline__ unsigned long long global_ns()
+{
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+
 __device__ __forceinline__ int64_t pexpr_eval(const mk_pexpr &e, int64_t pos)
 {
     __int128 v = (__int128)e.mul * pos + e.add;
@@ -188,7 +195,7 @@ __device__ __forceinline__ void dot_rows(const char *const *row, const float *x,
     }
 }
 
-#define MK_PART 1024   /* floats of SMEM for split-K partial sums */
+#define MK_PART 4096   /* floats of SMEM scratch: split-K sums, attention states, RoPE table */
 
 /* y[n] = x . W[n, :] (+ bias[n]) for n in [n0, n1). Work items are (group of R rows, slice of
  * K): a tile with fewer row groups than warps splits K so that every warp streams; the slices'
@@ -294,33 +301,59 @@ __device__ void op_embed(const op_env &e)
         y[i] = load_elem(tb.ptr, tb.dtype, id * H + i);
 }
 
+/* Frequency of pair i (SPEC 8.7, llama3 bands when present), rounded to fp32 as the VM does. */
+__device__ double rope_freq(const mk_task *t, int64_t i, int64_t hd, double orig)
+{
+    double freq = pow(t->rp[MK_R_THETA], -2.0 * (double)i / (double)hd);
+    if (t->flags & MK_F_LLAMA3) {
+        double factor = t->rp[MK_R_FACTOR], lowf = t->rp[MK_R_LOW], highf = t->rp[MK_R_HIGH];
+        double wl = 2.0 * M_PI / freq, ratio = orig / wl;
+        if (ratio < lowf)
+            freq /= factor;
+        else if (ratio <= highf) {
+            double s = (ratio - lowf) / (highf - lowf);
+            freq = freq * s + freq / factor * (1.0 - s);
+        }
+    }
+    return (double)(float)freq;
+}
+
+/* Rotate-half RoPE; cos and sin of each of the hd/2 angles are computed once per task into SMEM
+ * (every head shares them). */
 __device__ void op_rope(const op_env &e)
 {
     int64_t hd = e.ip(MK_P_HEADDIM), pos = e.ip(MK_P_POS), half = hd / 2;
     int64_t n = e.in(0).numel;
+    double orig = (double)e.ip(MK_P_ORIGMAX);
     const float *x = (const float *)e.in(0).ptr;
     float *y = (float *)e.out(0).ptr;
-    double theta = e.t->rp[MK_R_THETA];
-    bool llama3 = e.t->flags & MK_F_LLAMA3;
-    double factor = e.t->rp[MK_R_FACTOR], lowf = e.t->rp[MK_R_LOW], highf = e.t->rp[MK_R_HIGH];
-    double orig = (double)e.ip(MK_P_ORIGMAX);
+    double *cs = (double *)e.part;
+    const bool table = 2 * half <= MK_PART / 2;
+    if (table) {
+        for (int64_t i = threadIdx.x; i < half; i += blockDim.x) {
+            double ang = (double)pos * rope_freq(e.t, i, hd, orig);
+            cs[2 * i] = cos(ang);
+            cs[2 * i + 1] = sin(ang);
+        }
+        __syncthreads();
+    }
     for (int64_t idx = threadIdx.x; idx < n / 2; idx += blockDim.x) {
         int64_t head = idx / half, i = idx % half, base = head * hd;
-        double freq = pow(theta, -2.0 * (double)i / (double)hd);
-        if (llama3) {
-            double wl = 2.0 * M_PI / freq, ratio = orig / wl;
-            if (ratio < lowf)
-                freq /= factor;
-            else if (ratio <= highf) {
-                double t = (ratio - lowf) / (highf - lowf);
-                freq = freq * t + freq / factor * (1.0 - t);
-            }
+        double c, s;
+        if (table) {
+            c = cs[2 * i];
+            s = cs[2 * i + 1];
+        } else {
+            double ang = (double)pos * rope_freq(e.t, i, hd, orig);
+            c = cos(ang);
+            s = sin(ang);
         }
-        double ang = (double)pos * (double)(float)freq, c = cos(ang), s = sin(ang);
         double lo = x[base + i], hi = x[base + half + i];
         y[base + i] = (float)(lo * c - hi * s);
         y[base + half + i] = (float)(hi * c + lo * s);
     }
+    if (table)
+        __syncthreads();                     /* cs is scratch for the next task */
 }
 
 __device__ void op_kv_append(const op_env &e)
@@ -333,8 +366,112 @@ __device__ void op_kv_append(const op_env &e)
         dst[i] = src[i];
 }
 
-/* Attention of every query head over rows [start, start + len): one warp per head; scores by
- * lanes over rows, the weighted sum of V by lanes over the head's dimensions. */
+/* Attention over rows [start, start + len) for the query heads of one KV head at a time (GQA:
+ * each K/V row is loaded once for its HG query heads). Warps split the rows and keep an online
+ * softmax (running max m, sum l, unnormalized output) per head in registers; the warps' states
+ * meet in SMEM and are merged like flash-decoding partials. KPL = head_dim / 32 rounded up. */
+template <int KPL>
+__device__ void attention_heads(const op_env &e, int64_t hd, int64_t start, int64_t len,
+                                int64_t nh, int64_t nkv, float scale, bool partial, float *o)
+{
+    constexpr int HG = KPL >= 8 ? 1 : 8 / KPL;  /* query heads per pass, in registers */
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    const float *q = (const float *)e.in(0).ptr, *K = (const float *)e.in(1).ptr,
+                *V = (const float *)e.in(2).ptr;
+    const int64_t row = nkv * hd, group = nh / nkv, stride = hd + 2;
+    float *sm = e.part;
+    int64_t hg = HG;
+    while (hg > 1 && (int64_t)nw * hg * stride > MK_PART)
+        hg--;
+    for (int64_t g = 0; g < nkv; g++)
+        for (int64_t h0 = g * group; h0 < (g + 1) * group; h0 += hg) {
+            const int64_t nhc = (g + 1) * group - h0 < hg ? (g + 1) * group - h0 : hg;
+            float qv[HG][KPL], acc[HG][KPL], m[HG], l[HG];
+#pragma unroll
+            for (int hh = 0; hh < HG; hh++) {
+                m[hh] = -INFINITY;
+                l[hh] = 0.f;
+#pragma unroll
+                for (int k = 0; k < KPL; k++) {
+                    int64_t i = lane + 32 * k;
+                    qv[hh][k] = hh < nhc && i < hd ? q[(h0 + hh) * hd + i] : 0.f;
+                    acc[hh][k] = 0.f;
+                }
+            }
+            for (int64_t j = warp; j < len; j += nw) {
+                const float *kr = K + (start + j) * row + g * hd, *vr = V + (start + j) * row + g * hd;
+                float kv[KPL], vv[KPL];
+#pragma unroll
+                for (int k = 0; k < KPL; k++) {
+                    int64_t i = lane + 32 * k;
+                    kv[k] = i < hd ? kr[i] : 0.f;
+                    vv[k] = i < hd ? vr[i] : 0.f;
+                }
+#pragma unroll
+                for (int hh = 0; hh < HG; hh++) {
+                    if (hh >= nhc)
+                        break;
+                    float d = 0.f;
+#pragma unroll
+                    for (int k = 0; k < KPL; k++)
+                        d += qv[hh][k] * kv[k];
+                    float sc = scale * warp_sum(d);
+                    float mn = fmaxf(m[hh], sc), c = expf(m[hh] - mn), p = expf(sc - mn);
+                    l[hh] = l[hh] * c + p;
+#pragma unroll
+                    for (int k = 0; k < KPL; k++)
+                        acc[hh][k] = acc[hh][k] * c + p * vv[k];
+                    m[hh] = mn;
+                }
+            }
+            __syncthreads();                 /* sm may hold the previous pass */
+            for (int hh = 0; hh < nhc; hh++) {
+                float *w = sm + ((int64_t)warp * hg + hh) * stride;
+#pragma unroll
+                for (int k = 0; k < KPL; k++) {
+                    int64_t i = lane + 32 * k;
+                    if (i < hd)
+                        w[i] = acc[hh][k];
+                }
+                if (lane == 0) {
+                    w[hd] = m[hh];
+                    w[hd + 1] = l[hh];
+                }
+            }
+            __syncthreads();
+            for (int64_t t = threadIdx.x; t < nhc * hd; t += blockDim.x) {
+                int64_t hh = t / hd, i = t % hd;
+                float M = -INFINITY;
+                for (int w = 0; w < nw; w++) {
+                    const float *ws = sm + ((int64_t)w * hg + hh) * stride;
+                    if (ws[hd + 1] > 0.f)
+                        M = fmaxf(M, ws[hd]);
+                }
+                float L = 0.f, sum = 0.f;
+                if (M != -INFINITY)
+                    for (int w = 0; w < nw; w++) {
+                        const float *ws = sm + ((int64_t)w * hg + hh) * stride;
+                        if (ws[hd + 1] > 0.f) {
+                            float c = expf(ws[hd] - M);
+                            L += c * ws[hd + 1];
+                            sum += c * ws[i];
+                        }
+                    }
+                int64_t h = h0 + hh;
+                if (partial) {
+                    float *oh = o + h * stride;
+                    oh[i] = sum;
+                    if (i == 0) {
+                        oh[hd] = M;          /* -inf and 0 for an empty window */
+                        oh[hd + 1] = L;
+                    }
+                } else {
+                    o[h * hd + i] = L > 0.f ? sum / L : 0.f;
+                }
+            }
+        }
+}
+
 __device__ void op_attention(const op_env &e)
 {
     int64_t hd = e.ip(MK_P_HEADDIM), start = e.ip(MK_P_KVSTART), len = e.ip(MK_P_KVLEN);
@@ -342,64 +479,15 @@ __device__ void op_attention(const op_env &e)
     float scale = (float)e.t->rp[MK_R_SCALE];
     bool partial = e.t->flags & MK_F_PARTIAL;
     int64_t moff = partial ? e.ip(MK_P_MOFF) : 0;
-    const float *q = (const float *)e.in(0).ptr, *K = (const float *)e.in(1).ptr,
-                *V = (const float *)e.in(2).ptr;
     float *o = (float *)e.out(0).ptr + (partial ? moff * nh * (hd + 2) : 0);
-    int64_t row = nkv * hd, group = nh / nkv;
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
-    for (int64_t h = warp; h < nh; h += nw) {
-        const float *qh = q + h * hd;
-        int64_t kvo = (h / group) * hd;
-        float m = -INFINITY;
-        for (int64_t j = lane; j < len; j += 32) {
-            const float *kr = K + (start + j) * row + kvo;
-            float d = 0.f;
-            for (int64_t i = 0; i < hd; i++)
-                d += qh[i] * kr[i];
-            m = fmaxf(m, scale * d);
-        }
-        m = warp_max(m);
-        float acc[MK_MAX_HD / 32];
-#pragma unroll
-        for (int k = 0; k < MK_MAX_HD / 32; k++)
-            acc[k] = 0.f;
-        float l = 0.f;
-        for (int64_t j0 = 0; j0 < len; j0 += 32) {
-            int64_t j = j0 + lane;
-            float p = 0.f;
-            if (j < len) {
-                const float *kr = K + (start + j) * row + kvo;
-                float d = 0.f;
-                for (int64_t i = 0; i < hd; i++)
-                    d += qh[i] * kr[i];
-                p = expf(scale * d - m);
-            }
-            l += p;
-            int nj = len - j0 < 32 ? (int)(len - j0) : 32;
-            for (int jj = 0; jj < nj; jj++) {
-                float pj = __shfl_sync(0xffffffffu, p, jj);
-                const float *vr = V + (start + j0 + jj) * row + kvo;
-#pragma unroll
-                for (int k = 0; k < MK_MAX_HD / 32; k++) {
-                    int64_t i = lane + 32 * k;
-                    if (i < hd)
-                        acc[k] += pj * vr[i];
-                }
-            }
-        }
-        l = warp_sum(l);
-        float *oh = partial ? o + h * (hd + 2) : o + h * hd;
-#pragma unroll
-        for (int k = 0; k < MK_MAX_HD / 32; k++) {
-            int64_t i = lane + 32 * k;
-            if (i < hd)
-                oh[i] = partial ? acc[k] : (len ? acc[k] / l : 0.f);
-        }
-        if (partial && lane == 0) {
-            oh[hd] = m;          /* -inf for an empty window */
-            oh[hd + 1] = l;
-        }
-    }
+    if (hd <= 32)
+        attention_heads<1>(e, hd, start, len, nh, nkv, scale, partial, o);
+    else if (hd <= 64)
+        attention_heads<2>(e, hd, start, len, nh, nkv, scale, partial, o);
+    else if (hd <= 128)
+        attention_heads<4>(e, hd, start, len, nh, nkv, scale, partial, o);
+    else
+        attention_heads<8>(e, hd, start, len, nh, nkv, scale, partial, o);
 }
 
 /* Flash-decoding merge of the partial rows (SPEC 5): one warp per head. */
@@ -564,8 +652,11 @@ __global__ void __launch_bounds__(MK_MAX_THREADS, 1) mk_megakernel(mk_launch L)
     const int b = blockIdx.x;
     const int q0 = L.qstart[b], q1 = L.qstart[b + 1];
     int prefetched = q0;
+    unsigned long long t_begin = L.prof ? global_ns() : 0, t0 = 0, t1 = 0;
     for (int qi = q0; qi < q1; qi++) {
         const mk_task *gt = &L.tasks[L.qtasks[qi]];
+        if (L.prof && threadIdx.x == 0)
+            t0 = global_ns();
         /* Weights of this task and the next pipelining_depth ones do not depend on anything:
          * start pulling them into L2 before waiting. */
         int ahead = qi + 1 + L.pipelining_depth;
@@ -613,6 +704,8 @@ __global__ void __launch_bounds__(MK_MAX_THREADS, 1) mk_megakernel(mk_launch L)
             if (ok)
                 __threadfence();           /* the producers' writes, not stale L1 lines, next */
             s_abort = !ok;
+            if (L.prof)
+                t1 = global_ns();
         }
         __syncthreads();
         if (s_abort)
@@ -625,6 +718,13 @@ __global__ void __launch_bounds__(MK_MAX_THREADS, 1) mk_megakernel(mk_launch L)
         if (threadIdx.x == 0) {
             __threadfence();
             red_release_add(&L.counters[st.out_counter], 1u);
+            if (L.prof && qi == q1 - 1)
+                L.prof[((size_t)b * 32 + 31) * 2] = global_ns() - t_begin;
+            if (L.prof) {
+                unsigned long long *pp = L.prof + ((size_t)b * 32 + (st.op & 31)) * 2;
+                pp[0] += global_ns() - t1;
+                pp[1] += t1 - t0;
+            }
         }
     }
 }
@@ -762,6 +862,8 @@ extern "C" mk_status mkd_launch(const mk_launch *l, double *ms, mk_ctrl *ctrl_ou
         return cuda_fail(e, "zeroing the counters", err);
     if ((e = cudaMemsetAsync(l->ctrl, 0, sizeof(mk_ctrl))) != cudaSuccess)
         return cuda_fail(e, "zeroing the watchdog", err);
+    if (l->prof && (e = cudaMemsetAsync(l->prof, 0, (size_t)l->grid * 64 * 8)) != cudaSuccess)
+        return cuda_fail(e, "zeroing the profile", err);
     cudaEvent_t a, b;
     cudaEventCreate(&a);
     cudaEventCreate(&b);

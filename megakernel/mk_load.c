@@ -479,6 +479,9 @@ mk_status mk_load(const ir_program *p, const char *cert_json, size_t cert_len,
         h->L.counters = d;
     if (s == MK_OK && (s = dev_alloc(h, &d, sizeof(mk_ctrl), err)) == MK_OK)
         h->L.ctrl = d;
+    if (s == MK_OK && opts.profile &&
+        (s = dev_alloc(h, &d, sizeof(unsigned long long) * 64 * (size_t)plan->grid, err)) == MK_OK)
+        h->L.prof = d;
     h->L.n_counters = p->n_counters;
     h->L.grid = (int32_t)plan->grid;
     h->L.threads = (int32_t)plan->threads_per_block;
@@ -559,6 +562,38 @@ mk_status mk_step(mk_handle *h, int32_t token, int64_t pos, float *logits_out,
     if (logits != logits_out)
         free(logits);
     return st->status = s;
+#endif
+}
+
+mk_status mk_profile_read(mk_handle *h, mk_profile *out, ir_error *err)
+{
+    memset(out, 0, sizeof *out);
+#ifdef AMK_HAVE_CUDA
+    if (!h->L.prof)
+        return fail(err, MK_MALFORMED, IR_ERR_MALFORMED, "profile",
+                    "the handle was not loaded with profiling");
+    size_t n = (size_t)h->L.grid * 64;
+    unsigned long long *v = malloc(n * sizeof *v);
+    if (!v)
+        return fail(err, MK_NOMEM, IR_ERR_NOMEM, "megakernel", "out of memory");
+    mk_status s = mkd_download(v, h->L.prof, n * sizeof *v, err);
+    for (int32_t b = 0; s == MK_OK && b < h->L.grid; b++) {
+        for (int op = 0; op < 31; op++) {
+            double run = (double)v[((size_t)b * 32 + op) * 2] * 1e-6;
+            out->run_ms[op] += run;
+            out->wait_ms[op] += (double)v[((size_t)b * 32 + op) * 2 + 1] * 1e-6;
+            if (run > out->run_ms_max_block[op])
+                out->run_ms_max_block[op] = run;
+        }
+        double span = (double)v[((size_t)b * 32 + 31) * 2] * 1e-6;
+        if (span > out->span_ms_max)
+            out->span_ms_max = span;
+    }
+    free(v);
+    return s;
+#else
+    (void)h;
+    return fail(err, MK_NO_CUDA, IR_ERR_UNSUPPORTED, "megakernel", "this build has no CUDA support");
 #endif
 }
 
