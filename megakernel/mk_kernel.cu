@@ -648,7 +648,7 @@ __global__ void __launch_bounds__(MK_MAX_THREADS, 1) mk_megakernel(mk_launch L)
     __shared__ float red_f[32];
     __shared__ int red_i[32];
     __shared__ int s_abort;
-    __shared__ float part[MK_PART];
+    __shared__ __align__(16) float part[MK_PART];   /* also read as doubles (RoPE table) */
     const int b = blockIdx.x;
     const int q0 = L.qstart[b], q1 = L.qstart[b + 1];
     int prefetched = q0;

@@ -480,11 +480,11 @@ int cmd_launch(int argc, char **argv)
                (long long)done_launches, n_prompt, (long long)n_gen, med);
         if (vm)
             printf("check vs reference VM: %s  max rel err %.3g (tolerance %g), top-1 agreement "
-                   "%lld/%lld\n", vmc.first_fail < 0 && vmc.compared == done_launches ? "PASS"
+                   "%lld/%lld\n", vmc.first_fail < 0 && vmc.compared == done_launches && done_launches > 0 ? "PASS"
                    : "FAIL", vmc.worst_rel, a.tol, (long long)vmc.agree, (long long)vmc.compared);
         if (a.golden)
             printf("check vs HF golden: %s  logits max rel err %.3g over %lld positions, greedy "
-                   "tokens %lld/%lld equal\n", gdc.first_fail < 0 && tok_equal == tok_compared
+                   "tokens %lld/%lld equal\n", gdc.first_fail < 0 && tok_equal == tok_compared && gdc.compared > 0
                    ? "PASS" : "FAIL", gdc.worst_rel, (long long)gdc.compared,
                    (long long)tok_equal, (long long)tok_compared);
         printf("verdict: %s\n", verdict);
