@@ -366,26 +366,34 @@ __device__ void op_kv_append(const op_env &e)
         dst[i] = src[i];
 }
 
-/* Attention over rows [start, start + len) for the query heads of one KV head at a time (GQA:
- * each K/V row is loaded once for its HG query heads). Warps split the rows and keep an online
- * softmax (running max m, sum l, unnormalized output) per head in registers; the warps' states
- * meet in SMEM and are merged like flash-decoding partials. KPL = head_dim / 32 rounded up. */
+/* Attention over rows [start, start + len). Warps are dealt out to KV heads (all KV heads at
+ * once when there are at least as many warps), and a KV head's warps split its rows; each K/V
+ * row is loaded once for the HG query heads sharing it (GQA), U rows at a time so that their
+ * loads are in flight together. Every warp keeps an online softmax (running max m, sum l,
+ * unnormalized output) per query head in registers; the states meet in SMEM and are merged like
+ * flash-decoding partials. KPL = head_dim / 32 rounded up. */
 template <int KPL>
 __device__ void attention_heads(const op_env &e, int64_t hd, int64_t start, int64_t len,
                                 int64_t nh, int64_t nkv, float scale, bool partial, float *o)
 {
-    constexpr int HG = KPL >= 8 ? 1 : 8 / KPL;  /* query heads per pass, in registers */
+    constexpr int HG = KPL >= 8 ? 1 : 8 / KPL;   /* query heads per pass, in registers */
+    constexpr int U = KPL >= 4 ? 2 : 4;          /* rows whose loads are in flight together */
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
     const float *q = (const float *)e.in(0).ptr, *K = (const float *)e.in(1).ptr,
                 *V = (const float *)e.in(2).ptr;
     const int64_t row = nkv * hd, group = nh / nkv, stride = hd + 2;
     float *sm = e.part;
-    int64_t hg = HG;
+    const int64_t gpp = nkv < nw ? nkv : nw;     /* KV heads per pass */
+    const int64_t wpg = nw / gpp;                /* warps per KV head */
+    int64_t hg = HG < group ? HG : group;
     while (hg > 1 && (int64_t)nw * hg * stride > MK_PART)
         hg--;
-    for (int64_t g = 0; g < nkv; g++)
-        for (int64_t h0 = g * group; h0 < (g + 1) * group; h0 += hg) {
-            const int64_t nhc = (g + 1) * group - h0 < hg ? (g + 1) * group - h0 : hg;
+    for (int64_t g0 = 0; g0 < nkv; g0 += gpp)
+        for (int64_t hoff = 0; hoff < group; hoff += hg) {
+            const int64_t gi = warp / wpg, slice = warp % wpg, g = g0 + gi;
+            const bool active = gi < gpp && g < nkv;
+            const int64_t h0 = g * group + hoff;
+            const int64_t nhc = group - hoff < hg ? group - hoff : hg;
             float qv[HG][KPL], acc[HG][KPL], m[HG], l[HG];
 #pragma unroll
             for (int hh = 0; hh < HG; hh++) {
@@ -394,70 +402,82 @@ __device__ void attention_heads(const op_env &e, int64_t hd, int64_t start, int6
 #pragma unroll
                 for (int k = 0; k < KPL; k++) {
                     int64_t i = lane + 32 * k;
-                    qv[hh][k] = hh < nhc && i < hd ? q[(h0 + hh) * hd + i] : 0.f;
+                    qv[hh][k] = active && hh < nhc && i < hd ? q[(h0 + hh) * hd + i] : 0.f;
                     acc[hh][k] = 0.f;
                 }
             }
-            for (int64_t j = warp; j < len; j += nw) {
-                const float *kr = K + (start + j) * row + g * hd, *vr = V + (start + j) * row + g * hd;
-                float kv[KPL], vv[KPL];
+            for (int64_t j0 = active ? slice : len; j0 < len; j0 += wpg * U) {
+                float kv[U][KPL], vv[U][KPL];
 #pragma unroll
-                for (int k = 0; k < KPL; k++) {
-                    int64_t i = lane + 32 * k;
-                    kv[k] = i < hd ? kr[i] : 0.f;
-                    vv[k] = i < hd ? vr[i] : 0.f;
+                for (int u = 0; u < U; u++) {
+                    int64_t j = j0 + u * wpg;
+                    const float *kr = K + (start + j) * row + g * hd, *vr = V + (start + j) * row + g * hd;
+#pragma unroll
+                    for (int k = 0; k < KPL; k++) {
+                        int64_t i = lane + 32 * k;
+                        bool in = j < len && i < hd;
+                        kv[u][k] = in ? kr[i] : 0.f;
+                        vv[u][k] = in ? vr[i] : 0.f;
+                    }
                 }
 #pragma unroll
-                for (int hh = 0; hh < HG; hh++) {
-                    if (hh >= nhc)
+                for (int u = 0; u < U; u++) {
+                    if (j0 + u * wpg >= len)
                         break;
-                    float d = 0.f;
 #pragma unroll
-                    for (int k = 0; k < KPL; k++)
-                        d += qv[hh][k] * kv[k];
-                    float sc = scale * warp_sum(d);
-                    float mn = fmaxf(m[hh], sc), c = expf(m[hh] - mn), p = expf(sc - mn);
-                    l[hh] = l[hh] * c + p;
+                    for (int hh = 0; hh < HG; hh++) {
+                        if (hh >= nhc)
+                            break;
+                        float d = 0.f;
 #pragma unroll
-                    for (int k = 0; k < KPL; k++)
-                        acc[hh][k] = acc[hh][k] * c + p * vv[k];
-                    m[hh] = mn;
+                        for (int k = 0; k < KPL; k++)
+                            d += qv[hh][k] * kv[u][k];
+                        float sc = scale * warp_sum(d);
+                        float mn = fmaxf(m[hh], sc), c = expf(m[hh] - mn), p = expf(sc - mn);
+                        l[hh] = l[hh] * c + p;
+#pragma unroll
+                        for (int k = 0; k < KPL; k++)
+                            acc[hh][k] = acc[hh][k] * c + p * vv[u][k];
+                        m[hh] = mn;
+                    }
                 }
             }
             __syncthreads();                 /* sm may hold the previous pass */
-            for (int hh = 0; hh < nhc; hh++) {
-                float *w = sm + ((int64_t)warp * hg + hh) * stride;
+            if (active)
+                for (int hh = 0; hh < nhc; hh++) {
+                    float *w = sm + ((int64_t)warp * hg + hh) * stride;
 #pragma unroll
-                for (int k = 0; k < KPL; k++) {
-                    int64_t i = lane + 32 * k;
-                    if (i < hd)
-                        w[i] = acc[hh][k];
+                    for (int k = 0; k < KPL; k++) {
+                        int64_t i = lane + 32 * k;
+                        if (i < hd)
+                            w[i] = acc[hh][k];
+                    }
+                    if (lane == 0) {
+                        w[hd] = m[hh];
+                        w[hd + 1] = l[hh];
+                    }
                 }
-                if (lane == 0) {
-                    w[hd] = m[hh];
-                    w[hd + 1] = l[hh];
-                }
-            }
             __syncthreads();
-            for (int64_t t = threadIdx.x; t < nhc * hd; t += blockDim.x) {
-                int64_t hh = t / hd, i = t % hd;
+            const int64_t ngp = nkv - g0 < gpp ? nkv - g0 : gpp;
+            for (int64_t t = threadIdx.x; t < ngp * nhc * hd; t += blockDim.x) {
+                int64_t gi2 = t / (nhc * hd), hh = (t / hd) % nhc, i = t % hd;
                 float M = -INFINITY;
-                for (int w = 0; w < nw; w++) {
-                    const float *ws = sm + ((int64_t)w * hg + hh) * stride;
+                for (int64_t w = gi2 * wpg; w < (gi2 + 1) * wpg; w++) {
+                    const float *ws = sm + (w * hg + hh) * stride;
                     if (ws[hd + 1] > 0.f)
                         M = fmaxf(M, ws[hd]);
                 }
                 float L = 0.f, sum = 0.f;
                 if (M != -INFINITY)
-                    for (int w = 0; w < nw; w++) {
-                        const float *ws = sm + ((int64_t)w * hg + hh) * stride;
+                    for (int64_t w = gi2 * wpg; w < (gi2 + 1) * wpg; w++) {
+                        const float *ws = sm + (w * hg + hh) * stride;
                         if (ws[hd + 1] > 0.f) {
                             float c = expf(ws[hd] - M);
                             L += c * ws[hd + 1];
                             sum += c * ws[i];
                         }
                     }
-                int64_t h = h0 + hh;
+                int64_t h = (g0 + gi2) * group + hoff + hh;
                 if (partial) {
                     float *oh = o + h * stride;
                     oh[i] = sum;
@@ -544,7 +564,7 @@ __device__ void op_elementwise(const op_env &e, int op)
         case 10: r = (float)(0.5 * av * (1.0 + erf(av / sqrt(2.0)))); break;   /* GELU */
         case 11: r = av + b[i]; break;                                          /* ADD */
         case 12: r = av * b[i]; break;                                          /* MUL */
-        default: r = (float)(av / (1.0 + exp(-(double)av))) * b[i]; break;     /* SILU_MUL */
+        default: r = av / (1.f + expf(-av)) * b[i]; break;                      /* SILU_MUL */
         }
         y[i] = r;
     }
