@@ -99,9 +99,9 @@ coverage:
 	@set -e; export AMK_BIN=$(abspath build-cov/amk); export AMK_VERIFY_BIN=$(abspath build-cov/amk-verify); \
 	for t in $(patsubst build/%,build-cov/%,$(TEST_BIN)); do $$t --jobs 1 >/dev/null 2>&1 || true; done
 	lcov -q --capture --directory build-cov --output-file build-cov/cov.info --rc lcov_branch_coverage=0
-	lcov -q --extract build-cov/cov.info '*/ir/*' '*/lower/*' '*/verify/*' '*/refvm/*' '*/bench/*' --output-file build-cov/cov.info
+	lcov -q --extract build-cov/cov.info '*/ir/*' '*/lower/*' '*/verify/*' '*/refvm/*' '*/bench/*' '*/proofs/*' --output-file build-cov/cov.info
 	mkdir -p $(BUILD)/coverage && genhtml -q build-cov/cov.info --output-directory $(BUILD)/coverage
-	@for part in ir lower verify refvm bench; do \
+	@for part in ir lower verify refvm bench proofs; do \
 	  lcov -q --extract build-cov/cov.info "*/$$part/*" --output-file build-cov/$$part.info 2>/dev/null && \
 	  printf '%-8s ' $$part && lcov --summary build-cov/$$part.info 2>&1 | grep lines; done
 
@@ -179,3 +179,46 @@ bench-gpu: $(BUILD)/bench_gpu
 $(BUILD)/bench_gpu: megakernel/bench_gpu_main.c $(BUILD)/libamk.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libamk.a $(LDLIBS)
+
+# proofs: regenerate the proof regression corpus (proofs/corpus.txt) into build/proofs/, run
+# amk-verify on every program, compare verdicts and witness kinds; JUnit in build/proofs/junit.xml.
+.PHONY: proofs
+proofs: all
+	rm -rf $(BUILD)/proofs
+	$(BUILD)/amk proofs --corpus proofs/corpus.txt --dir $(BUILD)/proofs --verify $(BUILD)/amk-verify \
+	  --junit $(BUILD)/proofs/junit.xml
+
+# valgrind: memcheck of amk-verify and `amk ir check` over the malformed files and the toy mutants
+# of the proof corpus: any memory error or definite/indirect leak fails.
+VALGRIND := valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect \
+            --show-leak-kinds=definite,indirect
+.PHONY: valgrind
+valgrind: proofs
+	@n=0; for f in tests/data/malformed/*.json $(BUILD)/proofs/mut.toy*.json; do \
+	  for cmd in "$(BUILD)/amk-verify $$f --format json" "$(BUILD)/amk ir check $$f"; do n=$$((n+1)); \
+	    $(VALGRIND) $$cmd >/dev/null 2>$(BUILD)/proofs/valgrind.log; \
+	    if [ $$? -eq 99 ]; then cat $(BUILD)/proofs/valgrind.log; echo "valgrind: errors in: $$cmd"; exit 1; fi; \
+	  done; done; echo "valgrind: $$n runs, no memory errors, no definite or indirect leaks"
+
+# fuzz: libFuzzer harnesses (tests/fuzz/) built with clang, ASan and UBSan in build-fuzz/ (no
+# CUDA); each runs FUZZ_SECONDS (default 60) from its committed seed corpus (tests/fuzz/corpus/);
+# new inputs go to build-fuzz/corpus/, crashes to build-fuzz/crashes/.
+FUZZ_SECONDS ?= 60
+FUZZ_HARNESSES := program_json config_json safetensors verify
+FUZZ_OPT := -O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+.PHONY: fuzz fuzz-build
+fuzz-build: deps
+	$(MAKE) BUILD=build-fuzz CC=clang NVCC= OPT="$(FUZZ_OPT)" $(FUZZ_HARNESSES:%=build-fuzz/tests/fuzz/fuzz_%)
+
+build-fuzz/tests/fuzz/fuzz_%: tests/fuzz/fuzz_%.c build-fuzz/libamk.a
+	@mkdir -p $(dir $@)
+	clang $(CFLAGS) -fsanitize=fuzzer -o $@ $< build-fuzz/libamk.a $(LDLIBS)
+
+fuzz: fuzz-build
+	@set -e; mkdir -p build-fuzz/crashes; for h in $(FUZZ_HARNESSES); do mkdir -p build-fuzz/corpus/$$h; \
+	  echo "== fuzz_$$h for $(FUZZ_SECONDS) s"; rc=0; \
+	  build-fuzz/tests/fuzz/fuzz_$$h -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=30 \
+	    -print_final_stats=1 -artifact_prefix=build-fuzz/crashes/$$h- \
+	    build-fuzz/corpus/$$h tests/fuzz/corpus/$$h >build-fuzz/fuzz_$$h.log 2>&1 || rc=$$?; \
+	  grep -E '^stat::number_of_executed_units|^SUMMARY|ERROR' build-fuzz/fuzz_$$h.log || true; \
+	  test $$rc -eq 0 || { echo "fuzz_$$h: exit $$rc, see build-fuzz/fuzz_$$h.log and build-fuzz/crashes/"; exit 1; }; done

@@ -1,6 +1,7 @@
 /*
  * proofs.h - the proof regression corpus: reproducible mutations that turn a safe program into
- * one unsafe in exactly one named way, each with the witness kind amk-verify must report.
+ * one unsafe in exactly one named way, each with the witness kind amk-verify must report (and
+ * harmless look-alikes that must still be PROVED).
  */
 #ifndef AMK_PROOFS_H
 #define AMK_PROOFS_H
@@ -10,7 +11,8 @@
 /* One mutation family. */
 typedef struct {
     const char *name;            /* e.g. "cross_queue_deadlock" */
-    const char *witness_kind;    /* what amk-verify must report */
+    const char *witness_kind;    /* what amk-verify must report; "" when the mutant must
+                                    still be PROVED (a change that only looks unsafe) */
     const char *summary;
 } proofs_mutation;
 

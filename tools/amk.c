@@ -18,6 +18,7 @@ static const amk_command COMMANDS[] = {
     {"verify", cmd_verify, "prove a program safe (deadlock, races, residency, bounds) or refute it"},
     {"cert", cmd_cert, "re-check a certificate against a program without Z3"},
     {"mutate", cmd_mutate, "write a single-defect mutant of a program (proof corpus)"},
+    {"proofs", cmd_proofs, "run the proof regression corpus: verdicts and witness kinds vs expected"},
     /* one line per subcommand, kept in this order: ir, lower, verify, cert, mutate, weights,
        run, bench, audit, lint-kernel, launch */
     {"weights", cmd_weights, "write deterministic random weights, or list a safetensors file"},

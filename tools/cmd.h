@@ -22,6 +22,7 @@ int cmd_lower(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_cert(int argc, char **argv);
 int cmd_mutate(int argc, char **argv);
+int cmd_proofs(int argc, char **argv);
 int cmd_weights(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_launch(int argc, char **argv);

@@ -14,9 +14,11 @@ static void usage(FILE *f)
     fprintf(f, "usage: amk mutate PROGRAM.json --kind KIND [--seed S] [-o OUT.json]\n"
                "Writes a copy of PROGRAM with exactly one defect (stdout unless -o).\n"
                "kinds (and the witness kind amk-verify must report):\n");
-    for (int i = 0; i < proofs_mutation_count(); i++)
-        fprintf(f, "  %-27s %-17s %s\n", proofs_mutation_at(i)->name,
-                proofs_mutation_at(i)->witness_kind, proofs_mutation_at(i)->summary);
+    for (int i = 0; i < proofs_mutation_count(); i++) {
+        const proofs_mutation *m = proofs_mutation_at(i);
+        fprintf(f, "  %-31s %-22s %s\n", m->name, m->witness_kind[0] ? m->witness_kind : "(PROVED)",
+                m->summary);
+    }
     fprintf(f, "exit: 0 written, 2 bad input, unknown kind, or no site for the kind.\n");
 }
 

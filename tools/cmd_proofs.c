@@ -1,0 +1,467 @@
+/*
+ * cmd_proofs.c - `amk proofs`: the proof regression suite. Reads the corpus recipe
+ * (proofs/corpus.txt), regenerates every program it names (lowered presets, their mutants),
+ * runs the amk-verify binary on each with --format json, and compares the verdict and witness
+ * kind with the recipe's expectation. Prints a table and a summary, writes a JUnit report.
+ *
+ * Recipe lines (blank lines and '#' comments skipped), fields separated by spaces:
+ *   NAME lower MODEL CONFIG          EXPECT WITNESS   CONFIG: "default" or a ScheduleConfig file
+ *   NAME mutate BASE FAMILY SEED     EXPECT WITNESS   BASE: the NAME of an earlier case
+ *   NAME files GLOB                  EXPECT WITNESS   one case per file, named NAME/file
+ * EXPECT is PROVED, REFUTED, MALFORMED or UNKNOWN (the amk-verify exit code), or NOSITE for a
+ * mutation the base program offers no site for; WITNESS is the witness kind, "-" for none or
+ * "*" for any.
+ */
+#include <errno.h>
+#include <glob.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "lower/lower.h"
+#include "proofs/proofs.h"
+#include "tools/cmd.h"
+
+#define PROOFS_MAX_FIELDS 8
+#define PROOFS_MAX_OUT ((size_t)64 << 20)   /* largest amk-verify report read back */
+
+/* One checked program and what happened to it. */
+typedef struct {
+    char name[160];
+    char expect[64];          /* "REFUTED/deadlock" */
+    char got[64];
+    double seconds;
+    bool pass;
+    char why[400];            /* on failure */
+} proofs_case;
+
+typedef struct {
+    const char *dir, *verify_bin;
+    int64_t timeout_ms;
+    proofs_case *cases;
+    int n, cap;
+} proofs_run;
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: amk proofs [--corpus FILE] [--dir DIR] [--verify AMK_VERIFY] [--junit FILE]\n"
+               "                  [--timeout-ms N]\n"
+               "Regenerates the proof regression corpus (default proofs/corpus.txt) into DIR\n"
+               "(default build/proofs), runs AMK_VERIFY (default build/amk-verify) --format json on\n"
+               "every program and compares verdicts and witness kinds with the expectations.\n"
+               "Prints one row per program and 'N passed, M failed'; writes JUnit XML (default\n"
+               "DIR/junit.xml). exit: 0 all as expected, 1 any difference, 2 bad corpus or usage.\n");
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static proofs_case *add_case(proofs_run *r, const char *name, const char *verdict,
+                             const char *witness)
+{
+    if (r->n == r->cap) {
+        int cap = r->cap ? r->cap * 2 : 64;
+        proofs_case *c = realloc(r->cases, (size_t)cap * sizeof *c);
+        if (!c)
+            return NULL;
+        r->cases = c;
+        r->cap = cap;
+    }
+    proofs_case *c = &r->cases[r->n++];
+    memset(c, 0, sizeof *c);
+    snprintf(c->name, sizeof c->name, "%s", name);
+    snprintf(c->expect, sizeof c->expect, "%s/%s", verdict, witness);
+    return c;
+}
+
+/* Mark c failed; got NULL keeps what c->got already says. */
+static void fail_case(proofs_case *c, const char *got, const char *why)
+{
+    c->pass = false;
+    if (got)
+        snprintf(c->got, sizeof c->got, "%s", got);
+    snprintf(c->why, sizeof c->why, "%s", why);
+}
+
+/* Run `bin file --format json --timeout-ms N`, its stdout into *out (caller frees), exit code
+ * into *code (-1 when it did not exit normally). False when it could not be started. */
+static bool run_verify(const proofs_run *r, const char *file, char **out, int *code)
+{
+    int fd[2];
+    if (pipe(fd))
+        return false;
+    char tmo[32];
+    snprintf(tmo, sizeof tmo, "%lld", (long long)r->timeout_ms);
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(fd[0]);
+        close(fd[1]);
+        return false;
+    }
+    if (pid == 0) {
+        dup2(fd[1], STDOUT_FILENO);
+        close(fd[0]);
+        close(fd[1]);
+        if (!freopen("/dev/null", "w", stderr))
+            _exit(127);
+        execl(r->verify_bin, r->verify_bin, file, "--format", "json", "--timeout-ms", tmo,
+              (char *)NULL);
+        _exit(127);
+    }
+    close(fd[1]);
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    for (;;) {
+        if (buf && n + 1 >= cap) {
+            char *nb = cap < PROOFS_MAX_OUT ? realloc(buf, cap * 2) : NULL;
+            if (!nb) {
+                free(buf);
+                buf = NULL;
+            } else {
+                buf = nb;
+                cap *= 2;
+            }
+        }
+        char sink[4096];
+        ssize_t k = buf ? read(fd[0], buf + n, cap - n - 1) : read(fd[0], sink, sizeof sink);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            break;
+        if (buf)
+            n += (size_t)k;
+    }
+    close(fd[0]);
+    int st;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    *code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    if (buf)
+        buf[n] = 0;
+    *out = buf;
+    return true;
+}
+
+static const char *verdict_of_code(int code)
+{
+    static const char *names[] = {"PROVED", "REFUTED", "MALFORMED", "UNKNOWN"};
+    return code >= 0 && code <= 3 ? names[code] : "CRASHED";
+}
+
+/* Verify one generated or given program and record the comparison. */
+static void check_program(proofs_run *r, proofs_case *c, const char *file, const char *verdict,
+                          const char *witness)
+{
+    char *out = NULL;
+    int code;
+    double t0 = now_s();
+    if (!run_verify(r, file, &out, &code)) {
+        fail_case(c, "NOT-RUN", "cannot start amk-verify");
+        return;
+    }
+    c->seconds = now_s() - t0;
+    const char *got_verdict = verdict_of_code(code);
+    char got_witness[40] = "-";
+    cJSON *j = out ? cJSON_Parse(out) : NULL;
+    free(out);
+    const cJSON *jv = cJSON_GetObjectItemCaseSensitive(j, "verdict");
+    const cJSON *jw = cJSON_GetObjectItemCaseSensitive(j, "witness_kind");
+    const cJSON *js = cJSON_GetObjectItemCaseSensitive(j, "status");
+    if (cJSON_IsString(jw))
+        snprintf(got_witness, sizeof got_witness, "%s", jw->valuestring);
+    snprintf(c->got, sizeof c->got, "%s/%s", got_verdict, got_witness);
+    c->pass = true;
+    if (!j || (!cJSON_IsString(jv) && !(code == AMK_EXIT_MALFORMED && cJSON_IsString(js))))
+        fail_case(c, NULL, "amk-verify printed no JSON verdict or error record");
+    else if (cJSON_IsString(jv) && strcmp(jv->valuestring, got_verdict))
+        fail_case(c, NULL, "the JSON verdict and the exit code disagree");
+    else if (strcmp(verdict, got_verdict))
+        fail_case(c, NULL, "verdict differs");
+    else if (strcmp(witness, "*") && strcmp(witness, got_witness))
+        fail_case(c, NULL, "witness kind differs");
+    cJSON_Delete(j);
+}
+
+/* Lower MODEL under CONFIG for h100 into path. */
+static ir_status make_lowered(const char *model, const char *config, const char *path,
+                              ir_error *err)
+{
+    lower_model m;
+    ir_config cfg;
+    ir_status s = lower_model_load(model, &m, err);
+    if (s != IR_OK)
+        return s;
+    if (!strcmp(config, "default"))
+        ir_config_default(&cfg);
+    else if ((s = lower_config_read_file(config, &cfg, err)) != IR_OK)
+        return s;
+    lower_opts o;
+    lower_opts_default(&o);
+    ir_program *p = NULL;
+    s = lower_program(&m, &cfg, ir_target_builtin("h100"), &o, &p, err);
+    ir_config_free(&cfg);
+    if (s == IR_OK)
+        s = ir_write_file(p, path, err);
+    ir_program_free(p);
+    return s;
+}
+
+/* Mutate the program in base into path. */
+static ir_status make_mutant(const char *base, const char *family, uint64_t seed, const char *path,
+                             ir_error *err)
+{
+    ir_program *p = NULL;
+    ir_status s = ir_read_file(base, NULL, &p, err);
+    if (s == IR_OK)
+        s = proofs_mutate(p, family, seed, err);
+    if (s == IR_OK)
+        s = ir_write_file(p, path, err);
+    ir_program_free(p);
+    return s;
+}
+
+static bool valid_verdict(const char *v)
+{
+    return !strcmp(v, "PROVED") || !strcmp(v, "REFUTED") || !strcmp(v, "MALFORMED") ||
+           !strcmp(v, "UNKNOWN") || !strcmp(v, "NOSITE");
+}
+
+/* Names become file names: letters, digits, '.', '-', '_' only. */
+static bool valid_name(const char *s)
+{
+    if (!*s)
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '.' || *s == '-' || *s == '_'))
+            return false;
+    return true;
+}
+
+/* One recipe line: generate, verify, compare. Returns false on a malformed line (err set). */
+static bool run_line(proofs_run *r, char **f, int nf, int lineno, ir_error *err)
+{
+    const char *verdict = f[nf - 2], *witness = f[nf - 1], *kind = f[1];
+    bool ok_shape = (!strcmp(kind, "lower") && nf == 6) || (!strcmp(kind, "mutate") && nf == 7) ||
+                    (!strcmp(kind, "files") && nf == 5);
+    if (!ok_shape || !valid_verdict(verdict) || !valid_name(f[0])) {
+        ir_fail(err, IR_ERR_MALFORMED, "corpus", "line %d: expected NAME lower|mutate|files ARGS "
+                "EXPECT WITNESS with a plain NAME and EXPECT one of PROVED, REFUTED, MALFORMED, "
+                "UNKNOWN, NOSITE", lineno);
+        return false;
+    }
+    char path[1024];
+    if (!strcmp(kind, "files")) {
+        glob_t g;
+        if (glob(f[2], 0, NULL, &g) != 0 || g.gl_pathc == 0) {
+            ir_fail(err, IR_ERR_MALFORMED, "corpus", "line %d: no file matches %s", lineno, f[2]);
+            return false;
+        }
+        for (size_t i = 0; i < g.gl_pathc; i++) {
+            const char *base = strrchr(g.gl_pathv[i], '/');
+            char name[160];
+            snprintf(name, sizeof name, "%s/%s", f[0], base ? base + 1 : g.gl_pathv[i]);
+            proofs_case *c = add_case(r, name, verdict, witness);
+            if (!c) {
+                globfree(&g);
+                ir_fail(err, IR_ERR_NOMEM, "", "out of memory");
+                return false;
+            }
+            check_program(r, c, g.gl_pathv[i], verdict, witness);
+        }
+        globfree(&g);
+        return true;
+    }
+    proofs_case *c = add_case(r, f[0], verdict, witness);
+    if (!c) {
+        ir_fail(err, IR_ERR_NOMEM, "", "out of memory");
+        return false;
+    }
+    snprintf(path, sizeof path, "%s/%s.json", r->dir, f[0]);
+    ir_error gen = {0};
+    ir_status s;
+    double t0 = now_s();
+    if (!strcmp(kind, "lower")) {
+        s = make_lowered(f[2], f[3], path, &gen);
+    } else {
+        char base[1024], *end;
+        uint64_t seed = strtoull(f[4], &end, 10);
+        if (*end || !proofs_mutation_find(f[3]) || !valid_name(f[2])) {
+            ir_fail(err, IR_ERR_MALFORMED, "corpus", "line %d: unknown family '%s', bad base or "
+                    "bad seed", lineno, f[3]);
+            return false;
+        }
+        snprintf(base, sizeof base, "%s/%s.json", r->dir, f[2]);
+        s = make_mutant(base, f[3], seed, path, &gen);
+        if (!strcmp(verdict, "NOSITE")) {
+            c->seconds = now_s() - t0;
+            c->pass = s == IR_ERR_UNSUPPORTED;
+            snprintf(c->got, sizeof c->got, "%s", s == IR_ERR_UNSUPPORTED ? "NOSITE/-" : s == IR_OK ? "MUTATED" : "ERROR");
+            if (!c->pass)
+                snprintf(c->why, sizeof c->why, "expected no site: %.300s",
+                         s == IR_OK ? "a mutant was made" : gen.why);
+            return true;
+        }
+    }
+    if (s != IR_OK) {
+        c->seconds = now_s() - t0;
+        char why[400];
+        snprintf(why, sizeof why, "generation failed: %s at %.80s: %.200s",
+                 ir_status_name(gen.status), gen.where, gen.why);
+        fail_case(c, "NOT-GENERATED", why);
+        return true;
+    }
+    check_program(r, c, path, verdict, witness);
+    c->seconds = now_s() - t0;
+    return true;
+}
+
+static void put_xml(FILE *f, const char *s)
+{
+    for (; *s; s++) {
+        switch (*s) {
+        case '&': fputs("&amp;", f); break;
+        case '<': fputs("&lt;", f); break;
+        case '>': fputs("&gt;", f); break;
+        case '"': fputs("&quot;", f); break;
+        default: fputc(*s, f);
+        }
+    }
+}
+
+static bool write_junit(const proofs_run *r, const char *path, double total)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return false;
+    int failed = 0;
+    for (int i = 0; i < r->n; i++)
+        failed += !r->cases[i].pass;
+    fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n"
+               "  <testsuite name=\"proofs\" tests=\"%d\" failures=\"%d\" errors=\"0\" time=\"%.3f\">\n",
+            r->n, failed, total);
+    for (int i = 0; i < r->n; i++) {
+        const proofs_case *c = &r->cases[i];
+        fprintf(f, "    <testcase classname=\"proofs\" name=\"");
+        put_xml(f, c->name);
+        fprintf(f, "\" time=\"%.3f\"", c->seconds);
+        if (c->pass) {
+            fprintf(f, "/>\n");
+            continue;
+        }
+        fprintf(f, ">\n      <failure message=\"");
+        put_xml(f, c->why);
+        fprintf(f, "\">expected ");
+        put_xml(f, c->expect);
+        fprintf(f, ", got ");
+        put_xml(f, c->got);
+        fprintf(f, "</failure>\n    </testcase>\n");
+    }
+    fprintf(f, "  </testsuite>\n</testsuites>\n");
+    return fclose(f) == 0;
+}
+
+int cmd_proofs(int argc, char **argv)
+{
+    const char *corpus = "proofs/corpus.txt", *junit = NULL;
+    proofs_run r = {.dir = "build/proofs", .verify_bin = "build/amk-verify", .timeout_ms = 30000};
+    for (int i = 1; i < argc; i++) {
+        bool has = i + 1 < argc;
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            usage(stdout);
+            return AMK_EXIT_OK;
+        } else if (!strcmp(argv[i], "--corpus") && has) {
+            corpus = argv[++i];
+        } else if (!strcmp(argv[i], "--dir") && has) {
+            r.dir = argv[++i];
+        } else if (!strcmp(argv[i], "--verify") && has) {
+            r.verify_bin = argv[++i];
+        } else if (!strcmp(argv[i], "--junit") && has) {
+            junit = argv[++i];
+        } else if (!strcmp(argv[i], "--timeout-ms") && has) {
+            char *end;
+            r.timeout_ms = strtoll(argv[++i], &end, 10);
+            if (*end || r.timeout_ms < 1 || r.timeout_ms > 3600000) {
+                fprintf(stderr, "amk proofs: --timeout-ms must be an integer in [1, 3600000]\n");
+                return AMK_EXIT_MALFORMED;
+            }
+        } else {
+            fprintf(stderr, "amk proofs: unknown or incomplete option '%s'\n", argv[i]);
+            usage(stderr);
+            return AMK_EXIT_MALFORMED;
+        }
+    }
+    char junit_default[1024];
+    snprintf(junit_default, sizeof junit_default, "%s/junit.xml", r.dir);
+    if (!junit)
+        junit = junit_default;
+    if (mkdir(r.dir, 0777) && errno != EEXIST) {
+        fprintf(stderr, "amk proofs: cannot create %s: %s\n", r.dir, strerror(errno));
+        return AMK_EXIT_MALFORMED;
+    }
+    if (access(r.verify_bin, X_OK)) {
+        fprintf(stderr, "amk proofs: %s is not an executable amk-verify\n", r.verify_bin);
+        return AMK_EXIT_MALFORMED;
+    }
+    FILE *in = fopen(corpus, "r");
+    if (!in) {
+        fprintf(stderr, "amk proofs: cannot open %s: %s\n", corpus, strerror(errno));
+        return AMK_EXIT_MALFORMED;
+    }
+    printf("%-56s %-30s %-30s %8s\n", "program", "expected", "got", "seconds");
+    double t0 = now_s();
+    char line[2048];
+    int lineno = 0, printed = 0;
+    ir_error err = {0};
+    bool ok = true;
+    while (ok && fgets(line, sizeof line, in)) {
+        lineno++;
+        char *f[PROOFS_MAX_FIELDS + 1];
+        int nf = 0;
+        char *hash = strchr(line, '#');
+        if (hash)
+            *hash = 0;
+        for (char *tok = strtok(line, " \t\r\n"); tok && nf <= PROOFS_MAX_FIELDS;
+             tok = strtok(NULL, " \t\r\n"))
+            f[nf++] = tok;
+        if (nf == 0)
+            continue;
+        if (nf < 5 || nf > PROOFS_MAX_FIELDS) {
+            ir_fail(&err, IR_ERR_MALFORMED, "corpus", "line %d: wrong number of fields", lineno);
+            ok = false;
+            break;
+        }
+        ok = run_line(&r, f, nf, lineno, &err);
+        for (; printed < r.n; printed++) {
+            const proofs_case *c = &r.cases[printed];
+            printf("%-56s %-30s %-30s %8.2f%s%s\n", c->name, c->expect, c->got, c->seconds,
+                   c->pass ? "" : "  FAIL: ", c->pass ? "" : c->why);
+            fflush(stdout);
+        }
+    }
+    fclose(in);
+    if (!ok) {
+        cmd_print_error("amk proofs", &err);
+        free(r.cases);
+        return AMK_EXIT_MALFORMED;
+    }
+    double total = now_s() - t0;
+    int failed = 0;
+    for (int i = 0; i < r.n; i++)
+        failed += !r.cases[i].pass;
+    if (!write_junit(&r, junit, total))
+        fprintf(stderr, "amk proofs: cannot write %s\n", junit);
+    printf("%d passed, %d failed in %.1f s (JUnit: %s)\n", r.n - failed, failed, total, junit);
+    free(r.cases);
+    return failed || r.n == 0 ? AMK_EXIT_REFUTED : AMK_EXIT_OK;
+}
