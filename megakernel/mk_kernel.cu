@@ -22,7 +22,7 @@ extern "C" {
 
 #define MK_MAX_THREADS 512             /* register budget: 128 per thread; plans above are refused at load */
 #define MK_MAX_HD 256                  /* attention head_dim held in registers (8 per lane) */
-#define MK_PREFETCH_BYTES (256 * 1024) /* L2 prefetch per upcoming task, per block */
+#define MK_STAGE_MIN (32 * 1024)       /* dynamic SMEM below this: no weight staging */
 
 /* ---------------------------------------------------------------- memory-model helpers */
 
@@ -45,11 +45,6 @@ __device__ __forceinline__ uint4 ld_weight16(const void *p)
         : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
         : "l"(p));
     return r;
-}
-
-__device__ __forceinline__ void prefetch_l2(const void *p)
-{
-    asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
 }
 
 __device__ __forceinline__ unsigned long long global_ns()
@@ -134,6 +129,8 @@ struct op_env {
     float *red_f;
     int *red_i;
     float *part;
+    const unsigned char *wsm;   /* this task's staged weights in dynamic SMEM, or NULL */
+    int64_t wcap;               /* bytes of that staging buffer */
     __device__ int64_t ip(int k) const { return pexpr_eval(t->ip[k], pos); }
     __device__ const mk_buf &in(int k) const { return bufs[t->in[k]]; }
     __device__ const mk_buf &out(int k) const { return bufs[t->out[k]]; }
@@ -142,9 +139,13 @@ struct op_env {
 /* Dot products of R rows of W (element type DT) with x over 16-byte vectors [c0, c1). Each lane
  * keeps 2*R independent 16-byte weight loads in flight. */
 template <int DT, int R>
-__device__ __forceinline__ void dot_rows(const char *const *row, const float *x, int64_t c0,
-                                         int64_t c1, float *acc)
+__device__ __forceinline__ void dot_rows(const char *const *row, const bool *staged,
+                                         const float *x, int64_t c0, int64_t c1, float *acc)
 {
+    /* A staged row lives in SMEM (generic load); the others stream from HBM. */
+    auto ldw = [&](int r, int64_t off) {
+        return staged[r] ? *(const uint4 *)(row[r] + off) : ld_weight16(row[r] + off);
+    };
     constexpr int EPV = DT == 0 ? 4 : 8;
     auto fma_vec = [&](const uint4 &w, const float *xv) {
         const unsigned u[4] = {w.x, w.y, w.z, w.w};
@@ -176,8 +177,8 @@ __device__ __forceinline__ void dot_rows(const char *const *row, const float *x,
         uint4 w0[R], w1[R];
 #pragma unroll
         for (int r = 0; r < R; r++) {
-            w0[r] = ld_weight16(row[r] + c * 16);
-            w1[r] = ld_weight16(row[r] + (c + 32) * 16);
+            w0[r] = ldw(r, c * 16);
+            w1[r] = ldw(r, (c + 32) * 16);
         }
         float x0[EPV], x1[EPV];
         load_x(c, x0);
@@ -191,7 +192,7 @@ __device__ __forceinline__ void dot_rows(const char *const *row, const float *x,
         load_x(c, x0);
 #pragma unroll
         for (int r = 0; r < R; r++)
-            acc[r] += fma_vec(ld_weight16(row[r] + c * 16), x0);
+            acc[r] += fma_vec(ldw(r, c * 16), x0);
     }
 }
 
@@ -202,7 +203,8 @@ __device__ __forceinline__ void dot_rows(const char *const *row, const float *x,
  * partial sums meet in SMEM and are added in a fixed order (deterministic). */
 template <int DT>
 __device__ void gemv_rows(const void *Wv, const float *x, float *y, int64_t K, int64_t n0,
-                          int64_t n1, const mk_buf *bias, float *part)
+                          int64_t n1, const mk_buf *bias, float *part, const char *Ws,
+                          int64_t rows_staged)
 {
     constexpr int ES = DT == 0 ? 4 : 2;
     constexpr int EPV = 16 / ES;
@@ -224,14 +226,16 @@ __device__ void gemv_rows(const void *Wv, const float *x, float *y, int64_t K, i
         const int64_t c0 = ks * chunk, c1 = c0 + chunk < units ? c0 + chunk : units;
         float acc[R];
         const char *row[R];
+        bool staged[R];
 #pragma unroll
         for (int r = 0; r < R; r++) {
             acc[r] = 0.f;
             int64_t n = r0 + r < n1 ? r0 + r : n1 - 1;
-            row[r] = W + n * K * ES;
+            staged[r] = n - n0 < rows_staged;
+            row[r] = staged[r] ? Ws + (n - n0) * K * ES : W + n * K * ES;
         }
         if (vec) {
-            dot_rows<DT, R>(row, x, c0 + lane, c1, acc);
+            dot_rows<DT, R>(row, staged, x, c0 + lane, c1, acc);
         } else {
             for (int64_t k = c0 + lane; k < c1; k += 32) {
                 float xk = x[k];
@@ -263,14 +267,32 @@ __device__ void gemv_rows(const void *Wv, const float *x, float *y, int64_t K, i
     }
 }
 
-__device__ void gemv_tile(const op_env &e, const mk_buf &W, const float *x, float *y,
-                          const mk_buf *bias)
+/* Rows of weight slot k of a GEMV/FUSED task that fit its share (cap bytes) of a staging
+ * buffer: whole rows of 16-byte multiples only. */
+__device__ int64_t staged_rows(const mk_buf *bufs, const mk_task *t, int k, int64_t cap,
+                               int64_t pos)
 {
+    if ((t->op != 5 && t->op != 19) || cap <= 0)
+        return 0;
+    int64_t K = pexpr_eval(t->ip[MK_P_K], pos), nt = pexpr_eval(t->ip[MK_P_NTILE], pos);
+    int64_t rb = K * (bufs[t->in[1 + k]].dtype == 0 ? 4 : 2);
+    if (rb <= 0 || rb % 16)
+        return 0;
+    int64_t share = (t->op == 19 ? cap / 2 : cap) & ~(int64_t)127;
+    int64_t rows = share / rb;
+    return rows < nt ? rows : nt;
+}
+
+__device__ void gemv_tile(const op_env &e, int k, const float *x, float *y, const mk_buf *bias)
+{
+    const mk_buf &W = e.in(1 + k);
     int64_t K = e.ip(MK_P_K), nt = e.ip(MK_P_NTILE), off = e.ip(MK_P_NOFF);
+    int64_t rows = e.wsm ? staged_rows(e.bufs, e.t, k, e.wcap, e.pos) : 0;
+    const char *Ws = e.wsm ? (const char *)e.wsm + k * ((e.wcap / 2) & ~(int64_t)127) : nullptr;
     switch (W.dtype) {
-    case 2: gemv_rows<2>(W.ptr, x, y, K, off, off + nt, bias, e.part); break;
-    case 1: gemv_rows<1>(W.ptr, x, y, K, off, off + nt, bias, e.part); break;
-    default: gemv_rows<0>(W.ptr, x, y, K, off, off + nt, bias, e.part); break;
+    case 2: gemv_rows<2>(W.ptr, x, y, K, off, off + nt, bias, e.part, Ws, rows); break;
+    case 1: gemv_rows<1>(W.ptr, x, y, K, off, off + nt, bias, e.part, Ws, rows); break;
+    default: gemv_rows<0>(W.ptr, x, y, K, off, off + nt, bias, e.part, Ws, rows); break;
     }
 }
 
@@ -622,12 +644,12 @@ __device__ void run_op(const op_env &e)
     case 2: op_embed(e); break;
     case 3: op_rmsnorm(e); break;
     case 5:
-        gemv_tile(e, e.in(1), (const float *)e.in(0).ptr, (float *)e.out(0).ptr,
+        gemv_tile(e, 0, (const float *)e.in(0).ptr, (float *)e.out(0).ptr,
                   (t->flags & MK_F_BIAS) ? &e.in(2) : nullptr);
         break;
     case 19:                                                                /* FUSED recipe 1 */
-        gemv_tile(e, e.in(1), (const float *)e.in(0).ptr, (float *)e.out(0).ptr, nullptr);
-        gemv_tile(e, e.in(2), (const float *)e.in(0).ptr, (float *)e.out(1).ptr, nullptr);
+        gemv_tile(e, 0, (const float *)e.in(0).ptr, (float *)e.out(0).ptr, nullptr);
+        gemv_tile(e, 1, (const float *)e.in(0).ptr, (float *)e.out(1).ptr, nullptr);
         break;
     case 7: op_attention(e); break;
     case 8: op_rope(e); break;
@@ -638,25 +660,26 @@ __device__ void run_op(const op_env &e)
     }
 }
 
-/* Warm L2 with the first bytes of a task's weight tiles, so HBM keeps streaming while the block
- * waits for its dependencies. */
-__device__ void prefetch_weights(const mk_launch &L, const mk_task *t)
+/* Start copying the weight rows of task t that fit a staging buffer into dynamic SMEM
+ * (cp.async, 16 bytes per thread per copy, no registers held), as one commit group per task
+ * even when there is nothing to copy, so that group counting stays per task. */
+__device__ void stage_weights(const mk_launch &L, const mk_task *t, unsigned char *buf,
+                              int64_t cap)
 {
-    if (t->op != 5 && t->op != 19)
-        return;
-    int64_t K = pexpr_eval(t->ip[MK_P_K], L.pos), nt = pexpr_eval(t->ip[MK_P_NTILE], L.pos),
-            off = pexpr_eval(t->ip[MK_P_NOFF], L.pos);
-    int nw = t->op == 19 ? 2 : 1;
-    for (int k = 0; k < nw; k++) {
+    int nwt = t->op == 19 ? 2 : (t->op == 5 ? 1 : 0);
+    for (int k = 0; k < nwt; k++) {
+        int64_t rows = staged_rows(L.bufs, t, k, cap, L.pos);
         const mk_buf &W = L.bufs[t->in[1 + k]];
-        int64_t es = W.dtype == 0 ? 4 : 2;
-        const char *base = (const char *)W.ptr + off * K * es;
-        int64_t bytes = nt * K * es;
-        if (bytes > MK_PREFETCH_BYTES / nw)
-            bytes = MK_PREFETCH_BYTES / nw;
-        for (int64_t b = (int64_t)threadIdx.x * 128; b < bytes; b += (int64_t)blockDim.x * 128)
-            prefetch_l2(base + b);
+        int64_t K = pexpr_eval(t->ip[MK_P_K], L.pos), off = pexpr_eval(t->ip[MK_P_NOFF], L.pos);
+        int64_t rb = K * (W.dtype == 0 ? 4 : 2), bytes = rows * rb;
+        const char *src = (const char *)W.ptr + off * rb;
+        unsigned dst = (unsigned)__cvta_generic_to_shared(buf + k * ((cap / 2) & ~(int64_t)127));
+        for (int64_t o = (int64_t)threadIdx.x * 16; o < bytes; o += (int64_t)blockDim.x * 16)
+            asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst + (unsigned)o),
+                         "l"(src + o)
+                         : "memory");
     }
+    asm volatile("cp.async.commit_group;" ::: "memory");
 }
 
 /* ---------------------------------------------------------------- the megakernel */
@@ -669,20 +692,31 @@ __global__ void __launch_bounds__(MK_MAX_THREADS, 1) mk_megakernel(mk_launch L)
     __shared__ int red_i[32];
     __shared__ int s_abort;
     __shared__ __align__(16) float part[MK_PART];   /* also read as doubles (RoPE table) */
+    extern __shared__ __align__(128) unsigned char dsm[];
     const int b = blockIdx.x;
     const int q0 = L.qstart[b], q1 = L.qstart[b + 1];
-    int prefetched = q0;
+    /* Weight staging (pipelining_depth >= 1 and the plan's dynamic SMEM): two buffers; a task's
+     * rows are requested before it waits for its inputs, and the next task's while it runs. */
+    const bool staging = L.pipelining_depth > 0 && L.dyn_smem >= MK_STAGE_MIN;
+    const int64_t cap = staging ? (L.dyn_smem / 2) & ~(int64_t)127 : 0;
+    int staged_upto = q0;
     unsigned long long t_begin = L.prof ? global_ns() : 0, t0 = 0, t1 = 0;
     for (int qi = q0; qi < q1; qi++) {
         const mk_task *gt = &L.tasks[L.qtasks[qi]];
         if (L.prof && threadIdx.x == 0)
             t0 = global_ns();
-        /* Weights of this task and the next pipelining_depth ones do not depend on anything:
-         * start pulling them into L2 before waiting. */
-        int ahead = qi + 1 + L.pipelining_depth;
-        if (L.pipelining_depth > 0)
-            for (; prefetched < q1 && prefetched < ahead; prefetched++)
-                prefetch_weights(L, &L.tasks[L.qtasks[prefetched]]);
+        /* Weights do not depend on anything: request this task's (and the next one's, into the
+         * buffer the previous task has finished with) before waiting. */
+        if (staging) {
+            if (staged_upto == qi) {
+                stage_weights(L, gt, dsm + (qi & 1) * cap, cap);
+                staged_upto++;
+            }
+            if (staged_upto == qi + 1 && qi + 1 < q1) {
+                stage_weights(L, &L.tasks[L.qtasks[qi + 1]], dsm + ((qi + 1) & 1) * cap, cap);
+                staged_upto++;
+            }
+        }
         __syncthreads();                   /* the previous task is done with st */
         {
             const unsigned long long *src = (const unsigned long long *)gt;
@@ -728,9 +762,20 @@ __global__ void __launch_bounds__(MK_MAX_THREADS, 1) mk_megakernel(mk_launch L)
                 t1 = global_ns();
         }
         __syncthreads();
-        if (s_abort)
+        if (s_abort) {
+            if (staging)
+                asm volatile("cp.async.wait_all;" ::: "memory");
             return;                        /* every block leaves; the host reports TIMEOUT */
-        op_env e = {&st, L.bufs, L.pos, red_d, red_f, red_i, part};
+        }
+        if (staging) {
+            if (staged_upto > qi + 1)
+                asm volatile("cp.async.wait_group 1;" ::: "memory");
+            else
+                asm volatile("cp.async.wait_group 0;" ::: "memory");
+            __syncthreads();               /* every thread's copies are visible */
+        }
+        op_env e = {&st, L.bufs, L.pos, red_d, red_f, red_i, part,
+                    staging ? dsm + (qi & 1) * cap : nullptr, cap};
         run_op(e);
         /* Release: the barrier orders every thread's writes before thread 0's fence (cumulative
          * at GPU scope), then the release add publishes them with the count. */

@@ -44,11 +44,12 @@ static void need_gpu(void)
 }
 
 /* Lower a model for h100 with knobs; the caller frees the program. */
-static ir_program *lower_with(const lower_model *m, ir_dtype dt, int64_t n_tile,
-                              int64_t kv_block, bool fuse, bool argmax)
+static ir_program *lower_smem(const lower_model *m, ir_dtype dt, int64_t n_tile,
+                              int64_t kv_block, bool fuse, bool argmax, int64_t smem)
 {
     ir_config c;
     ir_config_default(&c);
+    c.smem_bytes_per_block = smem;   /* > 0: the kernel stages weights there (SPEC 15) */
     ir_tiling tiles[2];
     int nt = 0;
     if (n_tile)
@@ -72,6 +73,12 @@ static ir_program *lower_with(const lower_model *m, ir_dtype dt, int64_t n_tile,
     cr_assert_eq(lower_program(m, &c, ir_target_builtin("h100"), &o, &p, &err), IR_OK,
                  "lower: %s: %s", err.where, err.why);
     return p;
+}
+
+static ir_program *lower_with(const lower_model *m, ir_dtype dt, int64_t n_tile,
+                              int64_t kv_block, bool fuse, bool argmax)
+{
+    return lower_smem(m, dt, n_tile, kv_block, fuse, argmax, 0);
 }
 
 /* The certificate of a program amk-verify proves (the test fails otherwise); caller frees. */
@@ -233,12 +240,13 @@ static void fixture_load(const char *name, fixture *fx)
 }
 
 /* Decode the fixture on the GPU for its 128 greedy steps, the reference VM in lockstep. */
-static void gpu_decodes_fixture(const char *name, int64_t n_tile, int64_t kv_block, bool fuse)
+static void gpu_decodes_fixture_smem(const char *name, int64_t n_tile, int64_t kv_block,
+                                     bool fuse, int64_t smem)
 {
     need_gpu();
     fixture fx;
     fixture_load(name, &fx);
-    ir_program *p = lower_with(&fx.m, fx.dtype, n_tile, kv_block, fuse, true);
+    ir_program *p = lower_smem(&fx.m, fx.dtype, n_tile, kv_block, fuse, true, smem);
     char *cert = prove(p);
     ir_error err = {0};
     mk_handle *h = NULL;
@@ -300,6 +308,11 @@ static void gpu_decodes_fixture(const char *name, int64_t n_tile, int64_t kv_blo
     free(fx.logits);
 }
 
+static void gpu_decodes_fixture(const char *name, int64_t n_tile, int64_t kv_block, bool fuse)
+{
+    gpu_decodes_fixture_smem(name, n_tile, kv_block, fuse, 0);
+}
+
 Test(megakernel_gpu, fixture_gqa2_f32_matches_vm_and_hf_for_128_steps, .timeout = 120)
 {
     gpu_decodes_fixture("llama_gqa2_f32", 0, 0, false);
@@ -319,6 +332,14 @@ Test(megakernel_gpu, split_attention_and_fused_gate_up_match_vm_and_hf, .timeout
 {
     gpu_decodes_fixture("llama_gqa2_bf16_rope3", 16, 32, true);
     gpu_decodes_fixture("llama_gqa4_tied_f32", 48, 24, true);
+}
+
+/* Weight staging in the plan's dynamic SMEM: whole tiles (bf16, N_tile 16) and tiles only
+ * partly staged, the rest streamed (f32 rows of 256 B, 33 KB of SMEM, fused pairs halving it). */
+Test(megakernel_gpu, weight_staging_in_dynamic_smem_matches_vm_and_hf, .timeout = 120)
+{
+    gpu_decodes_fixture_smem("llama_gqa2_bf16_rope3", 16, 0, false, 65536);
+    gpu_decodes_fixture_smem("llama_gqa4_tied_f32", 0, 0, true, 33792);
 }
 
 /* The watchdog: a plan whose two queues wait on each other's later entries never finishes. The
