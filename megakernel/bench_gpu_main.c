@@ -42,15 +42,17 @@ static void die(const char *what, const ir_error *err)
 }
 
 static ir_program *lower_cfg(const lower_model *m, const char *target, int64_t n_tile,
-                             int64_t depth, bool fuse, int64_t threads, int64_t smem)
+                             int64_t depth, bool fuse, int64_t threads, int64_t smem,
+                             bool round_robin, int64_t kv_block)
 {
     ir_config c;
     ir_config_default(&c);
     c.threads_per_block = threads;
     c.smem_bytes_per_block = smem;
-    ir_tiling tile = {"gemv", "N_tile", n_tile};
-    c.tiling = &tile;
-    c.n_tiling = 1;
+    c.sm_policy = round_robin ? IR_SM_ROUND_ROBIN : IR_SM_LOAD_BALANCE;
+    ir_tiling tile[2] = {{"gemv", "N_tile", n_tile}, {"attention", "kv_block", kv_block}};
+    c.tiling = tile;
+    c.n_tiling = kv_block ? 2 : 1;
     c.pipelining_depth = depth;
     char names[2][IR_MAX_NAME] = {"gate", "up"};
     ir_fusion_group grp = {2, names};
@@ -124,7 +126,7 @@ int main(int argc, char **argv)
     refvm_opts vo;
     refvm_opts_default(&vo);
     vo.tie_embeddings = m.tie_embeddings;
-    ir_program *ref = lower_cfg(&m, target, 256, 2, false, 256, 0);
+    ir_program *ref = lower_cfg(&m, target, 256, 2, false, 256, 0, false, 0);
     double t0 = now_s();
     if (refvm_st_open(wpath, &st, &err) != IR_OK || refvm_new(ref, &vo, &vm, &err) != IR_OK ||
         refvm_bind(vm, st, &err) != IR_OK)
@@ -147,16 +149,20 @@ int main(int argc, char **argv)
         int64_t n_tile, depth;
         bool fuse;
         int64_t threads, smem;
-    } cfgs[] = {{256, 2, false, 256, 0},      {32, 0, false, 512, 0},
-                {32, 1, false, 512, 204800},  {16, 1, false, 512, 204800},
-                {16, 1, false, 256, 204800},  {32, 1, true, 512, 204800},
-                {64, 1, false, 512, 204800},  {16, 1, true, 512, 204800}};
+        bool rr;
+        int64_t kv_block;
+    } cfgs[] = {{256, 2, false, 256, 0, false, 0},  {32, 0, false, 512, 0, false, 0},
+                {32, 0, false, 512, 0, true, 0},    {32, 0, false, 512, 0, false, 64},
+                {32, 0, false, 512, 0, true, 64},   {16, 0, false, 512, 0, true, 64},
+                {64, 0, false, 512, 0, true, 64},   {32, 0, true, 512, 0, true, 64},
+                {32, 1, false, 512, 204800, true, 64}};
     int n_cfg = (int)(sizeof cfgs / sizeof cfgs[0]);
     double best = 0;
     int best_cfg = -1;
     for (int c = 0; c < n_cfg; c++) {
         ir_program *p = c == 0 ? ref : lower_cfg(&m, target, cfgs[c].n_tile, cfgs[c].depth,
-                                                 cfgs[c].fuse, cfgs[c].threads, cfgs[c].smem);
+                                                 cfgs[c].fuse, cfgs[c].threads, cfgs[c].smem,
+                                                 cfgs[c].rr, cfgs[c].kv_block);
         verify_opts vopt;
         verify_result vr;
         verify_opts_default(&vopt);
@@ -186,10 +192,11 @@ int main(int argc, char **argv)
             pass = pass && g.pass;
         }
         printf("config N_tile %lld, pipelining_depth %lld, fused gate/up %s, %lld threads, "
-               "%lld B dynamic SMEM, %d tasks: correctness %s (GPU vs VM, %d steps, max rel err "
-               "%.2g, tolerance %g)\n",
+               "%lld B dynamic SMEM, %s, kv_block %lld, %d tasks: correctness %s (GPU vs VM, %d "
+               "steps, max rel err %.2g, tolerance %g)\n",
                (long long)cfgs[c].n_tile, (long long)cfgs[c].depth, cfgs[c].fuse ? "yes" : "no",
-               (long long)cfgs[c].threads, (long long)cfgs[c].smem, p->n_tasks, pass ? "PASS" : "FAIL", CHECK_STEPS, worst, REFVM_GATE_REL_TOL);
+               (long long)cfgs[c].threads, (long long)cfgs[c].smem,
+               cfgs[c].rr ? "round_robin" : "load_balance", (long long)cfgs[c].kv_block, p->n_tasks, pass ? "PASS" : "FAIL", CHECK_STEPS, worst, REFVM_GATE_REL_TOL);
         if (pass) {
             double *ms = malloc(sizeof *ms * (size_t)repeats), wall0 = now_s();
             int32_t tok = ss.next_token;
@@ -230,7 +237,7 @@ int main(int argc, char **argv)
         /* Where the time goes: one profiled launch of the best plan (not timed above). */
         ir_program *p = lower_cfg(&m, target, cfgs[best_cfg].n_tile, cfgs[best_cfg].depth,
                                   cfgs[best_cfg].fuse, cfgs[best_cfg].threads,
-                                  cfgs[best_cfg].smem);
+                                  cfgs[best_cfg].smem, cfgs[best_cfg].rr, cfgs[best_cfg].kv_block);
         mk_options o;
         mk_options_default(&o);
         o.profile = true;
