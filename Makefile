@@ -106,7 +106,8 @@ coverage:
 	  printf '%-8s ' $$part && lcov --summary build-cov/$$part.info 2>&1 | grep lines; done
 
 # demo: the main job. Lower the toy preset for h100 and prove it; refute a deadlocking variant
-# with its witness; run a Hugging Face fixture through the reference VM and the eager gate.
+# with its witness; run a Hugging Face fixture through the reference VM and the eager gate;
+# launch the proved plan on the GPU when there is one.
 DEMO := $(BUILD)/demo
 FIXTURE := tests/fixtures/llama_gqa2_f32
 demo: deps all
@@ -123,6 +124,11 @@ demo: deps all
 	@echo "== 4. correctness gate: reference VM vs eager forward on the HF fixture $(FIXTURE)"
 	$(BUILD)/amk lower --model $(FIXTURE)/config.json --target h100 --dtype f32 --max-seq 64 -o $(DEMO)/fixture.json
 	$(BUILD)/amk run $(DEMO)/fixture.json --weights $(FIXTURE)/model.safetensors --prompt 1,2,3 --steps 8 --check
+	@echo "== 5. the proved toy plan on the GPU (skipped, with the reason, without one)"
+	$(BUILD)/amk weights random --model toy --seed 1 --dtype bf16 -o $(DEMO)/toy.safetensors
+	@rc=0; $(BUILD)/amk launch $(DEMO)/toy.json --cert $(DEMO)/toy.cert.json --weights $(DEMO)/toy.safetensors \
+	  --prompt 1,2,3 --steps 8 --check || rc=$$?; \
+	  if [ $$rc -eq 2 ]; then echo "demo: GPU launch skipped (see the reason above)"; elif [ $$rc -ne 0 ]; then exit $$rc; fi
 
 # bench-verify: wall seconds and peak memory of full verification of lowered presets.
 bench-verify: all $(BUILD)/bench_verify
