@@ -1,0 +1,248 @@
+/*
+ * test_coverage_verify.c - the well-formedness obligation on single edits of the lowered toy
+ * program: each edit breaks one structural rule of SPEC.md 12.2 (counters, arity, params,
+ * queues, pages, op shapes) and must be REFUTED by wellformed with the named witness kind, the
+ * task at fault and a message naming the rule, with race and completeness SKIPPED.
+ */
+#include <cjson/cJSON.h>
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lower/lower.h"
+#include "verify/verify.h"
+
+static ir_program *toy(void)
+{
+    lower_model m;
+    ir_config c;
+    ir_error err = {0};
+    cr_assert_eq(lower_model_preset("toy", &m, &err), IR_OK);
+    ir_config_default(&c);
+    lower_opts o;
+    lower_opts_default(&o);
+    ir_program *p = NULL;
+    cr_assert_eq(lower_program(&m, &c, ir_target_builtin("h100"), &o, &p, &err), IR_OK, "%s", err.why);
+    ir_config_free(&c);
+    return p;
+}
+
+/* The first task whose label is `label`. */
+static ir_task *task(ir_program *p, const char *label)
+{
+    for (int32_t i = 0; i < p->n_tasks; i++)
+        if (!strcmp(p->tasks[i].label, label))
+            return &p->tasks[i];
+    cr_assert_fail("no task labelled %s", label);
+    return NULL;
+}
+
+static int32_t buffer(const ir_program *p, const char *name)
+{
+    for (int32_t i = 0; i < p->n_buffers; i++)
+        if (!strcmp(p->buffers[i].name, name))
+            return i;
+    cr_assert_fail("no buffer named %s", name);
+    return -1;
+}
+
+/* Verify p and check the wellformed refutation: kind, task at fault (-1: none named), and
+ * that the message contains `says`. Frees p. */
+static void expect_refuted(ir_program *p, const char *kind, int32_t task_id, const char *says)
+{
+    verify_opts o;
+    verify_opts_default(&o);
+    verify_result r;
+    ir_error err = {0};
+    cr_assert_eq(verify_program(p, &o, &r, &err), IR_OK, "%s", err.why);
+    cr_expect_eq(r.verdict, VERIFY_REFUTED, "verdict %s", verify_verdict_name(r.verdict));
+    cr_expect_eq(r.ob[VERIFY_WELLFORMED].status, VERIFY_REFUTED);
+    cr_expect_eq(r.ob[VERIFY_RACE].status, VERIFY_SKIPPED);
+    cr_expect_eq(r.ob[VERIFY_COMPLETE].status, VERIFY_SKIPPED);
+    cr_expect_str_eq(r.witness_kind, kind);
+    cJSON *w = cJSON_Parse(r.witness_json);
+    cr_assert_not_null(w, "witness is not JSON");
+    cr_expect_str_eq(cJSON_GetObjectItemCaseSensitive(w, "kind")->valuestring, kind);
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(w, "task");
+    if (task_id >= 0)
+        cr_expect(cJSON_IsNumber(t) && (int32_t)t->valuedouble == task_id, "witness task %g, want %d",
+                  cJSON_IsNumber(t) ? t->valuedouble : -1.0, task_id);
+    else
+        cr_expect_null(t, "no task is at fault");
+    const cJSON *msg = cJSON_GetObjectItemCaseSensitive(w, "message");
+    cr_assert(cJSON_IsString(msg));
+    cr_expect(strstr(msg->valuestring, says), "message '%s' lacks '%s'", msg->valuestring, says);
+    cr_expect(strstr(r.ob[VERIFY_WELLFORMED].detail, says), "detail '%s'", r.ob[VERIFY_WELLFORMED].detail);
+    cJSON_Delete(w);
+    verify_result_free(&r);
+    ir_program_free(p);
+}
+
+/* Remove param key from t (an int param: nothing owned to free). */
+static void drop_param(ir_task *t, const char *key)
+{
+    for (int i = 0; i < t->n_params; i++)
+        if (!strcmp(t->params[i].key, key)) {
+            cr_assert_eq(t->params[i].type, IR_PARAM_INT);
+            t->params[i] = t->params[--t->n_params];
+            return;
+        }
+    cr_assert_fail("no param %s", key);
+}
+
+Test(wellformed, the_unedited_toy_is_proved)
+{
+    ir_program *p = toy();
+    verify_opts o;
+    verify_opts_default(&o);
+    verify_result r;
+    ir_error err = {0};
+    cr_assert_eq(verify_program(p, &o, &r, &err), IR_OK);
+    cr_expect_eq(r.verdict, VERIFY_PROVED, "%s", r.ob[VERIFY_WELLFORMED].detail);
+    verify_result_free(&r);
+    ir_program_free(p);
+}
+
+Test(wellformed, refutes_a_counter_that_does_not_start_at_zero)
+{
+    ir_program *p = toy();
+    p->counters[3].init = 2;
+    expect_refuted(p, "counter_init", -1, "counter 3 starts at 2");
+}
+
+Test(wellformed, refutes_an_add_with_one_input)
+{
+    ir_program *p = toy();
+    ir_task *t = task(p, "L0.resid_attn");
+    t->n_inputs = 1;
+    expect_refuted(p, "arity", t->id, "has 1 inputs");
+}
+
+Test(wellformed, refutes_a_missing_required_param)
+{
+    ir_program *p = toy();
+    ir_task *t = task(p, "L0.attn_norm");
+    drop_param(t, "hidden");
+    expect_refuted(p, "params", t->id, "lacks required param 'hidden'");
+}
+
+Test(wellformed, refutes_an_int_param_beyond_int32)
+{
+    ir_program *p = toy();
+    ir_task *t = task(p, "L0.q_proj[0]");
+    cr_assert_eq(ir_task_set_int(t, "K", (int64_t)1 << 40), IR_OK);
+    expect_refuted(p, "params", t->id, "param 'K' must be an int32");
+}
+
+Test(wellformed, refutes_a_non_finite_real_param)
+{
+    ir_program *p = toy();
+    ir_task *t = task(p, "L0.mlp_norm");
+    cr_assert_eq(ir_task_set_real(t, "eps", INFINITY), IR_OK);
+    expect_refuted(p, "params", t->id, "param 'eps' is not finite");
+}
+
+Test(wellformed, refutes_a_zero_tile_size)
+{
+    ir_program *p = toy();
+    ir_task *t = task(p, "L0.gate_proj[0]");
+    cr_assert_eq(ir_task_set_int(t, "N_tile", 0), IR_OK);
+    expect_refuted(p, "params", t->id, "tile sizes K, N_tile, M_tile must be >= 1");
+}
+
+Test(wellformed, refutes_a_task_whose_sm_is_not_its_plan_queue)
+{
+    ir_program *p = toy();
+    ir_task *t = task(p, "L0.rope_q");
+    cr_assert_neq(t->sm, 0);
+    t->sm = 0;
+    expect_refuted(p, "queue", t->id, "but the launch plan runs it on queue");
+}
+
+Test(wellformed, refutes_a_page_smaller_than_its_buffer)
+{
+    ir_program *p = toy();
+    cr_assert(p->has_pages && p->pages.n_map > 0);
+    p->pages.pages[p->pages.map_page[0]].nbytes = 4;
+    expect_refuted(p, "page", -1, "but page");
+}
+
+Test(wellformed, refutes_a_weight_mapped_to_a_page)
+{
+    ir_program *p = toy();
+    p->pages.map_buffer[0] = buffer(p, "lm_head.weight");
+    expect_refuted(p, "page", -1, "only activations live in pages");
+}
+
+Test(wellformed, refutes_a_gemv_whose_k_disagrees_with_its_weight)
+{
+    ir_program *p = toy();
+    ir_task *t = task(p, "L0.q_proj[0]");
+    cr_assert_eq(ir_task_set_int(t, "K", 32), IR_OK);
+    expect_refuted(p, "shape", t->id, "must be [N, K=32]");
+}
+
+Test(wellformed, refutes_a_gemv_reading_a_wrong_sized_input)
+{
+    ir_program *p = toy();
+    ir_task *t = task(p, "L0.o_proj[0]");
+    t->inputs[0] = buffer(p, "L0.k");  /* [1, 32] where K = 64 */
+    expect_refuted(p, "shape", t->id, "must hold K=64 elements");
+}
+
+Test(wellformed, refutes_a_gemv_writing_a_wrong_sized_output)
+{
+    ir_program *p = toy();
+    ir_task *t = task(p, "L0.k_proj[0]");
+    t->outputs[0] = buffer(p, "L0.q");  /* last dim 64, the weight's N is 32 */
+    expect_refuted(p, "shape", t->id, "last dim must equal the weight's N=32");
+}
+
+Test(wellformed, refutes_an_rmsnorm_with_the_wrong_hidden)
+{
+    ir_program *p = toy();
+    ir_task *t = task(p, "final_norm");
+    cr_assert_eq(ir_task_set_int(t, "hidden", 32), IR_OK);
+    expect_refuted(p, "shape", t->id, "RMSNORM buffers must hold hidden=32 elements");
+}
+
+Test(wellformed, refutes_an_embed_with_the_wrong_hidden)
+{
+    ir_program *p = toy();
+    ir_task *t = task(p, "embed");
+    cr_assert_eq(ir_task_set_int(t, "hidden", 32), IR_OK);
+    expect_refuted(p, "shape", t->id, "EMBED needs a [V, hidden=32] table");
+}
+
+Test(wellformed, refutes_an_add_of_unequal_sizes)
+{
+    ir_program *p = toy();
+    ir_task *t = task(p, "L1.resid_mlp");
+    t->inputs[1] = buffer(p, "L1.k");
+    expect_refuted(p, "shape", t->id, "ADD operands must have equal sizes");
+}
+
+Test(wellformed, refutes_a_rope_with_an_odd_head_dim)
+{
+    ir_program *p = toy();
+    ir_task *t = task(p, "L1.rope_q");
+    cr_assert_eq(ir_task_set_int(t, "head_dim", 15), IR_OK);
+    expect_refuted(p, "shape", t->id, "ROPE needs an even head_dim");
+}
+
+Test(wellformed, refutes_a_kv_append_source_wider_than_a_cache_row)
+{
+    ir_program *p = toy();
+    ir_task *t = task(p, "L0.kv_append_v");
+    t->inputs[0] = buffer(p, "L0.q");  /* 64 elements, cache rows hold 32 */
+    expect_refuted(p, "shape", t->id, "KV_APPEND source must fill one row");
+}
+
+Test(wellformed, refutes_attention_heads_that_disagree_with_its_buffers)
+{
+    ir_program *p = toy();
+    ir_task *t = task(p, "L1.attention");
+    cr_assert_eq(ir_task_set_int(t, "n_heads", 8), IR_OK);
+    expect_refuted(p, "shape", t->id, "ATTENTION_TILE heads/head_dim disagree");
+}
