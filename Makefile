@@ -90,6 +90,7 @@ debug: deps
 	$(MAKE) BUILD=build-debug OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
 	  all $(patsubst build/%,build-debug/%,$(TEST_BIN))
 	@set -e; export AMK_BIN=$(abspath build-debug/amk); export AMK_VERIFY_BIN=$(abspath build-debug/amk-verify); \
+	export AMK_SANITIZED=1 LSAN_OPTIONS=suppressions=$(abspath tests/lsan.supp):print_suppressions=0; \
 	for t in $(patsubst build/%,build-debug/%,$(TEST_BIN)); do echo "== $$t (ASan+UBSan)"; $$t --jobs 2; done
 
 # coverage: run the tests with gcov instrumentation and write an lcov HTML report.
