@@ -461,7 +461,8 @@ int cmd_proofs(int argc, char **argv)
         failed += !r.cases[i].pass;
     if (!write_junit(&r, junit, total))
         fprintf(stderr, "amk proofs: cannot write %s\n", junit);
-    printf("%d passed, %d failed in %.1f s (JUnit: %s)\n", r.n - failed, failed, total, junit);
+    printf("proofs: %.1f s, JUnit report %s\n", total, junit);
+    printf("%d passed, %d failed\n", r.n - failed, failed);
     free(r.cases);
     return failed || r.n == 0 ? AMK_EXIT_REFUTED : AMK_EXIT_OK;
 }
