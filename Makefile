@@ -36,7 +36,7 @@ TOOLS_OBJ  := $(TOOLS_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ    := $(filter-out $(BUILD)/tools/amk.o,$(TOOLS_OBJ))
 TEST_SRC   := $(sort $(wildcard tests/test_*.c))
 TEST_BIN   := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
-DEBIAN_PKGS := libcjson-dev libcriterion-dev libz3-dev lcov valgrind
+DEBIAN_PKGS := libcjson-dev libcriterion-dev libz3-dev lcov valgrind clang libclang-rt-14-dev
 
 .PHONY: all deps test debug coverage clean demo bench-verify
 .DEFAULT_GOAL := all
@@ -225,6 +225,7 @@ fuzz: fuzz-build
 	@set -e; mkdir -p build-fuzz/crashes; for h in $(FUZZ_HARNESSES); do mkdir -p build-fuzz/corpus/$$h; \
 	  echo "== fuzz_$$h for $(FUZZ_SECONDS) s"; rc=0; \
 	  build-fuzz/tests/fuzz/fuzz_$$h -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=30 \
+	    $(if $(FUZZ_SEED),-seed=$(FUZZ_SEED)) \
 	    -print_final_stats=1 -artifact_prefix=build-fuzz/crashes/$$h- \
 	    build-fuzz/corpus/$$h tests/fuzz/corpus/$$h >build-fuzz/fuzz_$$h.log 2>&1 || rc=$$?; \
 	  grep -E '^stat::number_of_executed_units|^SUMMARY|ERROR' build-fuzz/fuzz_$$h.log || true; \
