@@ -400,11 +400,6 @@ bench_timing_source bench_cpu_source(bench_cpu *c);
 /* Largest `steps` the program can decode (its max_seq). */
 int64_t bench_cpu_max_steps(const bench_cpu *c);
 
-/* The model a program was lowered from, read back from its meta.model_config (every
- * lower_model field, as `amk lower` writes them). IR_ERR_MALFORMED naming the field when it is
- * absent or of the wrong type. */
-ir_status bench_model_from_meta(const ir_program *p, lower_model *m, ir_error *err);
-
 /* ---------------------------------------------------------------- roofline chart */
 
 typedef struct {

@@ -42,6 +42,11 @@ ir_status lower_model_from_hf_config(const char *path, lower_model *m, ir_error 
 /* A preset name or a path to config.json. */
 ir_status lower_model_load(const char *name_or_path, lower_model *m, ir_error *err);
 
+/* The model a program was lowered from, read back from its meta.model_config (every
+ * lower_model field, as lower_program writes them). IR_ERR_MALFORMED naming the field when it
+ * is absent or of the wrong type. */
+ir_status lower_model_from_meta(const ir_program *p, lower_model *m, ir_error *err);
+
 /* Lowering options besides the ScheduleConfig. */
 typedef struct {
     int64_t pos;                 /* decode position of this step (default 0) */

@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -414,4 +415,65 @@ void lower_opts_default(lower_opts *o)
     o->max_seq = 0; /* 0: min(max_pos, 4096), resolved by lower_program */
     o->dtype = IR_BF16;
     o->sample_argmax = false;
+}
+
+/* Read back what lower_program writes into meta.model_config. */
+ir_status lower_model_from_meta(const ir_program *p, lower_model *m, ir_error *err)
+{
+    memset(m, 0, sizeof *m);
+    cJSON *meta = cJSON_Parse(p->meta_json ? p->meta_json : "{}");
+    const cJSON *mc = meta ? cJSON_GetObjectItemCaseSensitive(meta, "model_config") : NULL;
+    if (!cJSON_IsObject(mc)) {
+        cJSON_Delete(meta);
+        return ir_fail(err, IR_ERR_MALFORMED, "meta.model_config", "absent: the program was not "
+                       "written by amk lower; name the model with --model");
+    }
+    static const struct {
+        const char *key;
+        char kind;                 /* i: int64, r: double, b: bool */
+        size_t off;
+    } F[] = {
+        {"hidden", 'i', offsetof(lower_model, hidden)},
+        {"n_layers", 'i', offsetof(lower_model, n_layers)},
+        {"n_heads", 'i', offsetof(lower_model, n_heads)},
+        {"n_kv_heads", 'i', offsetof(lower_model, n_kv_heads)},
+        {"head_dim", 'i', offsetof(lower_model, head_dim)},
+        {"intermediate", 'i', offsetof(lower_model, intermediate)},
+        {"vocab", 'i', offsetof(lower_model, vocab)},
+        {"max_pos", 'i', offsetof(lower_model, max_pos)},
+        {"rms_eps", 'r', offsetof(lower_model, rms_eps)},
+        {"rope_theta", 'r', offsetof(lower_model, rope_theta)},
+        {"tie_embeddings", 'b', offsetof(lower_model, tie_embeddings)},
+        {"rope_llama3", 'b', offsetof(lower_model, rope_llama3)},
+        {"rope_factor", 'r', offsetof(lower_model, rope_factor)},
+        {"rope_low_freq", 'r', offsetof(lower_model, rope_low_freq)},
+        {"rope_high_freq", 'r', offsetof(lower_model, rope_high_freq)},
+        {"rope_orig_max", 'i', offsetof(lower_model, rope_orig_max)},
+    };
+    ir_status s = IR_OK;
+    for (size_t i = 0; i < sizeof F / sizeof F[0] && s == IR_OK; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(mc, F[i].key);
+        char where[96];
+        snprintf(where, sizeof where, "meta.model_config.%s", F[i].key);
+        char *field = (char *)m + F[i].off;
+        if (F[i].kind == 'b') {
+            if (!cJSON_IsBool(v))
+                s = ir_fail(err, IR_ERR_MALFORMED, where, "missing or not a boolean");
+            else
+                *(bool *)field = cJSON_IsTrue(v);
+        } else if (!cJSON_IsNumber(v)) {
+            s = ir_fail(err, IR_ERR_MALFORMED, where, "missing or not a number");
+        } else if (F[i].kind == 'i') {
+            if (!(fabs(v->valuedouble) < 9e15) || v->valuedouble != floor(v->valuedouble))
+                s = ir_fail(err, IR_ERR_MALFORMED, where, "not an integer");
+            else
+                *(int64_t *)field = (int64_t)v->valuedouble;
+        } else {
+            *(double *)field = v->valuedouble;
+        }
+    }
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(mc, "name");
+    snprintf(m->name, sizeof m->name, "%s", cJSON_IsString(name) ? name->valuestring : "meta");
+    cJSON_Delete(meta);
+    return s;
 }

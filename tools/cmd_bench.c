@@ -316,7 +316,7 @@ int cmd_bench(int argc, char **argv)
                     "bandwidth", t->name);
         goto fail;
     }
-    if ((s = a.model ? lower_model_load(a.model, &m, &err) : bench_model_from_meta(p, &m, &err))
+    if ((s = a.model ? lower_model_load(a.model, &m, &err) : lower_model_from_meta(p, &m, &err))
         != IR_OK)
         goto fail;
     if ((s = refvm_st_open(a.weights, &st, &err)) != IR_OK ||

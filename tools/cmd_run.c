@@ -85,59 +85,6 @@ static int32_t *parse_tokens(const char *s, int *n)
     return t;
 }
 
-/* The model the program was lowered from, from meta.model_config (written by amk lower). */
-static ir_status model_from_meta(const ir_program *p, lower_model *m, ir_error *err)
-{
-    memset(m, 0, sizeof *m);
-    cJSON *meta = cJSON_Parse(p->meta_json ? p->meta_json : "{}");
-    const cJSON *mc = meta ? cJSON_GetObjectItemCaseSensitive(meta, "model_config") : NULL;
-    if (!cJSON_IsObject(mc)) {
-        cJSON_Delete(meta);
-        return ir_fail(err, IR_ERR_MALFORMED, "meta.model_config",
-                       "absent: pass --model for --check");
-    }
-    struct {
-        const char *key;
-        int64_t *i;
-        double *r;
-        bool *b;
-    } f[] = {
-        {"hidden", &m->hidden, NULL, NULL},           {"n_layers", &m->n_layers, NULL, NULL},
-        {"n_heads", &m->n_heads, NULL, NULL},         {"n_kv_heads", &m->n_kv_heads, NULL, NULL},
-        {"head_dim", &m->head_dim, NULL, NULL},       {"intermediate", &m->intermediate, NULL, NULL},
-        {"vocab", &m->vocab, NULL, NULL},             {"max_pos", &m->max_pos, NULL, NULL},
-        {"rms_eps", NULL, &m->rms_eps, NULL},         {"rope_theta", NULL, &m->rope_theta, NULL},
-        {"tie_embeddings", NULL, NULL, &m->tie_embeddings},
-        {"rope_llama3", NULL, NULL, &m->rope_llama3}, {"rope_factor", NULL, &m->rope_factor, NULL},
-        {"rope_low_freq", NULL, &m->rope_low_freq, NULL},
-        {"rope_high_freq", NULL, &m->rope_high_freq, NULL},
-        {"rope_orig_max", &m->rope_orig_max, NULL, NULL},
-    };
-    ir_status s = IR_OK;
-    for (size_t i = 0; i < sizeof f / sizeof f[0] && s == IR_OK; i++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(mc, f[i].key);
-        char where[96];
-        snprintf(where, sizeof where, "meta.model_config.%s", f[i].key);
-        if (f[i].b) {
-            if (!cJSON_IsBool(v))
-                s = ir_fail(err, IR_ERR_MALFORMED, where, "missing or not a boolean");
-            else
-                *f[i].b = cJSON_IsTrue(v);
-        } else if (!cJSON_IsNumber(v)) {
-            s = ir_fail(err, IR_ERR_MALFORMED, where, "missing or not a number");
-        } else if (f[i].i) {
-            if (v->valuedouble != (double)(int64_t)v->valuedouble)
-                s = ir_fail(err, IR_ERR_MALFORMED, where, "not an integer");
-            *f[i].i = (int64_t)v->valuedouble;
-        } else {
-            *f[i].r = v->valuedouble;
-        }
-    }
-    const cJSON *name = cJSON_GetObjectItemCaseSensitive(mc, "name");
-    snprintf(m->name, sizeof m->name, "%s", cJSON_IsString(name) ? name->valuestring : "meta");
-    cJSON_Delete(meta);
-    return s;
-}
 
 /* A witness of amk-verify (the object itself, or a verdict object holding it under "witness"):
  * the task order to replay and the position. Deadlock and unwritten-read witnesses give their
@@ -375,7 +322,7 @@ int cmd_run(int argc, char **argv)
         if ((s = lower_model_load(a.model, &m, &err)) != IR_OK)
             goto fail;
         have_model = true;
-    } else if (model_from_meta(p, &m, &err) == IR_OK) {
+    } else if (lower_model_from_meta(p, &m, &err) == IR_OK) {
         have_model = true;
     } else if (a.check) {
         s = err.status;
