@@ -92,6 +92,22 @@ typedef enum {
     IR_OP_COUNT
 } ir_op;
 
+/* FUSED recipes (param "recipe"; SPEC.md section 5). Inputs and outputs, in slot order:
+ *   1 GEMV_PAIR       x, Wa, Wb -> ya, yb           two GEMV tiles over one n range
+ *   2 NORM_GEMV       x, g, W (, bias) -> y         RMSNORM of x (eps) feeding one GEMV tile
+ *   3 NORM_GEMV_PAIR  x, g, Wa, Wb -> ya, yb        RMSNORM of x feeding a GEMV pair
+ *   4 SILU_GEMV       a, b, W (, bias) -> y         silu(a) * b feeding one GEMV tile
+ *   5 ROPE_APPEND     x -> cache                    ROPE of x written to cache row pos
+ * Any other recipe is opaque: its footprints are whole buffers. */
+typedef enum {
+    IR_RECIPE_GEMV_PAIR = 1, IR_RECIPE_NORM_GEMV = 2, IR_RECIPE_NORM_GEMV_PAIR = 3,
+    IR_RECIPE_SILU_GEMV = 4, IR_RECIPE_ROPE_APPEND = 5
+} ir_recipe;
+
+/* Where a GEMV-shaped recipe keeps its weights: first weight input slot and how many (1 or 2);
+ * false for recipes that are not GEMV-shaped (and unknown ones). */
+bool ir_recipe_weights(int64_t recipe, int *first_slot, int *n_weights);
+
 /* Name <-> enum. The *_name functions return "?" for out-of-range values; the *_parse
  * functions return false when the name is unknown. */
 const char *ir_dtype_name(ir_dtype d);

@@ -331,6 +331,17 @@ static void restrict_dim(ir_box *b, int d, ir_pexpr lo, ir_pexpr hi)
     b->hi[d] = hi;
 }
 
+bool ir_recipe_weights(int64_t recipe, int *first_slot, int *n_weights)
+{
+    switch (recipe) {
+    case IR_RECIPE_GEMV_PAIR: *first_slot = 1, *n_weights = 2; return true;
+    case IR_RECIPE_NORM_GEMV: *first_slot = 2, *n_weights = 1; return true;
+    case IR_RECIPE_NORM_GEMV_PAIR: *first_slot = 2, *n_weights = 2; return true;
+    case IR_RECIPE_SILU_GEMV: *first_slot = 2, *n_weights = 1; return true;
+    default: return false;
+    }
+}
+
 ir_status ir_task_footprint(const ir_program *p, const ir_task *t, bool is_output, int slot,
                             ir_box *out, ir_error *err)
 {
@@ -367,16 +378,32 @@ ir_status ir_task_footprint(const ir_program *p, const ir_task *t, bool is_outpu
             restrict_dim(out, 0, ir_pexpr_const(m_off), ir_pexpr_const(sat_add(m_off, m_tile)));
         }
         return IR_OK;
-    case IR_OP_FUSED:
-        if (!ir_task_int(t, "recipe", &recipe) || recipe != 1)
+    case IR_OP_FUSED: {
+        if (!ir_task_int(t, "recipe", &recipe))
             return IR_OK; /* unknown recipes touch whole buffers */
+        if (recipe == IR_RECIPE_ROPE_APPEND) {
+            if (is_output) {
+                ir_pexpr pos;
+                if ((s = need_pexpr(t, "pos", &pos, err)))
+                    return s;
+                restrict_dim(out, 0, pos, pe_add(pos, 1));
+            }
+            return IR_OK;
+        }
+        int w0, nw;
+        if (!ir_recipe_weights(recipe, &w0, &nw))
+            return IR_OK;
         if ((s = need_int(t, "n_off", &n_off, err)) || (s = need_int(t, "N_tile", &n_tile, err)))
             return s;
+        ir_pexpr lo = ir_pexpr_const(n_off), hi = ir_pexpr_const(sat_add(n_off, n_tile));
         if (is_output)
-            restrict_dim(out, last, ir_pexpr_const(n_off), ir_pexpr_const(sat_add(n_off, n_tile)));
-        else if (slot >= 1)
-            restrict_dim(out, 0, ir_pexpr_const(n_off), ir_pexpr_const(sat_add(n_off, n_tile)));
+            restrict_dim(out, last, lo, hi);            /* y (ya, yb) */
+        else if (slot >= w0 && slot < w0 + nw)
+            restrict_dim(out, 0, lo, hi);               /* weight rows */
+        else if (slot == w0 + nw)
+            restrict_dim(out, last, lo, hi);            /* bias */
         return IR_OK;
+    }
     case IR_OP_KV_APPEND:
         if (is_output) {
             ir_pexpr pos;

@@ -13,7 +13,16 @@
 typedef struct {
     int64_t n_tile;          /* GEMV tile width */
     int64_t kv_block;        /* 0: one attention task per layer */
-    bool fuse_gate_up;       /* fusion_grouping holds ["gate","up"] */
+    int64_t stage_tiles;     /* tiling.gemv.stage_tiles: tiles per projection stage; 0 off */
+    /* fusion_grouping (SPEC 8.5): which op sequences become one task */
+    bool fuse_gate_up;       /* ["gate","up"] or ["mlp_norm","gate","up"] */
+    bool fuse_mlp_norm;      /* ["mlp_norm","gate","up"]: FUSED recipe 3 */
+    bool fuse_attn_norm;     /* ["attn_norm","q","k","v"]: FUSED recipe 2 tiles */
+    bool fuse_final_norm;    /* ["final_norm","lm_head"]: FUSED recipe 2 tiles */
+    bool fuse_o_resid;       /* ["o","resid_attn"]: o tiles with the residual as bias */
+    bool fuse_silu_down;     /* ["silu_mul","down"] (+"resid_mlp"): FUSED recipe 4 */
+    bool fuse_down_resid;    /* ["down","resid_mlp"] (+"silu_mul"): residual as bias */
+    bool fuse_rope_append;   /* ["rope_k","kv_append_k"]: FUSED recipe 5 */
 } lower_knobs;
 
 /* Default GEMV tile width when tiling.gemv.N_tile is absent. */

@@ -188,46 +188,53 @@ static dep single(builder *b, ir_op op, const int32_t *in, int nin, int32_t out,
     return (dep){c, 1};
 }
 
-/* y[1,N] = x[1,K] W[N,K]^T as ceil(N / N_tile) GEMV_TILE tasks sharing one counter. The last
- * tile is shorter when N_tile does not divide N; its N_tile param is its own width. */
-static dep gemv(builder *b, int32_t x, dep xdep, int32_t w, int32_t y, int64_t K, int64_t N,
-                const char *name)
+/* Tile width of a projection stage of `rows` output rows (all the projections reading one
+ * input, e.g. q + k + v): tiling.gemv.stage_tiles T cuts the stage into about T tiles of a
+ * width rounded up to a multiple of 4; otherwise N_tile. */
+static int64_t stage_width(const lower_knobs *k, int64_t rows)
 {
-    int64_t nt = b->k.n_tile < N ? b->k.n_tile : N;
-    int64_t tiles = (N + nt - 1) / nt;
-    int32_t c = counter(b, "%s (%lld tiles)", name, (long long)tiles);
-    int32_t in[2] = {x, w};
-    for (int64_t i = 0; i < tiles; i++) {
-        int64_t off = i * nt, width = N - off < nt ? N - off : nt;
-        ir_task *t = emit(b, IR_OP_GEMV_TILE, c, in, 2, &y, 1, &xdep, 1,
-                          width * K * b->wbytes + 4 * K + 4 * width, 2 * width * K, "%s[%lld]",
-                          name, (long long)i);
-        set_int(b, t, "K", K);
-        set_int(b, t, "N_tile", width);
-        set_int(b, t, "n_off", off);
-    }
-    return (dep){c, tiles};
+    if (!k->stage_tiles)
+        return k->n_tile;
+    int64_t w = (rows + k->stage_tiles - 1) / k->stage_tiles;
+    w = (w + 3) / 4 * 4;
+    return w < 1 ? 1 : w;
 }
 
-/* ya = x Wa^T and yb = x Wb^T, one FUSED (recipe 1) task per matching tile pair. */
-static dep gemv_pair(builder *b, int32_t x, dep xdep, int32_t wa, int32_t wb, int32_t ya,
-                     int32_t yb, int64_t K, int64_t N, const char *name)
+/* Tiles of one projection, ceil(N / nt) tasks sharing one counter: GEMV_TILE (recipe 0) or
+ * FUSED `recipe`, with the inputs in[] (weights at the recipe's slots, nw of them) and the
+ * outputs out[]. The last tile is shorter when nt does not divide N; its N_tile param is its own
+ * width. vec_bytes: activation bytes the task reads besides its weight rows. */
+static dep tiles(builder *b, int recipe, const int32_t *in, int nin, const int32_t *out, int nout,
+                 const dep *deps, int ndeps, int64_t K, int64_t N, int64_t nt, int nw,
+                 int64_t vec_bytes, const char *name)
 {
-    int64_t nt = b->k.n_tile < N ? b->k.n_tile : N;
-    int64_t tiles = (N + nt - 1) / nt;
-    int32_t c = counter(b, "%s (%lld tiles)", name, (long long)tiles);
-    int32_t in[3] = {x, wa, wb}, out[2] = {ya, yb};
-    for (int64_t i = 0; i < tiles; i++) {
+    nt = nt < N ? nt : N;
+    int64_t n_tiles = (N + nt - 1) / nt;
+    int32_t c = counter(b, "%s (%lld tiles)", name, (long long)n_tiles);
+    ir_op op = recipe ? IR_OP_FUSED : IR_OP_GEMV_TILE;
+    bool norm = recipe == IR_RECIPE_NORM_GEMV || recipe == IR_RECIPE_NORM_GEMV_PAIR;
+    for (int64_t i = 0; i < n_tiles; i++) {
         int64_t off = i * nt, width = N - off < nt ? N - off : nt;
-        ir_task *t = emit(b, IR_OP_FUSED, c, in, 3, out, 2, &xdep, 1,
-                          2 * width * K * b->wbytes + 4 * K + 8 * width, 4 * width * K,
-                          "%s[%lld]", name, (long long)i);
-        set_int(b, t, "recipe", 1);
+        ir_task *t = emit(b, op, c, in, nin, out, nout, deps, ndeps,
+                          nw * width * K * b->wbytes + vec_bytes + 4 * width * nout,
+                          2 * nw * width * K, "%s[%lld]", name, (long long)i);
+        if (recipe)
+            set_int(b, t, "recipe", recipe);
         set_int(b, t, "K", K);
         set_int(b, t, "N_tile", width);
         set_int(b, t, "n_off", off);
+        if (norm)
+            set_real(b, t, "eps", b->m->rms_eps);
     }
-    return (dep){c, tiles};
+    return (dep){c, n_tiles};
+}
+
+/* y[1,N] = x[1,K] W[N,K]^T in tiles of width nt. */
+static dep gemv(builder *b, int32_t x, dep xdep, int32_t w, int32_t y, int64_t K, int64_t N,
+                int64_t nt, const char *name)
+{
+    int32_t in[2] = {x, w};
+    return tiles(b, 0, in, 2, &y, 1, &xdep, 1, K, N, nt, 1, 4 * K, name);
 }
 
 static dep rmsnorm(builder *b, int32_t x, dep xdep, int32_t w, int32_t y, const char *name)
@@ -244,12 +251,9 @@ static dep rmsnorm(builder *b, int32_t x, dep xdep, int32_t w, int32_t y, const 
 /* Position p as a position expression: clamp(pos, 0, inf). */
 static ir_pexpr pos_expr(void) { return (ir_pexpr){1, 0, 0, INT64_MAX}; }
 
-static dep rope(builder *b, int32_t x, dep xdep, int32_t y, int64_t heads, const char *name)
+static void rope_params(builder *b, ir_task *t)
 {
     const lower_model *m = b->m;
-    int64_t n = heads * m->head_dim;
-    ir_task *t;
-    dep d = single(b, IR_OP_ROPE, &x, 1, y, &xdep, 1, 8 * n, 6 * n, &t, name);
     set_int(b, t, "head_dim", m->head_dim);
     set_real(b, t, "theta", m->rope_theta);
     set_pexpr(b, t, "pos", pos_expr());
@@ -259,6 +263,14 @@ static dep rope(builder *b, int32_t x, dep xdep, int32_t y, int64_t heads, const
         set_real(b, t, "rope_high_freq", m->rope_high_freq);
         set_int(b, t, "rope_orig_max", m->rope_orig_max);
     }
+}
+
+static dep rope(builder *b, int32_t x, dep xdep, int32_t y, int64_t heads, const char *name)
+{
+    int64_t n = heads * b->m->head_dim;
+    ir_task *t;
+    dep d = single(b, IR_OP_ROPE, &x, 1, y, &xdep, 1, 8 * n, 6 * n, &t, name);
+    rope_params(b, t);
     return d;
 }
 
@@ -347,45 +359,108 @@ static int32_t layer(builder *b, int li, int32_t x, dep xdep, dep *out_dep)
     int32_t kc = buffer(b, IR_KV_CACHE, IR_F32, 2, S, kvd, NULL, "L%d.k_cache", li);
     int32_t vc = buffer(b, IR_KV_CACHE, IR_F32, 2, S, kvd, NULL, "L%d.v_cache", li);
 
-    int32_t xn = act(b, H, "L%d.attn_norm", li);
-    dep d_xn = rmsnorm(b, x, xdep, w_in, xn, NAME("attn_norm"));
-    int32_t q = act(b, qd, "L%d.q", li), k = act(b, kvd, "L%d.k", li), v = act(b, kvd, "L%d.v", li);
-    dep d_q = gemv(b, xn, d_xn, wq, q, H, qd, NAME("q_proj"));
-    dep d_k = gemv(b, xn, d_xn, wk, k, H, kvd, NAME("k_proj"));
-    dep d_v = gemv(b, xn, d_xn, wv, v, H, kvd, NAME("v_proj"));
-    int32_t qr = act(b, qd, "L%d.q_rope", li), kr = act(b, kvd, "L%d.k_rope", li);
+    const lower_knobs *k = &b->k;
+    int64_t nt_qkv = stage_width(k, qd + 2 * kvd);
+    int32_t q = act(b, qd, "L%d.q", li), kk = act(b, kvd, "L%d.k", li), v = act(b, kvd, "L%d.v", li);
+    dep d_q, d_k, d_v;
+    if (k->fuse_attn_norm) {
+        /* FUSED recipe 2: every q/k/v tile normalizes x itself */
+        int32_t in[3] = {x, w_in, wq};
+        d_q = tiles(b, IR_RECIPE_NORM_GEMV, in, 3, &q, 1, &xdep, 1, H, qd, nt_qkv, 1,
+                    4 * H + H * b->wbytes, NAME("q_proj"));
+        in[2] = wk;
+        d_k = tiles(b, IR_RECIPE_NORM_GEMV, in, 3, &kk, 1, &xdep, 1, H, kvd, nt_qkv, 1,
+                    4 * H + H * b->wbytes, NAME("k_proj"));
+        in[2] = wv;
+        d_v = tiles(b, IR_RECIPE_NORM_GEMV, in, 3, &v, 1, &xdep, 1, H, kvd, nt_qkv, 1,
+                    4 * H + H * b->wbytes, NAME("v_proj"));
+    } else {
+        int32_t xn = act(b, H, "L%d.attn_norm", li);
+        dep d_xn = rmsnorm(b, x, xdep, w_in, xn, NAME("attn_norm"));
+        d_q = gemv(b, xn, d_xn, wq, q, H, qd, nt_qkv, NAME("q_proj"));
+        d_k = gemv(b, xn, d_xn, wk, kk, H, kvd, nt_qkv, NAME("k_proj"));
+        d_v = gemv(b, xn, d_xn, wv, v, H, kvd, nt_qkv, NAME("v_proj"));
+    }
+    int32_t qr = act(b, qd, "L%d.q_rope", li);
     dep d_qr = rope(b, q, d_q, qr, m->n_heads, NAME("rope_q"));
-    dep d_kr = rope(b, k, d_k, kr, m->n_kv_heads, NAME("rope_k"));
     ir_task *t;
-    dep d_kc = single(b, IR_OP_KV_APPEND, &kr, 1, kc, &d_kr, 1, 8 * kvd, 0, &t,
+    dep d_kc;
+    if (k->fuse_rope_append) {
+        /* FUSED recipe 5: the rotated keys go straight to the cache row */
+        d_kc = single(b, IR_OP_FUSED, &kk, 1, kc, &d_k, 1, 8 * kvd, 6 * kvd, &t,
+                      NAME("rope_append_k"));
+        set_int(b, t, "recipe", IR_RECIPE_ROPE_APPEND);
+        rope_params(b, t);
+    } else {
+        int32_t kr = act(b, kvd, "L%d.k_rope", li);
+        dep d_kr = rope(b, kk, d_k, kr, m->n_kv_heads, NAME("rope_k"));
+        d_kc = single(b, IR_OP_KV_APPEND, &kr, 1, kc, &d_kr, 1, 8 * kvd, 0, &t,
                       NAME("kv_append_k"));
-    set_pexpr(b, t, "pos", pos_expr());
+        set_pexpr(b, t, "pos", pos_expr());
+    }
     dep d_vc = single(b, IR_OP_KV_APPEND, &v, 1, vc, &d_v, 1, 8 * kvd, 0, &t,
                       NAME("kv_append_v"));
     set_pexpr(b, t, "pos", pos_expr());
     int32_t at = act(b, qd, "L%d.attn", li);
     dep d_at = attention(b, li, qr, d_qr, kc, d_kc, vc, d_vc, at);
-    int32_t o = act(b, H, "L%d.o", li);
-    dep d_o = gemv(b, at, d_at, wo, o, qd, H, NAME("o_proj"));
     int32_t h = act(b, H, "L%d.resid_attn", li);
-    dep d_h = binary(b, IR_OP_ADD, x, xdep, o, d_o, h, H, NAME("resid_attn"));
-    int32_t hn = act(b, H, "L%d.mlp_norm", li);
-    dep d_hn = rmsnorm(b, h, d_h, w_post, hn, NAME("mlp_norm"));
-    int32_t g = act(b, I, "L%d.gate", li), u = act(b, I, "L%d.up", li);
-    dep d_g, d_u;
-    if (b->k.fuse_gate_up) {
-        d_g = gemv_pair(b, hn, d_hn, wg, wu, g, u, H, I, NAME("gate_up_proj"));
-        d_u = NO_DEP;
+    dep d_h;
+    if (k->fuse_o_resid) {
+        /* o tiles add the residual stream as their bias: h = x + attn o^T */
+        int32_t in[3] = {at, wo, x};
+        dep deps[2] = {d_at, xdep};
+        d_h = tiles(b, 0, in, 3, &h, 1, deps, 2, qd, H, stage_width(k, H), 1, 4 * qd,
+                    NAME("o_proj"));
     } else {
-        d_g = gemv(b, hn, d_hn, wg, g, H, I, NAME("gate_proj"));
-        d_u = gemv(b, hn, d_hn, wu, u, H, I, NAME("up_proj"));
+        int32_t o = act(b, H, "L%d.o", li);
+        dep d_o = gemv(b, at, d_at, wo, o, qd, H, stage_width(k, H), NAME("o_proj"));
+        d_h = binary(b, IR_OP_ADD, x, xdep, o, d_o, h, H, NAME("resid_attn"));
     }
-    int32_t a = act(b, I, "L%d.act", li);
-    dep d_a = binary(b, IR_OP_SILU_MUL, g, d_g, u, d_u, a, I, NAME("silu_mul"));
-    int32_t dn = act(b, H, "L%d.down", li);
-    dep d_dn = gemv(b, a, d_a, wd, dn, I, H, NAME("down_proj"));
+    int32_t g = act(b, I, "L%d.gate", li), u = act(b, I, "L%d.up", li);
+    dep d_g, d_u = NO_DEP;
+    if (k->fuse_mlp_norm) {
+        /* FUSED recipe 3: every gate/up tile pair normalizes h itself */
+        int32_t in[4] = {h, w_post, wg, wu}, out[2] = {g, u};
+        d_g = tiles(b, IR_RECIPE_NORM_GEMV_PAIR, in, 4, out, 2, &d_h, 1, H, I, stage_width(k, I),
+                    2, 4 * H + H * b->wbytes, NAME("gate_up_proj"));
+    } else {
+        int32_t hn = act(b, H, "L%d.mlp_norm", li);
+        dep d_hn = rmsnorm(b, h, d_h, w_post, hn, NAME("mlp_norm"));
+        if (k->fuse_gate_up) {
+            int32_t in[3] = {hn, wg, wu}, out[2] = {g, u};
+            d_g = tiles(b, IR_RECIPE_GEMV_PAIR, in, 3, out, 2, &d_hn, 1, H, I,
+                        stage_width(k, I), 2, 4 * H, NAME("gate_up_proj"));
+        } else {
+            int64_t nt = stage_width(k, 2 * I);
+            d_g = gemv(b, hn, d_hn, wg, g, H, I, nt, NAME("gate_proj"));
+            d_u = gemv(b, hn, d_hn, wu, u, H, I, nt, NAME("up_proj"));
+        }
+    }
     int32_t y = act(b, H, "L%d.out", li);
-    *out_dep = binary(b, IR_OP_ADD, h, d_h, dn, d_dn, y, H, NAME("resid_mlp"));
+    int64_t nt_down = stage_width(k, H);
+    if (k->fuse_silu_down) {
+        /* FUSED recipe 4: every down tile computes silu(gate) * up itself (+ the residual) */
+        int32_t in[4] = {g, u, wd, h};
+        dep deps[3] = {d_g, d_u, d_h};
+        int32_t dst = k->fuse_down_resid ? y : act(b, H, "L%d.down", li);
+        dep d = tiles(b, IR_RECIPE_SILU_GEMV, in, k->fuse_down_resid ? 4 : 3, &dst, 1, deps,
+                      k->fuse_down_resid ? 3 : 2, I, H, nt_down, 1, 8 * I, NAME("down_proj"));
+        *out_dep = k->fuse_down_resid ? d : binary(b, IR_OP_ADD, h, d_h, dst, d, y, H,
+                                                   NAME("resid_mlp"));
+    } else {
+        int32_t a = act(b, I, "L%d.act", li);
+        dep d_a = binary(b, IR_OP_SILU_MUL, g, d_g, u, d_u, a, I, NAME("silu_mul"));
+        if (k->fuse_down_resid) {
+            int32_t in[3] = {a, wd, h};
+            dep deps[2] = {d_a, d_h};
+            *out_dep = tiles(b, 0, in, 3, &y, 1, deps, 2, I, H, nt_down, 1, 4 * I,
+                             NAME("down_proj"));
+        } else {
+            int32_t dn = act(b, H, "L%d.down", li);
+            dep d_dn = gemv(b, a, d_a, wd, dn, I, H, nt_down, NAME("down_proj"));
+            *out_dep = binary(b, IR_OP_ADD, h, d_h, dn, d_dn, y, H, NAME("resid_mlp"));
+        }
+    }
 #undef NAME
     return y;
 }
@@ -437,11 +512,18 @@ static int64_t count_tasks(const lower_model *m, const lower_knobs *k, int64_t S
 {
     int64_t H = m->hidden, qd = m->n_heads * m->head_dim, kvd = m->n_kv_heads * m->head_dim;
     int64_t I = m->intermediate;
-#define TILES(N) (((N) + k->n_tile - 1) / k->n_tile)
+#define TILES(N, W) (((N) + (W) - 1) / (W))
+    int64_t w_qkv = stage_width(k, qd + 2 * kvd), w_h = stage_width(k, H);
+    int64_t w_gu = stage_width(k, k->fuse_gate_up ? I : 2 * I);
     int64_t attn = k->kv_block ? (S + k->kv_block - 1) / k->kv_block + 1 : 1;
-    int64_t per_layer = 1 + TILES(qd) + 2 * TILES(kvd) + 2 + 2 + attn + TILES(H) + 1 + 1
-                        + (k->fuse_gate_up ? 1 : 2) * TILES(I) + 1 + TILES(H) + 1;
-    return 1 + m->n_layers * per_layer + 1 + TILES(m->vocab) + (argmax ? 1 : 0);
+    int64_t per_layer = (k->fuse_attn_norm ? 0 : 1) + TILES(qd, w_qkv) + 2 * TILES(kvd, w_qkv)
+                        + 1 + (k->fuse_rope_append ? 1 : 2) + 1 + attn
+                        + TILES(H, w_h) + (k->fuse_o_resid ? 0 : 1)
+                        + (k->fuse_mlp_norm ? 0 : 1) + (k->fuse_gate_up ? 1 : 2) * TILES(I, w_gu)
+                        + (k->fuse_silu_down ? 0 : 1) + TILES(H, w_h)
+                        + (k->fuse_down_resid ? 0 : 1);
+    return 1 + m->n_layers * per_layer + (k->fuse_final_norm ? 0 : 1)
+           + TILES(m->vocab, stage_width(k, m->vocab)) + (argmax ? 1 : 0);
 #undef TILES
 }
 
@@ -506,11 +588,18 @@ static ir_status build_graph(builder *b)
     }
     b->layer_first[m->n_layers] = b->p->n_tasks;
     int32_t w_norm = weight(b, 1, H, 0, "model.norm.weight");
-    int32_t xf = act(b, H, "final_norm");
-    dep d_xf = rmsnorm(b, x, xdep, w_norm, xf, "final_norm");
     int32_t w_lm = m->tie_embeddings ? table : weight(b, 2, V, H, "lm_head.weight");
     int32_t logits = buffer(b, IR_IO_OUTPUT, IR_F32, 2, 1, V, NULL, "logits");
-    dep d_lg = gemv(b, xf, d_xf, w_lm, logits, H, V, "lm_head");
+    dep d_lg;
+    if (b->k.fuse_final_norm) {
+        int32_t in3[3] = {x, w_norm, w_lm};
+        d_lg = tiles(b, IR_RECIPE_NORM_GEMV, in3, 3, &logits, 1, &xdep, 1, H, V,
+                     stage_width(&b->k, V), 1, 4 * H + H * b->wbytes, "lm_head");
+    } else {
+        int32_t xf = act(b, H, "final_norm");
+        dep d_xf = rmsnorm(b, x, xdep, w_norm, xf, "final_norm");
+        d_lg = gemv(b, xf, d_xf, w_lm, logits, H, V, stage_width(&b->k, V), "lm_head");
+    }
     if (b->o->sample_argmax) {
         int32_t tok = buffer(b, IR_IO_OUTPUT, IR_I32, 1, 1, 0, NULL, "next_token");
         single(b, IR_OP_SAMPLE_ARGMAX, &logits, 1, tok, &d_lg, 1, 4 * V + 4, V, &t, "argmax");

@@ -17,13 +17,57 @@
 
 /* ---------------------------------------------------------------- config checks */
 
-static bool group_is_gate_up(const ir_fusion_group *g)
+/* The fusion groups the lowering knows, each a set of names (any order). A name may appear in
+ * one group of a config only. */
+typedef struct {
+    const char *names[4];
+    bool gate_up, mlp_norm, attn_norm, final_norm, o_resid, silu_down, down_resid, rope_append;
+} fusion_kind;
+
+static const fusion_kind FUSIONS[] = {
+    {{"gate", "up"}, .gate_up = true},
+    {{"mlp_norm", "gate", "up"}, .gate_up = true, .mlp_norm = true},
+    {{"attn_norm", "q", "k", "v"}, .attn_norm = true},
+    {{"final_norm", "lm_head"}, .final_norm = true},
+    {{"o", "resid_attn"}, .o_resid = true},
+    {{"silu_mul", "down"}, .silu_down = true},
+    {{"down", "resid_mlp"}, .down_resid = true},
+    {{"silu_mul", "down", "resid_mlp"}, .silu_down = true, .down_resid = true},
+    {{"rope_k", "kv_append_k"}, .rope_append = true},
+};
+
+static bool group_has(const ir_fusion_group *g, const char *name)
 {
-    if (g->n != 2)
-        return false;
-    return (!strcmp(g->names[0], "gate") && !strcmp(g->names[1], "up"))
-           || (!strcmp(g->names[0], "up") && !strcmp(g->names[1], "gate"));
+    for (int j = 0; j < g->n; j++)
+        if (!strcmp(g->names[j], name))
+            return true;
+    return false;
 }
+
+/* The known group equal to g as a set, or NULL. */
+static const fusion_kind *fusion_lookup(const ir_fusion_group *g)
+{
+    for (size_t i = 0; i < sizeof FUSIONS / sizeof FUSIONS[0]; i++) {
+        const fusion_kind *f = &FUSIONS[i];
+        int n = 0;
+        while (n < 4 && f->names[n])
+            n++;
+        bool same = g->n == n;
+        for (int j = 0; same && j < n; j++)
+            same = group_has(g, f->names[j]);
+        for (int j = 0; same && j < g->n; j++)       /* no duplicates inside g */
+            for (int k = j + 1; k < g->n; k++)
+                same = same && strcmp(g->names[j], g->names[k]);
+        if (same)
+            return f;
+    }
+    return NULL;
+}
+
+static const char SUPPORTED_GROUPS[] =
+    "[\"gate\", \"up\"], [\"mlp_norm\", \"gate\", \"up\"], [\"attn_norm\", \"q\", \"k\", \"v\"], "
+    "[\"final_norm\", \"lm_head\"], [\"o\", \"resid_attn\"], [\"silu_mul\", \"down\"], "
+    "[\"down\", \"resid_mlp\"], [\"silu_mul\", \"down\", \"resid_mlp\"], [\"rope_k\", \"kv_append_k\"]";
 
 ir_status lower_config_knobs(const ir_config *c, lower_knobs *k, ir_error *err)
 {
@@ -39,16 +83,20 @@ ir_status lower_config_knobs(const ir_config *c, lower_knobs *k, ir_error *err)
             return ir_fail(err, IR_ERR_UNSUPPORTED, where,
                            "unknown tiling archetype \"%s\" (supported: gemv, attention)", t->op);
         }
-        if (gemv && strcmp(t->key, "N_tile"))
+        bool stage = gemv && !strcmp(t->key, "stage_tiles");
+        if (gemv && strcmp(t->key, "N_tile") && !stage)
             return ir_fail(err, IR_ERR_UNSUPPORTED, where,
-                           "unknown gemv tiling key \"%s\" (supported: N_tile)", t->key);
+                           "unknown gemv tiling key \"%s\" (supported: N_tile, stage_tiles)",
+                           t->key);
         if (attn && strcmp(t->key, "kv_block"))
             return ir_fail(err, IR_ERR_UNSUPPORTED, where,
                            "unknown attention tiling key \"%s\" (supported: kv_block)", t->key);
         if (t->value < 1 || t->value > MAX_TILE)
             return ir_fail(err, IR_ERR_MALFORMED, where, "must be in [1, 2^31], got %lld",
                            (long long)t->value);
-        if (gemv)
+        if (stage)
+            k->stage_tiles = t->value;
+        else if (gemv)
             k->n_tile = t->value;
         else
             k->kv_block = t->value;
@@ -56,7 +104,8 @@ ir_status lower_config_knobs(const ir_config *c, lower_knobs *k, ir_error *err)
     for (int i = 0; i < c->n_groups; i++) {
         snprintf(where, sizeof where, "config.fusion_grouping[%d]", i);
         const ir_fusion_group *g = &c->groups[i];
-        if (!group_is_gate_up(g)) {
+        const fusion_kind *f = fusion_lookup(g);
+        if (!f) {
             char names[256] = "";
             for (int j = 0; j < g->n; j++) {
                 strncat(names, j ? "\", \"" : "\"", sizeof names - strlen(names) - 1);
@@ -65,11 +114,23 @@ ir_status lower_config_knobs(const ir_config *c, lower_knobs *k, ir_error *err)
             if (g->n)
                 strncat(names, "\"", sizeof names - strlen(names) - 1);
             return ir_fail(err, IR_ERR_UNSUPPORTED, where,
-                           "unsupported fusion group [%s] (supported: [\"gate\", \"up\"])", names);
+                           "unsupported fusion group [%s] (supported: %s)", names,
+                           SUPPORTED_GROUPS);
         }
-        if (k->fuse_gate_up)
-            return ir_fail(err, IR_ERR_MALFORMED, where, "group [\"gate\", \"up\"] listed twice");
-        k->fuse_gate_up = true;
+        for (int j = 0; j < g->n; j++)
+            for (int e = 0; e < i; e++)
+                if (group_has(&c->groups[e], g->names[j]))
+                    return ir_fail(err, IR_ERR_MALFORMED, where,
+                                   "\"%s\" is already fused by config.fusion_grouping[%d]; "
+                                   "list each op in one group", g->names[j], e);
+        k->fuse_gate_up |= f->gate_up;
+        k->fuse_mlp_norm |= f->mlp_norm;
+        k->fuse_attn_norm |= f->attn_norm;
+        k->fuse_final_norm |= f->final_norm;
+        k->fuse_o_resid |= f->o_resid;
+        k->fuse_silu_down |= f->silu_down;
+        k->fuse_down_resid |= f->down_resid;
+        k->fuse_rope_append |= f->rope_append;
     }
     if (c->pipelining_depth < 0 || c->pipelining_depth > MAX_PIPELINING_DEPTH)
         return ir_fail(err, IR_ERR_MALFORMED, "config.pipelining_depth",

@@ -491,6 +491,15 @@ static ir_status op_embed(op_ctx *c)
     return IR_OK;
 }
 
+/* y = x * rsqrt(mean(x^2) + eps) * w over H elements. */
+static void rms_apply(const float *x, const float *w, int64_t H, double eps, float *y)
+{
+    double ss = dot(x, x, H);
+    float r = (float)(1.0 / sqrt(ss / (double)H + eps));
+    for (int64_t i = 0; i < H; i++)
+        y[i] = x[i] * r * w[i];
+}
+
 static ir_status op_rmsnorm(op_ctx *c)
 {
     TRY(need_arity(c, 2, 1));
@@ -501,12 +510,7 @@ static ir_status op_rmsnorm(op_ctx *c)
         TRY(iparam(c, "hidden", &H));
     if (H < 1 || in_n(c, 0) < H || in_n(c, 1) < H || out_n(c, 0) < H)
         return op_fail(c, "hidden %lld does not fit its buffers", (long long)H);
-    const float *x = in(c, 0), *w = in(c, 1);
-    float *y = outp(c, 0);
-    double ss = dot(x, x, H);
-    float r = (float)(1.0 / sqrt(ss / (double)H + eps));
-    for (int64_t i = 0; i < H; i++)
-        y[i] = x[i] * r * w[i];
+    rms_apply(in(c, 0), in(c, 1), H, eps, outp(c, 0));
     return IR_OK;
 }
 
@@ -619,29 +623,80 @@ static ir_status op_softmax(op_ctx *c)
     return IR_OK;
 }
 
+static ir_status scores_reserve(refvm *vm, int64_t n);
+static ir_status rope_into(op_ctx *c, const float *x, int64_t n, float *y);
+
+/* FUSED recipes (SPEC 5): the fused ops computed exactly as their unfused sequence would, the
+ * intermediate vector (normalized x, or silu(a) * b) held in VM scratch instead of a buffer. */
 static ir_status op_fused(op_ctx *c)
 {
-    int64_t recipe = 0;
+    int64_t recipe = 0, K = 0;
     TRY(iparam(c, "recipe", &recipe));
-    if (recipe != 1)
+    const ir_task *t = c->t;
+    switch (recipe) {
+    case IR_RECIPE_GEMV_PAIR:
+        TRY(need_arity(c, 3, 2));
+        TRY(gemv_tile(c, in(c, 0), t->inputs[1], NULL, 0, outp(c, 0), out_n(c, 0)));
+        return gemv_tile(c, in(c, 0), t->inputs[2], NULL, 0, outp(c, 1), out_n(c, 1));
+    case IR_RECIPE_NORM_GEMV:
+    case IR_RECIPE_NORM_GEMV_PAIR:
+    case IR_RECIPE_SILU_GEMV: {
+        bool pair = recipe == IR_RECIPE_NORM_GEMV_PAIR;
+        TRY(need_arity(c, pair ? 4 : 3, pair ? 2 : 1));
+        TRY(iparam(c, "K", &K));
+        if (K < 1 || in_n(c, 0) < K || in_n(c, 1) < K)
+            return op_fail(c, "K %lld does not fit its input vectors", (long long)K);
+        TRY(scores_reserve(c->vm, K));
+        float *xs = c->vm->scores;
+        if (recipe == IR_RECIPE_SILU_GEMV) {
+            const float *a = in(c, 0), *b = in(c, 1);
+            for (int64_t i = 0; i < K; i++)
+                xs[i] = (float)(a[i] / (1.0 + exp(-(double)a[i]))) * b[i];
+        } else {
+            double eps = 0;
+            TRY(rparam(c, "eps", &eps));
+            rms_apply(in(c, 0), in(c, 1), K, eps, xs);
+        }
+        const float *bias = !pair && t->n_inputs > 3 ? in(c, 3) : NULL;
+        TRY(gemv_tile(c, xs, t->inputs[2], bias, bias ? in_n(c, 3) : 0, outp(c, 0), out_n(c, 0)));
+        if (pair)
+            TRY(gemv_tile(c, xs, t->inputs[3], NULL, 0, outp(c, 1), out_n(c, 1)));
+        return IR_OK;
+    }
+    case IR_RECIPE_ROPE_APPEND: {
+        TRY(need_arity(c, 1, 1));
+        int64_t pos = 0;
+        TRY(iparam(c, "pos", &pos));
+        const ir_buffer *cb = out_b(c, 0);
+        if (cb->rank != 2 || pos < 0 || pos >= cb->shape[0] || in_n(c, 0) != cb->shape[1])
+            return op_fail(c, "row %lld outside cache %s or source not one row", (long long)pos,
+                           cb->name);
+        return rope_into(c, in(c, 0), in_n(c, 0), outp(c, 0) + pos * cb->shape[1]);
+    }
+    default:
         return op_fail(c, "FUSED recipe %lld is not executed by the reference VM",
                        (long long)recipe);
-    TRY(need_arity(c, 3, 2));
-    TRY(gemv_tile(c, in(c, 0), c->t->inputs[1], NULL, 0, outp(c, 0), out_n(c, 0)));
-    return gemv_tile(c, in(c, 0), c->t->inputs[2], NULL, 0, outp(c, 1), out_n(c, 1));
+    }
 }
 
 /* Rotate-half RoPE of every head of x at the step's position. */
 static ir_status op_rope(op_ctx *c)
 {
     TRY(need_arity(c, 1, 1));
+    if (out_n(c, 0) < in_n(c, 0))
+        return op_fail(c, "output shorter than its input");
+    return rope_into(c, in(c, 0), in_n(c, 0), outp(c, 0));
+}
+
+/* RoPE of the n elements of x (whole heads) into y, with c's task params. */
+static ir_status rope_into(op_ctx *c, const float *x, int64_t n, float *y)
+{
     int64_t hd = 0, pos = 0;
     double theta = 0;
     TRY(iparam(c, "head_dim", &hd));
     TRY(iparam(c, "pos", &pos));
     TRY(rparam(c, "theta", &theta));
-    int64_t n = in_n(c, 0);
-    if (hd < 2 || hd % 2 || n % hd || out_n(c, 0) < n || hd > 4096)
+    if (hd < 2 || hd % 2 || n % hd || hd > 4096)
         return op_fail(c, "head_dim %lld does not divide %lld elements", (long long)hd,
                        (long long)n);
     bool llama3 = ir_task_param(c->t, "rope_factor") != NULL;
@@ -674,8 +729,6 @@ static ir_status op_rope(op_ctx *c)
         cs[2 * i] = cos(ang);
         cs[2 * i + 1] = sin(ang);
     }
-    const float *x = in(c, 0);
-    float *y = outp(c, 0);
     for (int64_t base = 0; base < n; base += hd)
         for (int64_t i = 0; i < half; i++) {
             double lo = x[base + i], hi = x[base + half + i];

@@ -180,7 +180,7 @@ Test(wellformed, refutes_a_gemv_whose_k_disagrees_with_its_weight)
     ir_program *p = toy();
     ir_task *t = task(p, "L0.q_proj[0]");
     cr_assert_eq(ir_task_set_int(t, "K", 32), IR_OK);
-    expect_refuted(p, "shape", t->id, "must be [N, K=32]");
+    expect_refuted(p, "shape", t->id, "must be [N=64, K=32]");
 }
 
 Test(wellformed, refutes_a_gemv_reading_a_wrong_sized_input)

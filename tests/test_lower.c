@@ -910,6 +910,76 @@ Test(lower_refusals, unsupported_fusion_group_is_refused_naming_it)
     cr_assert_str_eq(e.where, "config.fusion_grouping[0]");
 }
 
+Test(lower_refusals, an_op_fused_by_two_groups_is_refused_naming_it)
+{
+    ir_error e = lower_refused("toy", "{\"fusion_grouping\": [[\"gate\", \"up\"], "
+                               "[\"mlp_norm\", \"up\", \"gate\"]]}", NULL, 0, 0, IR_ERR_MALFORMED);
+    cr_assert_str_eq(e.where, "config.fusion_grouping[1]");
+    cr_assert_not_null(strstr(e.why, "\"up\" is already fused by config.fusion_grouping[0]"), "%s",
+                       e.why);
+    e = lower_refused("toy", "{\"fusion_grouping\": [[\"silu_mul\", \"down\"], "
+                      "[\"down\", \"resid_mlp\"]]}", NULL, 0, 0, IR_ERR_MALFORMED);
+    cr_assert_not_null(strstr(e.why, "\"down\""), "%s", e.why);
+    e = lower_refused("toy", "{\"fusion_grouping\": [[\"gate\", \"gate\"]]}", NULL, 0, 0,
+                      IR_ERR_UNSUPPORTED);
+    cr_assert_str_eq(e.where, "config.fusion_grouping[0]");
+}
+
+Test(lower_knobs, stage_tiles_sizes_each_projection_stage_to_about_that_many_tiles)
+{
+    /* llama-3.2-1b: q 2048 + k 512 + v 512 rows -> width ceil(3072/132) = 24; o and down 2048
+     * rows -> 16; fused gate/up 8192 rows -> 64; lm_head 128256 rows -> 972 */
+    ir_program *p = lower_simple("llama-3.2-1b", "{\"tiling\": {\"gemv\": {\"stage_tiles\": 132}}, "
+                                 "\"fusion_grouping\": [[\"gate\", \"up\"]]}");
+    cr_assert_eq(int_param(find_task(p, "L0.q_proj[0]"), "N_tile"), 24);
+    cr_assert_eq(count_tasks(p, "L0.q_proj[", IR_OP_GEMV_TILE), 86);
+    cr_assert_eq(int_param(find_task(p, "L0.q_proj[85]"), "N_tile"), 8);
+    cr_assert_eq(count_tasks(p, "L0.k_proj[", IR_OP_GEMV_TILE), 22);
+    cr_assert_eq(int_param(find_task(p, "L0.o_proj[0]"), "N_tile"), 16);
+    cr_assert_eq(count_tasks(p, "L0.o_proj[", IR_OP_GEMV_TILE), 128);
+    cr_assert_eq(count_tasks(p, "L0.gate_up_proj[", IR_OP_FUSED), 128);
+    cr_assert_eq(count_tasks(p, "L0.down_proj[", IR_OP_GEMV_TILE), 128);
+    cr_assert_eq(int_param(find_task(p, "lm_head[0]"), "N_tile"), 972);
+    ir_program_free(p);
+}
+
+Test(lower_knobs, fusion_groups_replace_norms_adds_silu_and_rope_append_by_fused_tiles)
+{
+    ir_program *p = lower_simple("toy", "{\"fusion_grouping\": [[\"attn_norm\", \"q\", \"k\", \"v\"], "
+                                 "[\"mlp_norm\", \"gate\", \"up\"], [\"o\", \"resid_attn\"], "
+                                 "[\"silu_mul\", \"down\", \"resid_mlp\"], [\"rope_k\", \"kv_append_k\"], "
+                                 "[\"final_norm\", \"lm_head\"]]}");
+    for (int i = 0; i < p->n_tasks; i++) {
+        ir_op op = p->tasks[i].op;
+        cr_assert(op != IR_OP_RMSNORM && op != IR_OP_ADD && op != IR_OP_SILU_MUL,
+                  "%s left unfused", p->tasks[i].label);
+    }
+    const ir_task *q = find_task(p, "L1.q_proj[0]");
+    cr_assert_eq(q->op, IR_OP_FUSED);
+    cr_assert_eq(int_param(q, "recipe"), IR_RECIPE_NORM_GEMV);
+    cr_assert_eq(q->inputs[0], find_buffer(p, "L0.out"));
+    cr_assert_eq(q->inputs[1], find_buffer(p, "model.layers.1.input_layernorm.weight"));
+    const ir_task *o = find_task(p, "L1.o_proj[0]");
+    cr_assert_eq(o->op, IR_OP_GEMV_TILE);
+    cr_assert_eq(o->n_inputs, 3);
+    cr_assert_eq(o->inputs[2], find_buffer(p, "L0.out"));    /* the residual as bias */
+    cr_assert_eq(o->outputs[0], find_buffer(p, "L1.resid_attn"));
+    cr_assert_eq(o->n_waits, 2);                             /* attention and the residual */
+    const ir_task *gu = find_task(p, "L1.gate_up_proj[0]");
+    cr_assert_eq(int_param(gu, "recipe"), IR_RECIPE_NORM_GEMV_PAIR);
+    const ir_task *d = find_task(p, "L1.down_proj[0]");
+    cr_assert_eq(int_param(d, "recipe"), IR_RECIPE_SILU_GEMV);
+    cr_assert_eq(d->n_inputs, 4);
+    cr_assert_eq(d->outputs[0], find_buffer(p, "L1.out"));
+    cr_assert_eq(d->n_waits, 2);       /* gate/up tiles and the o tiles (gate and up share one) */
+    const ir_task *ra = find_task(p, "L1.rope_append_k");
+    cr_assert_eq(int_param(ra, "recipe"), IR_RECIPE_ROPE_APPEND);
+    cr_assert_eq(ra->outputs[0], find_buffer(p, "L1.k_cache"));
+    cr_assert_eq(find_buffer(p, "L1.k_rope"), -1);
+    cr_assert_eq(int_param(find_task(p, "lm_head[0]"), "recipe"), IR_RECIPE_NORM_GEMV);
+    ir_program_free(p);
+}
+
 Test(lower_refusals, unknown_tiling_archetype_or_key_is_refused)
 {
     ir_error e = lower_refused("toy", "{\"tiling\": {\"gemm\": {\"M_tile\": 4}}}", NULL, 0, 0,

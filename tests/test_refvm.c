@@ -98,12 +98,12 @@ static void fixture_free(fixture *fx)
 }
 
 /* Lower the fixture's model with the default config for h100, its weight dtype, and knobs. */
-static ir_program *lower_fixture(const fixture *fx, int64_t n_tile, int64_t kv_block,
-                                 bool fuse_gate_up, bool argmax)
+static ir_program *lower_fixture_fused(const fixture *fx, int64_t n_tile, int64_t kv_block,
+                                       bool fuse_gate_up, bool fuse_all, bool argmax)
 {
     ir_config c;
     ir_config_default(&c);
-    ir_tiling tiles[2];
+    ir_tiling tiles[3];
     int nt = 0;
     if (n_tile) {
         tiles[nt] = (ir_tiling){"gemv", "N_tile", n_tile};
@@ -121,6 +121,17 @@ static ir_program *lower_fixture(const fixture *fx, int64_t n_tile, int64_t kv_b
         c.groups = &grp;
         c.n_groups = 1;
     }
+    /* fuse_all: every fusion group the lowering knows, and stage-sized tiles */
+    char g0[3][IR_MAX_NAME] = {"mlp_norm", "gate", "up"}, g1[4][IR_MAX_NAME] = {"attn_norm", "q", "k", "v"};
+    char g2[2][IR_MAX_NAME] = {"final_norm", "lm_head"}, g3[2][IR_MAX_NAME] = {"o", "resid_attn"};
+    char g4[3][IR_MAX_NAME] = {"silu_mul", "down", "resid_mlp"}, g5[2][IR_MAX_NAME] = {"rope_k", "kv_append_k"};
+    ir_fusion_group all[6] = {{3, g0}, {4, g1}, {2, g2}, {2, g3}, {3, g4}, {2, g5}};
+    if (fuse_all) {
+        c.groups = all;
+        c.n_groups = 6;
+        tiles[nt] = (ir_tiling){"gemv", "stage_tiles", 7};
+        c.n_tiling = ++nt;
+    }
     lower_opts o;
     lower_opts_default(&o);
     o.dtype = fx->dtype;
@@ -130,6 +141,12 @@ static ir_program *lower_fixture(const fixture *fx, int64_t n_tile, int64_t kv_b
     cr_assert_eq(lower_program(&fx->m, &c, ir_target_builtin("h100"), &o, &p, &err), IR_OK,
                  "lower: %s: %s", err.where, err.why);
     return p;
+}
+
+static ir_program *lower_fixture(const fixture *fx, int64_t n_tile, int64_t kv_block,
+                                 bool fuse_gate_up, bool argmax)
+{
+    return lower_fixture_fused(fx, n_tile, kv_block, fuse_gate_up, false, argmax);
 }
 
 /* Relative error of logits against golden row p. */
@@ -233,17 +250,46 @@ static void vm_decode(fixture *fx, ir_program *p, const refvm_opts *o, float *ou
     refvm_free(vm);
 }
 
-static void vm_matches_hf(const char *name, int64_t n_tile, int64_t kv_block, bool fuse)
+static void vm_matches_hf_fused(const char *name, int64_t n_tile, int64_t kv_block, bool fuse,
+                                bool fuse_all)
 {
     fixture fx;
     fixture_load(name, &fx);
-    ir_program *p = lower_fixture(&fx, n_tile, kv_block, fuse, true);
+    ir_program *p = lower_fixture_fused(&fx, n_tile, kv_block, fuse, fuse_all, true);
+    if (fuse_all) {
+        /* the fused program is proved like any other, and has no norm, add or silu task left */
+        verify_opts vo;
+        verify_result r;
+        ir_error e = {0};
+        verify_opts_default(&vo);
+        cr_assert_eq(verify_program(p, &vo, &r, &e), IR_OK, "%s: %s", e.where, e.why);
+        cr_assert_eq(r.verdict, VERIFY_PROVED, "%s", verify_verdict_name(r.verdict));
+        verify_result_free(&r);
+        for (int i = 0; i < p->n_tasks; i++)
+            cr_assert(p->tasks[i].op != IR_OP_RMSNORM && p->tasks[i].op != IR_OP_ADD &&
+                      p->tasks[i].op != IR_OP_SILU_MUL,
+                      "task %s was not fused", p->tasks[i].label);
+    }
     refvm_opts o;
     refvm_opts_default(&o);
     o.tie_embeddings = fx.m.tie_embeddings;
     vm_decode(&fx, p, &o, NULL);
     ir_program_free(p);
     fixture_free(&fx);
+}
+
+static void vm_matches_hf(const char *name, int64_t n_tile, int64_t kv_block, bool fuse)
+{
+    vm_matches_hf_fused(name, n_tile, kv_block, fuse, false);
+}
+
+Test(vm, matches_hf_all_steps_gqa4_tied_every_fusion)
+{
+    vm_matches_hf_fused("llama_gqa4_tied_f32", 0, 0, false, true);
+}
+Test(vm, matches_hf_all_steps_bf16_llama3_rope_every_fusion_split_attention)
+{
+    vm_matches_hf_fused("llama_gqa2_bf16_rope3", 0, 32, false, true);
 }
 
 Test(vm, matches_hf_all_steps_gqa2_f32_default_schedule)

@@ -68,32 +68,72 @@ static bool check_shapes(vctx *c, const ir_task *t)
     switch (t->op) {
     case IR_OP_GEMV_TILE:
     case IR_OP_FUSED: {
-        int64_t recipe = 1;
-        if (t->op == IR_OP_FUSED && (!ir_task_int(t, "recipe", &recipe) || recipe != 1))
-            break;
-        if (t->op == IR_OP_FUSED && (t->n_inputs != 3 || t->n_outputs != 2)) {
-            refute(c, "shape", t->id, "task %d: FUSED recipe 1 takes 3 inputs and 2 outputs", t->id);
-            return false;
-        }
-        ir_task_int(t, "K", &K);
-        int nw = t->op == IR_OP_FUSED ? 2 : 1;
-        for (int i = 1; i <= nw; i++) {
-            int32_t w = t->inputs[i];
-            if (p->buffers[w].rank != 2 || dim(p, w, 1) != K) {
-                refute(c, "shape", t->id, "task %d: weight buffer %d must be [N, K=%lld]", t->id,
-                       w, (long long)K);
+        /* GEMV-shaped tasks: x (or the two silu operands, or x plus the norm weight), 1 or 2
+         * weights [N, K], an optional bias [N], one output [.., N] per weight. */
+        int64_t recipe = 0;
+        int w0 = 1, nw = 1, nx = 1;
+        if (t->op == IR_OP_FUSED) {
+            if (!ir_task_int(t, "recipe", &recipe))
+                break;
+            if (recipe == IR_RECIPE_ROPE_APPEND) {
+                ir_task_int(t, "head_dim", &hd);
+                double theta;
+                if (t->n_inputs != 1 || t->n_outputs != 1 || hd <= 0 || hd % 2 ||
+                    !ir_task_real(t, "theta", &theta) ||
+                    p->buffers[t->outputs[0]].rank != 2 || numel(p, t->inputs[0]) % hd ||
+                    numel(p, t->inputs[0]) != dim(p, t->outputs[0], 1)) {
+                    refute(c, "shape", t->id, "task %d: FUSED recipe 5 (rope_append) takes one "
+                           "input of whole heads (even head_dim) filling one row of a [S, D] cache",
+                           t->id);
+                    return false;
+                }
+                break;
+            }
+            if (!ir_recipe_weights(recipe, &w0, &nw))
+                break;                     /* opaque recipe: whole-buffer footprints */
+            nx = w0;
+            double eps;
+            bool norm = recipe == IR_RECIPE_NORM_GEMV || recipe == IR_RECIPE_NORM_GEMV_PAIR;
+            if (norm && (!ir_task_real(t, "eps", &eps) || !(eps >= 0) || !isfinite(eps))) {
+                refute(c, "shape", t->id, "task %d: FUSED recipe %lld needs a finite param eps >= 0",
+                       t->id, (long long)recipe);
                 return false;
             }
         }
-        if (dim(p, t->inputs[0], -1) != K || numel(p, t->inputs[0]) != K) {
-            refute(c, "shape", t->id, "task %d: input buffer %d must hold K=%lld elements", t->id,
-                   t->inputs[0], (long long)K);
+        int max_in = w0 + nw + (nw == 1 ? 1 : 0);
+        if (t->n_inputs < w0 + nw || t->n_inputs > max_in || t->n_outputs != nw) {
+            refute(c, "shape", t->id, "task %d: %s%s takes %d to %d inputs and %d output(s)",
+                   t->id, ir_op_name(t->op), t->op == IR_OP_FUSED ? " recipe" : "", w0 + nw,
+                   max_in, nw);
+            return false;
+        }
+        ir_task_int(t, "K", &K);
+        int64_t N = dim(p, t->inputs[w0], 0);
+        for (int i = w0; i < w0 + nw; i++) {
+            int32_t w = t->inputs[i];
+            if (p->buffers[w].rank != 2 || dim(p, w, 1) != K || dim(p, w, 0) != N) {
+                refute(c, "shape", t->id, "task %d: weight buffer %d must be [N=%lld, K=%lld]",
+                       t->id, w, (long long)N, (long long)K);
+                return false;
+            }
+        }
+        for (int i = 0; i < nx; i++) {
+            /* x, or both silu operands; the norm weight (slot 1 of recipes 2, 3) has K too */
+            if (dim(p, t->inputs[i], -1) != K || numel(p, t->inputs[i]) != K) {
+                refute(c, "shape", t->id, "task %d: input buffer %d must hold K=%lld elements",
+                       t->id, t->inputs[i], (long long)K);
+                return false;
+            }
+        }
+        if (t->n_inputs > w0 + nw && dim(p, t->inputs[w0 + nw], -1) != N) {
+            refute(c, "shape", t->id, "task %d: bias buffer %d last dim must equal the weight's "
+                   "N=%lld", t->id, t->inputs[w0 + nw], (long long)N);
             return false;
         }
         for (int i = 0; i < t->n_outputs; i++)
-            if (dim(p, t->outputs[i], -1) != dim(p, t->inputs[1], 0)) {
+            if (dim(p, t->outputs[i], -1) != N) {
                 refute(c, "shape", t->id, "task %d: output buffer %d last dim must equal the "
-                       "weight's N=%lld", t->id, t->outputs[i], (long long)dim(p, t->inputs[1], 0));
+                       "weight's N=%lld", t->id, t->outputs[i], (long long)N);
                 return false;
             }
         break;
