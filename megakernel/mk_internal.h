@@ -24,9 +24,13 @@ enum {
 /* Real params. */
 enum { MK_R_EPS, MK_R_THETA, MK_R_SCALE, MK_R_FACTOR, MK_R_LOW, MK_R_HIGH, MK_NR };
 
+/* Kernel op codes past AMK's for the FUSED recipes 2-5 (recipe 1 keeps op 19). */
+enum { MK_OP_NORM_GEMV = 20, MK_OP_NORM_GEMV_PAIR = 21, MK_OP_SILU_GEMV = 22,
+       MK_OP_ROPE_APPEND = 23 };
+
 #define MK_F_PARTIAL 1     /* ATTENTION_TILE writes a partial row at m_off */
 #define MK_F_LLAMA3 2      /* ROPE with llama3 frequency scaling */
-#define MK_F_BIAS 4        /* GEMV_TILE with a bias input */
+#define MK_F_BIAS 4        /* GEMV_TILE, FUSED recipe 2 or 4 with a bias input */
 
 typedef struct {
     int64_t mul, add, lo, hi;

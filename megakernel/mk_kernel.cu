@@ -131,6 +131,7 @@ struct op_env {
     float *part;
     const unsigned char *wsm;   /* this task's staged weights in dynamic SMEM, or NULL */
     int64_t wcap;               /* bytes of that staging buffer */
+    float *xs;                  /* MK_XS floats: a fused GEMV's prepared input */
     __device__ int64_t ip(int k) const { return pexpr_eval(t->ip[k], pos); }
     __device__ const mk_buf &in(int k) const { return bufs[t->in[k]]; }
     __device__ const mk_buf &out(int k) const { return bufs[t->out[k]]; }
@@ -197,21 +198,23 @@ __device__ __forceinline__ void dot_rows(const char *const *row, const bool *sta
 }
 
 #define MK_PART 4096   /* floats of SMEM scratch: split-K sums, attention states, RoPE table */
+#define MK_XS 6144     /* floats of SMEM for a fused GEMV's prepared input, per chunk */
 
 /* y[n] = x . W[n, :] (+ bias[n]) for n in [n0, n1). Work items are (group of R rows, slice of
  * K): a tile with fewer row groups than warps splits K so that every warp streams; the slices'
  * partial sums meet in SMEM and are added in a fixed order (deterministic). */
 template <int DT>
-__device__ void gemv_rows(const void *Wv, const float *x, float *y, int64_t K, int64_t n0,
-                          int64_t n1, const mk_buf *bias, float *part, const char *Ws,
-                          int64_t rows_staged)
+__device__ void gemv_rows(const void *Wv, const float *x, float *y, int64_t K, int64_t ld,
+                          int64_t n0, int64_t n1, const mk_buf *bias, float *part, const char *Ws,
+                          int64_t rows_staged, bool accum)
 {
     constexpr int ES = DT == 0 ? 4 : 2;
     constexpr int EPV = 16 / ES;
     constexpr int R = 4;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
     const char *W = (const char *)Wv;
-    const bool vec = (K % EPV) == 0 && (((uintptr_t)W | (uintptr_t)x) & 15) == 0;
+    const bool vec = (K % EPV) == 0 && (ld % EPV) == 0 &&
+                     (((uintptr_t)W | (uintptr_t)x) & 15) == 0;
     const int64_t nt = n1 - n0, groups = (nt + R - 1) / R;
     const int64_t units = vec ? K / EPV : K;
     int64_t ksplit = 1;
@@ -232,7 +235,7 @@ __device__ void gemv_rows(const void *Wv, const float *x, float *y, int64_t K, i
             acc[r] = 0.f;
             int64_t n = r0 + r < n1 ? r0 + r : n1 - 1;
             staged[r] = n - n0 < rows_staged;
-            row[r] = staged[r] ? Ws + (n - n0) * K * ES : W + n * K * ES;
+            row[r] = staged[r] ? Ws + (n - n0) * K * ES : W + n * ld * ES;
         }
         if (vec) {
             dot_rows<DT, R>(row, staged, x, c0 + lane, c1, acc);
@@ -251,7 +254,8 @@ __device__ void gemv_rows(const void *Wv, const float *x, float *y, int64_t K, i
                 if (ksplit > 1)
                     part[ks * groups * R + g * R + r] = s;
                 else
-                    y[r0 + r] = bias ? s + load_elem(bias->ptr, bias->dtype, r0 + r) : s;
+                    y[r0 + r] = (accum ? y[r0 + r] : 0.f) +
+                                (bias ? s + load_elem(bias->ptr, bias->dtype, r0 + r) : s);
             }
         }
     }
@@ -261,7 +265,8 @@ __device__ void gemv_rows(const void *Wv, const float *x, float *y, int64_t K, i
             float s = 0.f;
             for (int64_t ks = 0; ks < ksplit; ks++)
                 s += part[ks * groups * R + i];
-            y[n0 + i] = bias ? s + load_elem(bias->ptr, bias->dtype, n0 + i) : s;
+            y[n0 + i] = (accum ? y[n0 + i] : 0.f) +
+                        (bias ? s + load_elem(bias->ptr, bias->dtype, n0 + i) : s);
         }
         __syncthreads();   /* part is reused by the next tile (FUSED runs two) */
     }
@@ -290,9 +295,62 @@ __device__ void gemv_tile(const op_env &e, int k, const float *x, float *y, cons
     int64_t rows = e.wsm ? staged_rows(e.bufs, e.t, k, e.wcap, e.pos) : 0;
     const char *Ws = e.wsm ? (const char *)e.wsm + k * ((e.wcap / 2) & ~(int64_t)127) : nullptr;
     switch (W.dtype) {
-    case 2: gemv_rows<2>(W.ptr, x, y, K, off, off + nt, bias, e.part, Ws, rows); break;
-    case 1: gemv_rows<1>(W.ptr, x, y, K, off, off + nt, bias, e.part, Ws, rows); break;
-    default: gemv_rows<0>(W.ptr, x, y, K, off, off + nt, bias, e.part, Ws, rows); break;
+    case 2: gemv_rows<2>(W.ptr, x, y, K, K, off, off + nt, bias, e.part, Ws, rows, false); break;
+    case 1: gemv_rows<1>(W.ptr, x, y, K, K, off, off + nt, bias, e.part, Ws, rows, false); break;
+    default: gemv_rows<0>(W.ptr, x, y, K, K, off, off + nt, bias, e.part, Ws, rows, false); break;
+    }
+}
+
+/* Columns [c0, c0 + len) of a tile of weight W (row stride K) against x[0, len), added to y
+ * when accum (every chunk after the first). */
+__device__ void gemv_chunk(const mk_buf &W, const float *x, float *y, int64_t K, int64_t c0,
+                           int64_t len, int64_t n0, int64_t n1, const mk_buf *bias, float *part,
+                           bool accum)
+{
+    const int64_t es = W.dtype == 0 ? 4 : 2;
+    const char *Wc = (const char *)W.ptr + c0 * es;
+    switch (W.dtype) {
+    case 2: gemv_rows<2>(Wc, x, y, len, K, n0, n1, bias, part, nullptr, 0, accum); break;
+    case 1: gemv_rows<1>(Wc, x, y, len, K, n0, n1, bias, part, nullptr, 0, accum); break;
+    default: gemv_rows<0>(Wc, x, y, len, K, n0, n1, bias, part, nullptr, 0, accum); break;
+    }
+}
+
+/* FUSED recipes 2-4: the tile's input vector is prepared in SMEM (xs), MK_XS floats at a time:
+ * the RMS-normalized x (recipes 2, 3: y = x * rsqrt(mean(x^2) + eps) * g, the sum of squares in
+ * double as RMSNORM does) or silu(a) * b (recipe 4), then the tile (or tile pair) runs over each
+ * chunk, later chunks adding to y. A bias is added once, with the first chunk. */
+__device__ void op_fused_gemv(const op_env &e, int op, float *xs)
+{
+    const int64_t K = e.ip(MK_P_K), nt = e.ip(MK_P_NTILE), off = e.ip(MK_P_NOFF);
+    const float *a = (const float *)e.in(0).ptr;
+    const mk_buf &vb = e.in(1);
+    float r = 0.f;
+    if (op != MK_OP_SILU_GEMV) {
+        double ss = 0;
+        for (int64_t i = threadIdx.x; i < K; i += blockDim.x)
+            ss += (double)a[i] * a[i];
+        ss = block_sum_d(ss, e.red_d);
+        r = (float)(1.0 / sqrt(ss / (double)K + e.t->rp[MK_R_EPS]));
+    }
+    const int nw = op == MK_OP_NORM_GEMV_PAIR ? 2 : 1;
+    const mk_buf *bias = (e.t->flags & MK_F_BIAS) ? &e.in(3) : nullptr;
+    const int64_t nch = (K + MK_XS - 1) / MK_XS;
+    const int64_t chunk = ((K + nch - 1) / nch + 7) / 8 * 8;
+    for (int64_t c0 = 0; c0 < K; c0 += chunk) {
+        const int64_t len = K - c0 < chunk ? K - c0 : chunk;
+        __syncthreads();                   /* the previous chunk (or task) is done with xs */
+        for (int64_t i = threadIdx.x; i < len; i += blockDim.x) {
+            float v = a[c0 + i];
+            if (op == MK_OP_SILU_GEMV)
+                xs[i] = v / (1.f + expf(-v)) * ((const float *)vb.ptr)[c0 + i];
+            else
+                xs[i] = v * r * load_elem(vb.ptr, vb.dtype, c0 + i);
+        }
+        __syncthreads();
+        for (int k = 0; k < nw; k++)
+            gemv_chunk(e.in(2 + k), xs, (float *)e.out(k).ptr, K, c0, len, off, off + nt,
+                       c0 == 0 ? bias : nullptr, e.part, c0 > 0);
     }
 }
 
@@ -342,13 +400,10 @@ __device__ double rope_freq(const mk_task *t, int64_t i, int64_t hd, double orig
 
 /* Rotate-half RoPE; cos and sin of each of the hd/2 angles are computed once per task into SMEM
  * (every head shares them). */
-__device__ void op_rope(const op_env &e)
+__device__ void rope_rows(const op_env &e, const float *x, float *y, int64_t n)
 {
     int64_t hd = e.ip(MK_P_HEADDIM), pos = e.ip(MK_P_POS), half = hd / 2;
-    int64_t n = e.in(0).numel;
     double orig = (double)e.ip(MK_P_ORIGMAX);
-    const float *x = (const float *)e.in(0).ptr;
-    float *y = (float *)e.out(0).ptr;
     double *cs = (double *)e.part;
     const bool table = 2 * half <= MK_PART / 2;
     if (table) {
@@ -376,6 +431,19 @@ __device__ void op_rope(const op_env &e)
     }
     if (table)
         __syncthreads();                     /* cs is scratch for the next task */
+}
+
+__device__ void op_rope(const op_env &e)
+{
+    rope_rows(e, (const float *)e.in(0).ptr, (float *)e.out(0).ptr, e.in(0).numel);
+}
+
+/* FUSED recipe 5: the rotated row goes to cache row pos. */
+__device__ void op_rope_append(const op_env &e)
+{
+    const mk_buf &cb = e.out(0);
+    rope_rows(e, (const float *)e.in(0).ptr, (float *)cb.ptr + e.ip(MK_P_POS) * cb.shape[1],
+              e.in(0).numel);
 }
 
 __device__ void op_kv_append(const op_env &e)
@@ -651,6 +719,10 @@ __device__ void run_op(const op_env &e)
         gemv_tile(e, 0, (const float *)e.in(0).ptr, (float *)e.out(0).ptr, nullptr);
         gemv_tile(e, 1, (const float *)e.in(0).ptr, (float *)e.out(1).ptr, nullptr);
         break;
+    case MK_OP_NORM_GEMV:
+    case MK_OP_NORM_GEMV_PAIR:
+    case MK_OP_SILU_GEMV: op_fused_gemv(e, t->op, e.xs); break;
+    case MK_OP_ROPE_APPEND: op_rope_append(e); break;
     case 7: op_attention(e); break;
     case 8: op_rope(e); break;
     case 16: op_kv_append(e); break;
@@ -692,6 +764,7 @@ __global__ void __launch_bounds__(MK_MAX_THREADS, 1) mk_megakernel(mk_launch L)
     __shared__ int red_i[32];
     __shared__ int s_abort;
     __shared__ __align__(16) float part[MK_PART];   /* also read as doubles (RoPE table) */
+    __shared__ __align__(16) float xs[MK_XS];
     extern __shared__ __align__(128) unsigned char dsm[];
     const int b = blockIdx.x;
     const int q0 = L.qstart[b], q1 = L.qstart[b + 1];
@@ -775,7 +848,7 @@ __global__ void __launch_bounds__(MK_MAX_THREADS, 1) mk_megakernel(mk_launch L)
             __syncthreads();               /* every thread's copies are visible */
         }
         op_env e = {&st, L.bufs, L.pos, red_d, red_f, red_i, part,
-                    staging ? dsm + (qi & 1) * cap : nullptr, cap};
+                    staging ? dsm + (qi & 1) * cap : nullptr, cap, xs};
         run_op(e);
         /* Release: the barrier orders every thread's writes before thread 0's fence (cumulative
          * at GPU scope), then the release add publishes them with the count. */

@@ -156,12 +156,18 @@ static mk_status flatten_task(const ir_program *p, const ir_task *t, int64_t thr
     case IR_OP_ATTENTION_TILE: ni = 3; no = 1; break;
     case IR_OP_FUSED: {
         int64_t recipe = 0;
-        if (!ir_task_int(t, "recipe", &recipe) || recipe != 1) {
-            ir_fail(err, IR_ERR_UNSUPPORTED, where, "only FUSED recipe 1 (gemv pair) runs on the "
-                    "GPU");
+        ir_task_int(t, "recipe", &recipe);
+        switch (recipe) {
+        case IR_RECIPE_GEMV_PAIR: ni = 3; no = 2; break;
+        case IR_RECIPE_NORM_GEMV: ni = 3; no = 1; out->op = MK_OP_NORM_GEMV; break;
+        case IR_RECIPE_NORM_GEMV_PAIR: ni = 4; no = 2; out->op = MK_OP_NORM_GEMV_PAIR; break;
+        case IR_RECIPE_SILU_GEMV: ni = 3; no = 1; out->op = MK_OP_SILU_GEMV; break;
+        case IR_RECIPE_ROPE_APPEND: ni = 1; no = 1; out->op = MK_OP_ROPE_APPEND; break;
+        default:
+            ir_fail(err, IR_ERR_UNSUPPORTED, where, "FUSED recipe %lld is not run by the "
+                    "megakernel (it runs recipes 1-5)", (long long)recipe);
             return MK_UNSUPPORTED;
         }
-        ni = 3; no = 2;
         break;
     }
     default:
@@ -174,7 +180,8 @@ static mk_status flatten_task(const ir_program *p, const ir_task *t, int64_t thr
                 ir_op_name(t->op), ni, no);
         return MK_MALFORMED;
     }
-    if (t->op == IR_OP_GEMV_TILE && t->n_inputs > 2)
+    if ((t->op == IR_OP_GEMV_TILE && t->n_inputs > 2) ||
+        ((out->op == MK_OP_NORM_GEMV || out->op == MK_OP_SILU_GEMV) && t->n_inputs > 3))
         out->flags |= MK_F_BIAS;
     for (int k = 0; k < t->n_inputs; k++) {
         const ir_buffer *b = &p->buffers[t->inputs[k]];
@@ -205,7 +212,8 @@ static mk_status flatten_task(const ir_program *p, const ir_task *t, int64_t thr
         }
     }
     if ((t->op == IR_OP_EMBED && p->buffers[t->inputs[1]].rank != 2) ||
-        (t->op == IR_OP_KV_APPEND && p->buffers[t->outputs[0]].rank != 2) ||
+        ((t->op == IR_OP_KV_APPEND || out->op == MK_OP_ROPE_APPEND) &&
+         p->buffers[t->outputs[0]].rank != 2) ||
         (t->op == IR_OP_ATTENTION_COMBINE && p->buffers[t->inputs[0]].rank != 2)) {
         ir_fail(err, IR_ERR_MALFORMED, where, "%s needs a rank-2 table, cache or partials buffer",
                 ir_op_name(t->op));
