@@ -30,7 +30,11 @@ typedef struct {
     int32_t nt;
     /* join set of each wait: for wait (t, w) the producers that all run before t, or ambiguous */
     uint8_t *ambiguous;            /* per task: some wait of it is an ambiguous partial wait */
-    int32_t *jstart, *jidx;        /* per task: producers it joins (all waits together) */
+    int32_t *jstart, *jidx;        /* per task: producers it joins (all waits together), those
+                                      of its full-join waits first */
+    int32_t *nfull;                /* per task: how many jidx entries come from full joins */
+    int32_t *fcstart, *fcidx;      /* per task: the counters of its full-join waits */
+    Z3_ast *dvar;                  /* per counter, within one window: "all producers in the cut" */
     uint64_t *anc;                 /* nt * WORDS */
     int64_t *base;                 /* per task: first word index of its window */
     int32_t *lab;                  /* per task: latest barrier that is an ancestor, or -1 */
@@ -53,25 +57,42 @@ static ir_status normalize(race_ctx *rc)
     rc->jstart = calloc((size_t)nt + 1, sizeof *rc->jstart);
     rc->jidx = malloc(((size_t)cap + 1) * sizeof *rc->jidx);
     rc->ambiguous = calloc((size_t)nt + 1, 1);
-    if (!rc->jstart || !rc->jidx || !rc->ambiguous)
+    rc->nfull = calloc((size_t)nt + 1, sizeof *rc->nfull);
+    rc->fcstart = calloc((size_t)nt + 1, sizeof *rc->fcstart);
+    int64_t nw_all = 0;
+    for (int32_t t = 0; t < nt; t++)
+        nw_all += p->tasks[t].n_waits;
+    rc->fcidx = malloc(((size_t)nw_all + 1) * sizeof *rc->fcidx);
+    rc->dvar = calloc((size_t)p->n_counters + 1, sizeof *rc->dvar);
+    if (!rc->jstart || !rc->jidx || !rc->ambiguous || !rc->nfull || !rc->fcstart || !rc->fcidx ||
+        !rc->dvar)
         return IR_ERR_NOMEM;
-    int64_t k = 0;
+    int64_t k = 0, kc = 0;
     for (int32_t t = 0; t < nt; t++) {
         rc->jstart[t] = (int32_t)k;
+        rc->fcstart[t] = (int32_t)kc;
         if (c->pi[t] < 0)
             continue;
         const ir_task *tk = &p->tasks[t];
         vrun mw = {0};
         bool have_mw = false;
+        for (int w = 0; w < tk->n_waits; w++) {       /* full joins first */
+            int32_t ctr = tk->waits[w].counter;
+            int64_t np = c->nprod[ctr];
+            const int32_t *prod = c->g.producers.idx + c->g.producers.start[ctr];
+            if (tk->waits[w].threshold != np)
+                continue;
+            for (int64_t j = 0; j < np; j++)
+                rc->jidx[k++] = prod[j];
+            rc->fcidx[kc++] = ctr;
+        }
+        rc->nfull[t] = (int32_t)(k - rc->jstart[t]);
         for (int w = 0; w < tk->n_waits; w++) {
             int32_t ctr = tk->waits[w].counter;
             int64_t th = tk->waits[w].threshold, np = c->nprod[ctr];
             const int32_t *prod = c->g.producers.idx + c->g.producers.start[ctr];
-            if (th == np) {
-                for (int64_t j = 0; j < np; j++)
-                    rc->jidx[k++] = prod[j];
+            if (th == np)
                 continue;
-            }
             if (!have_mw) {
                 if (!vrun_exec(c, t, -1, &mw))
                     return IR_ERR_NOMEM;
@@ -93,6 +114,7 @@ static ir_status normalize(race_ctx *rc)
             vrun_free(&mw);
     }
     rc->jstart[nt] = (int32_t)k;
+    rc->fcstart[nt] = (int32_t)kc;
     return IR_OK;
 }
 
@@ -326,6 +348,32 @@ static int exact_race(race_ctx *rc, int32_t a, int32_t b, vrun *out)
 
 /* ---------------------------------------------------------------- Z3 cross-check */
 
+/* D_ctr: every producer of counter ctr is in the cut (one implication per producer, shared by
+ * every task that joins ctr instead of repeated per task: same constraints, far fewer clauses).
+ * Only without ranks; the window resets dvar. */
+static Z3_ast join_term(race_ctx *rc, vz3 *z, Z3_ast *s, int32_t ctr)
+{
+    if (rc->dvar[ctr])
+        return rc->dvar[ctr];
+    vctx *c = rc->c;
+    Z3_context x = z->ctx;
+    Z3_ast d = vz3_bool(z, "d", ctr);
+    const int32_t *prod = c->g.producers.idx + c->g.producers.start[ctr];
+    for (int64_t j = 0; j < c->nprod[ctr]; j++)
+        Z3_solver_assert(x, z->solver, Z3_mk_implies(x, d, s[prod[j]]));
+    return rc->dvar[ctr] = d;
+}
+
+/* t joins its producers: through the D terms of its full joins, directly for the rest. */
+static void assert_joins(race_ctx *rc, vz3 *z, Z3_ast *s, Z3_ast lhs, int32_t t)
+{
+    Z3_context x = z->ctx;
+    for (int32_t j = rc->fcstart[t]; j < rc->fcstart[t + 1]; j++)
+        Z3_solver_assert(x, z->solver, Z3_mk_implies(x, lhs, join_term(rc, z, s, rc->fcidx[j])));
+    for (int32_t j = rc->jstart[t] + rc->nfull[t]; j < rc->jstart[t + 1]; j++)
+        Z3_solver_assert(x, z->solver, Z3_mk_implies(x, lhs, s[rc->jidx[j]]));
+}
+
 /* e_t: task t is enabled and unfinished at the cut. */
 static Z3_ast enabled_term(race_ctx *rc, vz3 *z, Z3_ast *s, Z3_ast *e, int32_t t)
 {
@@ -339,7 +387,9 @@ static Z3_ast enabled_term(race_ctx *rc, vz3 *z, Z3_ast *s, Z3_ast *e, int32_t t
     int32_t qp = queue_pred(c, t);
     if (qp >= 0)
         Z3_solver_assert(x, z->solver, Z3_mk_implies(x, e[t], s[qp]));
-    if (!rc->ambiguous[t]) {
+    if (!rc->ambiguous[t] && rc->n_ambiguous == 0) {
+        assert_joins(rc, z, s, e[t], t);
+    } else if (!rc->ambiguous[t]) {
         for (int32_t j = rc->jstart[t]; j < rc->jstart[t + 1]; j++)
             Z3_solver_assert(x, z->solver, Z3_mk_implies(x, e[t], s[rc->jidx[j]]));
     } else {
@@ -379,6 +429,10 @@ static void assert_cut(race_ctx *rc, vz3 *z, Z3_ast *s, Z3_ast *r, int32_t lo, i
             Z3_solver_assert(x, z->solver, Z3_mk_implies(x, s[t], s[qp]));
             if (ranks)
                 Z3_solver_assert(x, z->solver, Z3_mk_implies(x, s[t], Z3_mk_lt(x, r[qp], r[t])));
+        }
+        if (!ranks) {
+            assert_joins(rc, z, s, s[t], t);
+            continue;
         }
         if (!rc->ambiguous[t]) {
             for (int32_t j = rc->jstart[t]; j < rc->jstart[t + 1]; j++) {
@@ -593,6 +647,7 @@ static Z3_lbool solve_window(zquery *q, const zclass *v, int64_t n, int32_t lo, 
     Z3_solver_assert(z.ctx, z.solver, vz3_or(&z, (int)n, terms));
     res = vz3_check(&z);
 out:
+    memset(rc->dvar, 0, ((size_t)c->p->n_counters + 1) * sizeof *rc->dvar);
     if (global) {
         memset(s, 0, ((size_t)nt + 1) * sizeof *s);
         memset(e, 0, ((size_t)nt + 1) * sizeof *e);
@@ -700,8 +755,8 @@ static int cmp_i32r(const void *a, const void *b)
 
 /* Conflicts inside one buffer: C checks every pair; Z3 gets one disjunct per pair of op
  * instances (tasks sharing an out counter) whose every cross pair conflicts, else per pair. */
-static void buffer_conflicts(race_ctx *rc, finding *f, zquery *q, const int64_t *L, int64_t n,
-                             memo_list *memo)
+static void buffer_conflicts(race_ctx *rc, finding *f, zquery *q, zquery *qc, const int64_t *L,
+                             int64_t n, memo_list *memo)
 {
     vctx *c = rc->c;
     const ir_program *p = c->p;
@@ -777,10 +832,19 @@ static void buffer_conflicts(race_ctx *rc, finding *f, zquery *q, const int64_t 
             }
         if (tp[i].ga != tp[i].gb && distinct == na * nb) {
             zq_sets(q, A, na, B, nb);
+            zq_sets(qc, A, na, B, nb);
         } else {
             for (int64_t k = i; k < j; k++)
-                if (k == i || tp[k].ta != tp[k - 1].ta || tp[k].tb != tp[k - 1].tb)
+                if (k == i || tp[k].ta != tp[k - 1].ta || tp[k].tb != tp[k - 1].tb) {
                     zq_pair(q, tp[k].ta, tp[k].tb);
+                    if (tp[i].ga == tp[i].gb)
+                        zq_pair(qc, tp[k].ta, tp[k].tb);
+                }
+            /* The coarse query asks for any task of one instance enabled with any task of the
+               other: a superset of these pairs (tile-aligned instances, e.g. o tiles reading the
+               residual tiles the down tiles wrote, give one class instead of one per tile). */
+            if (tp[i].ga != tp[i].gb)
+                zq_sets(qc, A, na, B, nb);
         }
         i = j;
     }
@@ -806,7 +870,8 @@ static int cmp_tenant(const void *a, const void *b)
  * in the greedy order, every access of a tenant must be ordered before every access of the next
  * one (checked pairwise in C, one disjunct per link for Z3), and ordering carries over to later
  * tenants. Otherwise every overlapping pair is checked on its own. */
-static void page_conflicts(race_ctx *rc, finding *f, zquery *q, const by_buffer *g, int32_t pg)
+static void page_conflicts(race_ctx *rc, finding *f, zquery *q, zquery *qc, const by_buffer *g,
+                           int32_t pg)
 {
     vctx *c = rc->c;
     const ir_program *p = c->p;
@@ -889,6 +954,7 @@ static void page_conflicts(race_ctx *rc, finding *f, zquery *q, const by_buffer 
                         continue;
                     check_pair(rc, f, g->idx[x], g->idx[y], pg);
                     zq_pair(q, ax->task, ay->task);
+                    zq_pair(qc, ax->task, ay->task);
                 }
             }
         }
@@ -901,22 +967,30 @@ void verify_race(vctx *c)
     by_buffer g = {0};
     memo_list memo = {0};
     finding f = {.a = -1, .b = -1, .page = -1};
-    zquery q = {.rc = &rc};
+    zquery q = {.rc = &rc}, qc = {.rc = &rc};
     const ir_program *p = c->p;
     if (normalize(&rc) != IR_OK || build_ancestors(&rc) != IR_OK || group_accesses(c, &g) != IR_OK)
         goto nomem;
     for (int32_t b = 0; b < p->n_buffers && !f.undecided && !f.oom; b++)
-        buffer_conflicts(&rc, &f, &q, g.idx + g.start[b], g.start[b + 1] - g.start[b], &memo);
+        buffer_conflicts(&rc, &f, &q, &qc, g.idx + g.start[b], g.start[b + 1] - g.start[b],
+                         &memo);
     for (int32_t pg = 0; p->has_pages && pg < p->pages.n_pages && !f.oom; pg++)
-        page_conflicts(&rc, &f, &q, &g, pg);
-    if (f.oom || q.oom)
+        page_conflicts(&rc, &f, &q, &qc, &g, pg);
+    if (f.oom || q.oom || qc.oom)
         goto nomem;
     if (f.undecided) {
         vset(c, VERIFY_RACE, VERIFY_UNKNOWN, "Z3 gave up on a position-dependent overlap query");
         goto out;
     }
+    /* The coarse query first: UNSAT there is UNSAT for every pair (each of its classes is a
+       superset of the exact ones); anything else is settled by the exact classes. */
     int64_t windows;
-    Z3_lbool zr = zq_solve(&q, &windows);
+    zquery *used = &qc;
+    Z3_lbool zr = zq_solve(&qc, &windows);
+    if (zr != Z3_L_FALSE) {
+        used = &q;
+        zr = zq_solve(&q, &windows);
+    }
     bool c_race = f.a >= 0;
     if (zr == Z3_L_UNDEF) {
         vset(c, VERIFY_RACE, VERIFY_UNKNOWN, "Z3 gave up on a race window query");
@@ -935,7 +1009,7 @@ void verify_race(vctx *c)
     } else {
         vset(c, VERIFY_RACE, VERIFY_PROVED, "%lld conflicting access pairs in %lld conflict "
              "classes over %lld Z3 windows, all ordered (%lld needed the exact run, %lld "
-             "ambiguous partial waits)", (long long)f.pairs, (long long)q.n, (long long)windows,
+             "ambiguous partial waits)", (long long)f.pairs, (long long)used->n, (long long)windows,
              (long long)f.residual, (long long)rc.n_ambiguous);
         if (c->evidence.n)
             vb_put(&c->evidence, ", ");
@@ -946,9 +1020,17 @@ out:
     free(q.pool);
     free(q.s);
     free(q.e);
+    free(qc.v);
+    free(qc.pool);
+    free(qc.s);
+    free(qc.e);
     vrun_free(&f.run);
     free(rc.jstart);
     free(rc.jidx);
+    free(rc.nfull);
+    free(rc.fcstart);
+    free(rc.fcidx);
+    free(rc.dvar);
     free(rc.ambiguous);
     free(rc.anc);
     free(rc.base);
