@@ -72,7 +72,7 @@ static const char *const CONFIGS[] = {
     "\"sm_assignment\": \"round_robin\"}",
     "{\"tiling\": {\"gemv\": {\"stage_tiles\": 132}}, \"threads_per_block\": 512, "
     "\"sm_assignment\": \"round_robin\", \"page_allocation\": \"none\", " FUSE_ALL "}",
-    "{\"tiling\": {\"gemv\": {\"stage_tiles\": 132}}, \"threads_per_block\": 256, "
+    "{\"tiling\": {\"gemv\": {\"stage_tiles\": 132}}, \"threads_per_block\": 512, \"pipelining_depth\": 0, "
     "\"sm_assignment\": \"round_robin\", \"page_allocation\": \"none\", " FUSE_ALL "}",
 };
 

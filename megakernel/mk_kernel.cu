@@ -197,7 +197,7 @@ __device__ __forceinline__ void dot_rows(const char *const *row, const bool *sta
     }
 }
 
-#define MK_PART 4096   /* floats of SMEM scratch: split-K sums, attention states, RoPE table */
+#define MK_PART 4608   /* floats of SMEM scratch: split-K sums, attention states, RoPE table */
 #define MK_XS 6144     /* floats of SMEM for a fused GEMV's prepared input, per chunk */
 
 /* y[n] = x . W[n, :] (+ bias[n]) for n in [n0, n1). Work items are (group of R rows, slice of
