@@ -20,6 +20,8 @@ NVCCFLAGS ?= -O3 -std=c++17 -I. -gencode arch=compute_90,code=sm_90 -gencode arc
 CFLAGS   += -DAMK_HAVE_CUDA=1
 LDLIBS   += -L$(CUDA_HOME)/lib64 -lcudart_static -ldl -lrt -lstdc++
 MK_CU_SRC := $(sort $(wildcard megakernel/*.cu))
+# the cuBLAS baseline of amk bench (cuBLAS itself is loaded with dlopen at run time)
+BENCH_CU_SRC := $(sort $(wildcard bench/*.cu))
 endif
 
 IR_SRC     := $(sort $(wildcard ir/*.c))
@@ -31,7 +33,7 @@ PROOFS_SRC := $(sort $(wildcard proofs/*.c))
 MK_SRC     := $(sort $(filter-out megakernel/bench_%_main.c,$(wildcard megakernel/*.c)))
 TOOLS_SRC  := $(sort $(filter-out tools/amk_verify_main.c,$(wildcard tools/*.c)))
 LIB_SRC    := $(IR_SRC) $(LOWER_SRC) $(VERIFY_SRC) $(REFVM_SRC) $(BENCH_SRC) $(PROOFS_SRC) $(MK_SRC)
-LIB_OBJ    := $(LIB_SRC:%.c=$(BUILD)/%.o) $(MK_CU_SRC:%.cu=$(BUILD)/%.o)
+LIB_OBJ    := $(LIB_SRC:%.c=$(BUILD)/%.o) $(MK_CU_SRC:%.cu=$(BUILD)/%.o) $(BENCH_CU_SRC:%.cu=$(BUILD)/%.o)
 TOOLS_OBJ  := $(TOOLS_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ    := $(filter-out $(BUILD)/tools/amk.o,$(TOOLS_OBJ))
 TEST_SRC   := $(sort $(wildcard tests/test_*.c))
@@ -57,6 +59,10 @@ $(BUILD)/%.o: %.c
 	$(CC) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/megakernel/%.o: megakernel/%.cu $(wildcard megakernel/*.h) ir/amk_ir.h
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+
+$(BUILD)/bench/%.o: bench/%.cu $(wildcard bench/*.h) ir/amk_ir.h
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
 

@@ -298,6 +298,85 @@ void bench_claim_free(bench_claim *c)
     memset(c, 0, sizeof *c);
 }
 
+/* ---------------------------------------------------------------- claims from a re-run */
+
+/* n shapes copied into l (l zeroed first). */
+static ir_status shapes_copy(bench_shape_list *l, int n, const int *rank,
+                             const int64_t *const *dims, ir_error *err)
+{
+    memset(l, 0, sizeof *l);
+    l->rank = calloc((size_t)(n > 0 ? n : 1), sizeof *l->rank);
+    l->dims = calloc((size_t)(n > 0 ? n : 1), sizeof *l->dims);
+    if (!l->rank || !l->dims)
+        return ir_fail(err, IR_ERR_NOMEM, "shapes", "out of memory");
+    for (int i = 0; i < n; i++) {
+        if (!(l->dims[i] = malloc(sizeof **l->dims * (size_t)(rank[i] > 0 ? rank[i] : 1))))
+            return ir_fail(err, IR_ERR_NOMEM, "shapes", "out of memory");
+        l->n++;
+        l->rank[i] = rank[i];
+        if (rank[i] > 0)
+            memcpy(l->dims[i], dims[i], sizeof **l->dims * (size_t)rank[i]);
+    }
+    return IR_OK;
+}
+
+/* A side's samples, only when its gate passed: no PASS, no latency. */
+static ir_status side_copy(const bench_run_result *r, double **out, int *n, ir_error *err)
+{
+    *out = NULL;
+    *n = 0;
+    if (!r->gate.pass || r->n_samples < 1)
+        return IR_OK;
+    if (!(*out = malloc(sizeof **out * (size_t)r->n_samples)))
+        return ir_fail(err, IR_ERR_NOMEM, "claim", "out of memory");
+    memcpy(*out, r->samples_us, sizeof **out * (size_t)r->n_samples);
+    *n = r->n_samples;
+    return IR_OK;
+}
+
+ir_status bench_claim_from_ab(const bench_ab_result *r, const char *name, const char *device,
+                              int64_t weight_bytes, double spec_bandwidth_gbs,
+                              double claimed_speedup, int n_shapes, const int *rank,
+                              const int64_t *const *dims, bench_claim *out, ir_error *err)
+{
+    memset(out, 0, sizeof *out);
+    if (!ir_target_builtin(device))
+        return ir_fail(err, IR_ERR_MALFORMED, "device", "'%s' is not a built-in target", device);
+    if (weight_bytes < 1 || !(spec_bandwidth_gbs > 0) || n_shapes < 1)
+        return ir_fail(err, IR_ERR_MALFORMED, "claim", "needs weight bytes >= 1, a spec "
+                       "bandwidth > 0 and at least one shape");
+    ir_status s;
+    if (!(out->name = strdup(name ? name : "re-run")))
+        return ir_fail(err, IR_ERR_NOMEM, "name", "out of memory");
+    snprintf(out->device, sizeof out->device, "%s", device);
+    out->weight_bytes = weight_bytes;
+    out->bandwidth_gbs = spec_bandwidth_gbs;
+    double meas = r->candidate.has_measured_bw ? r->candidate.measured_bw_gbs
+                : r->baseline.has_measured_bw ? r->baseline.measured_bw_gbs : 0;
+    if (meas > 0 && meas < spec_bandwidth_gbs) {
+        out->has_bandwidth = true;    /* the stricter floor, as bench_run guards with */
+        out->bandwidth_gbs = meas;
+    }
+    if ((s = side_copy(&r->baseline, &out->baseline_us, &out->n_baseline, err)) != IR_OK ||
+        (s = side_copy(&r->candidate, &out->candidate_us, &out->n_candidate, err)) != IR_OK)
+        goto fail;
+    out->claimed_speedup = claimed_speedup > 0 ? claimed_speedup
+                         : r->has_speedup ? r->speedup.estimate : 1.0;
+    out->correctness = r->baseline.gate.pass && r->candidate.gate.pass ? BENCH_CORRECTNESS_PASS
+                                                                       : BENCH_CORRECTNESS_FAIL;
+    out->has_max_abs_err = true;
+    out->max_abs_err = fmax(r->baseline.gate.max_abs_err, r->candidate.gate.max_abs_err);
+    if (!isfinite(out->max_abs_err))
+        out->has_max_abs_err = false;
+    if ((s = shapes_copy(&out->bench_shapes, n_shapes, rank, dims, err)) != IR_OK ||
+        (s = shapes_copy(&out->verify_shapes, n_shapes, rank, dims, err)) != IR_OK)
+        goto fail;
+    return IR_OK;
+fail:
+    bench_claim_free(out);
+    return s;
+}
+
 /* ---------------------------------------------------------------- the rules */
 
 static const struct {

@@ -143,14 +143,17 @@ const char *bench_lint_tool_state_name(bench_lint_tool_state s);
  *     sample below it is physically impossible, so the whole summary is withheld and explained,
  *     never returned as a result; plus the SVG roofline chart;
  *   - the claim audit (bench/audit.c): CONFIRMED, REFUTED or UNSUPPORTED with every reason;
- *   - timing sources (bench/cpu_bench.c): bench_run() drives any bench_timing_source. The CPU
- *     reference VM is the one that exists now (label "cpu-reference"); a GPU megakernel source
- *     plugs into the same interface later.
+ *   - timing sources (bench/cpu_bench.c, bench/gpu_bench.c): bench_run() drives any
+ *     bench_timing_source, bench_ab_run() two of them interleaved. The CPU reference VM
+ *     (label "cpu-reference") runs everywhere; the GPU megakernel ("gpu-megakernel") and the
+ *     cuBLAS CUDA-graph baseline ("gpu-cublas-graph", bench/gpu_baseline.cu) need a CUDA build
+ *     and a device, and are checked against reference VM logits of the very steps they time.
  */
 
 #include <stdint.h>
 
 #include "lower/lower.h"
+#include "megakernel/megakernel.h"
 #include "refvm/refvm.h"
 
 #ifndef BENCH_BOOTSTRAP_RESAMPLES
@@ -164,6 +167,18 @@ const char *bench_lint_tool_state_name(bench_lint_tool_state s);
 #define BENCH_CLAIM_MAX_SAMPLES 1000000    /* longer latency lists are refused (MALFORMED) */
 #endif
 #define BENCH_CPU_LABEL "cpu-reference"    /* label of every figure timed on the reference VM */
+#define BENCH_GPU_LABEL "gpu-megakernel"   /* label of the megakernel timed on a GPU */
+#define BENCH_BASELINE_LABEL "gpu-cublas-graph"  /* label of the separate-kernel baseline */
+/* The baseline's own tolerance. It multiplies bf16 (or f16) activations with the weights in
+ * cuBLAS, so its logits are further from the fp32 reference than the megakernel's
+ * (REFVM_GATE_REL_TOL); SPEC.md 14.4 says why this bound and not the gate's. */
+#ifndef BENCH_BASELINE_REL_TOL
+#define BENCH_BASELINE_REL_TOL 2e-2
+#endif
+#ifndef BENCH_BW_PROBE_BYTES
+#define BENCH_BW_PROBE_BYTES ((int64_t)4 << 30)  /* streaming-read probe size (1 GiB if it fails) */
+#endif
+#define BENCH_BW_PROBE_REPEATS 20          /* passes of the probe; the median is taken */
 
 /* ---------------------------------------------------------------- statistics */
 
@@ -332,14 +347,27 @@ const char *bench_audit_effect_name(bench_audit_effect e);
 typedef struct {
     bool pass;
     int64_t compared;             /* steps compared */
-    int64_t top1_agree;
+    int64_t top1_agree;           /* steps whose top-1 token equals the reference's */
+    int64_t top1_near_tie;        /* steps whose top-1 differs but is a near tie (see
+                                     bench_gate_step); counted only where that is allowed */
     double max_abs_err, max_rel_err;
+    double tol_rel;               /* the tolerance the steps were held to (0: not set) */
     char why[256];                /* "" on PASS; else what failed */
 } bench_gate;
 
-/* Something that can time decode steps. A CPU reference VM source exists now; a GPU
- * megakernel source fills the same fields later (label "gpu-megakernel", is_gpu true, and a
- * measure_bandwidth that times a streaming read kernel in the same run). */
+/* Fold one step's comparison into g: candidate logits cand against reference ref (n each),
+ * relative error max |cand - ref| / max |ref| at most tol. The top-1 token must be equal;
+ * with near_tie_ok a different top-1 also passes when the reference logit of the candidate's
+ * pick is within tol * max |ref| of the reference maximum (the two are tied within the
+ * tolerance, so the pick cannot tell them apart). The first failure's reason names pos.
+ * g must start zeroed with pass true. */
+void bench_gate_step(bench_gate *g, const float *cand, const float *ref, int64_t n, double tol,
+                     bool near_tie_ok, int64_t pos);
+
+/* Something that can time decode steps: the CPU reference VM (bench_cpu_source), the GPU
+ * megakernel (bench_gpu_source: label "gpu-megakernel", is_gpu true, a measure_bandwidth that
+ * times a streaming-read kernel in the same run) and the cuBLAS graph baseline
+ * (bench_baseline_source). */
 typedef struct {
     const char *label;            /* printed next to every figure, e.g. BENCH_CPU_LABEL */
     bool is_gpu;                  /* only a GPU source may call its figures GPU figures */
@@ -387,6 +415,36 @@ ir_status bench_run(const bench_timing_source *src, const bench_run_opts *o, ben
                     ir_error *err);
 void bench_run_result_free(bench_run_result *r);
 
+/* Two sources interleaved: every repeat runs the baseline, then the candidate (B C B C ...),
+ * warm-up pairs first, so drift in clocks or temperature hits both sides alike. */
+typedef struct {
+    bench_run_opts run;           /* steps, repeats, warm-up, weight bytes, spec bandwidth */
+    int resamples;                /* bootstrap resamples (<= 0: BENCH_BOOTSTRAP_RESAMPLES) */
+    uint64_t seed;                /* bootstrap seed */
+    double level;                 /* CI level (outside (0, 1): 0.95) */
+} bench_ab_opts;
+
+/* Defaults: 16 steps, 10 repeats, 1 warm-up, BENCH_BOOTSTRAP_RESAMPLES, BENCH_BOOTSTRAP_SEED,
+ * level 0.95; weight bytes and spec bandwidth 0 (the caller sets them). */
+void bench_ab_opts_default(bench_ab_opts *o);
+
+typedef struct {
+    bench_run_result baseline, candidate;   /* each side as bench_run would give it; the one
+                                               measured bandwidth is shared by both */
+    bool has_speedup;             /* both sides have a latency and >= BENCH_AUDIT_MIN_SAMPLES
+                                     samples */
+    bench_ci speedup;             /* median(baseline) / median(candidate), bootstrap CI */
+    char speedup_withheld[384];   /* why there is no speedup, when has_speedup is false */
+} bench_ab_result;
+
+/* Time baseline and candidate interleaved (see above), gate and guard each side as bench_run
+ * does, and when both have a latency, the speedup with its seeded bootstrap CI. Returns IR_OK
+ * whenever the runs happened; a source's error otherwise. Free *out with
+ * bench_ab_result_free (also after an error). */
+ir_status bench_ab_run(const bench_timing_source *baseline, const bench_timing_source *candidate,
+                       const bench_ab_opts *o, bench_ab_result *out, ir_error *err);
+void bench_ab_result_free(bench_ab_result *r);
+
 /* The reference VM as a timing source: the VM and the eager forward built once from p, the
  * weights st and model m; each run decodes greedily from token 0 at positions 0 .. steps-1,
  * timing only the VM steps and comparing every step's logits with the eager forward
@@ -400,6 +458,113 @@ bench_timing_source bench_cpu_source(bench_cpu *c);
 /* Largest `steps` the program can decode (its max_seq). */
 int64_t bench_cpu_max_steps(const bench_cpu *c);
 
+/* ---------------------------------------------------------------- GPU timing sources
+ *
+ * The GPU sources never time anything they have not checked: every step's logits are compared
+ * with reference VM logits of the same position and input token. The VM is slow on real
+ * models, so those logits are computed once per program (bench_reference) and every repeat is
+ * compared against them (teacher forcing: each repeat feeds the reference's tokens). Without
+ * CUDA support or a device every constructor here answers IR_ERR_UNSUPPORTED with the reason.
+ */
+
+/* Reference VM logits of positions 0 .. steps-1. */
+typedef struct {
+    int64_t steps, vocab;
+    int32_t *tokens;              /* owned, [steps]: the input token of each position */
+    float *logits;                /* owned, [steps * vocab] */
+    double seconds;               /* VM time taken (binding included) */
+} bench_reference;
+
+/* Run the reference VM over p bound to st for `steps` positions. tokens NULL: decode greedily
+ * from token 0 (the VM's own picks become the tokens); else feed those `steps` tokens. The VM
+ * must finish every step (REFVM_DONE) and write vocab logits, else IR_ERR_MALFORMED naming the
+ * position. On success the caller frees *out with bench_reference_free. */
+ir_status bench_reference_compute(const ir_program *p, const refvm_st *st, bool tie_embeddings,
+                                  int64_t steps, const int32_t *tokens, bench_reference *out,
+                                  ir_error *err);
+void bench_reference_free(bench_reference *r);
+
+/* Whether GPU sources can run: true with the first device's name in name; false with the
+ * reason in why ("this build has no CUDA support ..." or "no CUDA device found ..."). */
+bool bench_gpu_available(char *name, size_t name_len, char *why, size_t why_len);
+
+/* The built-in target (section 6 of SPEC.md) whose spec numbers describe a device called name
+ * (e.g. "NVIDIA H100 80GB HBM3" -> "h100"), or NULL when none does. */
+const char *bench_target_for_device(const char *name);
+
+/* The megakernel as a timing source: p loaded with mk_load (certificate checked there, then
+ * residency, ops, weights). Each run decodes positions 0 .. steps-1 with ref's tokens, times
+ * every launch with CUDA events (mk_step_status.ms) and gates its logits against ref with
+ * REFVM_GATE_REL_TOL (top-1 equal); a watchdog TIMEOUT is a gate failure. measure_bandwidth
+ * times a streaming read of BENCH_BW_PROBE_BYTES. label NULL: BENCH_GPU_LABEL (static string
+ * expected). p, ref must outlive the source. On failure *load_status (may be NULL) says what
+ * mk_load answered. Free with bench_gpu_free. */
+typedef struct bench_gpu bench_gpu;
+ir_status bench_gpu_new(const ir_program *p, const char *cert_json, size_t cert_len,
+                        const char *weights, bool tie_embeddings, int device,
+                        const bench_reference *ref, const char *label, bench_gpu **out,
+                        mk_status *load_status, ir_error *err);
+void bench_gpu_free(bench_gpu *g);
+bench_timing_source bench_gpu_source(bench_gpu *g);
+const char *bench_gpu_device_name(const bench_gpu *g);
+int64_t bench_gpu_max_steps(const bench_gpu *g);
+
+/* The same decode as separate kernels, built from the model shape m and the Hugging Face
+ * tensors of st (not from a program): the projections are cuBLAS GEMMs (cublasGemmEx, weights
+ * in their file dtype, activations converted to it, fp32 output and accumulation; q/k/v and
+ * gate/up each one GEMM over rows stored together), RMSNorm, RoPE (llama3 bands included), KV
+ * append, attention and SiLU as small kernels, the whole step captured once in a CUDA graph
+ * that reads the token and position from device memory. Each run decodes positions
+ * 0 .. steps-1 with ref's tokens, times each graph launch with CUDA events and gates the logits
+ * against ref with BENCH_BASELINE_REL_TOL, a different top-1 passing only as a near tie
+ * (bench_gate_step). cuBLAS is loaded at run time (libcublas.so.13, .12, or the path in
+ * $AMK_CUBLAS); when it cannot be, IR_ERR_UNSUPPORTED says so. st and ref must outlive the
+ * source. Free with bench_baseline_free. */
+typedef struct bench_baseline bench_baseline;
+ir_status bench_baseline_new(const lower_model *m, const refvm_st *st, int device,
+                             const bench_reference *ref, bench_baseline **out, ir_error *err);
+void bench_baseline_free(bench_baseline *b);
+bench_timing_source bench_baseline_source(bench_baseline *b);
+/* "cuBLAS 13.0.2"-style description of the library loaded (static string while b lives). */
+const char *bench_baseline_library(const bench_baseline *b);
+
+/* ---------------------------------------------------------------- claims from a re-run */
+
+/* Turn an interleaved measurement of program A (baseline) against program B (candidate) into
+ * a claim for bench_audit: name and device (a built-in target name) copied, weight_bytes, the
+ * floor bandwidth min(spec, measured) when the run measured one (the stricter floor, as
+ * bench_run guards with), baseline = A's samples and candidate = B's, each only when its side
+ * passed its gate (no PASS, no latency), correctness PASS when both passed else FAIL with the
+ * larger max |error|, claimed_speedup as given, or when <= 0 the measured median ratio (1 when
+ * there is none), and both shape lists copies of `shapes` (n shapes of rank[i] dims). On
+ * success the caller frees *out with bench_claim_free. */
+ir_status bench_claim_from_ab(const bench_ab_result *r, const char *name, const char *device,
+                              int64_t weight_bytes, double spec_bandwidth_gbs,
+                              double claimed_speedup, int n_shapes, const int *rank,
+                              const int64_t *const *dims, bench_claim *out, ir_error *err);
+
+/* ---------------------------------------------------------------- the bench report */
+
+/* What `amk bench --json` prints (SPEC.md 14.4). */
+typedef struct {
+    const char *program, *certificate, *target;
+    const char *device;           /* GPU name; NULL for a CPU run */
+    const char *gpu_note;         /* why the run is not on a GPU (CPU runs), else NULL */
+    const char *against;          /* what the program's logits were compared with */
+    const char *plot;             /* the chart written, or NULL */
+    int64_t weight_bytes;
+    double spec_bandwidth_gbs;
+    int warmup;
+    const bench_run_result *run;  /* the program's figures */
+    const bench_ab_result *ab;    /* the interleaved baseline comparison, or NULL */
+    const char *baseline_note;    /* why there is no baseline when ab is NULL */
+    const char *baseline_library; /* e.g. the cuBLAS version, or NULL */
+} bench_report;
+
+/* The report as one JSON document. On success *json is NUL-terminated and the caller frees it
+ * with free(). IR_ERR_NOMEM. */
+ir_status bench_report_json(const bench_report *rep, char **json, ir_error *err);
+
 /* ---------------------------------------------------------------- roofline chart */
 
 typedef struct {
@@ -412,10 +577,16 @@ typedef struct {
     bool has_latency;             /* draw the measured point */
     double median_us, p10_us, p90_us;
     const char *withheld_why;     /* shown when !has_latency */
+    /* an optional second point: the same-run baseline */
+    const char *baseline_label;   /* NULL: no baseline in this run */
+    bool baseline_has_latency;
+    double baseline_median_us, baseline_p10_us, baseline_p90_us;
+    const char *baseline_withheld_why;
 } bench_plot;
 
 /* An SVG roofline chart: latency per step against bytes streamed per step, both log scale,
- * with the floor line of each bandwidth and the measured median (p10-p90 bar). On success *svg
+ * with the floor line of each bandwidth and the measured median (p10-p90 bar), and the
+ * baseline's median as a second marker when there is one. On success *svg
  * is a NUL-terminated document the caller frees with free(). IR_ERR_MALFORMED on a
  * non-positive weight_bytes or spec bandwidth, IR_ERR_NOMEM. */
 ir_status bench_roofline_svg(const bench_plot *pl, char **svg, ir_error *err);

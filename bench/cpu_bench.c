@@ -3,10 +3,10 @@
  *
  * bench_run() knows nothing about what it times: it asks a bench_timing_source for repeated
  * runs, each with the correctness gate of that very run, and applies the honesty rules (no
- * latency without PASS, none below the floor). The one source that exists here is the CPU
- * reference VM, checked step by step against the eager forward; its figures are labelled
- * "cpu-reference" and never called GPU figures. A GPU megakernel source plugs into the same
- * struct.
+ * latency without PASS, none below the floor). The source kept here is the CPU reference VM,
+ * checked step by step against the eager forward; its figures are labelled
+ * "cpu-reference" and never called GPU figures. The GPU sources (bench/gpu_bench.c) plug into
+ * the same struct; bench_ab_run() interleaves two sources and gives their speedup.
  */
 #include <math.h>
 #include <stddef.h>
@@ -29,15 +29,38 @@ void bench_run_result_free(bench_run_result *r)
     memset(r, 0, sizeof *r);
 }
 
+void bench_ab_result_free(bench_ab_result *r)
+{
+    if (!r)
+        return;
+    bench_run_result_free(&r->baseline);
+    bench_run_result_free(&r->candidate);
+    memset(r, 0, sizeof *r);
+}
+
+void bench_ab_opts_default(bench_ab_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->run.steps = 16;
+    o->run.repeats = 10;
+    o->run.warmup = 1;
+    o->resamples = BENCH_BOOTSTRAP_RESAMPLES;
+    o->seed = BENCH_BOOTSTRAP_SEED;
+    o->level = 0.95;
+}
+
 /* Fold one run's gate into the total: PASS only while every run passed; the first failure's
  * reason is kept. */
 static void gate_merge(bench_gate *total, const bench_gate *g, int run)
 {
     total->compared += g->compared;
     total->top1_agree += g->top1_agree;
+    total->top1_near_tie += g->top1_near_tie;
     total->max_abs_err = fmax(total->max_abs_err, g->max_abs_err);
     if (g->max_rel_err > total->max_rel_err || g->max_rel_err != g->max_rel_err)
         total->max_rel_err = g->max_rel_err;
+    if (g->tol_rel > 0)
+        total->tol_rel = g->tol_rel;
     if (!g->pass && total->pass) {
         total->pass = false;
         snprintf(total->why, sizeof total->why, "run %d: %.230s", run,
@@ -45,37 +68,40 @@ static void gate_merge(bench_gate *total, const bench_gate *g, int run)
     }
 }
 
-ir_status bench_run(const bench_timing_source *src, const bench_run_opts *o, bench_run_result *out,
-                    ir_error *err)
+void bench_gate_step(bench_gate *g, const float *cand, const float *ref, int64_t n, double tol,
+                     bool near_tie_ok, int64_t pos)
 {
-    memset(out, 0, sizeof *out);
-    out->label = src->label;
-    out->is_gpu = src->is_gpu;
-    out->steps = o->steps;
-    out->repeats = o->repeats;
-    if (o->steps < 1 || o->repeats < 1 || o->warmup < 0)
-        return ir_fail(err, IR_ERR_MALFORMED, "bench", "steps and repeats must be >= 1, warmup "
-                       ">= 0");
-    out->samples_us = malloc(sizeof *out->samples_us * (size_t)o->repeats);
-    if (!out->samples_us)
-        return ir_fail(err, IR_ERR_NOMEM, "bench", "out of memory");
-    out->gate.pass = true;
-    ir_status s;
-    for (int r = 0; r < o->warmup + o->repeats; r++) {
-        double us = 0;
-        bench_gate g;
-        memset(&g, 0, sizeof g);
-        if ((s = src->run(src->ctx, o->steps, &us, &g, err)) != IR_OK)
-            return s;
-        gate_merge(&out->gate, &g, r);   /* warm-up runs are checked too: same program */
-        if (r >= o->warmup)
-            out->samples_us[out->n_samples++] = us;
+    refvm_gate_cmp cmp = refvm_gate_compare(cand, ref, n, tol);
+    double rel = cmp.max_abs_ref > 0 ? cmp.max_abs_err / cmp.max_abs_ref : cmp.max_abs_err;
+    bool err_ok = cmp.max_abs_err <= tol * cmp.max_abs_ref;
+    bool top_ok = cmp.top_a == cmp.top_b;
+    g->tol_rel = tol;
+    g->compared++;
+    g->top1_agree += top_ok;
+    if (!top_ok && near_tie_ok && cmp.top_a >= 0 && cmp.top_b >= 0 &&
+        (double)ref[cmp.top_b] - (double)ref[cmp.top_a] <= tol * cmp.max_abs_ref) {
+        top_ok = true;
+        g->top1_near_tie++;
     }
-    if (src->measure_bandwidth) {
-        if ((s = src->measure_bandwidth(src->ctx, &out->measured_bw_gbs, err)) != IR_OK)
-            return s;
-        out->has_measured_bw = out->measured_bw_gbs > 0;
+    g->max_abs_err = fmax(g->max_abs_err, cmp.max_abs_err);
+    if (rel > g->max_rel_err || rel != rel)
+        g->max_rel_err = rel;
+    if ((!err_ok || !top_ok) && g->pass) {
+        g->pass = false;
+        if (!err_ok)
+            snprintf(g->why, sizeof g->why, "pos %lld: max |error| %.3g is %.3g of max |logit| "
+                     "(tolerance %g)", (long long)pos, cmp.max_abs_err, rel, tol);
+        else
+            snprintf(g->why, sizeof g->why, "pos %lld: top-1 token %d, the reference's %d%s",
+                     (long long)pos, cmp.top_a, cmp.top_b,
+                     near_tie_ok ? " (not a near tie within the tolerance)" : "");
     }
+}
+
+/* Apply the honesty rules to one side's samples: no latency without PASS, none below the
+ * higher of the two floors. */
+static ir_status run_finish(bench_run_result *out, const bench_run_opts *o, ir_error *err)
+{
     out->spec_floor_us = bench_floor_us(o->weight_bytes, o->spec_bandwidth_gbs);
     if (out->has_measured_bw)
         out->measured_floor_us = bench_floor_us(o->weight_bytes, out->measured_bw_gbs);
@@ -86,8 +112,8 @@ ir_status bench_run(const bench_timing_source *src, const bench_run_opts *o, ben
     }
     /* the guard runs against the higher of the two floors: both are hard limits */
     double floor = fmax(out->spec_floor_us, out->measured_floor_us);
-    if ((s = bench_guard_latency(out->samples_us, out->n_samples, floor, &out->latency, err))
-        != IR_OK)
+    ir_status s = bench_guard_latency(out->samples_us, out->n_samples, floor, &out->latency, err);
+    if (s != IR_OK)
         return s;
     if (!out->latency.reported) {
         snprintf(out->withheld_why, sizeof out->withheld_why, "no latency: %.360s", out->latency.why);
@@ -97,6 +123,95 @@ ir_status bench_run(const bench_timing_source *src, const bench_run_opts *o, ben
     out->pct_of_spec_floor = out->spec_floor_us > 0
                            ? 100.0 * out->latency.s.median / out->spec_floor_us : 0;
     out->achieved_gbs = (double)o->weight_bytes / (out->latency.s.median * 1e3);
+    return IR_OK;
+}
+
+/* Drive n sources round by round (source 0, 1, ..., n-1 in every round; warm-up rounds first),
+ * then measure the bandwidth once with the first source that can, and finish every side. */
+static ir_status drive(const bench_timing_source *const *src, int n, const bench_run_opts *o,
+                       bench_run_result *out, ir_error *err)
+{
+    for (int i = 0; i < n; i++) {
+        memset(&out[i], 0, sizeof out[i]);
+        out[i].label = src[i]->label;
+        out[i].is_gpu = src[i]->is_gpu;
+        out[i].steps = o->steps;
+        out[i].repeats = o->repeats;
+        out[i].gate.pass = true;
+    }
+    if (o->steps < 1 || o->repeats < 1 || o->warmup < 0)
+        return ir_fail(err, IR_ERR_MALFORMED, "bench", "steps and repeats must be >= 1, warmup "
+                       ">= 0");
+    for (int i = 0; i < n; i++)
+        if (!(out[i].samples_us = malloc(sizeof *out[i].samples_us * (size_t)o->repeats)))
+            return ir_fail(err, IR_ERR_NOMEM, "bench", "out of memory");
+    ir_status s;
+    for (int r = 0; r < o->warmup + o->repeats; r++) {
+        for (int i = 0; i < n; i++) {
+            double us = 0;
+            bench_gate g;
+            memset(&g, 0, sizeof g);
+            if ((s = src[i]->run(src[i]->ctx, o->steps, &us, &g, err)) != IR_OK)
+                return s;
+            gate_merge(&out[i].gate, &g, r);   /* warm-up runs are checked too: same program */
+            if (r >= o->warmup)
+                out[i].samples_us[out[i].n_samples++] = us;
+        }
+    }
+    double gbs = 0;
+    for (int i = 0; i < n; i++) {
+        if (src[i]->measure_bandwidth) {
+            if ((s = src[i]->measure_bandwidth(src[i]->ctx, &gbs, err)) != IR_OK)
+                return s;
+            break;
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        out[i].has_measured_bw = gbs > 0;
+        out[i].measured_bw_gbs = gbs > 0 ? gbs : 0;
+        if ((s = run_finish(&out[i], o, err)) != IR_OK)
+            return s;
+    }
+    return IR_OK;
+}
+
+ir_status bench_run(const bench_timing_source *src, const bench_run_opts *o, bench_run_result *out,
+                    ir_error *err)
+{
+    const bench_timing_source *one[1] = {src};
+    return drive(one, 1, o, out, err);
+}
+
+ir_status bench_ab_run(const bench_timing_source *baseline, const bench_timing_source *candidate,
+                       const bench_ab_opts *o, bench_ab_result *out, ir_error *err)
+{
+    memset(out, 0, sizeof *out);
+    bench_run_result two[2];
+    const bench_timing_source *src[2] = {baseline, candidate};
+    ir_status s = drive(src, 2, &o->run, two, err);
+    out->baseline = two[0];
+    out->candidate = two[1];
+    if (s != IR_OK)
+        return s;
+    const bench_run_result *b = &out->baseline, *c = &out->candidate;
+    if (!b->has_latency || !c->has_latency) {
+        snprintf(out->speedup_withheld, sizeof out->speedup_withheld, "no speedup: %s has no "
+                 "latency (%.300s)", !b->has_latency ? "the baseline" : "the candidate",
+                 !b->has_latency ? b->withheld_why : c->withheld_why);
+        return IR_OK;
+    }
+    if (b->n_samples < BENCH_AUDIT_MIN_SAMPLES || c->n_samples < BENCH_AUDIT_MIN_SAMPLES) {
+        snprintf(out->speedup_withheld, sizeof out->speedup_withheld, "no speedup: %d repeats, at "
+                 "least %d a side are needed for a confidence interval", b->n_samples,
+                 BENCH_AUDIT_MIN_SAMPLES);
+        return IR_OK;
+    }
+    int resamples = o->resamples > 0 ? o->resamples : BENCH_BOOTSTRAP_RESAMPLES;
+    double level = o->level > 0 && o->level < 1 ? o->level : 0.95;
+    if ((s = bench_bootstrap_ratio(b->samples_us, b->n_samples, c->samples_us, c->n_samples,
+                                   resamples, o->seed, level, &out->speedup, err)) != IR_OK)
+        return s;
+    out->has_speedup = true;
     return IR_OK;
 }
 
@@ -161,6 +276,7 @@ static ir_status cpu_run(void *ctx, int64_t steps, double *us_per_token, bench_g
     bench_cpu *c = ctx;
     memset(g, 0, sizeof *g);
     g->pass = true;
+    g->tol_rel = REFVM_GATE_REL_TOL;
     if (steps > refvm_max_seq(c->vm))
         return ir_fail(err, IR_ERR_MALFORMED, "--steps", "%lld steps exceed the program's "
                        "max_seq %lld", (long long)steps, (long long)refvm_max_seq(c->vm));

@@ -103,7 +103,7 @@ static void put_escaped(svg_text *t, const char *s)
     }
 }
 
-enum { W = 760, H = 480, ML = 80, MR = 30, MT = 60, MB = 110 };
+enum { W = 760, H = 500, ML = 80, MR = 30, MT = 60, MB = 130 };
 
 typedef struct {
     double x0, x1, y0, y1;   /* log10 ranges */
@@ -153,6 +153,12 @@ ir_status bench_roofline_svg(const bench_plot *pl, char **svg, ir_error *err)
         lo = fmin(lo, pl->p10_us);
         hi = fmax(hi, pl->p90_us);
     }
+    bool has_base = pl->baseline_label && pl->baseline_has_latency && pl->baseline_median_us > 0 &&
+                    pl->baseline_p10_us > 0 && pl->baseline_p90_us > 0;
+    if (has_base) {
+        lo = fmin(lo, pl->baseline_p10_us);
+        hi = fmax(hi, pl->baseline_p90_us);
+    }
     a.y0 = floor(log10(lo)) - 1;
     a.y1 = ceil(log10(hi)) + 1;
 
@@ -201,6 +207,13 @@ ir_status bench_roofline_svg(const bench_plot *pl, char **svg, ir_error *err)
                 "stroke-width=\"2\"/>\n<circle cx=\"%.1f\" cy=\"%.1f\" r=\"5\" fill=\"#c0392b\"/>\n",
             xb, py(&a, pl->p10_us), xb, py(&a, pl->p90_us), xb, py(&a, pl->median_us));
     }
+    if (has_base) {   /* beside the program's point: same bytes, another marker */
+        double xs = xb + 14, ym = py(&a, pl->baseline_median_us);
+        put(&t, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#7d3c98\" "
+                "stroke-width=\"2\"/>\n<rect x=\"%.1f\" y=\"%.1f\" width=\"9\" height=\"9\" "
+                "fill=\"#7d3c98\"/>\n", xs, py(&a, pl->baseline_p10_us), xs,
+            py(&a, pl->baseline_p90_us), xs - 4.5, ym - 4.5);
+    }
     /* legend */
     int ly = H - MB + 56;
     put(&t, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#1f5fbf\" stroke-width=\"2\"/>"
@@ -229,6 +242,22 @@ ir_status bench_roofline_svg(const bench_plot *pl, char **svg, ir_error *err)
         put(&t, "<text x=\"%d\" y=\"%d\" fill=\"#c0392b\">no latency shown: ", ML + 36, ly);
         put_escaped(&t, pl->withheld_why ? pl->withheld_why : "none measured");
         put(&t, "</text>\n");
+    }
+    if (pl->baseline_label) {
+        ly += 18;
+        if (has_base) {
+            put(&t, "<rect x=\"%d\" y=\"%d\" width=\"9\" height=\"9\" fill=\"#7d3c98\"/>"
+                    "<text x=\"%d\" y=\"%d\">baseline ", ML + 11, ly - 9, ML + 36, ly);
+            put_escaped(&t, pl->baseline_label);
+            put(&t, " median %.6g us per step (bar: p10 %.6g .. p90 %.6g)</text>\n",
+                pl->baseline_median_us, pl->baseline_p10_us, pl->baseline_p90_us);
+        } else {
+            put(&t, "<text x=\"%d\" y=\"%d\" fill=\"#7d3c98\">baseline ", ML + 36, ly);
+            put_escaped(&t, pl->baseline_label);
+            put(&t, ": no latency shown: ");
+            put_escaped(&t, pl->baseline_withheld_why ? pl->baseline_withheld_why : "none measured");
+            put(&t, "</text>\n");
+        }
     }
     put(&t, "</svg>\n");
     if (t.oom) {

@@ -670,9 +670,9 @@ Test(bench_cli, times_the_fixture_on_the_reference_vm_as_cpu_reference_with_pass
                *svg = "/tmp/amk_test_bench_fx.svg";
     lower_fixture(prog, cert, false);
     const char *args[] = {"bench", prog, "--cert", cert, "--weights", FIXTURE "model.safetensors",
-                          "--steps", "8", "--repeats", "5", "--json", "--plot", svg};
+                          "--steps", "8", "--repeats", "5", "--json", "--plot", svg, "--cpu"};
     char *out = NULL;
-    cr_assert_eq(run_captured(cmd_bench, args, 13, &out), AMK_EXIT_OK, "%s", out);
+    cr_assert_eq(run_captured(cmd_bench, args, 14, &out), AMK_EXIT_OK, "%s", out);
     cJSON *o = cJSON_Parse(out);
     cr_assert_not_null(o, "%s", out);
     cr_assert_str_eq(cJSON_GetObjectItem(o, "source")->valuestring, "cpu-reference");
@@ -695,8 +695,8 @@ Test(bench_cli, times_the_fixture_on_the_reference_vm_as_cpu_reference_with_pass
     free(out);
     /* text form: labelled, never called a GPU figure */
     const char *text[] = {"bench", prog, "--cert", cert, "--weights", FIXTURE "model.safetensors",
-                          "--steps", "4", "--repeats", "3"};
-    cr_assert_eq(run_captured(cmd_bench, text, 10, &out), AMK_EXIT_OK);
+                          "--steps", "4", "--repeats", "3", "--cpu"};
+    cr_assert_eq(run_captured(cmd_bench, text, 11, &out), AMK_EXIT_OK);
     cr_assert(strstr(out, "latency per token [cpu-reference]: median"), "%s", out);
     cr_assert(strstr(out, "not a GPU figure"), "%s", out);
     cr_assert(strstr(out, "correctness: PASS"), "%s", out);
@@ -752,9 +752,9 @@ Test(bench_cli, no_pass_means_no_latency)
     fputs(at + strlen("\"rms_norm_eps\": 1e-05"), f);
     fclose(f);
     const char *args[] = {"bench", prog, "--cert", cert, "--weights", FIXTURE "model.safetensors",
-                          "--steps", "4", "--repeats", "3", "--model", cfg, "--json"};
+                          "--steps", "4", "--repeats", "3", "--model", cfg, "--json", "--cpu"};
     char *out = NULL;
-    cr_assert_eq(run_captured(cmd_bench, args, 13, &out), AMK_EXIT_REFUTED, "%s", out);
+    cr_assert_eq(run_captured(cmd_bench, args, 14, &out), AMK_EXIT_REFUTED, "%s", out);
     cJSON *o = cJSON_Parse(out);
     cr_assert_not_null(o, "%s", out);
     cr_assert(cJSON_IsNull(cJSON_GetObjectItem(o, "latency_us_per_token")));
