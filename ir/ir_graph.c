@@ -331,6 +331,16 @@ static void restrict_dim(ir_box *b, int d, ir_pexpr lo, ir_pexpr hi)
     b->hi[d] = hi;
 }
 
+/* The cache row [pos, pos+1) that KV_APPEND and FUSED recipe 5 write. */
+static ir_status cache_row(const ir_task *t, ir_box *out, ir_error *err)
+{
+    ir_pexpr pos;
+    ir_status s = need_pexpr(t, "pos", &pos, err);
+    if (s == IR_OK)
+        restrict_dim(out, 0, pos, pe_add(pos, 1));
+    return s;
+}
+
 bool ir_recipe_weights(int64_t recipe, int *first_slot, int *n_weights)
 {
     switch (recipe) {
@@ -381,15 +391,8 @@ ir_status ir_task_footprint(const ir_program *p, const ir_task *t, bool is_outpu
     case IR_OP_FUSED: {
         if (!ir_task_int(t, "recipe", &recipe))
             return IR_OK; /* unknown recipes touch whole buffers */
-        if (recipe == IR_RECIPE_ROPE_APPEND) {
-            if (is_output) {
-                ir_pexpr pos;
-                if ((s = need_pexpr(t, "pos", &pos, err)))
-                    return s;
-                restrict_dim(out, 0, pos, pe_add(pos, 1));
-            }
-            return IR_OK;
-        }
+        if (recipe == IR_RECIPE_ROPE_APPEND)
+            return is_output ? cache_row(t, out, err) : IR_OK;
         int w0, nw;
         if (!ir_recipe_weights(recipe, &w0, &nw))
             return IR_OK;
@@ -405,13 +408,7 @@ ir_status ir_task_footprint(const ir_program *p, const ir_task *t, bool is_outpu
         return IR_OK;
     }
     case IR_OP_KV_APPEND:
-        if (is_output) {
-            ir_pexpr pos;
-            if ((s = need_pexpr(t, "pos", &pos, err)))
-                return s;
-            restrict_dim(out, 0, pos, pe_add(pos, 1));
-        }
-        return IR_OK;
+        return is_output ? cache_row(t, out, err) : IR_OK;
     case IR_OP_ATTENTION_TILE:
         if (!is_output && (slot == 1 || slot == 2)) {
             int64_t start;
