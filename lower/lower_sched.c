@@ -64,10 +64,20 @@ static const fusion_kind *fusion_lookup(const ir_fusion_group *g)
     return NULL;
 }
 
-static const char SUPPORTED_GROUPS[] =
-    "[\"gate\", \"up\"], [\"mlp_norm\", \"gate\", \"up\"], [\"attn_norm\", \"q\", \"k\", \"v\"], "
-    "[\"final_norm\", \"lm_head\"], [\"o\", \"resid_attn\"], [\"silu_mul\", \"down\"], "
-    "[\"down\", \"resid_mlp\"], [\"silu_mul\", \"down\", \"resid_mlp\"], [\"rope_k\", \"kv_append_k\"]";
+/* "[\"gate\", \"up\"], ..." for error messages: every group of FUSIONS. */
+static void supported_groups(char *out, size_t len)
+{
+    out[0] = 0;
+    for (size_t i = 0; i < sizeof FUSIONS / sizeof FUSIONS[0]; i++) {
+        strncat(out, i ? ", [" : "[", len - strlen(out) - 1);
+        for (int j = 0; j < 4 && FUSIONS[i].names[j]; j++) {
+            strncat(out, j ? ", \"" : "\"", len - strlen(out) - 1);
+            strncat(out, FUSIONS[i].names[j], len - strlen(out) - 1);
+            strncat(out, "\"", len - strlen(out) - 1);
+        }
+        strncat(out, "]", len - strlen(out) - 1);
+    }
+}
 
 ir_status lower_config_knobs(const ir_config *c, lower_knobs *k, ir_error *err)
 {
@@ -113,9 +123,10 @@ ir_status lower_config_knobs(const ir_config *c, lower_knobs *k, ir_error *err)
             }
             if (g->n)
                 strncat(names, "\"", sizeof names - strlen(names) - 1);
+            char known[512];
+            supported_groups(known, sizeof known);
             return ir_fail(err, IR_ERR_UNSUPPORTED, where,
-                           "unsupported fusion group [%s] (supported: %s)", names,
-                           SUPPORTED_GROUPS);
+                           "unsupported fusion group [%s] (supported: %s)", names, known);
         }
         for (int j = 0; j < g->n; j++)
             for (int e = 0; e < i; e++)

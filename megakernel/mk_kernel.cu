@@ -119,6 +119,9 @@ __device__ double block_sum_d(double v, double *red)
     return t;
 }
 
+/* silu(a) * b of SILU_MUL and FUSED recipe 4. */
+__device__ __forceinline__ float silu_mul(float a, float b) { return a / (1.f + expf(-a)) * b; }
+
 /* ---------------------------------------------------------------- ops */
 
 struct op_env {
@@ -199,6 +202,17 @@ __device__ __forceinline__ void dot_rows(const char *const *row, const bool *sta
 
 #define MK_PART 4608   /* floats of SMEM scratch: split-K sums, attention states, RoPE table */
 #define MK_XS 6144     /* floats of SMEM for a fused GEMV's prepared input, per chunk */
+
+/* rsqrt(mean(x[0..n)^2) + eps) as RMSNORM computes it (sum of squares in double), for the
+ * whole block. */
+__device__ float rms_scale(const op_env &e, const float *x, int64_t n)
+{
+    double ss = 0;
+    for (int64_t i = threadIdx.x; i < n; i += blockDim.x)
+        ss += (double)x[i] * x[i];
+    ss = block_sum_d(ss, e.red_d);
+    return (float)(1.0 / sqrt(ss / (double)n + e.t->rp[MK_R_EPS]));
+}
 
 /* y[n] = x . W[n, :] (+ bias[n]) for n in [n0, n1). Work items are (group of R rows, slice of
  * K): a tile with fewer row groups than warps splits K so that every warp streams; the slices'
@@ -325,14 +339,7 @@ __device__ void op_fused_gemv(const op_env &e, int op, float *xs)
     const int64_t K = e.ip(MK_P_K), nt = e.ip(MK_P_NTILE), off = e.ip(MK_P_NOFF);
     const float *a = (const float *)e.in(0).ptr;
     const mk_buf &vb = e.in(1);
-    float r = 0.f;
-    if (op != MK_OP_SILU_GEMV) {
-        double ss = 0;
-        for (int64_t i = threadIdx.x; i < K; i += blockDim.x)
-            ss += (double)a[i] * a[i];
-        ss = block_sum_d(ss, e.red_d);
-        r = (float)(1.0 / sqrt(ss / (double)K + e.t->rp[MK_R_EPS]));
-    }
+    const float r = op != MK_OP_SILU_GEMV ? rms_scale(e, a, K) : 0.f;
     const int nw = op == MK_OP_NORM_GEMV_PAIR ? 2 : 1;
     const mk_buf *bias = (e.t->flags & MK_F_BIAS) ? &e.in(3) : nullptr;
     const int64_t nch = (K + MK_XS - 1) / MK_XS;
@@ -343,7 +350,7 @@ __device__ void op_fused_gemv(const op_env &e, int op, float *xs)
         for (int64_t i = threadIdx.x; i < len; i += blockDim.x) {
             float v = a[c0 + i];
             if (op == MK_OP_SILU_GEMV)
-                xs[i] = v / (1.f + expf(-v)) * ((const float *)vb.ptr)[c0 + i];
+                xs[i] = silu_mul(v, ((const float *)vb.ptr)[c0 + i]);
             else
                 xs[i] = v * r * load_elem(vb.ptr, vb.dtype, c0 + i);
         }
@@ -360,11 +367,7 @@ __device__ void op_rmsnorm(const op_env &e)
     int64_t H = e.ip(MK_P_HIDDEN);
     const float *x = (const float *)xb.ptr;
     float *y = (float *)e.out(0).ptr;
-    double ss = 0;
-    for (int64_t i = threadIdx.x; i < H; i += blockDim.x)
-        ss += (double)x[i] * x[i];
-    ss = block_sum_d(ss, e.red_d);
-    float r = (float)(1.0 / sqrt(ss / (double)H + e.t->rp[MK_R_EPS]));
+    float r = rms_scale(e, x, H);
     for (int64_t i = threadIdx.x; i < H; i += blockDim.x)
         y[i] = x[i] * r * load_elem(wb.ptr, wb.dtype, i);
 }
@@ -654,7 +657,7 @@ __device__ void op_elementwise(const op_env &e, int op)
         case 10: r = (float)(0.5 * av * (1.0 + erf(av / sqrt(2.0)))); break;   /* GELU */
         case 11: r = av + b[i]; break;                                          /* ADD */
         case 12: r = av * b[i]; break;                                          /* MUL */
-        default: r = av / (1.f + expf(-av)) * b[i]; break;                      /* SILU_MUL */
+        default: r = silu_mul(av, b[i]); break;                                 /* SILU_MUL */
         }
         y[i] = r;
     }
