@@ -13,13 +13,18 @@
 #include "lower/lower.h"
 #include "verify/verify.h"
 
-static ir_program *toy(void)
+/* toy lowered with the default config, or with config_json. */
+static ir_program *toy_with(const char *config_json)
 {
     lower_model m;
     ir_config c;
     ir_error err = {0};
     cr_assert_eq(lower_model_preset("toy", &m, &err), IR_OK);
-    ir_config_default(&c);
+    if (config_json)
+        cr_assert_eq(ir_config_read_json(config_json, strlen(config_json), true, &c, &err), IR_OK,
+                     "%s", err.why);
+    else
+        ir_config_default(&c);
     lower_opts o;
     lower_opts_default(&o);
     ir_program *p = NULL;
@@ -27,6 +32,8 @@ static ir_program *toy(void)
     ir_config_free(&c);
     return p;
 }
+
+static ir_program *toy(void) { return toy_with(NULL); }
 
 /* The first task whose label is `label`. */
 static ir_task *task(ir_program *p, const char *label)
@@ -181,6 +188,29 @@ Test(wellformed, refutes_a_gemv_whose_k_disagrees_with_its_weight)
     ir_task *t = task(p, "L0.q_proj[0]");
     cr_assert_eq(ir_task_set_int(t, "K", 32), IR_OK);
     expect_refuted(p, "shape", t->id, "must be [N=64, K=32]");
+}
+
+#define FUSED_TOY "{\"fusion_grouping\": [[\"attn_norm\", \"q\", \"k\", \"v\"], " \
+                  "[\"rope_k\", \"kv_append_k\"]]}"
+
+Test(wellformed, refutes_a_fused_norm_gemv_missing_an_input_or_eps)
+{
+    ir_program *p = toy_with(FUSED_TOY);
+    ir_task *t = task(p, "L0.q_proj[0]");
+    t->n_inputs = 1;
+    expect_refuted(p, "shape", t->id, "FUSED recipe 2 takes 3 to 4 inputs and 1 output(s)");
+    p = toy_with(FUSED_TOY);
+    t = task(p, "L0.q_proj[0]");
+    cr_assert_eq(ir_task_set_real(t, "eps", -1.0), IR_OK);
+    expect_refuted(p, "shape", t->id, "FUSED recipe 2 needs a finite param eps >= 0");
+}
+
+Test(wellformed, refutes_a_rope_append_whose_input_is_not_one_cache_row)
+{
+    ir_program *p = toy_with(FUSED_TOY);
+    ir_task *t = task(p, "L0.rope_append_k");
+    t->inputs[0] = buffer(p, "L0.q");  /* 64 elements, the cache row holds 32 */
+    expect_refuted(p, "shape", t->id, "recipe 5 (rope_append) takes one input");
 }
 
 Test(wellformed, refutes_a_gemv_reading_a_wrong_sized_input)

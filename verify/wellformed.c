@@ -102,9 +102,13 @@ static bool check_shapes(vctx *c, const ir_task *t)
         }
         int max_in = w0 + nw + (nw == 1 ? 1 : 0);
         if (t->n_inputs < w0 + nw || t->n_inputs > max_in || t->n_outputs != nw) {
-            refute(c, "shape", t->id, "task %d: %s%s takes %d to %d inputs and %d output(s)",
-                   t->id, ir_op_name(t->op), t->op == IR_OP_FUSED ? " recipe" : "", w0 + nw,
-                   max_in, nw);
+            char what[48];
+            if (t->op == IR_OP_FUSED)
+                snprintf(what, sizeof what, "FUSED recipe %lld", (long long)recipe);
+            else
+                snprintf(what, sizeof what, "%s", ir_op_name(t->op));
+            refute(c, "shape", t->id, "task %d: %s takes %d to %d inputs and %d output(s)", t->id,
+                   what, w0 + nw, max_in, nw);
             return false;
         }
         ir_task_int(t, "K", &K);
