@@ -98,15 +98,20 @@ typedef enum {
  *   3 NORM_GEMV_PAIR  x, g, Wa, Wb -> ya, yb        RMSNORM of x feeding a GEMV pair
  *   4 SILU_GEMV       a, b, W (, bias) -> y         silu(a) * b feeding one GEMV tile
  *   5 ROPE_APPEND     x -> cache                    ROPE of x written to cache row pos
+ *   6 ROPE_ATTENTION  q, k, v, kc, vc -> o          ROPE of q and k at pos, then attention of
+ *                                                   KV heads [kv_head_off, +kv_heads) over cache
+ *                                                   rows [0, pos) plus the row (ROPE(k), v)
  * Any other recipe is opaque: its footprints are whole buffers. */
 typedef enum {
     IR_RECIPE_GEMV_PAIR = 1, IR_RECIPE_NORM_GEMV = 2, IR_RECIPE_NORM_GEMV_PAIR = 3,
-    IR_RECIPE_SILU_GEMV = 4, IR_RECIPE_ROPE_APPEND = 5
+    IR_RECIPE_SILU_GEMV = 4, IR_RECIPE_ROPE_APPEND = 5, IR_RECIPE_ROPE_ATTENTION = 6
 } ir_recipe;
+
 
 /* Where a GEMV-shaped recipe keeps its weights: first weight input slot and how many (1 or 2);
  * false for recipes that are not GEMV-shaped (and unknown ones). */
 bool ir_recipe_weights(int64_t recipe, int *first_slot, int *n_weights);
+
 
 /* Name <-> enum. The *_name functions return "?" for out-of-range values; the *_parse
  * functions return false when the name is unknown. */
@@ -191,6 +196,11 @@ typedef struct {
     int64_t est_bytes, est_flops;
     char *label;                       /* owned, may be "" */
 } ir_task;
+
+/* The KV heads [*off, *off + *n) an attention task (ATTENTION_TILE, FUSED recipe 6) covers:
+ * its params kv_head_off (default 0) and kv_heads (default nkv - kv_head_off). False when one
+ * of them is present but not an int. Nothing is range-checked here (the verifier does). */
+bool ir_attention_heads(const ir_task *t, int64_t nkv, int64_t *off, int64_t *n);
 
 typedef struct {
     int32_t id;

@@ -290,6 +290,13 @@ static int64_t sat_add(int64_t a, int64_t b)
     return v > INT64_MAX ? INT64_MAX : v < INT64_MIN ? INT64_MIN : (int64_t)v;
 }
 
+/* a * b, saturated likewise. */
+static int64_t sat_mul(int64_t a, int64_t b)
+{
+    __int128 v = (__int128)a * b;
+    return v > INT64_MAX ? INT64_MAX : v < INT64_MIN ? INT64_MIN : (int64_t)v;
+}
+
 static ir_pexpr pe_add(ir_pexpr e, int64_t c)
 {
     /* e + c, keeping the unbounded sentinels unbounded. */
@@ -352,6 +359,42 @@ bool ir_recipe_weights(int64_t recipe, int *first_slot, int *n_weights)
     }
 }
 
+bool ir_attention_heads(const ir_task *t, int64_t nkv, int64_t *off, int64_t *n)
+{
+    *off = 0;
+    if (ir_task_param(t, "kv_head_off") && !ir_task_int(t, "kv_head_off", off))
+        return false;
+    *n = nkv - *off;
+    return !ir_task_param(t, "kv_heads") || ir_task_int(t, "kv_heads", n);
+}
+
+/* The head geometry of an attention task: head_dim, query heads per KV head, and its KV head
+ * range [g0, g0 + gn). */
+typedef struct {
+    int64_t hd, group, g0, gn;
+} head_span;
+
+static ir_status need_heads(const ir_task *t, head_span *h, ir_error *err)
+{
+    int64_t nh, nkv;
+    ir_status s;
+    if ((s = need_int(t, "head_dim", &h->hd, err)) || (s = need_int(t, "n_heads", &nh, err)) ||
+        (s = need_int(t, "n_kv_heads", &nkv, err)))
+        return s;
+    if (!ir_attention_heads(t, nkv, &h->g0, &h->gn))
+        return need_int(t, ir_task_int(t, "kv_head_off", &h->g0) ? "kv_heads" : "kv_head_off",
+                        &h->g0, err);
+    h->group = nkv > 0 && nh % nkv == 0 ? nh / nkv : 1;
+    return IR_OK;
+}
+
+/* Columns [g0 * w, (g0 + gn) * w) of the last dimension: w elements per KV head. */
+static void restrict_heads(ir_box *out, const head_span *h, int64_t w)
+{
+    int64_t lo = sat_mul(h->g0, w), hi = sat_mul(sat_add(h->g0, h->gn), w);
+    restrict_dim(out, out->rank - 1, ir_pexpr_const(lo), ir_pexpr_const(hi));
+}
+
 ir_status ir_task_footprint(const ir_program *p, const ir_task *t, bool is_output, int slot,
                             ir_box *out, ir_error *err)
 {
@@ -393,6 +436,23 @@ ir_status ir_task_footprint(const ir_program *p, const ir_task *t, bool is_outpu
             return IR_OK; /* unknown recipes touch whole buffers */
         if (recipe == IR_RECIPE_ROPE_APPEND)
             return is_output ? cache_row(t, out, err) : IR_OK;
+        if (recipe == IR_RECIPE_ROPE_ATTENTION) {
+            head_span h;
+            ir_pexpr pos;
+            if ((s = need_heads(t, &h, err)))
+                return s;
+            if (is_output || slot == 0) {
+                restrict_heads(out, &h, sat_mul(h.group, h.hd));    /* o, q: its query heads */
+            } else if (slot <= 4) {
+                restrict_heads(out, &h, h.hd);                      /* k, v, kc, vc */
+                if (slot >= 3) {
+                    if ((s = need_pexpr(t, "pos", &pos, err)))
+                        return s;
+                    restrict_dim(out, 0, ir_pexpr_const(0), pos);   /* rows [0, pos) */
+                }
+            }
+            return IR_OK;
+        }
         int w0, nw;
         if (!ir_recipe_weights(recipe, &w0, &nw))
             return IR_OK;
@@ -409,17 +469,30 @@ ir_status ir_task_footprint(const ir_program *p, const ir_task *t, bool is_outpu
     }
     case IR_OP_KV_APPEND:
         return is_output ? cache_row(t, out, err) : IR_OK;
-    case IR_OP_ATTENTION_TILE:
+    case IR_OP_ATTENTION_TILE: {
+        /* A head range (kv_head_off / kv_heads) narrows every slot to its heads' columns. */
+        head_span h;
+        bool ranged = ir_task_param(t, "kv_head_off") || ir_task_param(t, "kv_heads");
+        if (ranged && (s = need_heads(t, &h, err)))
+            return s;
+        bool partial = ir_task_int(t, "m_off", &m_off);
         if (!is_output && (slot == 1 || slot == 2)) {
             int64_t start;
             ir_pexpr len;
             if ((s = need_int(t, "kv_start", &start, err)) || (s = need_pexpr(t, "kv_len", &len, err)))
                 return s;
             restrict_dim(out, 0, ir_pexpr_const(start), pe_add(len, start));
-        } else if (is_output && ir_task_int(t, "m_off", &m_off)) {
+            if (ranged)
+                restrict_heads(out, &h, h.hd);
+        } else if (is_output && partial) {
             restrict_dim(out, 0, ir_pexpr_const(m_off), ir_pexpr_const(sat_add(m_off, 1)));
+            if (ranged)
+                restrict_heads(out, &h, sat_mul(h.group, sat_add(h.hd, 2)));
+        } else if (ranged && (is_output || slot == 0)) {
+            restrict_heads(out, &h, sat_mul(h.group, h.hd));
         }
         return IR_OK;
+    }
     default:
         return IR_OK;
     }

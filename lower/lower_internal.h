@@ -13,6 +13,7 @@
 typedef struct {
     int64_t n_tile;          /* GEMV tile width */
     int64_t kv_block;        /* 0: one attention task per layer */
+    int64_t kv_heads;        /* tiling.attention.kv_heads: KV heads per attention task; 0 all */
     int64_t stage_tiles;     /* tiling.gemv.stage_tiles: tiles per projection stage; 0 off */
     /* fusion_grouping (SPEC 8.5): which op sequences become one task */
     bool fuse_gate_up;       /* ["gate","up"] or ["mlp_norm","gate","up"] */
@@ -23,6 +24,7 @@ typedef struct {
     bool fuse_silu_down;     /* ["silu_mul","down"] (+"resid_mlp"): FUSED recipe 4 */
     bool fuse_down_resid;    /* ["down","resid_mlp"] (+"silu_mul"): residual as bias */
     bool fuse_rope_append;   /* ["rope_k","kv_append_k"]: FUSED recipe 5 */
+    bool fuse_rope_attn;     /* ["rope_q","attention"]: FUSED recipe 6 */
 } lower_knobs;
 
 /* Default GEMV tile width when tiling.gemv.N_tile is absent. */

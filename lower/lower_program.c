@@ -292,43 +292,80 @@ static void attention_params(builder *b, ir_task *t)
     set_int(b, t, "n_kv_heads", m->n_kv_heads);
 }
 
-/* Attention of one layer: one ATTENTION_TILE over rows [0, pos+1), or with kv_block B one tile
- * per block of B cache rows writing a partials row, then ATTENTION_COMBINE. The task graph is
- * the same for every pos; only kv_len (a position expression) changes. */
-static dep attention(builder *b, int li, int32_t q, dep qdep, int32_t kc, dep kdep, int32_t vc,
-                     dep vdep, int32_t out)
+/* KV heads per attention task (tiling.attention.kv_heads, default all) and the task count. */
+static int64_t heads_per_task(const lower_knobs *k, int64_t nkv)
+{
+    return k->kv_heads && k->kv_heads < nkv ? k->kv_heads : nkv;
+}
+
+/* Head range [g0, g0 + gn) on an attention task, omitted when it covers every KV head. */
+static void head_range(builder *b, ir_task *t, int64_t g0, int64_t gn)
+{
+    if (gn == b->m->n_kv_heads)
+        return;
+    set_int(b, t, "kv_head_off", g0);
+    set_int(b, t, "kv_heads", gn);
+}
+
+/* Attention of one layer: ATTENTION_TILE over rows [0, pos+1), or with kv_block B one tile
+ * per block of B cache rows writing a partials row, then ATTENTION_COMBINE. With
+ * tiling.attention.kv_heads G every window is split into ceil(nkv / G) tasks by KV head. With
+ * rope (["rope_q","attention"]) the tasks are FUSED recipe 6 on the unrotated q, k and v
+ * (in[] = q, k, v, kc, vc), which attend over the cache rows [0, pos) plus the new row and do not
+ * wait for the appends. The task graph is the same for every pos; only kv_len / pos change. */
+static dep attention(builder *b, int li, bool rope, const int32_t *in, const dep *deps,
+                     int32_t out)
 {
     const lower_model *m = b->m;
     int64_t S = b->S, hd = m->head_dim, nh = m->n_heads, nkv = m->n_kv_heads;
-    int32_t in[3] = {q, kc, vc};
-    dep deps[3] = {qdep, kdep, vdep};
+    int64_t G = heads_per_task(&b->k, nkv), ng = (nkv + G - 1) / G, grp = nh / nkv;
+    int64_t B = b->k.kv_block ? b->k.kv_block : S, nb = (S + B - 1) / B;
+    bool split = b->k.kv_block != 0;
+    int32_t part = -1;
+    if (split)
+        part = buffer(b, IR_ACTIVATION, IR_F32, 2, nb, nh * (hd + 2), NULL, "L%d.attn_partials",
+                      li);
+    int32_t c = !split && ng == 1 ? counter(b, "L%d.attention", li)
+                : ng == 1 ? counter(b, "L%d.attention (%lld blocks)", li, (long long)nb)
+                          : counter(b, "L%d.attention (%lld tasks)", li, (long long)(nb * ng));
+    for (int64_t blk = 0; blk < nb; blk++)
+        for (int64_t gi = 0; gi < ng; gi++) {
+            int64_t start = blk * B, rows = S - start < B ? S - start : B;
+            int64_t g0 = gi * G, gn = nkv - g0 < G ? nkv - g0 : G, qh = gn * grp;
+            char label[64];
+            if (!split && ng == 1)
+                snprintf(label, sizeof label, "L%d.attention", li);
+            else if (!split)
+                snprintf(label, sizeof label, "L%d.attention[%lld]", li, (long long)gi);
+            else if (ng == 1)
+                snprintf(label, sizeof label, "L%d.attention[%lld]", li, (long long)blk);
+            else
+                snprintf(label, sizeof label, "L%d.attention[%lld.%lld]", li, (long long)blk,
+                         (long long)gi);
+            int32_t dst = split ? part : out;
+            int64_t bytes = 4 * qh * hd + 8 * rows * gn * hd +
+                            (split ? 4 * qh * (hd + 2) : 4 * qh * hd) + (rope ? 8 * gn * hd : 0);
+            ir_task *t = emit(b, rope ? IR_OP_FUSED : IR_OP_ATTENTION_TILE, c, in, rope ? 5 : 3,
+                              &dst, 1, deps, 3, bytes, 4 * rows * qh * hd, "%s", label);
+            if (rope) {
+                set_int(b, t, "recipe", IR_RECIPE_ROPE_ATTENTION);
+                rope_params(b, t);
+            }
+            attention_params(b, t);
+            if (!rope) {
+                set_int(b, t, "kv_start", start);
+                set_pexpr(b, t, "kv_len", split ? (ir_pexpr){1, 1 - start, 0, rows}
+                                                : (ir_pexpr){1, 1, 0, S});
+            }
+            if (split)
+                set_int(b, t, "m_off", blk);
+            head_range(b, t, g0, gn);
+        }
+    if (!split)
+        return (dep){c, nb * ng};
     char name[64];
-    if (!b->k.kv_block) {
-        snprintf(name, sizeof name, "L%d.attention", li);
-        ir_task *t;
-        dep d = single(b, IR_OP_ATTENTION_TILE, in, 3, out, deps, 3,
-                       8 * nh * hd + 8 * S * nkv * hd, 4 * S * nh * hd, &t, name);
-        attention_params(b, t);
-        set_int(b, t, "kv_start", 0);
-        set_pexpr(b, t, "kv_len", (ir_pexpr){1, 1, 0, S});
-        return d;
-    }
-    int64_t B = b->k.kv_block, nb = (S + B - 1) / B;
-    int32_t part = buffer(b, IR_ACTIVATION, IR_F32, 2, nb, nh * (hd + 2), NULL,
-                          "L%d.attn_partials", li);
-    int32_t c = counter(b, "L%d.attention (%lld blocks)", li, (long long)nb);
-    for (int64_t blk = 0; blk < nb; blk++) {
-        int64_t start = blk * B, rows = S - start < B ? S - start : B;
-        ir_task *t = emit(b, IR_OP_ATTENTION_TILE, c, in, 3, &part, 1, deps, 3,
-                          4 * nh * hd + 8 * rows * nkv * hd + 4 * nh * (hd + 2),
-                          4 * rows * nh * hd, "L%d.attention[%lld]", li, (long long)blk);
-        attention_params(b, t);
-        set_int(b, t, "kv_start", start);
-        set_pexpr(b, t, "kv_len", (ir_pexpr){1, 1 - start, 0, rows});
-        set_int(b, t, "m_off", blk);
-    }
     snprintf(name, sizeof name, "L%d.attention_combine", li);
-    dep pdep = {c, nb};
+    dep pdep = {c, nb * ng};
     ir_task *t;
     dep d = single(b, IR_OP_ATTENTION_COMBINE, &part, 1, out, &pdep, 1,
                    4 * nb * nh * (hd + 2) + 4 * nh * hd, 4 * nb * nh * hd, &t, name);
@@ -381,8 +418,12 @@ static int32_t layer(builder *b, int li, int32_t x, dep xdep, dep *out_dep)
         d_k = gemv(b, xn, d_xn, wk, kk, H, kvd, nt_qkv, NAME("k_proj"));
         d_v = gemv(b, xn, d_xn, wv, v, H, kvd, nt_qkv, NAME("v_proj"));
     }
-    int32_t qr = act(b, qd, "L%d.q_rope", li);
-    dep d_qr = rope(b, q, d_q, qr, m->n_heads, NAME("rope_q"));
+    int32_t qr = -1;
+    dep d_qr = NO_DEP;
+    if (!k->fuse_rope_attn) {
+        qr = act(b, qd, "L%d.q_rope", li);
+        d_qr = rope(b, q, d_q, qr, m->n_heads, NAME("rope_q"));
+    }
     ir_task *t;
     dep d_kc;
     if (k->fuse_rope_append) {
@@ -402,7 +443,18 @@ static int32_t layer(builder *b, int li, int32_t x, dep xdep, dep *out_dep)
                       NAME("kv_append_v"));
     set_pexpr(b, t, "pos", pos_expr());
     int32_t at = act(b, qd, "L%d.attn", li);
-    dep d_at = attention(b, li, qr, d_qr, kc, d_kc, vc, d_vc, at);
+    dep d_at;
+    if (k->fuse_rope_attn) {
+        /* FUSED recipe 6: rotate q and k in the attention tasks, read the new row from k and v;
+         * the appends above only feed the next launches */
+        int32_t in[5] = {q, kk, v, kc, vc};
+        dep deps[3] = {d_q, d_k, d_v};
+        d_at = attention(b, li, true, in, deps, at);
+    } else {
+        int32_t in[3] = {qr, kc, vc};
+        dep deps[3] = {d_qr, d_kc, d_vc};
+        d_at = attention(b, li, false, in, deps, at);
+    }
     int32_t h = act(b, H, "L%d.resid_attn", li);
     dep d_h;
     if (k->fuse_o_resid) {
@@ -515,9 +567,10 @@ static int64_t count_tasks(const lower_model *m, const lower_knobs *k, int64_t S
 #define TILES(N, W) (((N) + (W) - 1) / (W))
     int64_t w_qkv = stage_width(k, qd + 2 * kvd), w_h = stage_width(k, H);
     int64_t w_gu = stage_width(k, k->fuse_gate_up ? I : 2 * I);
-    int64_t attn = k->kv_block ? (S + k->kv_block - 1) / k->kv_block + 1 : 1;
+    int64_t ng = TILES(m->n_kv_heads, heads_per_task(k, m->n_kv_heads));
+    int64_t attn = k->kv_block ? TILES(S, k->kv_block) * ng + 1 : ng;
     int64_t per_layer = (k->fuse_attn_norm ? 0 : 1) + TILES(qd, w_qkv) + 2 * TILES(kvd, w_qkv)
-                        + 1 + (k->fuse_rope_append ? 1 : 2) + 1 + attn
+                        + (k->fuse_rope_attn ? 0 : 1) + (k->fuse_rope_append ? 1 : 2) + 1 + attn
                         + TILES(H, w_h) + (k->fuse_o_resid ? 0 : 1)
                         + (k->fuse_mlp_norm ? 0 : 1) + (k->fuse_gate_up ? 1 : 2) * TILES(I, w_gu)
                         + (k->fuse_silu_down ? 0 : 1) + TILES(H, w_h)

@@ -21,7 +21,8 @@
  * one group of a config only. */
 typedef struct {
     const char *names[4];
-    bool gate_up, mlp_norm, attn_norm, final_norm, o_resid, silu_down, down_resid, rope_append;
+    bool gate_up, mlp_norm, attn_norm, final_norm, o_resid, silu_down, down_resid, rope_append,
+        rope_attn;
 } fusion_kind;
 
 static const fusion_kind FUSIONS[] = {
@@ -34,6 +35,7 @@ static const fusion_kind FUSIONS[] = {
     {{"down", "resid_mlp"}, .down_resid = true},
     {{"silu_mul", "down", "resid_mlp"}, .silu_down = true, .down_resid = true},
     {{"rope_k", "kv_append_k"}, .rope_append = true},
+    {{"rope_q", "attention"}, .rope_attn = true},
 };
 
 static bool group_has(const ir_fusion_group *g, const char *name)
@@ -98,14 +100,18 @@ ir_status lower_config_knobs(const ir_config *c, lower_knobs *k, ir_error *err)
             return ir_fail(err, IR_ERR_UNSUPPORTED, where,
                            "unknown gemv tiling key \"%s\" (supported: N_tile, stage_tiles)",
                            t->key);
-        if (attn && strcmp(t->key, "kv_block"))
+        bool heads = attn && !strcmp(t->key, "kv_heads");
+        if (attn && strcmp(t->key, "kv_block") && !heads)
             return ir_fail(err, IR_ERR_UNSUPPORTED, where,
-                           "unknown attention tiling key \"%s\" (supported: kv_block)", t->key);
+                           "unknown attention tiling key \"%s\" (supported: kv_block, kv_heads)",
+                           t->key);
         if (t->value < 1 || t->value > MAX_TILE)
             return ir_fail(err, IR_ERR_MALFORMED, where, "must be in [1, 2^31], got %lld",
                            (long long)t->value);
         if (stage)
             k->stage_tiles = t->value;
+        else if (heads)
+            k->kv_heads = t->value;
         else if (gemv)
             k->n_tile = t->value;
         else
@@ -142,6 +148,11 @@ ir_status lower_config_knobs(const ir_config *c, lower_knobs *k, ir_error *err)
         k->fuse_silu_down |= f->silu_down;
         k->fuse_down_resid |= f->down_resid;
         k->fuse_rope_append |= f->rope_append;
+        k->fuse_rope_attn |= f->rope_attn;
+        if (f->rope_attn && k->kv_block)
+            return ir_fail(err, IR_ERR_UNSUPPORTED, where,
+                           "[\"rope_q\", \"attention\"] (FUSED recipe 6) attends over the whole "
+                           "window; it cannot be combined with config.tiling.attention.kv_block");
     }
     if (c->pipelining_depth < 0 || c->pipelining_depth > MAX_PIPELINING_DEPTH)
         return ir_fail(err, IR_ERR_MALFORMED, "config.pipelining_depth",

@@ -64,6 +64,10 @@ static ir_program *lower_cfg(const lower_model *m, const char *target, const cha
                  "[\"rope_k\", \"kv_append_k\"], [\"o\", \"resid_attn\"], " \
                  "[\"mlp_norm\", \"gate\", \"up\"], [\"silu_mul\", \"down\", \"resid_mlp\"], " \
                  "[\"final_norm\", \"lm_head\"]]"
+#define FUSE_ALL_ATTN "\"fusion_grouping\": [[\"attn_norm\", \"q\", \"k\", \"v\"], " \
+                      "[\"rope_k\", \"kv_append_k\"], [\"rope_q\", \"attention\"], " \
+                      "[\"o\", \"resid_attn\"], [\"mlp_norm\", \"gate\", \"up\"], " \
+                      "[\"silu_mul\", \"down\", \"resid_mlp\"], [\"final_norm\", \"lm_head\"]]"
 
 /* The configurations timed, the first also the reference for the VM check. */
 static const char *const CONFIGS[] = {
@@ -74,6 +78,12 @@ static const char *const CONFIGS[] = {
     "\"sm_assignment\": \"round_robin\", \"page_allocation\": \"none\", " FUSE_ALL "}",
     "{\"tiling\": {\"gemv\": {\"stage_tiles\": 132}}, \"threads_per_block\": 512, \"pipelining_depth\": 0, "
     "\"sm_assignment\": \"round_robin\", \"page_allocation\": \"none\", " FUSE_ALL "}",
+    "{\"tiling\": {\"gemv\": {\"stage_tiles\": 132}, \"attention\": {\"kv_heads\": 1}}, "
+    "\"threads_per_block\": 512, \"pipelining_depth\": 0, \"sm_assignment\": \"round_robin\", "
+    "\"page_allocation\": \"none\", " FUSE_ALL_ATTN "}",
+    "{\"tiling\": {\"gemv\": {\"stage_tiles\": 132}, \"attention\": {\"kv_heads\": 2}}, "
+    "\"threads_per_block\": 512, \"pipelining_depth\": 0, \"sm_assignment\": \"round_robin\", "
+    "\"page_allocation\": \"none\", " FUSE_ALL_ATTN "}",
 };
 
 static const char *op_label(int op)
@@ -83,6 +93,7 @@ static const char *op_label(int op)
     case 21: return "FUSED norm+gemv2";
     case 22: return "FUSED silu+gemv";
     case 23: return "FUSED rope+append";
+    case 24: return "FUSED rope+attention";
     default: return ir_op_name((ir_op)op);
     }
 }
@@ -90,7 +101,8 @@ static const char *op_label(int op)
 int main(int argc, char **argv)
 {
     const char *dir = "build/bench-gpu", *model = "llama-3.2-1b";
-    int repeats = 100;
+    int repeats = 100, n_cfg = 0;
+    const char *cfgs[32];
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--dir") && i + 1 < argc)
             dir = argv[++i];
@@ -98,11 +110,17 @@ int main(int argc, char **argv)
             model = argv[++i];
         else if (!strcmp(argv[i], "--repeats") && i + 1 < argc)
             repeats = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--config") && i + 1 < argc && n_cfg < 32)
+            cfgs[n_cfg++] = argv[++i];
         else {
-            fprintf(stderr, "usage: bench_gpu [--dir D] [--model PRESET] [--repeats N]\n");
+            fprintf(stderr, "usage: bench_gpu [--dir D] [--model PRESET] [--repeats N] "
+                    "[--config JSON]...\n(--config replaces the built-in plan list; repeatable)\n");
             return 2;
         }
     }
+    if (!n_cfg)
+        for (; n_cfg < (int)(sizeof CONFIGS / sizeof CONFIGS[0]); n_cfg++)
+            cfgs[n_cfg] = CONFIGS[n_cfg];
     if (repeats < 5 || repeats > 10000)
         repeats = 100;
     char devname[256];
@@ -116,7 +134,17 @@ int main(int argc, char **argv)
     lower_model m;
     if (lower_model_load(model, &m, &err) != IR_OK)
         die("model", &err);
-    mkdir(dir, 0755);
+    {   /* mkdir -p */
+        char path[512];
+        snprintf(path, sizeof path, "%s", dir);
+        for (char *q = path + 1; *q; q++)
+            if (*q == '/') {
+                *q = 0;
+                mkdir(path, 0755);
+                *q = '/';
+            }
+        mkdir(path, 0755);
+    }
     char wpath[512];
     snprintf(wpath, sizeof wpath, "%s/%s.bf16.seed1.safetensors", dir, model);
     struct stat sb;
@@ -160,17 +188,16 @@ int main(int argc, char **argv)
     refvm_free(vm);
     refvm_st_close(st);
 
-    int n_cfg = (int)(sizeof CONFIGS / sizeof CONFIGS[0]);
     double best = 0;
     int best_cfg = -1;
     for (int c = 0; c < n_cfg; c++) {
-        ir_program *p = c == 0 ? ref : lower_cfg(&m, target, CONFIGS[c]);
+        ir_program *p = !strcmp(cfgs[c], CONFIGS[0]) ? ref : lower_cfg(&m, target, cfgs[c]);
         double tv = now_s();
         verify_opts vopt;
         verify_result vr;
         verify_opts_default(&vopt);
         if (verify_program(p, &vopt, &vr, &err) != IR_OK || vr.verdict != VERIFY_PROVED) {
-            printf("config %s: not PROVED (%s); skipped\n", CONFIGS[c],
+            printf("config %s: not PROVED (%s); skipped\n", cfgs[c],
                    verify_verdict_name(vr.verdict));
             verify_result_free(&vr);
             continue;
@@ -195,7 +222,7 @@ int main(int argc, char **argv)
             pass = pass && g.pass;
         }
         printf("config %s\n  %d tasks, PROVED in %.1f s; correctness %s (GPU vs VM, %d steps, max "
-               "rel err %.2g, tolerance %g)\n", CONFIGS[c], p->n_tasks, tv_s, pass ? "PASS" : "FAIL",
+               "rel err %.2g, tolerance %g)\n", cfgs[c], p->n_tasks, tv_s, pass ? "PASS" : "FAIL",
                CHECK_STEPS, worst, REFVM_GATE_REL_TOL);
         if (pass) {
             double *ms = malloc(sizeof *ms * (size_t)repeats), wall0 = now_s();
@@ -235,7 +262,7 @@ int main(int argc, char **argv)
     printf("best: %.1f%% of measured read bandwidth (target 60%%)\n", 100 * best);
     if (best_cfg >= 0) {
         /* Where the time goes: one profiled launch of the best plan (not timed above). */
-        ir_program *p = lower_cfg(&m, target, CONFIGS[best_cfg]);
+        ir_program *p = lower_cfg(&m, target, cfgs[best_cfg]);
         mk_options o;
         mk_options_default(&o);
         o.profile = true;

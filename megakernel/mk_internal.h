@@ -19,14 +19,18 @@ extern "C" {
  * clamp(mul*pos + add, lo, hi) evaluated by the kernel at the launch's pos (SPEC 3.4). */
 enum {
     MK_P_K, MK_P_NTILE, MK_P_NOFF, MK_P_HIDDEN, MK_P_HEADDIM, MK_P_POS, MK_P_KVSTART,
-    MK_P_KVLEN, MK_P_NHEADS, MK_P_NKV, MK_P_MOFF, MK_P_ORIGMAX, MK_NI
+    MK_P_KVLEN, MK_P_NHEADS, MK_P_NKV, MK_P_MOFF, MK_P_ORIGMAX, MK_P_KVHOFF, MK_P_KVHEADS, MK_NI
 };
 /* Real params. */
 enum { MK_R_EPS, MK_R_THETA, MK_R_SCALE, MK_R_FACTOR, MK_R_LOW, MK_R_HIGH, MK_NR };
 
-/* Kernel op codes past AMK's for the FUSED recipes 2-5 (recipe 1 keeps op 19). */
+/* Kernel op codes past AMK's for the FUSED recipes 2-6 (recipe 1 keeps op 19). */
 enum { MK_OP_NORM_GEMV = 20, MK_OP_NORM_GEMV_PAIR = 21, MK_OP_SILU_GEMV = 22,
-       MK_OP_ROPE_APPEND = 23 };
+       MK_OP_ROPE_APPEND = 23, MK_OP_ROPE_ATTENTION = 24 };
+
+/* Floats of the kernel's SMEM vector xs: a fused GEMV's prepared input (per chunk), or the
+ * rotated query heads and keys of a FUSED recipe 6 task (which must fit). */
+#define MK_XS 6144
 
 #define MK_F_PARTIAL 1     /* ATTENTION_TILE writes a partial row at m_off */
 #define MK_F_LLAMA3 2      /* ROPE with llama3 frequency scaling */

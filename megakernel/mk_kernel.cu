@@ -201,7 +201,6 @@ __device__ __forceinline__ void dot_rows(const char *const *row, const bool *sta
 }
 
 #define MK_PART 4608   /* floats of SMEM scratch: split-K sums, attention states, RoPE table */
-#define MK_XS 6144     /* floats of SMEM for a fused GEMV's prepared input, per chunk */
 
 /* rsqrt(mean(x[0..n)^2) + eps) as RMSNORM computes it (sum of squares in double), for the
  * whole block. */
@@ -401,9 +400,10 @@ __device__ double rope_freq(const mk_task *t, int64_t i, int64_t hd, double orig
     return (double)(float)freq;
 }
 
-/* Rotate-half RoPE; cos and sin of each of the hd/2 angles are computed once per task into SMEM
- * (every head shares them). */
-__device__ void rope_rows(const op_env &e, const float *x, float *y, int64_t n)
+/* Rotate-half RoPE of the whole heads x1[0, n1) into y1 and x2[0, n2) into y2; cos and sin
+ * of each of the hd/2 angles are computed once per task into SMEM (every head shares them). */
+__device__ void rope_rows(const op_env &e, const float *x1, float *y1, int64_t n1,
+                          const float *x2 = nullptr, float *y2 = nullptr, int64_t n2 = 0)
 {
     int64_t hd = e.ip(MK_P_HEADDIM), pos = e.ip(MK_P_POS), half = hd / 2;
     double orig = (double)e.ip(MK_P_ORIGMAX);
@@ -417,8 +417,12 @@ __device__ void rope_rows(const op_env &e, const float *x, float *y, int64_t n)
         }
         __syncthreads();
     }
-    for (int64_t idx = threadIdx.x; idx < n / 2; idx += blockDim.x) {
-        int64_t head = idx / half, i = idx % half, base = head * hd;
+    for (int64_t idx = threadIdx.x; idx < (n1 + n2) / 2; idx += blockDim.x) {
+        const bool first = idx < n1 / 2;
+        const int64_t r = first ? idx : idx - n1 / 2;
+        const float *x = first ? x1 : x2;
+        float *y = first ? y1 : y2;
+        int64_t head = r / half, i = r % half, base = head * hd;
         double c, s;
         if (table) {
             c = cs[2 * i];
@@ -459,32 +463,41 @@ __device__ void op_kv_append(const op_env &e)
         dst[i] = src[i];
 }
 
-/* Attention over rows [start, start + len). Warps are dealt out to KV heads (all KV heads at
- * once when there are at least as many warps), and a KV head's warps split its rows; each K/V
- * row is loaded once for the HG query heads sharing it (GQA), U rows at a time so that their
- * loads are in flight together. Every warp keeps an online softmax (running max m, sum l,
- * unnormalized output) per query head in registers; the states meet in SMEM and are merged like
- * flash-decoding partials. KPL = head_dim / 32 rounded up. */
+/* Where one attention window reads: q of query head h at q + (h - qh0) * hd, cache rows of
+ * nkv*hd floats, and (FUSED recipe 6) the window's last row replaced by kn (KV head g at
+ * kn + (g - g0) * hd) and vn (at vn + g * hd). */
+struct attn_src {
+    const float *q, *K, *V, *kn, *vn;
+    int64_t qh0, g0, gn;
+};
+
+/* Attention of KV heads [g0, g0 + gn) over rows [start, start + len). Warps are dealt out to
+ * KV heads (all of them at once when there are at least as many warps), and a KV head's warps
+ * split its rows; each K/V row is loaded once for the HG query heads sharing it (GQA), U rows at
+ * a time so that their loads are in flight together. Every warp keeps an online softmax
+ * (running max m, sum l, unnormalized output) per query head in registers; the states meet in
+ * SMEM and are merged like flash-decoding partials. KPL = head_dim / 32 rounded up. */
 template <int KPL>
-__device__ void attention_heads(const op_env &e, int64_t hd, int64_t start, int64_t len,
-                                int64_t nh, int64_t nkv, float scale, bool partial, float *o)
+__device__ __noinline__ void attention_heads(const op_env &e, const attn_src &src, int64_t hd, int64_t start,
+                                int64_t len, int64_t nh, int64_t nkv, float scale, bool partial,
+                                float *o)
 {
     constexpr int HG = KPL >= 8 ? 1 : 8 / KPL;   /* query heads per pass, in registers */
     constexpr int U = KPL >= 4 ? 2 : 4;          /* rows whose loads are in flight together */
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
-    const float *q = (const float *)e.in(0).ptr, *K = (const float *)e.in(1).ptr,
-                *V = (const float *)e.in(2).ptr;
+    const float *q = src.q, *K = src.K, *V = src.V;
     const int64_t row = nkv * hd, group = nh / nkv, stride = hd + 2;
+    const int64_t ga = src.g0, gb = src.g0 + src.gn;
     float *sm = e.part;
-    const int64_t gpp = nkv < nw ? nkv : nw;     /* KV heads per pass */
-    const int64_t wpg = nw / gpp;                /* warps per KV head */
+    const int64_t gpp = src.gn < nw ? src.gn : nw;   /* KV heads per pass */
+    const int64_t wpg = nw / gpp;                    /* warps per KV head */
     int64_t hg = HG < group ? HG : group;
     while (hg > 1 && (int64_t)nw * hg * stride > MK_PART)
         hg--;
-    for (int64_t g0 = 0; g0 < nkv; g0 += gpp)
+    for (int64_t gp = ga; gp < gb; gp += gpp)
         for (int64_t hoff = 0; hoff < group; hoff += hg) {
-            const int64_t gi = warp / wpg, slice = warp % wpg, g = g0 + gi;
-            const bool active = gi < gpp && g < nkv;
+            const int64_t gi = warp / wpg, slice = warp % wpg, g = gp + gi;
+            const bool active = gi < gpp && g < gb;
             const int64_t h0 = g * group + hoff;
             const int64_t nhc = group - hoff < hg ? group - hoff : hg;
             float qv[HG][KPL], acc[HG][KPL], m[HG], l[HG];
@@ -495,27 +508,33 @@ __device__ void attention_heads(const op_env &e, int64_t hd, int64_t start, int6
 #pragma unroll
                 for (int k = 0; k < KPL; k++) {
                     int64_t i = lane + 32 * k;
-                    qv[hh][k] = active && hh < nhc && i < hd ? q[(h0 + hh) * hd + i] : 0.f;
+                    qv[hh][k] = active && hh < nhc && i < hd ? q[(h0 + hh - src.qh0) * hd + i] : 0.f;
                     acc[hh][k] = 0.f;
                 }
             }
-            for (int64_t j0 = active ? slice : len; j0 < len; j0 += wpg * U) {
+            /* rows and columns as 32-bit ints (a window is at most 2^31 rows), which keeps the
+             * row loop within the register budget */
+            const int n = (int)len, hdi = (int)hd, step = (int)(wpg * U);
+            const float *Kg = K + start * row + g * hd, *Vg = V + start * row + g * hd;
+            for (int j0 = active ? (int)slice : n; j0 < n; j0 += step) {
                 float kv[U][KPL], vv[U][KPL];
 #pragma unroll
                 for (int u = 0; u < U; u++) {
-                    int64_t j = j0 + u * wpg;
-                    const float *kr = K + (start + j) * row + g * hd, *vr = V + (start + j) * row + g * hd;
+                    const int j = j0 + u * (int)wpg;
+                    const bool fresh = src.kn && j == n - 1;
+                    const float *kr = fresh ? src.kn + (g - src.g0) * hd : Kg + (int64_t)j * row;
+                    const float *vr = fresh ? src.vn + g * hd : Vg + (int64_t)j * row;
 #pragma unroll
                     for (int k = 0; k < KPL; k++) {
-                        int64_t i = lane + 32 * k;
-                        bool in = j < len && i < hd;
+                        const int i = lane + 32 * k;
+                        bool in = j < n && i < hdi;
                         kv[u][k] = in ? kr[i] : 0.f;
                         vv[u][k] = in ? vr[i] : 0.f;
                     }
                 }
 #pragma unroll
                 for (int u = 0; u < U; u++) {
-                    if (j0 + u * wpg >= len)
+                    if (j0 + u * (int)wpg >= n)
                         break;
 #pragma unroll
                     for (int hh = 0; hh < HG; hh++) {
@@ -551,7 +570,7 @@ __device__ void attention_heads(const op_env &e, int64_t hd, int64_t start, int6
                     }
                 }
             __syncthreads();
-            const int64_t ngp = nkv - g0 < gpp ? nkv - g0 : gpp;
+            const int64_t ngp = gb - gp < gpp ? gb - gp : gpp;
             for (int64_t t = threadIdx.x; t < ngp * nhc * hd; t += blockDim.x) {
                 int64_t gi2 = t / (nhc * hd), hh = (t / hd) % nhc, i = t % hd;
                 float M = -INFINITY;
@@ -570,7 +589,7 @@ __device__ void attention_heads(const op_env &e, int64_t hd, int64_t start, int6
                             sum += c * ws[i];
                         }
                     }
-                int64_t h = (g0 + gi2) * group + hoff + hh;
+                int64_t h = (gp + gi2) * group + hoff + hh;
                 if (partial) {
                     float *oh = o + h * stride;
                     oh[i] = sum;
@@ -585,22 +604,47 @@ __device__ void attention_heads(const op_env &e, int64_t hd, int64_t start, int6
         }
 }
 
+__device__ void attention_window(const op_env &e, const attn_src &src, int64_t start,
+                                 int64_t len, bool partial, float *o)
+{
+    int64_t hd = e.ip(MK_P_HEADDIM), nh = e.ip(MK_P_NHEADS), nkv = e.ip(MK_P_NKV);
+    float scale = (float)e.t->rp[MK_R_SCALE];
+    if (hd <= 32)
+        attention_heads<1>(e, src, hd, start, len, nh, nkv, scale, partial, o);
+    else if (hd <= 64)
+        attention_heads<2>(e, src, hd, start, len, nh, nkv, scale, partial, o);
+    else if (hd <= 128)
+        attention_heads<4>(e, src, hd, start, len, nh, nkv, scale, partial, o);
+    else
+        attention_heads<8>(e, src, hd, start, len, nh, nkv, scale, partial, o);
+}
+
 __device__ void op_attention(const op_env &e)
 {
-    int64_t hd = e.ip(MK_P_HEADDIM), start = e.ip(MK_P_KVSTART), len = e.ip(MK_P_KVLEN);
-    int64_t nh = e.ip(MK_P_NHEADS), nkv = e.ip(MK_P_NKV);
-    float scale = (float)e.t->rp[MK_R_SCALE];
+    int64_t hd = e.ip(MK_P_HEADDIM), nh = e.ip(MK_P_NHEADS);
     bool partial = e.t->flags & MK_F_PARTIAL;
     int64_t moff = partial ? e.ip(MK_P_MOFF) : 0;
     float *o = (float *)e.out(0).ptr + (partial ? moff * nh * (hd + 2) : 0);
-    if (hd <= 32)
-        attention_heads<1>(e, hd, start, len, nh, nkv, scale, partial, o);
-    else if (hd <= 64)
-        attention_heads<2>(e, hd, start, len, nh, nkv, scale, partial, o);
-    else if (hd <= 128)
-        attention_heads<4>(e, hd, start, len, nh, nkv, scale, partial, o);
-    else
-        attention_heads<8>(e, hd, start, len, nh, nkv, scale, partial, o);
+    attn_src src = {(const float *)e.in(0).ptr, (const float *)e.in(1).ptr,
+                    (const float *)e.in(2).ptr, nullptr, nullptr, 0, e.ip(MK_P_KVHOFF),
+                    e.ip(MK_P_KVHEADS)};
+    attention_window(e, src, e.ip(MK_P_KVSTART), e.ip(MK_P_KVLEN), partial, o);
+}
+
+/* FUSED recipe 6: the range's query heads and keys rotated into xs, then attention over cache
+ * rows [0, pos) with row pos taken from xs (keys) and v. */
+__device__ void op_rope_attention(const op_env &e, float *xs)
+{
+    int64_t hd = e.ip(MK_P_HEADDIM), nh = e.ip(MK_P_NHEADS), nkv = e.ip(MK_P_NKV);
+    int64_t g0 = e.ip(MK_P_KVHOFF), gn = e.ip(MK_P_KVHEADS), group = nh / nkv;
+    int64_t qh0 = g0 * group, nq = gn * group * hd;
+    rope_rows(e, (const float *)e.in(0).ptr + qh0 * hd, xs, nq,
+              (const float *)e.in(1).ptr + g0 * hd, xs + nq, gn * hd);
+    __syncthreads();                         /* without a table rope_rows ends unsynchronized */
+    attn_src src = {xs, (const float *)e.in(3).ptr, (const float *)e.in(4).ptr, xs + nq,
+                    (const float *)e.in(2).ptr, qh0, g0, gn};
+    attention_window(e, src, 0, e.ip(MK_P_POS) + 1, false, (float *)e.out(0).ptr);
+    __syncthreads();                         /* xs is the next task's */
 }
 
 /* Flash-decoding merge of the partial rows (SPEC 5): one warp per head. */
@@ -726,6 +770,7 @@ __device__ void run_op(const op_env &e)
     case MK_OP_NORM_GEMV_PAIR:
     case MK_OP_SILU_GEMV: op_fused_gemv(e, t->op, e.xs); break;
     case MK_OP_ROPE_APPEND: op_rope_append(e); break;
+    case MK_OP_ROPE_ATTENTION: op_rope_attention(e, e.xs); break;
     case 7: op_attention(e); break;
     case 8: op_rope(e); break;
     case 16: op_kv_append(e); break;

@@ -82,7 +82,7 @@ static int int_slot(const char *key)
 {
     static const char *names[MK_NI] = {"K", "N_tile", "n_off", "hidden", "head_dim", "pos",
                                        "kv_start", "kv_len", "n_heads", "n_kv_heads", "m_off",
-                                       "rope_orig_max"};
+                                       "rope_orig_max", "kv_head_off", "kv_heads"};
     for (int i = 0; i < MK_NI; i++)
         if (!strcmp(key, names[i]))
             return i;
@@ -163,9 +163,10 @@ static mk_status flatten_task(const ir_program *p, const ir_task *t, int64_t thr
         case IR_RECIPE_NORM_GEMV_PAIR: ni = 4; no = 2; out->op = MK_OP_NORM_GEMV_PAIR; break;
         case IR_RECIPE_SILU_GEMV: ni = 3; no = 1; out->op = MK_OP_SILU_GEMV; break;
         case IR_RECIPE_ROPE_APPEND: ni = 1; no = 1; out->op = MK_OP_ROPE_APPEND; break;
+        case IR_RECIPE_ROPE_ATTENTION: ni = 5; no = 1; out->op = MK_OP_ROPE_ATTENTION; break;
         default:
             ir_fail(err, IR_ERR_UNSUPPORTED, where, "FUSED recipe %lld is not run by the "
-                    "megakernel (it runs recipes 1-5)", (long long)recipe);
+                    "megakernel (it runs recipes 1-6)", (long long)recipe);
             return MK_UNSUPPORTED;
         }
         break;
@@ -202,18 +203,40 @@ static mk_status flatten_task(const ir_program *p, const ir_task *t, int64_t thr
             return MK_UNSUPPORTED;
         }
     }
-    if (t->op == IR_OP_ATTENTION_TILE || t->op == IR_OP_ATTENTION_COMBINE) {
-        int64_t hd = 0;
+    bool attn = t->op == IR_OP_ATTENTION_TILE || out->op == MK_OP_ROPE_ATTENTION;
+    if (attn || t->op == IR_OP_ATTENTION_COMBINE) {
+        int64_t hd = 0, nh = 0, nkv = 0, g0 = 0, gn = 0;
         ir_task_int(t, "head_dim", &hd);
         if (hd > 256) {
             ir_fail(err, IR_ERR_UNSUPPORTED, where, "head_dim %lld: the kernel holds at most 256 "
                     "per head in registers", (long long)hd);
             return MK_UNSUPPORTED;
         }
+        ir_task_int(t, "n_heads", &nh);
+        ir_task_int(t, "n_kv_heads", &nkv);
+        if (attn && (hd < 1 || nh < 1 || nkv < 1 || nh % nkv ||
+                     !ir_attention_heads(t, nkv, &g0, &gn) || g0 < 0 || gn < 1 || g0 > nkv - gn)) {
+            ir_fail(err, IR_ERR_MALFORMED, where, "attention heads %lld/%lld or KV head range "
+                    "[%lld, +%lld) do not fit", (long long)nh, (long long)nkv, (long long)g0,
+                    (long long)gn);
+            return MK_MALFORMED;
+        }
+        /* The head range, defaults filled in (the kernel reads both slots). */
+        out->ip[MK_P_KVHOFF] = (mk_pexpr){0, g0, INT64_MIN, INT64_MAX};
+        out->ip[MK_P_KVHEADS] = (mk_pexpr){0, gn, INT64_MIN, INT64_MAX};
+        if (out->op == MK_OP_ROPE_ATTENTION && (gn * (nh / nkv) + gn) * hd > MK_XS) {
+            ir_fail(err, IR_ERR_UNSUPPORTED, where, "FUSED recipe 6 over %lld KV heads needs "
+                    "%lld floats of rotated q and k; the kernel holds %d (lower with a smaller "
+                    "config.tiling.attention.kv_heads)", (long long)gn,
+                    (long long)((gn * (nh / nkv) + gn) * hd), MK_XS);
+            return MK_UNSUPPORTED;
+        }
     }
     if ((t->op == IR_OP_EMBED && p->buffers[t->inputs[1]].rank != 2) ||
         ((t->op == IR_OP_KV_APPEND || out->op == MK_OP_ROPE_APPEND) &&
          p->buffers[t->outputs[0]].rank != 2) ||
+        (out->op == MK_OP_ROPE_ATTENTION &&
+         (p->buffers[t->inputs[3]].rank != 2 || p->buffers[t->inputs[4]].rank != 2)) ||
         (t->op == IR_OP_ATTENTION_COMBINE && p->buffers[t->inputs[0]].rank != 2)) {
         ir_fail(err, IR_ERR_MALFORMED, where, "%s needs a rank-2 table, cache or partials buffer",
                 ir_op_name(t->op));

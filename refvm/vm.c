@@ -628,6 +628,7 @@ static ir_status op_softmax(op_ctx *c)
 
 static ir_status scores_reserve(refvm *vm, int64_t n);
 static ir_status rope_into(op_ctx *c, const float *x, int64_t n, float *y);
+static ir_status op_rope_attention(op_ctx *c);
 
 /* FUSED recipes (SPEC 5): the fused ops computed exactly as their unfused sequence would, the
  * intermediate vector (normalized x, or silu(a) * b) held in VM scratch instead of a buffer. */
@@ -676,6 +677,8 @@ static ir_status op_fused(op_ctx *c)
                            cb->name);
         return rope_into(c, in(c, 0), in_n(c, 0), outp(c, 0) + pos * cb->shape[1]);
     }
+    case IR_RECIPE_ROPE_ATTENTION:
+        return op_rope_attention(c);
     default:
         return op_fail(c, "FUSED recipe %lld is not executed by the reference VM",
                        (long long)recipe);
@@ -767,59 +770,38 @@ static ir_status scores_reserve(refvm *vm, int64_t n)
     return IR_OK;
 }
 
-/* Attention of every query head over cache rows [kv_start, kv_start + kv_len): the normalized
- * output, or (with m_off) the partial row acc, m, l of SPEC 5 for a later combine. */
-static ir_status op_attention(op_ctx *c)
+/* One attention window: query heads of KV heads [g0, g0 + gn) over rows [start, start + len) of
+ * the caches K, V (rows of nkv*hd), the last row taken from knew, vnew (one such row each)
+ * instead when they are given. Writes the normalized output at o + h*hd, or with partial the
+ * row acc, m, l of SPEC 5 at o + h*(hd+2). sc: len floats of scratch. */
+typedef struct {
+    const float *q, *K, *V, *knew, *vnew;
+    int64_t hd, group, nkv, start, len, g0, gn;
+    double scale;
+} attn_window;
+
+static void attend(const attn_window *a, float *sc, bool partial, float *o)
 {
-    TRY(need_arity(c, 3, 1));
-    int64_t hd = 0, start = 0, len = 0, nh = 0, nkv = 0, moff = -1;
-    double scale = 0;
-    TRY(iparam(c, "head_dim", &hd));
-    TRY(iparam(c, "kv_start", &start));
-    TRY(iparam(c, "kv_len", &len));
-    TRY(iparam(c, "n_heads", &nh));
-    TRY(iparam(c, "n_kv_heads", &nkv));
-    TRY(rparam(c, "scale", &scale));
-    bool partial = ir_task_param(c->t, "m_off") != NULL;
-    if (partial)
-        TRY(iparam(c, "m_off", &moff));
-    const ir_buffer *kb = in_b(c, 1), *vb = in_b(c, 2), *ob = out_b(c, 0);
-    if (hd < 1 || nh < 1 || nkv < 1 || hd > (1 << 20) || nh > (1 << 20) || nh % nkv ||
-        in_n(c, 0) < nh * hd)
-        return op_fail(c, "heads %lld/%lld x head_dim %lld do not fit q", (long long)nh,
-                       (long long)nkv, (long long)hd);
-    if (kb->rank != 2 || vb->rank != 2 || kb->shape[1] != nkv * hd || vb->shape[1] != nkv * hd ||
-        kb->shape[0] != vb->shape[0])
-        return op_fail(c, "caches must be [S, n_kv_heads * head_dim]");
-    if (start < 0 || len < 0 || start > kb->shape[0] || len > kb->shape[0] - start)
-        return op_fail(c, "window [%lld, %lld) outside the %lld cache rows", (long long)start,
-                       (long long)(start + len), (long long)kb->shape[0]);
-    if (partial ? (ob->rank != 2 || moff < 0 || moff >= ob->shape[0] || ob->shape[1] != nh * (hd + 2))
-                : out_n(c, 0) < nh * hd)
-        return op_fail(c, "output %s does not fit %s", ob->name,
-                       partial ? "a partials row [nb, n_heads*(head_dim+2)]" : "n_heads*head_dim");
-    if (scores_reserve(c->vm, len + 1) != IR_OK)
-        return ir_fail(c->err, IR_ERR_NOMEM, "refvm", "out of memory");
-    const float *q = in(c, 0), *K = in(c, 1), *V = in(c, 2);
-    float *o = partial ? outp(c, 0) + moff * nh * (hd + 2) : outp(c, 0);
-    int64_t row = nkv * hd, group = nh / nkv;
-    float *sc = c->vm->scores;
-    for (int64_t h = 0; h < nh; h++) {
-        const float *qh = q + h * hd;
-        int64_t kvo = (h / group) * hd;
+    int64_t hd = a->hd, row = a->nkv * hd;
+    for (int64_t h = a->g0 * a->group; h < (a->g0 + a->gn) * a->group; h++) {
+        const float *qh = a->q + h * hd;
+        int64_t kvo = (h / a->group) * hd;
         float *oh = partial ? o + h * (hd + 2) : o + h * hd;
         double m = -INFINITY, l = 0;
-        for (int64_t j = 0; j < len; j++) {
-            sc[j] = (float)(scale * dot(qh, K + (start + j) * row + kvo, hd));
+        for (int64_t j = 0; j < a->len; j++) {
+            bool fresh = a->knew && j == a->len - 1;
+            const float *kj = fresh ? a->knew + kvo : a->K + (a->start + j) * row + kvo;
+            sc[j] = (float)(a->scale * dot(qh, kj, hd));
             if (sc[j] > m)
                 m = sc[j];
         }
         for (int64_t i = 0; i < hd; i++)
             oh[i] = 0;
-        for (int64_t j = 0; j < len; j++) {
+        for (int64_t j = 0; j < a->len; j++) {
             float pj = (float)exp(sc[j] - m);
             l += pj;
-            const float *vj = V + (start + j) * row + kvo;
+            bool fresh = a->vnew && j == a->len - 1;
+            const float *vj = fresh ? a->vnew + kvo : a->V + (a->start + j) * row + kvo;
             for (int64_t i = 0; i < hd; i++)
                 oh[i] += pj * vj[i];
         }
@@ -828,10 +810,98 @@ static ir_status op_attention(op_ctx *c)
             oh[hd + 1] = (float)l;
         } else {
             for (int64_t i = 0; i < hd; i++)
-                oh[i] = len ? (float)(oh[i] / l) : 0.0f;
+                oh[i] = a->len ? (float)(oh[i] / l) : 0.0f;
         }
     }
+}
+
+/* Head geometry shared by ATTENTION_TILE and FUSED recipe 6: head_dim, n_heads, n_kv_heads and
+ * the KV head range, checked against q (nq elements) and caches [S, nkv*hd]. */
+static ir_status attn_geometry(op_ctx *c, attn_window *a, int64_t nq, const ir_buffer *kb,
+                               const ir_buffer *vb)
+{
+    int64_t nh = 0;
+    TRY(iparam(c, "head_dim", &a->hd));
+    TRY(iparam(c, "n_heads", &nh));
+    TRY(iparam(c, "n_kv_heads", &a->nkv));
+    TRY(rparam(c, "scale", &a->scale));
+    int64_t hd = a->hd, nkv = a->nkv;
+    if (hd < 1 || nh < 1 || nkv < 1 || hd > (1 << 20) || nh > (1 << 20) || nh % nkv || nq < nh * hd)
+        return op_fail(c, "heads %lld/%lld x head_dim %lld do not fit q", (long long)nh,
+                       (long long)nkv, (long long)hd);
+    if (kb->rank != 2 || vb->rank != 2 || kb->shape[1] != nkv * hd || vb->shape[1] != nkv * hd ||
+        kb->shape[0] != vb->shape[0])
+        return op_fail(c, "caches must be [S, n_kv_heads * head_dim]");
+    if (!ir_attention_heads(c->t, nkv, &a->g0, &a->gn) || a->g0 < 0 || a->gn < 1 ||
+        a->g0 > nkv - a->gn)
+        return op_fail(c, "KV head range [%lld, +%lld) outside [0, %lld)", (long long)a->g0,
+                       (long long)a->gn, (long long)nkv);
+    a->group = nh / nkv;
     return IR_OK;
+}
+
+/* Attention of the task's query heads over cache rows [kv_start, kv_start + kv_len): the
+ * normalized output, or (with m_off) the partial row acc, m, l of SPEC 5 for a later combine. */
+static ir_status op_attention(op_ctx *c)
+{
+    TRY(need_arity(c, 3, 1));
+    attn_window a = {in(c, 0), in(c, 1), in(c, 2), NULL, NULL, 0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t moff = -1;
+    const ir_buffer *kb = in_b(c, 1), *ob = out_b(c, 0);
+    TRY(attn_geometry(c, &a, in_n(c, 0), kb, in_b(c, 2)));
+    TRY(iparam(c, "kv_start", &a.start));
+    TRY(iparam(c, "kv_len", &a.len));
+    bool partial = ir_task_param(c->t, "m_off") != NULL;
+    if (partial)
+        TRY(iparam(c, "m_off", &moff));
+    int64_t nh = a.group * a.nkv, hd = a.hd;
+    if (a.start < 0 || a.len < 0 || a.start > kb->shape[0] || a.len > kb->shape[0] - a.start)
+        return op_fail(c, "window [%lld, %lld) outside the %lld cache rows", (long long)a.start,
+                       (long long)(a.start + a.len), (long long)kb->shape[0]);
+    if (partial ? (ob->rank != 2 || moff < 0 || moff >= ob->shape[0] || ob->shape[1] != nh * (hd + 2))
+                : out_n(c, 0) < nh * hd)
+        return op_fail(c, "output %s does not fit %s", ob->name,
+                       partial ? "a partials row [nb, n_heads*(head_dim+2)]" : "n_heads*head_dim");
+    if (scores_reserve(c->vm, a.len + 1) != IR_OK)
+        return ir_fail(c->err, IR_ERR_NOMEM, "refvm", "out of memory");
+    attend(&a, c->vm->scores, partial, partial ? outp(c, 0) + moff * nh * (hd + 2) : outp(c, 0));
+    return IR_OK;
+}
+
+/* FUSED recipe 6: RoPE of the range's query heads and keys at pos, then attention over cache
+ * rows [0, pos) plus the row (ROPE(k), v), exactly as ROPE, KV_APPEND and ATTENTION_TILE over
+ * [0, pos + 1) compute it; the caches are only read. */
+static ir_status op_rope_attention(op_ctx *c)
+{
+    TRY(need_arity(c, 5, 1));
+    attn_window a = {NULL, in(c, 3), in(c, 4), NULL, in(c, 2), 0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t pos = 0;
+    const ir_buffer *kb = in_b(c, 3);
+    TRY(attn_geometry(c, &a, in_n(c, 0), kb, in_b(c, 4)));
+    TRY(iparam(c, "pos", &pos));
+    int64_t hd = a.hd, nh = a.group * a.nkv, kvd = a.nkv * hd;
+    if (pos < 0 || pos >= kb->shape[0] || in_n(c, 1) != kvd || in_n(c, 2) != kvd ||
+        out_n(c, 0) < nh * hd)
+        return op_fail(c, "pos %lld outside the %lld cache rows, or k, v, o do not fit the heads",
+                       (long long)pos, (long long)kb->shape[0]);
+    a.len = pos + 1;
+    float *qr = malloc((size_t)(nh + a.nkv) * (size_t)hd * sizeof *qr);
+    if (!qr || scores_reserve(c->vm, a.len + 1) != IR_OK) {
+        free(qr);
+        return ir_fail(c->err, IR_ERR_NOMEM, "refvm", "out of memory");
+    }
+    float *kr = qr + nh * hd;
+    int64_t q0 = a.g0 * a.group * hd, k0 = a.g0 * hd;
+    ir_status s = rope_into(c, in(c, 0) + q0, a.gn * a.group * hd, qr + q0);
+    if (s == IR_OK)
+        s = rope_into(c, in(c, 1) + k0, a.gn * hd, kr + k0);
+    if (s == IR_OK) {
+        a.q = qr;
+        a.knew = kr;
+        attend(&a, c->vm->scores, false, outp(c, 0));
+    }
+    free(qr);
+    return s;
 }
 
 /* Flash-decoding merge: rescale each block's partial to the global max, sum, normalize. */

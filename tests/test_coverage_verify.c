@@ -276,3 +276,55 @@ Test(wellformed, refutes_attention_heads_that_disagree_with_its_buffers)
     cr_assert_eq(ir_task_set_int(t, "n_heads", 8), IR_OK);
     expect_refuted(p, "shape", t->id, "ATTENTION_TILE heads/head_dim disagree");
 }
+
+#define ROPE_ATTN_TOY "{\"tiling\": {\"attention\": {\"kv_heads\": 1}}, " \
+                      "\"fusion_grouping\": [[\"rope_q\", \"attention\"]]}"
+
+Test(wellformed, refutes_a_rope_attention_with_a_bad_head_range_or_cache)
+{
+    ir_program *p = toy_with(ROPE_ATTN_TOY);
+    ir_task *t = task(p, "L0.attention[1]");
+    cr_assert_eq(ir_task_set_int(t, "kv_head_off", 2), IR_OK);     /* toy has 2 KV heads */
+    expect_refuted(p, "shape", t->id, "KV head range kv_head_off/kv_heads must be a non-empty");
+    p = toy_with(ROPE_ATTN_TOY);
+    t = task(p, "L0.attention[0]");
+    cr_assert_eq(ir_task_set_int(t, "kv_heads", 0), IR_OK);
+    expect_refuted(p, "shape", t->id, "KV head range");
+    p = toy_with(ROPE_ATTN_TOY);
+    t = task(p, "L0.attention[0]");
+    t->inputs[3] = buffer(p, "L0.q");                            /* not a [S, nkv*hd] cache */
+    expect_refuted(p, "shape", t->id, "FUSED recipe 6 (rope_attention) takes q");
+}
+
+Test(wellformed, refutes_an_attention_tile_head_range_outside_the_kv_heads)
+{
+    ir_program *p = toy_with("{\"tiling\": {\"attention\": {\"kv_heads\": 1}}}");
+    ir_task *t = task(p, "L1.attention[1]");
+    cr_assert_eq(ir_task_set_int(t, "kv_heads", 2), IR_OK);        /* [1, 3) of 2 heads */
+    expect_refuted(p, "shape", t->id, "ATTENTION_TILE KV head range");
+}
+
+/* Head-ranged attention tasks write disjoint columns of one output: proved safe. Two that
+ * cover the same head write the same columns unordered: a race on exactly those columns. */
+Test(race, overlapping_attention_head_ranges_race_and_disjoint_ones_do_not)
+{
+    const char *cfgs[2] = {ROPE_ATTN_TOY, "{\"tiling\": {\"attention\": {\"kv_heads\": 1}}}"};
+    for (int k = 0; k < 2; k++) {
+        ir_program *p = toy_with(cfgs[k]);
+        verify_opts o;
+        verify_opts_default(&o);
+        verify_result r;
+        ir_error err = {0};
+        cr_assert_eq(verify_program(p, &o, &r, &err), IR_OK, "%s", err.why);
+        cr_assert_eq(r.verdict, VERIFY_PROVED, "%s: %s", cfgs[k], verify_verdict_name(r.verdict));
+        verify_result_free(&r);
+        ir_task *t = task(p, "L0.attention[1]");
+        cr_assert_eq(ir_task_set_int(t, "kv_head_off", 0), IR_OK);   /* now both cover head 0 */
+        cr_assert_eq(verify_program(p, &o, &r, &err), IR_OK, "%s", err.why);
+        cr_expect_eq(r.verdict, VERIFY_REFUTED, "%s: %s", cfgs[k], verify_verdict_name(r.verdict));
+        cr_expect_eq(r.ob[VERIFY_RACE].status, VERIFY_REFUTED);
+        cr_expect_str_eq(r.witness_kind, "race");
+        verify_result_free(&r);
+        ir_program_free(p);
+    }
+}

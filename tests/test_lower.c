@@ -980,6 +980,58 @@ Test(lower_knobs, fusion_groups_replace_norms_adds_silu_and_rope_append_by_fused
     ir_program_free(p);
 }
 
+/* ["rope_q","attention"] with kv_heads 1 on the 1B model: one FUSED recipe 6 task per KV head
+ * on the unrotated q, k, v, waiting for the projections only; no rope_q; the appends stay. */
+Test(lower_knobs, rope_attention_group_splits_attention_by_kv_head)
+{
+    ir_program *p = lower_simple("llama-3.2-1b", "{\"tiling\": {\"attention\": {\"kv_heads\": 1}}, "
+                                 "\"fusion_grouping\": [[\"rope_q\", \"attention\"]]}");
+    cr_assert_eq(count_tasks(p, "L3.attention[", IR_OP_FUSED), 8);
+    cr_assert_eq(count_tasks(p, "L3.rope_q", IR_OP_COUNT), 0);
+    cr_assert_eq(find_buffer(p, "L3.q_rope"), -1);
+    cr_assert_not_null(find_task(p, "L3.kv_append_k"));
+    const ir_task *t = find_task(p, "L3.attention[5]");
+    cr_assert_not_null(t);
+    cr_assert_eq(int_param(t, "recipe"), IR_RECIPE_ROPE_ATTENTION);
+    cr_assert_eq(int_param(t, "kv_head_off"), 5);
+    cr_assert_eq(int_param(t, "kv_heads"), 1);
+    cr_assert_eq(t->n_inputs, 5);
+    cr_assert_eq(t->inputs[0], find_buffer(p, "L3.q"));
+    cr_assert_eq(t->inputs[1], find_buffer(p, "L3.k"));
+    cr_assert_eq(t->inputs[2], find_buffer(p, "L3.v"));
+    cr_assert_eq(t->inputs[3], find_buffer(p, "L3.k_cache"));
+    cr_assert_eq(t->outputs[0], find_buffer(p, "L3.attn"));
+    cr_assert_eq(t->n_waits, 3);                    /* q, k and v tiles; not the appends */
+    ir_box b;
+    ir_error err = {0};
+    cr_assert_eq(ir_task_footprint(p, t, false, 3, &b, &err), IR_OK);
+    int64_t lo[IR_MAX_RANK], hi[IR_MAX_RANK];
+    ir_box_eval(&b, 40, lo, hi);
+    cr_assert(lo[0] == 0 && hi[0] == 40 && lo[1] == 320 && hi[1] == 384, "kc box [%lld,%lld)x[%lld,%lld)",
+              (long long)lo[0], (long long)hi[0], (long long)lo[1], (long long)hi[1]);
+    cr_assert_eq(ir_task_footprint(p, t, true, 0, &b, &err), IR_OK);
+    ir_box_eval(&b, 40, lo, hi);
+    cr_assert(lo[1] == 5 * 4 * 64 && hi[1] == 6 * 4 * 64, "o columns [%lld, %lld)",
+              (long long)lo[1], (long long)hi[1]);
+    const ir_task *o = find_task(p, "L3.o_proj[0]");
+    cr_assert_eq(o->waits[0].threshold, 8);
+    ir_program_free(p);
+    /* kv_heads 3 of 8: tasks of 3, 3 and 2 heads */
+    p = lower_simple("llama-3.2-1b", "{\"tiling\": {\"attention\": {\"kv_heads\": 3}}}");
+    cr_assert_eq(count_tasks(p, "L0.attention[", IR_OP_ATTENTION_TILE), 3);
+    cr_assert_eq(int_param(find_task(p, "L0.attention[2]"), "kv_heads"), 2);
+    ir_program_free(p);
+}
+
+Test(lower_refusals, rope_attention_cannot_split_the_window)
+{
+    ir_error e = lower_refused("toy", "{\"tiling\": {\"attention\": {\"kv_block\": 16}}, "
+                               "\"fusion_grouping\": [[\"attention\", \"rope_q\"]]}", NULL, 0, 0,
+                               IR_ERR_UNSUPPORTED);
+    cr_assert_str_eq(e.where, "config.fusion_grouping[0]");
+    cr_assert(strstr(e.why, "kv_block"), "%s", e.why);
+}
+
 Test(lower_refusals, unknown_tiling_archetype_or_key_is_refused)
 {
     ir_error e = lower_refused("toy", "{\"tiling\": {\"gemm\": {\"M_tile\": 4}}}", NULL, 0, 0,

@@ -239,14 +239,33 @@ static void fixture_load(const char *name, fixture *fx)
     cJSON_Delete(g);
 }
 
-/* Decode the fixture on the GPU for its 128 greedy steps, the reference VM in lockstep. */
-static void gpu_decodes_fixture_smem(const char *name, int64_t n_tile, int64_t kv_block,
-                                     bool fuse, int64_t smem)
+/* Lower a model for h100 with a ScheduleConfig JSON (and --argmax); the caller frees it. */
+static ir_program *lower_json(const lower_model *m, ir_dtype dt, const char *json)
+{
+    ir_config c;
+    ir_error err = {0};
+    cr_assert_eq(ir_config_read_json(json, strlen(json), true, &c, &err), IR_OK, "%s", err.why);
+    lower_opts o;
+    lower_opts_default(&o);
+    o.dtype = dt;
+    o.sample_argmax = true;
+    ir_program *p = NULL;
+    cr_assert_eq(lower_program(m, &c, ir_target_builtin("h100"), &o, &p, &err), IR_OK,
+                 "lower: %s: %s", err.where, err.why);
+    ir_config_free(&c);
+    return p;
+}
+
+/* Decode the fixture on the GPU for its 128 greedy steps, the reference VM in lockstep; the
+ * plan is lowered from the knobs, or from config_json when it is given. */
+static void gpu_decodes_fixture_cfg(const char *name, int64_t n_tile, int64_t kv_block,
+                                    bool fuse, int64_t smem, const char *config_json)
 {
     need_gpu();
     fixture fx;
     fixture_load(name, &fx);
-    ir_program *p = lower_smem(&fx.m, fx.dtype, n_tile, kv_block, fuse, true, smem);
+    ir_program *p = config_json ? lower_json(&fx.m, fx.dtype, config_json)
+                                : lower_smem(&fx.m, fx.dtype, n_tile, kv_block, fuse, true, smem);
     char *cert = prove(p);
     ir_error err = {0};
     mk_handle *h = NULL;
@@ -308,6 +327,12 @@ static void gpu_decodes_fixture_smem(const char *name, int64_t n_tile, int64_t k
     free(fx.logits);
 }
 
+static void gpu_decodes_fixture_smem(const char *name, int64_t n_tile, int64_t kv_block,
+                                     bool fuse, int64_t smem)
+{
+    gpu_decodes_fixture_cfg(name, n_tile, kv_block, fuse, smem, NULL);
+}
+
 static void gpu_decodes_fixture(const char *name, int64_t n_tile, int64_t kv_block, bool fuse)
 {
     gpu_decodes_fixture_smem(name, n_tile, kv_block, fuse, 0);
@@ -332,6 +357,24 @@ Test(megakernel_gpu, split_attention_and_fused_gate_up_match_vm_and_hf, .timeout
 {
     gpu_decodes_fixture("llama_gqa2_bf16_rope3", 16, 32, true);
     gpu_decodes_fixture("llama_gqa4_tied_f32", 48, 24, true);
+}
+
+/* Every fusion group with stage-sized tiles and one KV head per attention task: FUSED recipes
+ * 2-6 over whole windows, and head-ranged ATTENTION_TILEs writing partial rows with kv_block. */
+#define FUSE_ALL_GPU "[\"attn_norm\", \"q\", \"k\", \"v\"], [\"rope_k\", \"kv_append_k\"], " \
+                     "[\"o\", \"resid_attn\"], [\"mlp_norm\", \"gate\", \"up\"], " \
+                     "[\"silu_mul\", \"down\", \"resid_mlp\"], [\"final_norm\", \"lm_head\"]"
+Test(megakernel_gpu, every_fusion_and_per_kv_head_attention_match_vm_and_hf, .timeout = 120)
+{
+    const char *whole = "{\"tiling\": {\"gemv\": {\"stage_tiles\": 7}, \"attention\": "
+                        "{\"kv_heads\": 1}}, \"fusion_grouping\": [" FUSE_ALL_GPU ", "
+                        "[\"rope_q\", \"attention\"]], \"threads_per_block\": 512}";
+    const char *blocks = "{\"tiling\": {\"gemv\": {\"stage_tiles\": 7}, \"attention\": "
+                         "{\"kv_heads\": 1, \"kv_block\": 24}}, \"fusion_grouping\": ["
+                         FUSE_ALL_GPU "]}";
+    gpu_decodes_fixture_cfg("llama_gqa2_bf16_rope3", 0, 0, false, 0, whole);
+    gpu_decodes_fixture_cfg("llama_gqa4_tied_f32", 0, 0, false, 0, whole);
+    gpu_decodes_fixture_cfg("llama_gqa2_f32", 0, 0, false, 0, blocks);
 }
 
 /* Weight staging in the plan's dynamic SMEM: whole tiles (bf16, N_tile 16) and tiles only

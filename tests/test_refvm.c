@@ -103,7 +103,7 @@ static ir_program *lower_fixture_fused(const fixture *fx, int64_t n_tile, int64_
 {
     ir_config c;
     ir_config_default(&c);
-    ir_tiling tiles[3];
+    ir_tiling tiles[4];
     int nt = 0;
     if (n_tile) {
         tiles[nt] = (ir_tiling){"gemv", "N_tile", n_tile};
@@ -121,16 +121,19 @@ static ir_program *lower_fixture_fused(const fixture *fx, int64_t n_tile, int64_
         c.groups = &grp;
         c.n_groups = 1;
     }
-    /* fuse_all: every fusion group the lowering knows, and stage-sized tiles */
+    /* fuse_all: every fusion group the lowering knows (["rope_q","attention"] only over whole
+     * windows), stage-sized tiles and one KV head per attention task */
     char g0[3][IR_MAX_NAME] = {"mlp_norm", "gate", "up"}, g1[4][IR_MAX_NAME] = {"attn_norm", "q", "k", "v"};
     char g2[2][IR_MAX_NAME] = {"final_norm", "lm_head"}, g3[2][IR_MAX_NAME] = {"o", "resid_attn"};
     char g4[3][IR_MAX_NAME] = {"silu_mul", "down", "resid_mlp"}, g5[2][IR_MAX_NAME] = {"rope_k", "kv_append_k"};
-    ir_fusion_group all[6] = {{3, g0}, {4, g1}, {2, g2}, {2, g3}, {3, g4}, {2, g5}};
+    char g6[2][IR_MAX_NAME] = {"rope_q", "attention"};
+    ir_fusion_group all[7] = {{3, g0}, {4, g1}, {2, g2}, {2, g3}, {3, g4}, {2, g5}, {2, g6}};
     if (fuse_all) {
         c.groups = all;
-        c.n_groups = 6;
-        tiles[nt] = (ir_tiling){"gemv", "stage_tiles", 7};
-        c.n_tiling = ++nt;
+        c.n_groups = kv_block ? 6 : 7;
+        tiles[nt++] = (ir_tiling){"gemv", "stage_tiles", 7};
+        tiles[nt++] = (ir_tiling){"attention", "kv_heads", 1};
+        c.n_tiling = nt;
     }
     lower_opts o;
     lower_opts_default(&o);
@@ -267,8 +270,16 @@ static void vm_matches_hf_fused(const char *name, int64_t n_tile, int64_t kv_blo
         verify_result_free(&r);
         for (int i = 0; i < p->n_tasks; i++)
             cr_assert(p->tasks[i].op != IR_OP_RMSNORM && p->tasks[i].op != IR_OP_ADD &&
-                      p->tasks[i].op != IR_OP_SILU_MUL,
+                      p->tasks[i].op != IR_OP_SILU_MUL && (kv_block || p->tasks[i].op != IR_OP_ROPE),
                       "task %s was not fused", p->tasks[i].label);
+        /* one attention task per KV head: FUSED recipe 6, or head-ranged ATTENTION_TILEs */
+        int n_attn = 0;
+        for (int i = 0; i < p->n_tasks; i++)
+            if (!strncmp(p->tasks[i].label, "L0.attention", 12) &&
+                p->tasks[i].op != IR_OP_ATTENTION_COMBINE)
+                n_attn++;
+        int64_t nb = kv_block ? (p->decode.max_seq + kv_block - 1) / kv_block : 1;
+        cr_assert_eq(n_attn, nb * fx.m.n_kv_heads, "%d attention tasks", n_attn);
     }
     refvm_opts o;
     refvm_opts_default(&o);

@@ -130,6 +130,86 @@ static bool add_q(cover_set *s, cover_q *q)
     return true;
 }
 
+/* ---------------------------------------------------------------- exact writer-box merging */
+
+/* Tiles, head ranges and partial rows write boxes that abut: merging them before a question is
+ * asked keeps the Z3 disjunction small. Two boxes merge along dimension d only when every other
+ * dimension has the same bounds and, in d, all four bounds are constants with a.lo <= a.hi ==
+ * b.lo <= b.hi: then the merged box is exactly their union, so both checks stay exact. */
+
+static bool pe_const(ir_pexpr e, int64_t *v)
+{
+    if (e.mul)
+        return false;
+    *v = e.add < e.lo ? e.lo : e.add > e.hi ? e.hi : e.add;
+    return true;
+}
+
+static int merge_dim;      /* the dimension qsort's comparator leaves last */
+
+static int cmp_pexpr(const ir_pexpr *a, const ir_pexpr *b)
+{
+    const int64_t x[4] = {a->mul, a->add, a->lo, a->hi}, y[4] = {b->mul, b->add, b->lo, b->hi};
+    for (int i = 0; i < 4; i++)
+        if (x[i] != y[i])
+            return x[i] < y[i] ? -1 : 1;
+    return 0;
+}
+
+/* Order: the other dimensions' bounds, then lo in merge_dim. */
+static int cmp_box(const void *pa, const void *pb)
+{
+    const ir_box *a = pa, *b = pb;
+    for (int d = 0; d < a->rank; d++) {
+        if (d == merge_dim)
+            continue;
+        int c = cmp_pexpr(&a->lo[d], &b->lo[d]);
+        if (!c)
+            c = cmp_pexpr(&a->hi[d], &b->hi[d]);
+        if (c)
+            return c;
+    }
+    return cmp_pexpr(&a->lo[merge_dim], &b->lo[merge_dim]);
+}
+
+static bool same_but(const ir_box *a, const ir_box *b, int dim)
+{
+    for (int d = 0; d < a->rank; d++)
+        if (d != dim && (cmp_pexpr(&a->lo[d], &b->lo[d]) || cmp_pexpr(&a->hi[d], &b->hi[d])))
+            return false;
+    return true;
+}
+
+/* Merge the n boxes of w (one rank) in place; returns the new count. */
+static int merge_boxes(ir_box *w, int n)
+{
+    if (n < 2)
+        return n;
+    bool changed = true;
+    while (changed) {
+        changed = false;
+        for (int d = 0; d < w[0].rank && n > 1; d++) {
+            merge_dim = d;
+            qsort(w, (size_t)n, sizeof *w, cmp_box);
+            int out = 0;
+            for (int i = 0; i < n; i++) {
+                ir_box *a = &w[out - (out > 0)];
+                int64_t alo, ahi, blo, bhi;
+                if (out > 0 && same_but(a, &w[i], d) && pe_const(a->lo[d], &alo) &&
+                    pe_const(a->hi[d], &ahi) && pe_const(w[i].lo[d], &blo) &&
+                    pe_const(w[i].hi[d], &bhi) && alo <= ahi && ahi == blo && blo <= bhi) {
+                    a->hi[d] = w[i].hi[d];
+                    changed = true;
+                } else {
+                    w[out++] = w[i];
+                }
+            }
+            n = out;
+        }
+    }
+    return n;
+}
+
 static int cmp64(const void *a, const void *b)
 {
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
@@ -340,6 +420,7 @@ void verify_complete(vctx *c)
             if (x->task != y->task && c->pi[x->task] < c->pi[y->task])
                 q.w[q.nw++] = x->box;
         }
+        q.nw = merge_boxes(q.w, q.nw);
         if (!add_q(&s, &q))
             goto nomem;
     }
@@ -360,6 +441,7 @@ void verify_complete(vctx *c)
             goto nomem;
         for (int64_t i = wstart[bi]; i < wstart[bi + 1]; i++)
             q.w[q.nw++] = c->acc[widx[i]].box;
+        q.nw = merge_boxes(q.w, q.nw);
         if (!add_q(&s, &q))
             goto nomem;
     }

@@ -17,7 +17,7 @@
 static const char *const INT_PARAMS[] = {"K", "N", "M", "N_tile", "M_tile", "n_off", "m_off",
                                          "hidden", "vocab", "head_dim", "n_heads", "n_kv_heads",
                                          "kv_start", "kv_len", "pos", "qdtype", "flags", "group",
-                                         "dim", "recipe", NULL};
+                                         "dim", "recipe", "kv_head_off", "kv_heads", NULL};
 static const char *const REAL_PARAMS[] = {"eps", "scale", "theta", NULL};
 
 static bool in_list(const char *k, const char *const *l)
@@ -60,6 +60,50 @@ static int64_t dim(const ir_program *p, int32_t b, int d)
     return d >= 0 && d < x->rank ? x->shape[d] : 1;
 }
 
+/* The head range of an attention task lies in [0, nkv) and is not empty; refutes if not. */
+static bool check_head_range(vctx *c, const ir_task *t, const char *what, int64_t nkv)
+{
+    int64_t off, n;
+    if (!ir_attention_heads(t, nkv, &off, &n) || off < 0 || n < 1 || off > nkv - n) {
+        refute(c, "shape", t->id, "task %d: %s KV head range kv_head_off/kv_heads must be a "
+               "non-empty range inside [0, n_kv_heads=%lld)", t->id, what, (long long)nkv);
+        return false;
+    }
+    return true;
+}
+
+/* FUSED recipe 6: q [nh*hd], k and v [nkv*hd], caches [S, nkv*hd], o [nh*hd], RoPE and
+ * attention params. */
+static bool check_rope_attention(vctx *c, const ir_task *t)
+{
+    const ir_program *p = c->p;
+    int64_t hd = 0, nh = 0, nkv = 0;
+    double theta = 0, scale = 0;
+    ir_pexpr pos;
+    ir_task_int(t, "head_dim", &hd);
+    ir_task_int(t, "n_heads", &nh);
+    ir_task_int(t, "n_kv_heads", &nkv);
+    bool ok = t->n_inputs == 5 && t->n_outputs == 1 && hd > 0 && hd % 2 == 0 && nh > 0 &&
+              nkv > 0 && nh % nkv == 0 && ir_task_real(t, "theta", &theta) && theta > 1 &&
+              ir_task_real(t, "scale", &scale) && ir_task_pexpr(t, "pos", &pos);
+    if (ok) {
+        int64_t kvd = nkv * hd;
+        ok = numel(p, t->inputs[0]) == nh * hd && numel(p, t->inputs[1]) == kvd &&
+             numel(p, t->inputs[2]) == kvd && numel(p, t->outputs[0]) == nh * hd;
+        for (int i = 3; ok && i < 5; i++)
+            ok = p->buffers[t->inputs[i]].rank == 2 && dim(p, t->inputs[i], 1) == kvd &&
+                 dim(p, t->inputs[i], 0) == dim(p, t->inputs[3], 0);
+    }
+    if (!ok) {
+        refute(c, "shape", t->id, "task %d: FUSED recipe 6 (rope_attention) takes q [n_heads * "
+               "head_dim], k, v [n_kv_heads * head_dim] and two [S, n_kv_heads * head_dim] "
+               "caches to o [n_heads * head_dim], with an even head_dim, theta > 1, scale and pos",
+               t->id);
+        return false;
+    }
+    return check_head_range(c, t, "FUSED recipe 6", nkv);
+}
+
 /* Op-specific shape agreement; returns false after refuting. */
 static bool check_shapes(vctx *c, const ir_task *t)
 {
@@ -89,6 +133,8 @@ static bool check_shapes(vctx *c, const ir_task *t)
                 }
                 break;
             }
+            if (recipe == IR_RECIPE_ROPE_ATTENTION)
+                return check_rope_attention(c, t);
             if (!ir_recipe_weights(recipe, &w0, &nw))
                 break;                     /* opaque recipe: whole-buffer footprints */
             nx = w0;
@@ -197,7 +243,7 @@ static bool check_shapes(vctx *c, const ir_task *t)
                    "q and KV buffers", t->id);
             return false;
         }
-        break;
+        return check_head_range(c, t, "ATTENTION_TILE", nkv);
     default:
         break;
     }
