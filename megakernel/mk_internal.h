@@ -35,6 +35,7 @@ enum { MK_OP_NORM_GEMV = 20, MK_OP_NORM_GEMV_PAIR = 21, MK_OP_SILU_GEMV = 22,
 #define MK_F_PARTIAL 1     /* ATTENTION_TILE writes a partial row at m_off */
 #define MK_F_LLAMA3 2      /* ROPE with llama3 frequency scaling */
 #define MK_F_BIAS 4        /* GEMV_TILE, FUSED recipe 2 or 4 with a bias input */
+#define MK_F_ROPE_TABLE 8  /* RoPE (ROPE, recipes 5, 6) reads cos/sin from the launch's table */
 
 typedef struct {
     int64_t mul, add, lo, hi;
@@ -79,6 +80,7 @@ typedef struct {
     int32_t n_counters, pipelining_depth;
     int32_t grid, threads;
     int64_t dyn_smem;
+    const double *rope_cs;     /* [max_seq][head_dim/2][cos, sin] for MK_F_ROPE_TABLE tasks, or NULL */
 } mk_launch;
 
 /* CUDA wrappers (mk_kernel.cu). Each returns MK_OK or fills err. */

@@ -135,6 +135,7 @@ struct op_env {
     const unsigned char *wsm;   /* this task's staged weights in dynamic SMEM, or NULL */
     int64_t wcap;               /* bytes of that staging buffer */
     float *xs;                  /* MK_XS floats: a fused GEMV's prepared input */
+    const double *rope_cs;      /* the launch's RoPE table (MK_F_ROPE_TABLE tasks), or NULL */
     __device__ int64_t ip(int k) const { return pexpr_eval(t->ip[k], pos); }
     __device__ const mk_buf &in(int k) const { return bufs[t->in[k]]; }
     __device__ const mk_buf &out(int k) const { return bufs[t->out[k]]; }
@@ -407,13 +408,16 @@ __device__ void rope_rows(const op_env &e, const float *x1, float *y1, int64_t n
 {
     int64_t hd = e.ip(MK_P_HEADDIM), pos = e.ip(MK_P_POS), half = hd / 2;
     double orig = (double)e.ip(MK_P_ORIGMAX);
-    double *cs = (double *)e.part;
-    const bool table = 2 * half <= MK_PART / 2;
-    if (table) {
+    /* the host's table row for pos (SPEC 15.2), else one computed here into SMEM */
+    const bool host = e.rope_cs && (e.t->flags & MK_F_ROPE_TABLE);
+    const double *cs = host ? e.rope_cs + pos * hd : (const double *)e.part;
+    const bool table = host || 2 * half <= MK_PART / 2;
+    if (table && !host) {
+        double *w = (double *)e.part;
         for (int64_t i = threadIdx.x; i < half; i += blockDim.x) {
             double ang = (double)pos * rope_freq(e.t, i, hd, orig);
-            cs[2 * i] = cos(ang);
-            cs[2 * i + 1] = sin(ang);
+            w[2 * i] = cos(ang);
+            w[2 * i + 1] = sin(ang);
         }
         __syncthreads();
     }
@@ -436,8 +440,8 @@ __device__ void rope_rows(const op_env &e, const float *x1, float *y1, int64_t n
         y[base + i] = (float)(lo * c - hi * s);
         y[base + half + i] = (float)(hi * c + lo * s);
     }
-    if (table)
-        __syncthreads();                     /* cs is scratch for the next task */
+    if (table && !host)
+        __syncthreads();                     /* part is scratch for the next task */
 }
 
 __device__ void op_rope(const op_env &e)
@@ -896,7 +900,7 @@ __global__ void __launch_bounds__(MK_MAX_THREADS, 1) mk_megakernel(mk_launch L)
             __syncthreads();               /* every thread's copies are visible */
         }
         op_env e = {&st, L.bufs, L.pos, red_d, red_f, red_i, part,
-                    staging ? dsm + (qi & 1) * cap : nullptr, cap, xs};
+                    staging ? dsm + (qi & 1) * cap : nullptr, cap, xs, L.rope_cs};
         run_op(e);
         /* Release: the barrier orders every thread's writes before thread 0's fence (cumulative
          * at GPU scope), then the release add publishes them with the count. */

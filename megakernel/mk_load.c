@@ -395,6 +395,61 @@ static mk_status upload_table(mk_handle *h, void **d, const void *src, size_t by
 }
 #endif
 
+/* RoPE tables: when every RoPE-using task (ROPE, FUSED recipes 5 and 6) has the same params,
+ * cos and sin of every position in [0, max_seq) are computed here once, by the reference VM's
+ * own function, and those tasks read them instead of computing double pow, cos and sin in every
+ * launch. Past MK_ROPE_TABLE_MAX bytes, or with differing params, the kernel computes them. */
+#define MK_ROPE_TABLE_MAX ((int64_t)64 << 20)
+
+static bool rope_task(const mk_task *t)
+{
+    return t->op == IR_OP_ROPE || t->op == MK_OP_ROPE_APPEND || t->op == MK_OP_ROPE_ATTENTION;
+}
+
+static refvm_rope rope_of(const mk_task *t)
+{
+    refvm_rope r = {t->ip[MK_P_HEADDIM].add, t->rp[MK_R_THETA], (t->flags & MK_F_LLAMA3) != 0,
+                    t->rp[MK_R_FACTOR], t->rp[MK_R_LOW], t->rp[MK_R_HIGH], t->ip[MK_P_ORIGMAX].add};
+    return r;
+}
+
+static mk_status rope_table(mk_handle *h, mk_task *tasks, int32_t n, ir_error *err)
+{
+    const mk_task *first = NULL;
+    for (int32_t i = 0; i < n; i++) {
+        if (!rope_task(&tasks[i]))
+            continue;
+        if (tasks[i].ip[MK_P_HEADDIM].mul || tasks[i].ip[MK_P_ORIGMAX].mul)
+            return MK_OK;                  /* position-dependent: not tabulated */
+        refvm_rope a = rope_of(&tasks[i]), b = first ? rope_of(first) : a;
+        if (memcmp(&a, &b, sizeof a))
+            return MK_OK;
+        first = first ? first : &tasks[i];
+    }
+    if (!first)
+        return MK_OK;
+    refvm_rope r = rope_of(first);
+    if (r.head_dim < 2 || r.head_dim % 2 || r.head_dim > 4096 ||
+        h->max_seq > MK_ROPE_TABLE_MAX / 8 / r.head_dim)
+        return MK_OK;
+    size_t per = (size_t)r.head_dim, bytes = (size_t)h->max_seq * per * sizeof(double);
+    double *cs = malloc(bytes);
+    if (!cs)
+        return fail(err, MK_NOMEM, IR_ERR_NOMEM, "megakernel", "out of memory");
+    for (int64_t pos = 0; pos < h->max_seq; pos++)
+        refvm_rope_angles(&r, pos, cs + (size_t)pos * per);
+    void *d = NULL;
+    mk_status s = upload_table(h, &d, cs, bytes, err);
+    free(cs);
+    if (s != MK_OK)
+        return s;
+    h->L.rope_cs = d;
+    for (int32_t i = 0; i < n; i++)
+        if (rope_task(&tasks[i]))
+            tasks[i].flags |= MK_F_ROPE_TABLE;
+    return MK_OK;
+}
+
 /* ---------------------------------------------------------------- public API */
 
 mk_status mk_load(const ir_program *p, const char *cert_json, size_t cert_len,
@@ -494,6 +549,8 @@ mk_status mk_load(const ir_program *p, const char *cert_json, size_t cert_len,
         s = alloc_storage(h, err);
     if (s == MK_OK)
         s = upload_weights(h, weights_path, tie_embeddings, err);
+    if (s == MK_OK)
+        s = rope_table(h, tasks, p->n_tasks, err);
     void *d = NULL;
     if (s == MK_OK && (s = upload_table(h, &d, tasks, sizeof *tasks * (size_t)p->n_tasks, err)) == MK_OK)
         h->L.tasks = d;

@@ -202,4 +202,18 @@ refvm_gate_cmp refvm_gate_compare(const float *a, const float *b, int64_t n, dou
 /* argmax, lowest index on ties; -1 when n <= 0. */
 int32_t refvm_argmax(const float *x, int64_t n);
 
+/* RoPE frequencies of SPEC 5 and 8.7: inv_freq[i] = theta^(-2i/hd), with llama3 bands when
+ * llama3 is set, rounded to fp32. */
+typedef struct {
+    int64_t head_dim;
+    double theta;
+    bool llama3;
+    double factor, low_freq, high_freq;
+    int64_t orig_max;
+} refvm_rope;
+
+/* cos and sin of the head_dim/2 angles pos * inv_freq[i] into cs[2i], cs[2i+1] (double), as
+ * the reference VM's ROPE computes them; the megakernel's RoPE tables come from here too. */
+void refvm_rope_angles(const refvm_rope *r, int64_t pos, double *cs);
+
 #endif /* AMK_REFVM_H */

@@ -685,6 +685,28 @@ static ir_status op_fused(op_ctx *c)
     }
 }
 
+void refvm_rope_angles(const refvm_rope *r, int64_t pos, double *cs)
+{
+    int64_t hd = r->head_dim;
+    for (int64_t i = 0; i < hd / 2; i++) {
+        double freq = pow(r->theta, -2.0 * (double)i / (double)hd);
+        if (r->llama3) {
+            /* Bands by wavelength against the original context: long waves are slowed by
+             * factor, short ones kept, the ones between blended linearly in orig/wavelen. */
+            double wl = 2.0 * M_PI / freq, ratio = (double)r->orig_max / wl;
+            if (ratio < r->low_freq)
+                freq /= r->factor;
+            else if (ratio <= r->high_freq) {
+                double t = (ratio - r->low_freq) / (r->high_freq - r->low_freq);
+                freq = freq * t + freq / r->factor * (1.0 - t);
+            }
+        }
+        double ang = (double)pos * (double)(float)freq;
+        cs[2 * i] = cos(ang);
+        cs[2 * i + 1] = sin(ang);
+    }
+}
+
 /* Rotate-half RoPE of every head of x at the step's position. */
 static ir_status op_rope(op_ctx *c)
 {
@@ -718,23 +740,8 @@ static ir_status rope_into(op_ctx *c, const float *x, int64_t n, float *y)
     }
     int64_t half = hd / 2;
     double cs[4096];            /* cos, sin per frequency; hd <= 4096 */
-    for (int64_t i = 0; i < half; i++) {
-        double freq = pow(theta, -2.0 * (double)i / (double)hd);
-        if (llama3) {
-            /* Bands by wavelength against the original context: long waves are slowed by
-             * factor, short ones kept, the ones between blended linearly in orig/wavelen. */
-            double wl = 2.0 * M_PI / freq, ratio = (double)orig / wl;
-            if (ratio < lowf)
-                freq /= factor;
-            else if (ratio <= highf) {
-                double t = (ratio - lowf) / (highf - lowf);
-                freq = freq * t + freq / factor * (1.0 - t);
-            }
-        }
-        double ang = (double)pos * (double)(float)freq;
-        cs[2 * i] = cos(ang);
-        cs[2 * i + 1] = sin(ang);
-    }
+    refvm_rope r = {hd, theta, llama3, factor, lowf, highf, orig};
+    refvm_rope_angles(&r, pos, cs);
     for (int64_t base = 0; base < n; base += hd)
         for (int64_t i = 0; i < half; i++) {
             double lo = x[base + i], hi = x[base + half + i];
