@@ -74,8 +74,6 @@ static const char *const CONFIGS[] = {
     "{}",
     "{\"tiling\": {\"gemv\": {\"N_tile\": 32}}, \"threads_per_block\": 512, "
     "\"sm_assignment\": \"round_robin\"}",
-    "{\"tiling\": {\"gemv\": {\"stage_tiles\": 132}}, \"threads_per_block\": 512, "
-    "\"sm_assignment\": \"round_robin\", \"page_allocation\": \"none\", " FUSE_ALL "}",
     "{\"tiling\": {\"gemv\": {\"stage_tiles\": 132}}, \"threads_per_block\": 512, \"pipelining_depth\": 0, "
     "\"sm_assignment\": \"round_robin\", \"page_allocation\": \"none\", " FUSE_ALL "}",
     "{\"tiling\": {\"gemv\": {\"stage_tiles\": 132}, \"attention\": {\"kv_heads\": 1}}, "
