@@ -496,8 +496,10 @@ __device__ __noinline__ void attention_heads(const op_env &e, const attn_src &sr
     const int64_t gpp = src.gn < nw ? src.gn : nw;   /* KV heads per pass */
     const int64_t wpg = nw / gpp;                    /* warps per KV head */
     int64_t hg = HG < group ? HG : group;
-    while (hg > 1 && (int64_t)nw * hg * stride > MK_PART)
+    while (hg > 1 && (int64_t)nw * hg * (stride + 2) > MK_PART)
         hg--;
+    /* after the warps' states: per (warp, head) merge weights, per (KV head, head) M and L */
+    float *cw = sm + (int64_t)nw * hg * stride, *ML = cw + (int64_t)nw * hg;
     for (int64_t gp = ga; gp < gb; gp += gpp)
         for (int64_t hoff = 0; hoff < group; hoff += hg) {
             const int64_t gi = warp / wpg, slice = warp % wpg, g = gp + gi;
@@ -575,24 +577,34 @@ __device__ __noinline__ void attention_heads(const op_env &e, const attn_src &sr
                 }
             __syncthreads();
             const int64_t ngp = gb - gp < gpp ? gb - gp : gpp;
-            for (int64_t t = threadIdx.x; t < ngp * nhc * hd; t += blockDim.x) {
-                int64_t gi2 = t / (nhc * hd), hh = (t / hd) % nhc, i = t % hd;
-                float M = -INFINITY;
-                for (int64_t w = gi2 * wpg; w < (gi2 + 1) * wpg; w++) {
-                    const float *ws = sm + (w * hg + hh) * stride;
-                    if (ws[hd + 1] > 0.f)
-                        M = fmaxf(M, ws[hd]);
+            /* One warp per (KV head, query head): its lanes hold the wpg warps' (m, l); M is
+             * their max over non-empty states, c = exp(m - M) each one's weight, L = sum c*l. */
+            for (int pr = warp; pr < (int)(ngp * nhc); pr += nw) {
+                const int gi2 = pr / (int)nhc, hh = pr % (int)nhc, w = gi2 * (int)wpg + lane;
+                float mw = -INFINITY, lw = 0.f;
+                if (lane < wpg) {
+                    const float *ws = sm + ((int64_t)w * hg + hh) * stride;
+                    lw = ws[hd + 1];
+                    mw = lw > 0.f ? ws[hd] : -INFINITY;
                 }
-                float L = 0.f, sum = 0.f;
-                if (M != -INFINITY)
-                    for (int64_t w = gi2 * wpg; w < (gi2 + 1) * wpg; w++) {
-                        const float *ws = sm + (w * hg + hh) * stride;
-                        if (ws[hd + 1] > 0.f) {
-                            float c = expf(ws[hd] - M);
-                            L += c * ws[hd + 1];
-                            sum += c * ws[i];
-                        }
-                    }
+                const float M = warp_max(mw);
+                const float c = M != -INFINITY && lw > 0.f ? expf(mw - M) : 0.f;
+                const float L = warp_sum(c * lw);
+                if (lane < wpg)
+                    cw[(int64_t)w * hg + hh] = c;
+                if (lane == 0) {
+                    ML[2 * pr] = M;
+                    ML[2 * pr + 1] = L;
+                }
+            }
+            __syncthreads();
+            for (int64_t t = threadIdx.x; t < ngp * nhc * hd; t += blockDim.x) {
+                const int gi2 = (int)(t / (nhc * hd)), hh = (int)((t / hd) % nhc), i = (int)(t % hd);
+                const int pr = gi2 * (int)nhc + hh;
+                const float M = ML[2 * pr], L = ML[2 * pr + 1];
+                float sum = 0.f;
+                for (int w = gi2 * (int)wpg; w < (gi2 + 1) * (int)wpg; w++)
+                    sum += cw[w * hg + hh] * sm[(w * hg + hh) * stride + i];
                 int64_t h = (gp + gi2) * group + hoff + hh;
                 if (partial) {
                     float *oh = o + h * stride;
