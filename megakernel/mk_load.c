@@ -393,7 +393,6 @@ static mk_status upload_table(mk_handle *h, void **d, const void *src, size_t by
     mk_status s = dev_alloc(h, d, bytes, err);
     return s == MK_OK && bytes ? mkd_upload(*d, src, bytes, err) : s;
 }
-#endif
 
 /* RoPE tables: when every RoPE-using task (ROPE, FUSED recipes 5 and 6) has the same params,
  * cos and sin of every position in [0, max_seq) are computed here once, by the reference VM's
@@ -449,6 +448,7 @@ static mk_status rope_table(mk_handle *h, mk_task *tasks, int32_t n, ir_error *e
             tasks[i].flags |= MK_F_ROPE_TABLE;
     return MK_OK;
 }
+#endif
 
 /* ---------------------------------------------------------------- public API */
 
