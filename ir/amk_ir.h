@@ -107,11 +107,9 @@ typedef enum {
     IR_RECIPE_SILU_GEMV = 4, IR_RECIPE_ROPE_APPEND = 5, IR_RECIPE_ROPE_ATTENTION = 6
 } ir_recipe;
 
-
 /* Where a GEMV-shaped recipe keeps its weights: first weight input slot and how many (1 or 2);
  * false for recipes that are not GEMV-shaped (and unknown ones). */
 bool ir_recipe_weights(int64_t recipe, int *first_slot, int *n_weights);
-
 
 /* Name <-> enum. The *_name functions return "?" for out-of-range values; the *_parse
  * functions return false when the name is unknown. */

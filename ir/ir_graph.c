@@ -381,9 +381,12 @@ static ir_status need_heads(const ir_task *t, head_span *h, ir_error *err)
     if ((s = need_int(t, "head_dim", &h->hd, err)) || (s = need_int(t, "n_heads", &nh, err)) ||
         (s = need_int(t, "n_kv_heads", &nkv, err)))
         return s;
-    if (!ir_attention_heads(t, nkv, &h->g0, &h->gn))
-        return need_int(t, ir_task_int(t, "kv_head_off", &h->g0) ? "kv_heads" : "kv_head_off",
-                        &h->g0, err);
+    if (!ir_attention_heads(t, nkv, &h->g0, &h->gn)) {
+        /* one of the two is present but not an int: name it */
+        int64_t unused;
+        const char *bad = ir_task_int(t, "kv_head_off", &unused) ? "kv_heads" : "kv_head_off";
+        return need_int(t, bad, &unused, err);
+    }
     h->group = nkv > 0 && nh % nkv == 0 ? nh / nkv : 1;
     return IR_OK;
 }
