@@ -17,6 +17,7 @@
 #include "lower/lower.h"
 #include "refvm/refvm.h"
 #include "tools/cmd.h"
+#include "tests/capture.h"
 #include "verify/verify.h"
 
 #define AUDIT_DATA "tests/data/audit/"
@@ -61,37 +62,6 @@ static void assert_malformed_at(const char *name, const char *where)
 static ir_status parse_text(const char *text, bench_claim *c, ir_error *err)
 {
     return bench_claim_parse(text, strlen(text), c, err);
-}
-
-/* Run a subcommand in-process with stdout captured into *out (malloc'd; NULL: dropped). */
-static int run_captured(int (*fn)(int, char **), const char **args, int n, char **out)
-{
-    char tmpl[] = "/tmp/amk-audit-test-XXXXXX";
-    int fd = mkstemp(tmpl);
-    cr_assert(fd >= 0);
-    fflush(stdout);
-    int saved = dup(1);
-    dup2(fd, 1);
-    char *argv[32];
-    for (int i = 0; i < n; i++)
-        argv[i] = (char *)args[i];
-    argv[n] = NULL;
-    int rc = fn(n, argv);
-    fflush(stdout);
-    dup2(saved, 1);
-    close(saved);
-    off_t len = lseek(fd, 0, SEEK_END);
-    lseek(fd, 0, SEEK_SET);
-    char *s = calloc((size_t)len + 1, 1);
-    cr_assert_not_null(s);
-    cr_assert_eq(read(fd, s, (size_t)len), (ssize_t)len);
-    close(fd);
-    unlink(tmpl);
-    if (out)
-        *out = s;
-    else
-        free(s);
-    return rc;
 }
 
 /* ---------------------------------------------------------------- audit rules */

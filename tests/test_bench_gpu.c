@@ -22,42 +22,12 @@
 #include "megakernel/megakernel.h"
 #include "refvm/refvm.h"
 #include "tools/cmd.h"
+#include "tests/capture.h"
 #include "verify/verify.h"
 
 #define FIXTURE "tests/fixtures/llama_gqa2_f32/"
 
 /* ---------------------------------------------------------------- helpers */
-
-/* Run a subcommand in-process with stdout captured into *out (malloc'd; NULL: dropped). */
-static int run_captured(int (*fn)(int, char **), const char **args, int n, char **out)
-{
-    char tmpl[] = "/tmp/amk-bench-gpu-test-XXXXXX";
-    int fd = mkstemp(tmpl);
-    cr_assert(fd >= 0);
-    fflush(stdout);
-    int saved = dup(1);
-    dup2(fd, 1);
-    char *argv[40];
-    for (int i = 0; i < n; i++)
-        argv[i] = (char *)args[i];
-    argv[n] = NULL;
-    int rc = fn(n, argv);
-    fflush(stdout);
-    dup2(saved, 1);
-    close(saved);
-    off_t len = lseek(fd, 0, SEEK_END);
-    lseek(fd, 0, SEEK_SET);
-    char *s = calloc((size_t)len + 1, 1);
-    cr_assert_not_null(s);
-    cr_assert_eq(read(fd, s, (size_t)len), (ssize_t)len);
-    close(fd);
-    unlink(tmpl);
-    if (out)
-        *out = s;
-    else
-        free(s);
-    return rc;
-}
 
 static bool have_gpu(void)
 {
