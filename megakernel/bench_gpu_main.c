@@ -82,6 +82,10 @@ static const char *const CONFIGS[] = {
     "{\"tiling\": {\"gemv\": {\"stage_tiles\": 132}, \"attention\": {\"kv_heads\": 2}}, "
     "\"threads_per_block\": 512, \"pipelining_depth\": 0, \"sm_assignment\": \"round_robin\", "
     "\"page_allocation\": \"none\", " FUSE_ALL_ATTN "}",
+    /* the same with the weight stream: 176 KiB of dynamic SMEM, 4 tasks of lookahead */
+    "{\"tiling\": {\"gemv\": {\"stage_tiles\": 132}, \"attention\": {\"kv_heads\": 1}}, "
+    "\"threads_per_block\": 512, \"pipelining_depth\": 4, \"smem_bytes_per_block\": 180224, "
+    "\"sm_assignment\": \"round_robin\", \"page_allocation\": \"none\", " FUSE_ALL_ATTN "}",
 };
 
 static const char *op_label(int op)
@@ -100,6 +104,7 @@ int main(int argc, char **argv)
 {
     const char *dir = "build/bench-gpu", *model = "llama-3.2-1b";
     int repeats = 100, n_cfg = 0;
+    long long slot_bytes = 0;
     const char *cfgs[32];
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--dir") && i + 1 < argc)
@@ -110,9 +115,12 @@ int main(int argc, char **argv)
             repeats = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--config") && i + 1 < argc && n_cfg < 32)
             cfgs[n_cfg++] = argv[++i];
+        else if (!strcmp(argv[i], "--stream-slot") && i + 1 < argc)
+            slot_bytes = atoll(argv[++i]);
         else {
             fprintf(stderr, "usage: bench_gpu [--dir D] [--model PRESET] [--repeats N] "
-                    "[--config JSON]...\n(--config replaces the built-in plan list; repeatable)\n");
+                    "[--config JSON]... [--stream-slot BYTES]\n(--config replaces the built-in "
+                    "plan list; repeatable. --stream-slot sets the weight stream's slot size)\n");
             return 2;
         }
     }
@@ -201,8 +209,11 @@ int main(int argc, char **argv)
             continue;
         }
         mk_handle *h = NULL;
+        mk_options mo;
+        mk_options_default(&mo);
+        mo.stream_slot_bytes = slot_bytes;
         mk_status s = mk_load(p, vr.certificate_json, strlen(vr.certificate_json), wpath,
-                              m.tie_embeddings, NULL, &h, &err);
+                              m.tie_embeddings, &mo, &h, &err);
         verify_result_free(&vr);
         double tv_s = now_s() - tv;
         if (s != MK_OK)
@@ -222,6 +233,12 @@ int main(int argc, char **argv)
         printf("config %s\n  %d tasks, PROVED in %.1f s; correctness %s (GPU vs VM, %d steps, max "
                "rel err %.2g, tolerance %g)\n", cfgs[c], p->n_tasks, tv_s, pass ? "PASS" : "FAIL",
                CHECK_STEPS, worst, REFVM_GATE_REL_TOL);
+        int slots;
+        int64_t sbytes, stasks;
+        mk_stream_info(h, &slots, &sbytes, &stasks);
+        if (slots)
+            printf("  weight stream: %lld tasks, %d SMEM slots of %lld B\n", (long long)stasks,
+                   slots, (long long)sbytes);
         if (pass) {
             double *ms = malloc(sizeof *ms * (size_t)repeats), wall0 = now_s();
             int32_t tok = ss.next_token;
@@ -264,6 +281,7 @@ int main(int argc, char **argv)
         mk_options o;
         mk_options_default(&o);
         o.profile = true;
+        o.stream_slot_bytes = slot_bytes;
         o.unverified = true;     /* the same plan proved above; profiling only, no timing */
         mk_handle *h = NULL;
         mk_step_status ss;

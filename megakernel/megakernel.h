@@ -50,6 +50,8 @@ typedef struct {
                               that deadlocks); residency is still checked */
     int device;            /* CUDA device ordinal (default 0) */
     bool profile;          /* time every task (run and wait, per op) for mk_profile_read */
+    int64_t stream_slot_bytes; /* weight stream slot size, a multiple of 16 (0: the larger of
+                              32 KiB and the longest streamed row); rows longer do not stream */
 } mk_options;
 
 void mk_options_default(mk_options *o);
@@ -97,6 +99,10 @@ int64_t mk_max_seq(const mk_handle *h);
 int64_t mk_weight_bytes(const mk_handle *h);
 /* The device's name and SM count, as seen at load. */
 const char *mk_device_name(const mk_handle *h);
+/* The weight stream as mk_load planned it (SPEC 15.2): SMEM slots and their size, and the number
+ * of tasks whose weight tiles come through it (0 when the stream is off: pipelining_depth 0, or
+ * too little dynamic SMEM for the input vector and two slots). Any pointer may be NULL. */
+void mk_stream_info(const mk_handle *h, int *slots, int64_t *slot_bytes, int64_t *tasks);
 
 /* Per-op timing of the last launch of a handle loaded with o->profile (nanosecond GPU timer
  * read by each block's first thread): for each op code, the run time and the time spent

@@ -36,10 +36,38 @@ enum { MK_OP_NORM_GEMV = 20, MK_OP_NORM_GEMV_PAIR = 21, MK_OP_SILU_GEMV = 22,
 #define MK_F_LLAMA3 2      /* ROPE with llama3 frequency scaling */
 #define MK_F_BIAS 4        /* GEMV_TILE, FUSED recipe 2 or 4 with a bias input */
 #define MK_F_ROPE_TABLE 8  /* RoPE (ROPE, recipes 5, 6) reads cos/sin from the launch's table */
+#define MK_F_STREAM 16     /* GEMV_TILE, FUSED 1-4: weights arrive through the launch's SMEM ring */
+
+/* The weight stream (pipelining_depth >= 1 and enough dynamic SMEM; SPEC 15.2): slots of the
+ * ring, and the smallest slot. */
+#define MK_STREAM_MAX_SLOTS 16
+#ifndef MK_STREAM_SLOT_MIN
+#define MK_STREAM_SLOT_MIN (32 * 1024)
+#endif
 
 typedef struct {
     int64_t mul, add, lo, hi;
 } mk_pexpr;
+
+#ifdef __CUDACC__
+#define MK_HD __host__ __device__
+#else
+#define MK_HD
+#endif
+
+/* The weight tiles of a GEMV-shaped kernel op: how many (0: none) and the input slot of the
+ * first; the others follow it. GEMV_TILE (5) and FUSED recipe 1 (19) read x from input 0,
+ * recipes 2-4 prepare it from inputs 0 and 1. */
+static inline MK_HD int mk_weight_tiles(int32_t op, int *first)
+{
+    switch (op) {
+    case 5: *first = 1; return 1;
+    case 19: *first = 1; return 2;
+    case MK_OP_NORM_GEMV: case MK_OP_SILU_GEMV: *first = 2; return 1;
+    case MK_OP_NORM_GEMV_PAIR: *first = 2; return 2;
+    default: *first = 0; return 0;
+    }
+}
 
 /* One task as the kernel sees it (plain data, 8-byte aligned, copied to SMEM per task). */
 typedef struct {
@@ -51,6 +79,13 @@ typedef struct {
     int32_t in[8];
     int32_t out[4];
 } mk_task;
+
+/* One streamed weight tile, in its block's queue order: rows whole rows of rb bytes from src,
+ * for the task at queue index qi (the stream's producer reads these, one per tile). */
+typedef struct {
+    const char *src;
+    int32_t rb, rows, qi, pad[3];
+} mk_sdesc;
 
 /* One buffer: device address (pages share one), dtype and shape. */
 typedef struct {
@@ -81,6 +116,13 @@ typedef struct {
     int32_t grid, threads;
     int64_t dyn_smem;
     const double *rope_cs;     /* [max_seq][head_dim/2][cos, sin] for MK_F_ROPE_TABLE tasks, or NULL */
+    /* Weight stream (0 slots: off). Dynamic SMEM holds the input vector of a streamed tile
+     * (stream_x_floats, rounded up to 128 bytes) and then stream_slots slots of
+     * stream_slot_bytes. */
+    int32_t stream_slots;
+    int64_t stream_slot_bytes, stream_x_floats;
+    const mk_sdesc *sdesc;     /* every block's streamed tiles, block b's from sdesc_start[b] */
+    const int32_t *sdesc_start;
 } mk_launch;
 
 /* CUDA wrappers (mk_kernel.cu). Each returns MK_OK or fills err. */

@@ -22,7 +22,6 @@ extern "C" {
 
 #define MK_MAX_THREADS 512             /* register budget: 128 per thread; plans above are refused at load */
 #define MK_MAX_HD 256                  /* attention head_dim held in registers (8 per lane) */
-#define MK_STAGE_MIN (32 * 1024)       /* dynamic SMEM below this: no weight staging */
 
 /* ---------------------------------------------------------------- memory-model helpers */
 
@@ -124,6 +123,8 @@ __device__ __forceinline__ float silu_mul(float a, float b) { return a / (1.f + 
 
 /* ---------------------------------------------------------------- ops */
 
+struct mk_stream;
+
 struct op_env {
     const mk_task *t;
     const mk_buf *bufs;
@@ -132,10 +133,13 @@ struct op_env {
     float *red_f;
     int *red_i;
     float *part;
-    const unsigned char *wsm;   /* this task's staged weights in dynamic SMEM, or NULL */
-    int64_t wcap;               /* bytes of that staging buffer */
     float *xs;                  /* MK_XS floats: a fused GEMV's prepared input */
     const double *rope_cs;      /* the launch's RoPE table (MK_F_ROPE_TABLE tasks), or NULL */
+    const mk_launch *L;
+    mk_stream *ws;              /* the block's weight stream (MK_F_STREAM tasks) */
+    float *xa;                  /* a streamed tile's input vector (dynamic SMEM) */
+    unsigned char *ring;        /* the stream's slots (dynamic SMEM) */
+    int qi;                     /* this task's queue index */
     __device__ int64_t ip(int k) const { return pexpr_eval(t->ip[k], pos); }
     __device__ const mk_buf &in(int k) const { return bufs[t->in[k]]; }
     __device__ const mk_buf &out(int k) const { return bufs[t->out[k]]; }
@@ -219,8 +223,7 @@ __device__ float rms_scale(const op_env &e, const float *x, int64_t n)
  * partial sums meet in SMEM and are added in a fixed order (deterministic). */
 template <int DT>
 __device__ void gemv_rows(const void *Wv, const float *x, float *y, int64_t K, int64_t ld,
-                          int64_t n0, int64_t n1, const mk_buf *bias, float *part, const char *Ws,
-                          int64_t rows_staged, bool accum)
+                          int64_t n0, int64_t n1, const mk_buf *bias, float *part, bool accum)
 {
     constexpr int ES = DT == 0 ? 4 : 2;
     constexpr int EPV = 16 / ES;
@@ -248,8 +251,8 @@ __device__ void gemv_rows(const void *Wv, const float *x, float *y, int64_t K, i
         for (int r = 0; r < R; r++) {
             acc[r] = 0.f;
             int64_t n = r0 + r < n1 ? r0 + r : n1 - 1;
-            staged[r] = n - n0 < rows_staged;
-            row[r] = staged[r] ? Ws + (n - n0) * K * ES : W + n * ld * ES;
+            staged[r] = false;
+            row[r] = W + n * ld * ES;
         }
         if (vec) {
             dot_rows<DT, R>(row, staged, x, c0 + lane, c1, acc);
@@ -286,32 +289,14 @@ __device__ void gemv_rows(const void *Wv, const float *x, float *y, int64_t K, i
     }
 }
 
-/* Rows of weight slot k of a GEMV/FUSED task that fit its share (cap bytes) of a staging
- * buffer: whole rows of 16-byte multiples only. */
-__device__ int64_t staged_rows(const mk_buf *bufs, const mk_task *t, int k, int64_t cap,
-                               int64_t pos)
-{
-    if ((t->op != 5 && t->op != 19) || cap <= 0)
-        return 0;
-    int64_t K = pexpr_eval(t->ip[MK_P_K], pos), nt = pexpr_eval(t->ip[MK_P_NTILE], pos);
-    int64_t rb = K * (bufs[t->in[1 + k]].dtype == 0 ? 4 : 2);
-    if (rb <= 0 || rb % 16)
-        return 0;
-    int64_t share = (t->op == 19 ? cap / 2 : cap) & ~(int64_t)127;
-    int64_t rows = share / rb;
-    return rows < nt ? rows : nt;
-}
-
 __device__ void gemv_tile(const op_env &e, int k, const float *x, float *y, const mk_buf *bias)
 {
     const mk_buf &W = e.in(1 + k);
     int64_t K = e.ip(MK_P_K), nt = e.ip(MK_P_NTILE), off = e.ip(MK_P_NOFF);
-    int64_t rows = e.wsm ? staged_rows(e.bufs, e.t, k, e.wcap, e.pos) : 0;
-    const char *Ws = e.wsm ? (const char *)e.wsm + k * ((e.wcap / 2) & ~(int64_t)127) : nullptr;
     switch (W.dtype) {
-    case 2: gemv_rows<2>(W.ptr, x, y, K, K, off, off + nt, bias, e.part, Ws, rows, false); break;
-    case 1: gemv_rows<1>(W.ptr, x, y, K, K, off, off + nt, bias, e.part, Ws, rows, false); break;
-    default: gemv_rows<0>(W.ptr, x, y, K, K, off, off + nt, bias, e.part, Ws, rows, false); break;
+    case 2: gemv_rows<2>(W.ptr, x, y, K, K, off, off + nt, bias, e.part, false); break;
+    case 1: gemv_rows<1>(W.ptr, x, y, K, K, off, off + nt, bias, e.part, false); break;
+    default: gemv_rows<0>(W.ptr, x, y, K, K, off, off + nt, bias, e.part, false); break;
     }
 }
 
@@ -324,10 +309,247 @@ __device__ void gemv_chunk(const mk_buf &W, const float *x, float *y, int64_t K,
     const int64_t es = W.dtype == 0 ? 4 : 2;
     const char *Wc = (const char *)W.ptr + c0 * es;
     switch (W.dtype) {
-    case 2: gemv_rows<2>(Wc, x, y, len, K, n0, n1, bias, part, nullptr, 0, accum); break;
-    case 1: gemv_rows<1>(Wc, x, y, len, K, n0, n1, bias, part, nullptr, 0, accum); break;
-    default: gemv_rows<0>(Wc, x, y, len, K, n0, n1, bias, part, nullptr, 0, accum); break;
+    case 2: gemv_rows<2>(Wc, x, y, len, K, n0, n1, bias, part, accum); break;
+    case 1: gemv_rows<1>(Wc, x, y, len, K, n0, n1, bias, part, accum); break;
+    default: gemv_rows<0>(Wc, x, y, len, K, n0, n1, bias, part, accum); break;
     }
+}
+
+/* ---------------------------------------------------------------- weight stream
+ *
+ * With the stream on (mk_load sets MK_F_STREAM on the GEMV-shaped tasks it can serve), a
+ * block's weight tiles flow through a ring of SMEM slots filled by bulk asynchronous copies
+ * (cp.async.bulk, completion counted in bytes on one mbarrier per slot). Thread 0 requests
+ * chunks, whole rows of one tile per slot, in queue order and up to pipelining_depth tasks past
+ * the running one, whenever a slot is free: before a task waits for its inputs and after each
+ * consumed chunk. So while a block waits for a dependency its next tiles' weights are already on
+ * their way. Weights are read-only for the whole launch (the proof's write_to_weight), so
+ * reading them early is safe. */
+
+struct mk_stream {
+    unsigned long long full[MK_STREAM_MAX_SLOTS];   /* mbarrier per slot: its bytes landed */
+    unsigned long long policy;                      /* L2 evict-first for streamed weights */
+    int32_t issued, done;       /* chunks requested; chunks consumed and their slots freed */
+    int32_t pslot;              /* producer: the slot of the next request */
+    int32_t cslot, cphase, cpar;/* consumer: the slot of chunk `done`, its phase parity, and
+                                   which half of the partial-sum scratch it uses */
+    __align__(16) mk_sdesc next;/* producer: the next tile (cp.async from L.sdesc[di]) */
+    int32_t di, dend;           /* that tile's index in L.sdesc, the block's end */
+    const char *src;            /* next byte of the current tile */
+    int32_t rb, rows_left, rpc; /* row bytes, rows still to request, rows per slot */
+};
+
+__device__ __forceinline__ unsigned smem_u32(const void *p)
+{
+    return (unsigned)__cvta_generic_to_shared(p);
+}
+
+__device__ __forceinline__ void mbar_wait(unsigned long long *b, unsigned parity)
+{
+    unsigned ok;
+    do {
+        asm volatile("{\n\t.reg .pred p;\n\t"
+                     "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n\t"
+                     "selp.u32 %0, 1, 0, p;\n\t}"
+                     : "=r"(ok)
+                     : "r"(smem_u32(b)), "r"(parity)
+                     : "memory");
+    } while (!ok);
+}
+
+/* Thread 0: fetch descriptor di of the block's tile list into s.next without waiting for it
+ * (cp.async: no register holds the load, so nothing stalls until the next tile begins). */
+__device__ __forceinline__ void stream_next_desc(const mk_launch &L, mk_stream &s)
+{
+    if (s.di >= s.dend)
+        return;
+    const char *g = (const char *)(L.sdesc + s.di);
+    const unsigned d = smem_u32(&s.next);
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 16;" ::"r"(d), "l"(g) : "memory");
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 16;" ::"r"(d + 16), "l"(g + 16)
+                 : "memory");
+    asm volatile("cp.async.commit_group;" ::: "memory");
+}
+
+/* Thread 0: request chunks into free slots, tile after tile of the block's list (built by
+ * mk_load in queue order), for tasks of queue index up to `upto`. The per-chunk path is plain
+ * 32-bit arithmetic; the next tile's descriptor is already on its way. */
+__device__ void stream_fill(const mk_launch &L, mk_stream &s, unsigned char *ring, int upto)
+{
+    const int NS = L.stream_slots;
+    bool fenced = false;
+    while (s.issued - s.done < NS) {
+        if (s.rows_left == 0) {            /* the next tile */
+            if (s.di >= s.dend)
+                return;
+            asm volatile("cp.async.wait_all;" ::: "memory");
+            if (s.next.qi > upto)
+                return;                    /* past the pipelining depth: later */
+            s.src = s.next.src;
+            s.rb = s.next.rb;
+            s.rows_left = s.next.rows;
+            s.rpc = (int32_t)L.stream_slot_bytes / s.rb;
+            s.di++;
+            stream_next_desc(L, s);
+        }
+        const int rows = s.rows_left < s.rpc ? s.rows_left : s.rpc;
+        const unsigned bytes = (unsigned)(rows * s.rb);
+        if (!fenced) {       /* the consumers' reads of freed slots before the async writes */
+            asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+            fenced = true;
+        }
+        const unsigned bar = smem_u32(&s.full[s.pslot]);
+        asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar),
+                     "r"(bytes)
+                     : "memory");
+        asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes"
+                     ".L2::cache_hint [%0], [%1], %2, [%3], %4;" ::"r"(
+                         smem_u32(ring + (size_t)s.pslot * L.stream_slot_bytes)),
+                     "l"(s.src), "r"(bytes), "r"(bar), "l"(s.policy)
+                     : "memory");
+        s.src += bytes;
+        s.rows_left -= rows;
+        s.issued++;
+        s.pslot = s.pslot + 1 == NS ? 0 : s.pslot + 1;
+    }
+}
+
+/* Warp-wide dot product of one SMEM row (16-byte vectors [v0, v1)) with x (SMEM). */
+template <int DT>
+__device__ __forceinline__ float stream_dot(const char *w, const float *x, int v0, int v1)
+{
+    const char *row[1] = {w};
+    const bool staged[1] = {true};
+    float acc[1] = {0.f};
+    dot_rows<DT, 1>(row, staged, x, v0 + (int)(threadIdx.x & 31), v1, acc);
+    return warp_sum(acc[0]);
+}
+
+/* The running task's tiles, chunk by chunk in the order stream_fill requested them, against the
+ * input vector x already in SMEM. A chunk holds `rows` whole rows. With at least as many rows as
+ * warps, warp w takes rows w, w + nwarps, ...; with fewer, each row is split into ksplit K
+ * slices, one per warp, whose sums land in SMEM and are added in a fixed order (deterministic)
+ * while the next chunk runs. A chunk's work split is computed once per tile (the last chunk may
+ * differ), so the per-chunk path has no division. A bias goes to the first tile. */
+template <int DT>
+__device__ void stream_tile(const op_env &e, const float *x, float *y, int64_t off, int nt,
+                            int rb, const mk_buf *b, int &slot, int &phase, int &par)
+{
+    const mk_launch &L = *e.L;
+    mk_stream &s = *e.ws;
+    const int NS = L.stream_slots, nwarps = blockDim.x >> 5, warp = threadIdx.x >> 5;
+    const int S = (int)L.stream_slot_bytes, rpc = S / rb, V = rb / 16;
+    int geo = -1, ksplit = 1, rw = 0, ks = 0, v0 = 0, v1 = 0;
+    for (int r0 = 0; r0 < nt; r0 += rpc) {
+        const int rows = nt - r0 < rpc ? nt - r0 : rpc;
+        if (rows != geo) {
+            geo = rows;
+            ksplit = rows < nwarps ? nwarps / rows : 1;
+            rw = warp / ksplit;
+            ks = warp - rw * ksplit;
+            v0 = ks * V / ksplit;
+            v1 = (ks + 1) * V / ksplit;
+        }
+        float *pp = e.part + par * 64;     /* alternate halves: the previous chunk's sums */
+        /* The bias of the row this thread will finish, loaded before the wait. */
+        float bv = 0.f;
+        if (b && ksplit > 1 && (int)threadIdx.x < rows)
+            bv = load_elem(b->ptr, b->dtype, off + r0 + threadIdx.x);
+        mbar_wait(&s.full[slot], (unsigned)phase);
+        const char *w = (const char *)e.ring + (size_t)slot * S;
+        if (ksplit > 1) {
+            if (rw < rows) {
+                const float sum = stream_dot<DT>(w + rw * rb, x, v0, v1);
+                if ((threadIdx.x & 31) == 0)
+                    pp[ks * rows + rw] = sum;
+            }
+        } else {
+            for (int r = warp; r < rows; r += nwarps) {
+                const float sum = stream_dot<DT>(w + r * rb, x, 0, V);
+                if ((threadIdx.x & 31) == 0)
+                    y[off + r0 + r] = b ? sum + load_elem(b->ptr, b->dtype, off + r0 + r) : sum;
+            }
+        }
+        __syncthreads();                   /* the slot is free, pp complete */
+        if (threadIdx.x == 0) {
+            s.done++;
+            stream_fill(L, s, e.ring, e.qi + L.pipelining_depth);
+        }
+        if (ksplit > 1 && (int)threadIdx.x < rows) {
+            float v = 0.f;
+            for (int k = 0; k < ksplit; k++)
+                v += pp[k * rows + threadIdx.x];
+            y[off + r0 + threadIdx.x] = b ? v + bv : v;
+        }
+        if (++slot == NS) {
+            slot = 0;
+            phase ^= 1;
+        }
+        par ^= 1;
+    }
+}
+
+__device__ void stream_gemv(const op_env &e, const float *x, const mk_buf *bias)
+{
+    mk_stream &s = *e.ws;
+    int first;
+    const int ntiles = mk_weight_tiles(e.t->op, &first);
+    const int K = (int)e.ip(MK_P_K), nt = (int)e.ip(MK_P_NTILE);
+    const int64_t off = e.ip(MK_P_NOFF);
+    /* stable: thread 0 last wrote them before a block barrier */
+    int slot = s.cslot, phase = s.cphase, par = s.cpar;
+    for (int k = 0; k < ntiles; k++) {
+        const mk_buf &W = e.in(first + k);
+        float *y = (float *)e.out(k).ptr;
+        const mk_buf *b = k == 0 ? bias : nullptr;
+        switch (W.dtype) {
+        case 2: stream_tile<2>(e, x, y, off, nt, K * 2, b, slot, phase, par); break;
+        case 1: stream_tile<1>(e, x, y, off, nt, K * 2, b, slot, phase, par); break;
+        default: stream_tile<0>(e, x, y, off, nt, K * 4, b, slot, phase, par); break;
+        }
+    }
+    if (threadIdx.x == 0) {
+        s.cslot = slot;
+        s.cphase = phase;
+        s.cpar = par;
+    }
+}
+
+/* A streamed GEMV_TILE, FUSED recipe 1-4: the input vector into SMEM (copied, RMS-normalized
+ * as RMSNORM computes it, or silu(a) * b), then the tiles. */
+__device__ void op_stream(const op_env &e)
+{
+    const int op = e.t->op;
+    const int64_t K = e.ip(MK_P_K);
+    const float *a = (const float *)e.in(0).ptr;
+    float *xa = e.xa;
+    const mk_buf *bias = nullptr;
+    if (op == 5 || op == 19) {
+        for (int64_t i = threadIdx.x; i < K; i += blockDim.x)
+            xa[i] = a[i];
+        if (op == 5 && (e.t->flags & MK_F_BIAS))
+            bias = &e.in(2);
+    } else if (op == MK_OP_SILU_GEMV) {
+        const float *b = (const float *)e.in(1).ptr;
+        for (int64_t i = threadIdx.x; i < K; i += blockDim.x)
+            xa[i] = silu_mul(a[i], b[i]);
+    } else {                               /* recipes 2, 3: one pass for the sum of squares */
+        const mk_buf &g = e.in(1);
+        double ss = 0;
+        for (int64_t i = threadIdx.x; i < K; i += blockDim.x) {
+            const float v = a[i];
+            xa[i] = v;
+            ss += (double)v * v;
+        }
+        ss = block_sum_d(ss, e.red_d);
+        const float r = (float)(1.0 / sqrt(ss / (double)K + e.t->rp[MK_R_EPS]));
+        for (int64_t i = threadIdx.x; i < K; i += blockDim.x)
+            xa[i] = xa[i] * r * load_elem(g.ptr, g.dtype, i);
+    }
+    if (op != 5 && op != 19 && op != MK_OP_NORM_GEMV_PAIR && (e.t->flags & MK_F_BIAS))
+        bias = &e.in(3);
+    __syncthreads();
+    stream_gemv(e, xa, bias);
 }
 
 /* FUSED recipes 2-4: the tile's input vector is prepared in SMEM (xs), MK_XS floats at a time:
@@ -770,6 +992,10 @@ __device__ void op_argmax(const op_env &e)
 __device__ void run_op(const op_env &e)
 {
     const mk_task *t = e.t;
+    if (t->flags & MK_F_STREAM) {
+        op_stream(e);
+        return;
+    }
     switch (t->op) {
     case 0: break;                                                          /* NOP */
     case 2: op_embed(e); break;
@@ -796,31 +1022,10 @@ __device__ void run_op(const op_env &e)
     }
 }
 
-/* Start copying the weight rows of task t that fit a staging buffer into dynamic SMEM
- * (cp.async, 16 bytes per thread per copy, no registers held), as one commit group per task
- * even when there is nothing to copy, so that group counting stays per task. */
-__device__ void stage_weights(const mk_launch &L, const mk_task *t, unsigned char *buf,
-                              int64_t cap)
-{
-    int nwt = t->op == 19 ? 2 : (t->op == 5 ? 1 : 0);
-    for (int k = 0; k < nwt; k++) {
-        int64_t rows = staged_rows(L.bufs, t, k, cap, L.pos);
-        const mk_buf &W = L.bufs[t->in[1 + k]];
-        int64_t K = pexpr_eval(t->ip[MK_P_K], L.pos), off = pexpr_eval(t->ip[MK_P_NOFF], L.pos);
-        int64_t rb = K * (W.dtype == 0 ? 4 : 2), bytes = rows * rb;
-        const char *src = (const char *)W.ptr + off * rb;
-        unsigned dst = (unsigned)__cvta_generic_to_shared(buf + k * ((cap / 2) & ~(int64_t)127));
-        for (int64_t o = (int64_t)threadIdx.x * 16; o < bytes; o += (int64_t)blockDim.x * 16)
-            asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst + (unsigned)o),
-                         "l"(src + o)
-                         : "memory");
-    }
-    asm volatile("cp.async.commit_group;" ::: "memory");
-}
-
 /* ---------------------------------------------------------------- the megakernel */
 
-__global__ void __launch_bounds__(MK_MAX_THREADS, 1) mk_megakernel(mk_launch L)
+__global__ void __launch_bounds__(MK_MAX_THREADS, 1)
+mk_megakernel(const __grid_constant__ mk_launch L)
 {
     __shared__ __align__(16) mk_task st;
     __shared__ double red_d[32];
@@ -829,31 +1034,36 @@ __global__ void __launch_bounds__(MK_MAX_THREADS, 1) mk_megakernel(mk_launch L)
     __shared__ int s_abort;
     __shared__ __align__(16) float part[MK_PART];   /* also read as doubles (RoPE table) */
     __shared__ __align__(16) float xs[MK_XS];
+    __shared__ __align__(16) mk_stream ws;
     extern __shared__ __align__(128) unsigned char dsm[];
     const int b = blockIdx.x;
     const int q0 = L.qstart[b], q1 = L.qstart[b + 1];
-    /* Weight staging (pipelining_depth >= 1 and the plan's dynamic SMEM): two buffers; a task's
-     * rows are requested before it waits for its inputs, and the next task's while it runs. */
-    const bool staging = L.pipelining_depth > 0 && L.dyn_smem >= MK_STAGE_MIN;
-    const int64_t cap = staging ? (L.dyn_smem / 2) & ~(int64_t)127 : 0;
-    int staged_upto = q0;
+    /* The weight stream: the input vector of a streamed tile, then the ring's slots. */
+    const bool streaming = L.stream_slots > 0;
+    float *xa = (float *)dsm;
+    unsigned char *ring = dsm + ((L.stream_x_floats * 4 + 127) & ~(int64_t)127);
+    if (streaming && threadIdx.x == 0) {
+        for (int i = 0; i < L.stream_slots; i++)
+            asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(smem_u32(&ws.full[i]))
+                         : "memory");
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+        asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(ws.policy));
+        ws.issued = ws.done = ws.pslot = 0;
+        ws.cslot = ws.cphase = ws.cpar = 0;
+        ws.src = nullptr;
+        ws.rb = ws.rows_left = ws.rpc = 0;
+        ws.di = L.sdesc_start[b];
+        ws.dend = L.sdesc_start[b + 1];
+        stream_next_desc(L, ws);
+    }
     unsigned long long t_begin = L.prof ? global_ns() : 0, t0 = 0, t1 = 0;
     for (int qi = q0; qi < q1; qi++) {
         const mk_task *gt = &L.tasks[L.qtasks[qi]];
         if (L.prof && threadIdx.x == 0)
             t0 = global_ns();
-        /* Weights do not depend on anything: request this task's (and the next one's, into the
-         * buffer the previous task has finished with) before waiting. */
-        if (staging) {
-            if (staged_upto == qi) {
-                stage_weights(L, gt, dsm + (qi & 1) * cap, cap);
-                staged_upto++;
-            }
-            if (staged_upto == qi + 1 && qi + 1 < q1) {
-                stage_weights(L, &L.tasks[L.qtasks[qi + 1]], dsm + ((qi + 1) & 1) * cap, cap);
-                staged_upto++;
-            }
-        }
+        /* Weights do not depend on anything: request what fits before waiting. */
+        if (streaming && threadIdx.x == 0)
+            stream_fill(L, ws, ring, qi + L.pipelining_depth);
         __syncthreads();                   /* the previous task is done with st */
         {
             const unsigned long long *src = (const unsigned long long *)gt;
@@ -900,19 +1110,19 @@ __global__ void __launch_bounds__(MK_MAX_THREADS, 1) mk_megakernel(mk_launch L)
         }
         __syncthreads();
         if (s_abort) {
-            if (staging)
-                asm volatile("cp.async.wait_all;" ::: "memory");
-            return;                        /* every block leaves; the host reports TIMEOUT */
+            /* Every block leaves (the host reports TIMEOUT), once no copy is still landing. */
+            for (int q = 0, sl = ws.cslot, ph = ws.cphase; streaming && q < ws.issued - ws.done;
+                 q++) {
+                mbar_wait(&ws.full[sl], (unsigned)ph);
+                if (++sl == L.stream_slots) {
+                    sl = 0;
+                    ph ^= 1;
+                }
+            }
+            return;
         }
-        if (staging) {
-            if (staged_upto > qi + 1)
-                asm volatile("cp.async.wait_group 1;" ::: "memory");
-            else
-                asm volatile("cp.async.wait_group 0;" ::: "memory");
-            __syncthreads();               /* every thread's copies are visible */
-        }
-        op_env e = {&st, L.bufs, L.pos, red_d, red_f, red_i, part,
-                    staging ? dsm + (qi & 1) * cap : nullptr, cap, xs, L.rope_cs};
+        op_env e = {&st, L.bufs, L.pos, red_d, red_f, red_i, part, xs, L.rope_cs,
+                    &L, &ws, xa, ring, qi};
         run_op(e);
         /* Release: the barrier orders every thread's writes before thread 0's fence (cumulative
          * at GPU scope), then the release add publishes them with the count. */

@@ -25,6 +25,7 @@ struct mk_handle {
     mk_launch L;
     int32_t tokens_buf, logits_buf, next_token_buf;
     int64_t vocab, embed_rows, max_seq, weight_bytes;
+    int64_t stream_tasks;          /* tasks marked MK_F_STREAM */
 };
 
 const char *mk_status_name(mk_status s)
@@ -448,6 +449,113 @@ static mk_status rope_table(mk_handle *h, mk_task *tasks, int32_t n, ir_error *e
             tasks[i].flags |= MK_F_ROPE_TABLE;
     return MK_OK;
 }
+
+/* The weight stream (SPEC 15.2): with pipelining_depth >= 1, the GEMV-shaped tasks whose tiles
+ * can come through the SMEM ring are marked MK_F_STREAM: position-independent geometry, rows of
+ * a 16-byte multiple at 16-byte aligned addresses inside their weight buffer, no longer than a
+ * slot. The plan's dynamic SMEM holds the longest streamed input vector and then the slots; with
+ * room for fewer than two, nothing streams. */
+static int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
+/* Row bytes of task t's weight tiles when they can stream, else 0. */
+static int64_t stream_row_bytes(const mk_handle *h, const mk_task *t)
+{
+    int first, nw = mk_weight_tiles(t->op, &first);
+    if (!nw || t->ip[MK_P_K].mul || t->ip[MK_P_NTILE].mul || t->ip[MK_P_NOFF].mul)
+        return 0;
+    const mk_pexpr *k = &t->ip[MK_P_K], *n = &t->ip[MK_P_NTILE], *o = &t->ip[MK_P_NOFF];
+    if (k->add < 1 || k->add > (1 << 24) || n->add < 1 || n->add > (1 << 24) || o->add < 0 ||
+        o->add > ((int64_t)1 << 32) || k->add < k->lo || k->add > k->hi || n->add < n->lo ||
+        n->add > n->hi || o->add < o->lo || o->add > o->hi)
+        return 0;
+    int64_t rb = 0;
+    for (int i = 0; i < nw; i++) {
+        const mk_buf *w = &h->bufs[t->in[first + i]];
+        int64_t r = k->add * (w->dtype == IR_F32 ? 4 : 2);
+        if (r % 16 || (uintptr_t)w->ptr % 16 || (o->add + n->add) * k->add > w->numel)
+            return 0;
+        rb = r > rb ? r : rb;
+    }
+    return rb;
+}
+
+static mk_status stream_plan(mk_handle *h, mk_task *tasks, int32_t n, const ir_plan *plan,
+                             ir_error *err)
+{
+    const int64_t dyn_smem = plan->dynamic_smem_bytes;
+    h->L.stream_slots = 0;
+    h->stream_tasks = 0;
+    if (h->L.pipelining_depth < 1)
+        return MK_OK;
+    int64_t slot = h->o.stream_slot_bytes, kmax = 0, rbmax = 0;
+    for (int32_t i = 0; i < n && !slot; i++) {
+        int64_t rb = stream_row_bytes(h, &tasks[i]);
+        rbmax = rb > rbmax ? rb : rbmax;
+    }
+    if (!slot)
+        slot = round_up(rbmax > MK_STREAM_SLOT_MIN ? rbmax : MK_STREAM_SLOT_MIN, 128);
+    for (int32_t i = 0; i < n; i++) {
+        int64_t rb = stream_row_bytes(h, &tasks[i]);
+        if (rb && rb <= slot && tasks[i].ip[MK_P_K].add > kmax)
+            kmax = tasks[i].ip[MK_P_K].add;
+    }
+    int64_t xbytes = round_up(kmax * 4, 128);
+    int64_t slots = kmax && dyn_smem > xbytes ? (dyn_smem - xbytes) / slot : 0;
+    if (slots < 2)
+        return MK_OK;
+    int64_t nd = 0;
+    for (int32_t i = 0; i < n; i++) {
+        int64_t rb = stream_row_bytes(h, &tasks[i]);
+        if (rb && rb <= slot) {
+            tasks[i].flags |= MK_F_STREAM;
+            h->stream_tasks++;
+            int first;
+            nd += mk_weight_tiles(tasks[i].op, &first);
+        }
+    }
+    /* The producer's list: every streamed tile in queue order, per block. */
+    mk_sdesc *d = calloc((size_t)(nd ? nd : 1), sizeof *d);
+    int32_t *start = malloc(sizeof *start * (size_t)(plan->grid + 1));
+    if (!d || !start) {
+        free(d);
+        free(start);
+        return fail(err, MK_NOMEM, IR_ERR_NOMEM, "megakernel", "out of memory");
+    }
+    int64_t k = 0;
+    for (int64_t b = 0; b < plan->grid; b++) {
+        start[b] = (int32_t)k;
+        for (int32_t qi = plan->queue_start[b]; qi < plan->queue_start[b + 1]; qi++) {
+            const mk_task *t = &tasks[plan->queue_tasks[qi]];
+            if (!(t->flags & MK_F_STREAM))
+                continue;
+            int first, nw = mk_weight_tiles(t->op, &first);
+            for (int i = 0; i < nw; i++) {
+                const mk_buf *w = &h->bufs[t->in[first + i]];
+                int64_t rb = t->ip[MK_P_K].add * (w->dtype == IR_F32 ? 4 : 2);
+                d[k].src = (const char *)w->ptr + t->ip[MK_P_NOFF].add * rb;
+                d[k].rb = (int32_t)rb;
+                d[k].rows = (int32_t)t->ip[MK_P_NTILE].add;
+                d[k].qi = qi;
+                k++;
+            }
+        }
+    }
+    start[plan->grid] = (int32_t)k;
+    void *dd = NULL, *ds = NULL;
+    mk_status s = upload_table(h, &dd, d, sizeof *d * (size_t)(k ? k : 1), err);
+    if (s == MK_OK)
+        s = upload_table(h, &ds, start, sizeof *start * (size_t)(plan->grid + 1), err);
+    free(d);
+    free(start);
+    if (s != MK_OK)
+        return s;
+    h->L.sdesc = dd;
+    h->L.sdesc_start = ds;
+    h->L.stream_slots = (int32_t)(slots < MK_STREAM_MAX_SLOTS ? slots : MK_STREAM_MAX_SLOTS);
+    h->L.stream_slot_bytes = slot;
+    h->L.stream_x_floats = kmax;
+    return MK_OK;
+}
 #endif
 
 /* ---------------------------------------------------------------- public API */
@@ -464,6 +572,10 @@ mk_status mk_load(const ir_program *p, const char *cert_json, size_t cert_len,
         mk_options_default(&opts);
     if (!p)
         return fail(err, MK_MALFORMED, IR_ERR_MALFORMED, "program", "no program");
+    if (opts.stream_slot_bytes < 0 || opts.stream_slot_bytes % 16 ||
+        opts.stream_slot_bytes > ((int64_t)1 << 30))
+        return fail(err, MK_MALFORMED, IR_ERR_MALFORMED, "options.stream_slot_bytes",
+                    "a multiple of 16 in [16, 2^30], or 0 for the default");
     /* 1. The proof: only a plan whose PROVED certificate matches it is launched. */
     if (!opts.unverified) {
         if (!cert_json || !cert_len)
@@ -551,6 +663,9 @@ mk_status mk_load(const ir_program *p, const char *cert_json, size_t cert_len,
         s = upload_weights(h, weights_path, tie_embeddings, err);
     if (s == MK_OK)
         s = rope_table(h, tasks, p->n_tasks, err);
+    h->L.pipelining_depth = (int32_t)(plan->pipelining_depth > 64 ? 64 : plan->pipelining_depth);
+    if (s == MK_OK)
+        s = stream_plan(h, tasks, p->n_tasks, plan, err);
     void *d = NULL;
     if (s == MK_OK && (s = upload_table(h, &d, tasks, sizeof *tasks * (size_t)p->n_tasks, err)) == MK_OK)
         h->L.tasks = d;
@@ -574,7 +689,6 @@ mk_status mk_load(const ir_program *p, const char *cert_json, size_t cert_len,
     h->L.grid = (int32_t)plan->grid;
     h->L.threads = (int32_t)plan->threads_per_block;
     h->L.dyn_smem = plan->dynamic_smem_bytes;
-    h->L.pipelining_depth = (int32_t)(plan->pipelining_depth > 64 ? 64 : plan->pipelining_depth);
     h->L.spin_budget = opts.spin_budget;
 #endif
     free(tasks);
@@ -701,6 +815,16 @@ void mk_free(mk_handle *h)
     free(h->allocs);
     free(h->bufs);
     free(h);
+}
+
+void mk_stream_info(const mk_handle *h, int *slots, int64_t *slot_bytes, int64_t *tasks)
+{
+    if (slots)
+        *slots = h->L.stream_slots;
+    if (slot_bytes)
+        *slot_bytes = h->L.stream_slots ? h->L.stream_slot_bytes : 0;
+    if (tasks)
+        *tasks = h->stream_tasks;
 }
 
 mk_status mk_read_bandwidth(int device, int64_t bytes, int repeats, double *gbs, ir_error *err)

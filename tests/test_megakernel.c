@@ -167,6 +167,25 @@ Test(megakernel, load_refuses_an_op_the_kernel_does_not_run)
     ir_program_free(p);
 }
 
+Test(megakernel, load_refuses_a_stream_slot_size_that_is_not_a_multiple_of_16)
+{
+    ir_program *p = toy_program();
+    const int64_t bad[] = {-16, 100, 8};
+    for (int i = 0; i < 3; i++) {
+        mk_options o;
+        mk_options_default(&o);
+        o.unverified = true;
+        o.stream_slot_bytes = bad[i];
+        mk_handle *h = NULL;
+        ir_error err = {0};
+        mk_status s = mk_load(p, NULL, 0, "unused.safetensors", false, &o, &h, &err);
+        cr_assert_eq(s, MK_MALFORMED, "slot %lld: got %s", (long long)bad[i], mk_status_name(s));
+        cr_assert_str_eq(err.where, "options.stream_slot_bytes");
+        cr_assert_null(h);
+    }
+    ir_program_free(p);
+}
+
 Test(megakernel, load_without_a_gpu_says_why_after_the_certificate_holds)
 {
     if (mk_device_count(NULL, 0) > 0)
@@ -257,9 +276,11 @@ static ir_program *lower_json(const lower_model *m, ir_dtype dt, const char *jso
 }
 
 /* Decode the fixture on the GPU for its 128 greedy steps, the reference VM in lockstep; the
- * plan is lowered from the knobs, or from config_json when it is given. */
-static void gpu_decodes_fixture_cfg(const char *name, int64_t n_tile, int64_t kv_block,
-                                    bool fuse, int64_t smem, const char *config_json)
+ * plan is lowered from the knobs, or from config_json when it is given. slot >= 0: the weight
+ * stream must be on, with that slot size (0: the default); -1: no expectation. */
+static void gpu_decodes_fixture_slot(const char *name, int64_t n_tile, int64_t kv_block,
+                                     bool fuse, int64_t smem, const char *config_json,
+                                     int64_t slot)
 {
     need_gpu();
     fixture fx;
@@ -269,8 +290,20 @@ static void gpu_decodes_fixture_cfg(const char *name, int64_t n_tile, int64_t kv
     char *cert = prove(p);
     ir_error err = {0};
     mk_handle *h = NULL;
-    mk_status s = mk_load(p, cert, strlen(cert), fx.weights, fx.m.tie_embeddings, NULL, &h, &err);
+    mk_options mo;
+    mk_options_default(&mo);
+    mo.stream_slot_bytes = slot > 0 ? slot : 0;
+    mk_status s = mk_load(p, cert, strlen(cert), fx.weights, fx.m.tie_embeddings, &mo, &h, &err);
     cr_assert_eq(s, MK_OK, "mk_load: %s at %s: %s", mk_status_name(s), err.where, err.why);
+    int slots = 0;
+    int64_t slot_bytes = 0, streamed = 0;
+    mk_stream_info(h, &slots, &slot_bytes, &streamed);
+    if (slot >= 0) {
+        cr_assert_geq(slots, 2, "%s: the weight stream is off", name);
+        cr_assert_gt(streamed, 0, "%s: no task streams its weights", name);
+        if (slot > 0)
+            cr_assert_eq(slot_bytes, slot);
+    }
     refvm_st *st = NULL;
     refvm *vm = NULL;
     refvm_opts vo;
@@ -315,9 +348,10 @@ static void gpu_decodes_fixture_cfg(const char *name, int64_t n_tile, int64_t kv
         }
     }
     cr_assert_eq(n_gen, 128);
-    cr_log_info("%s (N_tile %lld, kv_block %lld, fused %d): 128 greedy tokens equal HF; max rel "
-                "err vs VM %.3g, vs HF %.3g", name, (long long)n_tile, (long long)kv_block, fuse,
-                worst_vm, worst_hf);
+    cr_log_info("%s (N_tile %lld, kv_block %lld, fused %d, %lld tasks streamed through %d slots "
+                "of %lld B): 128 greedy tokens equal HF; max rel err vs VM %.3g, vs HF %.3g", name,
+                (long long)n_tile, (long long)kv_block, fuse, (long long)streamed, slots,
+                (long long)slot_bytes, worst_vm, worst_hf);
     free(logits);
     refvm_free(vm);
     refvm_st_close(st);
@@ -327,15 +361,15 @@ static void gpu_decodes_fixture_cfg(const char *name, int64_t n_tile, int64_t kv
     free(fx.logits);
 }
 
-static void gpu_decodes_fixture_smem(const char *name, int64_t n_tile, int64_t kv_block,
-                                     bool fuse, int64_t smem)
+static void gpu_decodes_fixture_cfg(const char *name, int64_t n_tile, int64_t kv_block,
+                                    bool fuse, int64_t smem, const char *config_json)
 {
-    gpu_decodes_fixture_cfg(name, n_tile, kv_block, fuse, smem, NULL);
+    gpu_decodes_fixture_slot(name, n_tile, kv_block, fuse, smem, config_json, -1);
 }
 
 static void gpu_decodes_fixture(const char *name, int64_t n_tile, int64_t kv_block, bool fuse)
 {
-    gpu_decodes_fixture_smem(name, n_tile, kv_block, fuse, 0);
+    gpu_decodes_fixture_cfg(name, n_tile, kv_block, fuse, 0, NULL);
 }
 
 Test(megakernel_gpu, fixture_gqa2_f32_matches_vm_and_hf_for_128_steps, .timeout = 120)
@@ -377,12 +411,21 @@ Test(megakernel_gpu, every_fusion_and_per_kv_head_attention_match_vm_and_hf, .ti
     gpu_decodes_fixture_cfg("llama_gqa2_f32", 0, 0, false, 0, blocks);
 }
 
-/* Weight staging in the plan's dynamic SMEM: whole tiles (bf16, N_tile 16) and tiles only
- * partly staged, the rest streamed (f32 rows of 256 B, 33 KB of SMEM, fused pairs halving it). */
-Test(megakernel_gpu, weight_staging_in_dynamic_smem_matches_vm_and_hf, .timeout = 120)
+/* The weight stream through the plan's dynamic SMEM (pipelining_depth >= 1): whole tiles per
+ * slot (bf16, N_tile 16, default slots); tiles over many small slots, one or two rows each, so
+ * that chunks end mid-tile and rows split into K slices across warps (f32, fused gate/up pair,
+ * 512 B slots); and every GEMV-shaped FUSED recipe (RMS norm, pair, SiLU, residual as bias) with
+ * one task of lookahead and 256 B slots. */
+Test(megakernel_gpu, weight_stream_in_dynamic_smem_matches_vm_and_hf, .timeout = 120)
 {
-    gpu_decodes_fixture_smem("llama_gqa2_bf16_rope3", 16, 0, false, 65536);
-    gpu_decodes_fixture_smem("llama_gqa4_tied_f32", 0, 0, true, 33792);
+    gpu_decodes_fixture_slot("llama_gqa2_bf16_rope3", 16, 0, false, 98304, NULL, 0);
+    gpu_decodes_fixture_slot("llama_gqa4_tied_f32", 0, 0, true, 4096, NULL, 512);
+    const char *fused = "{\"tiling\": {\"gemv\": {\"stage_tiles\": 7}, \"attention\": "
+                        "{\"kv_heads\": 1}}, \"fusion_grouping\": [" FUSE_ALL_GPU ", "
+                        "[\"rope_q\", \"attention\"]], \"threads_per_block\": 512, "
+                        "\"pipelining_depth\": 1, \"smem_bytes_per_block\": 8192}";
+    gpu_decodes_fixture_slot("llama_gqa2_bf16_rope3", 0, 0, false, 0, fused, 256);
+    gpu_decodes_fixture_slot("llama_gqa4_tied_f32", 0, 0, false, 0, fused, 256);
 }
 
 /* The watchdog: a plan whose two queues wait on each other's later entries never finishes. The
