@@ -96,6 +96,8 @@ static const char *op_label(int op)
     case 22: return "FUSED silu+gemv";
     case 23: return "FUSED rope+append";
     case 24: return "FUSED rope+attention";
+    case 29: return "(stream: x prep)";
+    case 30: return "(stream: chunk wait)";
     default: return ir_op_name((ir_op)op);
     }
 }

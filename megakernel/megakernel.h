@@ -106,7 +106,9 @@ void mk_stream_info(const mk_handle *h, int *slots, int64_t *slot_bytes, int64_t
 
 /* Per-op timing of the last launch of a handle loaded with o->profile (nanosecond GPU timer
  * read by each block's first thread): for each op code, the run time and the time spent
- * waiting before its tasks, summed over blocks, and the largest per-block run sum. */
+ * waiting before its tasks, summed over blocks, and the largest per-block run sum. Two slots
+ * past the op codes count parts of streamed tasks' run time (SPEC 15.2): run_ms[29] preparing the
+ * input vector, run_ms[30] waiting for weight chunks to land. */
 typedef struct {
     double run_ms[32], wait_ms[32], run_ms_max_block[32];
     double span_ms_max;    /* longest block, first task start to last task end */

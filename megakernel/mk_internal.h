@@ -102,6 +102,11 @@ typedef struct {
     long long threshold, value;
 } mk_ctrl;
 
+/* Profile slots past the op codes (run time only): a streamed task's input-vector preparation,
+ * and thread 0's wait for its chunks to land; both are also inside their op's run time. */
+#define MK_PROF_STREAM_PREP 29
+#define MK_PROF_CHUNK_WAIT 30
+
 /* Everything one launch needs (device pointers). */
 typedef struct {
     const mk_task *tasks;

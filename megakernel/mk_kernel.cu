@@ -414,15 +414,52 @@ __device__ void stream_fill(const mk_launch &L, mk_stream &s, unsigned char *rin
     }
 }
 
-/* Warp-wide dot product of one SMEM row (16-byte vectors [v0, v1)) with x (SMEM). */
-template <int DT>
-__device__ __forceinline__ float stream_dot(const char *w, const float *x, int v0, int v1)
+/* A streamed tile's input vector in SMEM. With 16-bit weights a lane's 16-byte weight vector c
+ * holds elements 8c..8c+7, so x is stored in two planes, elements 8c..8c+3 at float4 c of the
+ * first and 8c+4..8c+7 at float4 c of the second (K/2 floats later): lanes then read
+ * consecutive float4s, free of bank conflicts. With f32 weights x is stored as is. */
+__device__ __forceinline__ int64_t xa_index(int64_t i, int64_t K, bool planar)
 {
-    const char *row[1] = {w};
-    const bool staged[1] = {true};
-    float acc[1] = {0.f};
-    dot_rows<DT, 1>(row, staged, x, v0 + (int)(threadIdx.x & 31), v1, acc);
-    return warp_sum(acc[0]);
+    return planar ? (i & 4 ? K / 2 : 0) + (i >> 3) * 4 + (i & 3) : i;
+}
+
+/* Warp-wide dot product of one SMEM row (16-byte vectors [v0, v1)) with x (SMEM, xa_index
+ * layout for K = 8 * row vectors when DT is 16-bit); each lane keeps two vectors in flight. */
+template <int DT>
+__device__ __forceinline__ float stream_dot(const char *w, const float *x, int V, int v0, int v1)
+{
+    const uint4 *wv = (const uint4 *)w;
+    const float4 *xa = (const float4 *)x, *xb = (const float4 *)x + V;
+    auto dot = [&](const uint4 &u, int c) {
+        if (DT == 0) {
+            const float4 a = xa[c];
+            return __uint_as_float(u.x) * a.x + __uint_as_float(u.y) * a.y +
+                   __uint_as_float(u.z) * a.z + __uint_as_float(u.w) * a.w;
+        }
+        const float4 a = xa[c], b = xb[c];
+        float t = 0.f;
+        if (DT == 2) {
+            t += bf16_lo(u.x) * a.x + bf16_hi(u.x) * a.y;
+            t += bf16_lo(u.y) * a.z + bf16_hi(u.y) * a.w;
+            t += bf16_lo(u.z) * b.x + bf16_hi(u.z) * b.y;
+            t += bf16_lo(u.w) * b.z + bf16_hi(u.w) * b.w;
+        } else {
+            t += f16_lo(u.x) * a.x + f16_hi(u.x) * a.y;
+            t += f16_lo(u.y) * a.z + f16_hi(u.y) * a.w;
+            t += f16_lo(u.z) * b.x + f16_hi(u.z) * b.y;
+            t += f16_lo(u.w) * b.z + f16_hi(u.w) * b.w;
+        }
+        return t;
+    };
+    float acc = 0.f;
+    int c = v0 + (int)(threadIdx.x & 31);
+    for (; c + 32 < v1; c += 64) {
+        const uint4 u0 = wv[c], u1 = wv[c + 32];
+        acc += dot(u0, c) + dot(u1, c + 32);
+    }
+    if (c < v1)
+        acc += dot(wv[c], c);
+    return warp_sum(acc);
 }
 
 /* The running task's tiles, chunk by chunk in the order stream_fill requested them, against the
@@ -455,17 +492,23 @@ __device__ void stream_tile(const op_env &e, const float *x, float *y, int64_t o
         float bv = 0.f;
         if (b && ksplit > 1 && (int)threadIdx.x < rows)
             bv = load_elem(b->ptr, b->dtype, off + r0 + threadIdx.x);
-        mbar_wait(&s.full[slot], (unsigned)phase);
+        if (L.prof && threadIdx.x == 0) {   /* profile: time spent waiting for chunks */
+            const unsigned long long t = global_ns();
+            mbar_wait(&s.full[slot], (unsigned)phase);
+            L.prof[((size_t)blockIdx.x * 32 + MK_PROF_CHUNK_WAIT) * 2] += global_ns() - t;
+        } else {
+            mbar_wait(&s.full[slot], (unsigned)phase);
+        }
         const char *w = (const char *)e.ring + (size_t)slot * S;
         if (ksplit > 1) {
             if (rw < rows) {
-                const float sum = stream_dot<DT>(w + rw * rb, x, v0, v1);
+                const float sum = stream_dot<DT>(w + rw * rb, x, V, v0, v1);
                 if ((threadIdx.x & 31) == 0)
                     pp[ks * rows + rw] = sum;
             }
         } else {
             for (int r = warp; r < rows; r += nwarps) {
-                const float sum = stream_dot<DT>(w + r * rb, x, 0, V);
+                const float sum = stream_dot<DT>(w + r * rb, x, V, 0, V);
                 if ((threadIdx.x & 31) == 0)
                     y[off + r0 + r] = b ? sum + load_elem(b->ptr, b->dtype, off + r0 + r) : sum;
             }
@@ -523,32 +566,38 @@ __device__ void op_stream(const op_env &e)
     const int64_t K = e.ip(MK_P_K);
     const float *a = (const float *)e.in(0).ptr;
     float *xa = e.xa;
+    const unsigned long long t0 = e.L->prof && threadIdx.x == 0 ? global_ns() : 0;
+    int first;
+    mk_weight_tiles(op, &first);
+    const bool planar = e.in(first).dtype != 0;   /* every tile of the task has this dtype */
     const mk_buf *bias = nullptr;
     if (op == 5 || op == 19) {
         for (int64_t i = threadIdx.x; i < K; i += blockDim.x)
-            xa[i] = a[i];
+            xa[xa_index(i, K, planar)] = a[i];
         if (op == 5 && (e.t->flags & MK_F_BIAS))
             bias = &e.in(2);
     } else if (op == MK_OP_SILU_GEMV) {
         const float *b = (const float *)e.in(1).ptr;
         for (int64_t i = threadIdx.x; i < K; i += blockDim.x)
-            xa[i] = silu_mul(a[i], b[i]);
+            xa[xa_index(i, K, planar)] = silu_mul(a[i], b[i]);
     } else {                               /* recipes 2, 3: one pass for the sum of squares */
         const mk_buf &g = e.in(1);
         double ss = 0;
         for (int64_t i = threadIdx.x; i < K; i += blockDim.x) {
             const float v = a[i];
-            xa[i] = v;
+            xa[xa_index(i, K, planar)] = v;
             ss += (double)v * v;
         }
         ss = block_sum_d(ss, e.red_d);
         const float r = (float)(1.0 / sqrt(ss / (double)K + e.t->rp[MK_R_EPS]));
         for (int64_t i = threadIdx.x; i < K; i += blockDim.x)
-            xa[i] = xa[i] * r * load_elem(g.ptr, g.dtype, i);
+            xa[xa_index(i, K, planar)] = xa[xa_index(i, K, planar)] * r * load_elem(g.ptr, g.dtype, i);
     }
     if (op != 5 && op != 19 && op != MK_OP_NORM_GEMV_PAIR && (e.t->flags & MK_F_BIAS))
         bias = &e.in(3);
     __syncthreads();
+    if (e.L->prof && threadIdx.x == 0)   /* profile: preparing the input vector */
+        e.L->prof[((size_t)blockIdx.x * 32 + MK_PROF_STREAM_PREP) * 2] += global_ns() - t0;
     stream_gemv(e, xa, bias);
 }
 

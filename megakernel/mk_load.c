@@ -471,6 +471,8 @@ static int64_t stream_row_bytes(const mk_handle *h, const mk_task *t)
     int64_t rb = 0;
     for (int i = 0; i < nw; i++) {
         const mk_buf *w = &h->bufs[t->in[first + i]];
+        if (w->dtype != h->bufs[t->in[first]].dtype)
+            return 0;                      /* one x layout serves every tile of the task */
         int64_t r = k->add * (w->dtype == IR_F32 ? 4 : 2);
         if (r % 16 || (uintptr_t)w->ptr % 16 || (o->add + n->add) * k->add > w->numel)
             return 0;

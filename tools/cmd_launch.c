@@ -448,6 +448,11 @@ int cmd_launch(int argc, char **argv)
             printf("%s%d", i ? ", " : "", gen[i]);
         printf("], \"launches\": %lld, \"ms_per_launch_median\": %.4f, \"spin_budget\": %lld",
                (long long)done_launches, med, (long long)a.spin_budget);
+        int slots;
+        int64_t slot_bytes, streamed;
+        mk_stream_info(h, &slots, &slot_bytes, &streamed);
+        printf(", \"weight_stream\": {\"slots\": %d, \"slot_bytes\": %lld, \"tasks\": %lld}",
+               slots, (long long)slot_bytes, (long long)streamed);
         if (vm)
             printf(", \"check\": {\"tol_rel\": %g, \"max_rel_err\": %.3g, \"top1_agree\": %lld, "
                    "\"compared\": %lld, \"first_fail_pos\": %lld}", a.tol, vmc.worst_rel,
@@ -470,6 +475,14 @@ int cmd_launch(int argc, char **argv)
     } else {
         printf("device: %s; plan %s%s\n", mk_device_name(h), a.program,
                a.unverified ? " (UNVERIFIED: test only)" : " (certificate checked)");
+        int slots;
+        int64_t slot_bytes, streamed;
+        mk_stream_info(h, &slots, &slot_bytes, &streamed);
+        if (slots)
+            printf("weight stream: %lld tasks through %d SMEM slots of %lld B\n",
+                   (long long)streamed, slots, (long long)slot_bytes);
+        else
+            printf("weight stream: off (pipelining_depth 0, or too little dynamic SMEM)\n");
         if (ms_status == MK_TIMEOUT)
             fprintf(stderr, "amk launch: TIMEOUT at pos %lld: %s\n", (long long)timeout_pos,
                     err.why);
