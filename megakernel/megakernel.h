@@ -51,7 +51,7 @@ typedef struct {
     int device;            /* CUDA device ordinal (default 0) */
     bool profile;          /* time every task (run and wait, per op) for mk_profile_read */
     int64_t stream_slot_bytes; /* weight stream slot size, a multiple of 16 (0: the larger of
-                              32 KiB and the longest streamed row); rows longer do not stream */
+                              64 KiB and the longest streamed row); rows longer do not stream */
 } mk_options;
 
 void mk_options_default(mk_options *o);

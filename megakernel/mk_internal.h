@@ -42,7 +42,7 @@ enum { MK_OP_NORM_GEMV = 20, MK_OP_NORM_GEMV_PAIR = 21, MK_OP_SILU_GEMV = 22,
  * ring, and the smallest slot. */
 #define MK_STREAM_MAX_SLOTS 16
 #ifndef MK_STREAM_SLOT_MIN
-#define MK_STREAM_SLOT_MIN (32 * 1024)
+#define MK_STREAM_SLOT_MIN (64 * 1024)
 #endif
 
 typedef struct {

@@ -418,7 +418,7 @@ Test(megakernel_gpu, every_fusion_and_per_kv_head_attention_match_vm_and_hf, .ti
  * one task of lookahead and 256 B slots. */
 Test(megakernel_gpu, weight_stream_in_dynamic_smem_matches_vm_and_hf, .timeout = 120)
 {
-    gpu_decodes_fixture_slot("llama_gqa2_bf16_rope3", 16, 0, false, 98304, NULL, 0);
+    gpu_decodes_fixture_slot("llama_gqa2_bf16_rope3", 16, 0, false, 163840, NULL, 0);
     gpu_decodes_fixture_slot("llama_gqa4_tied_f32", 0, 0, true, 4096, NULL, 512);
     const char *fused = "{\"tiling\": {\"gemv\": {\"stage_tiles\": 7}, \"attention\": "
                         "{\"kv_heads\": 1}}, \"fusion_grouping\": [" FUSE_ALL_GPU ", "
