@@ -148,13 +148,10 @@ struct op_env {
 /* Dot products of R rows of W (element type DT) with x over 16-byte vectors [c0, c1). Each lane
  * keeps 2*R independent 16-byte weight loads in flight. */
 template <int DT, int R>
-__device__ __forceinline__ void dot_rows(const char *const *row, const bool *staged,
-                                         const float *x, int64_t c0, int64_t c1, float *acc)
+__device__ __forceinline__ void dot_rows(const char *const *row, const float *x, int64_t c0,
+                                         int64_t c1, float *acc)
 {
-    /* A staged row lives in SMEM (generic load); the others stream from HBM. */
-    auto ldw = [&](int r, int64_t off) {
-        return staged[r] ? *(const uint4 *)(row[r] + off) : ld_weight16(row[r] + off);
-    };
+    auto ldw = [&](int r, int64_t off) { return ld_weight16(row[r] + off); };
     constexpr int EPV = DT == 0 ? 4 : 8;
     auto fma_vec = [&](const uint4 &w, const float *xv) {
         const unsigned u[4] = {w.x, w.y, w.z, w.w};
@@ -246,16 +243,14 @@ __device__ void gemv_rows(const void *Wv, const float *x, float *y, int64_t K, i
         const int64_t c0 = ks * chunk, c1 = c0 + chunk < units ? c0 + chunk : units;
         float acc[R];
         const char *row[R];
-        bool staged[R];
 #pragma unroll
         for (int r = 0; r < R; r++) {
             acc[r] = 0.f;
             int64_t n = r0 + r < n1 ? r0 + r : n1 - 1;
-            staged[r] = false;
             row[r] = W + n * ld * ES;
         }
         if (vec) {
-            dot_rows<DT, R>(row, staged, x, c0 + lane, c1, acc);
+            dot_rows<DT, R>(row, x, c0 + lane, c1, acc);
         } else {
             for (int64_t k = c0 + lane; k < c1; k += 32) {
                 float xk = x[k];
