@@ -453,8 +453,8 @@ static mk_status rope_table(mk_handle *h, mk_task *tasks, int32_t n, ir_error *e
 /* The weight stream (SPEC 15.2): with pipelining_depth >= 1, the GEMV-shaped tasks whose tiles
  * can come through the SMEM ring are marked MK_F_STREAM: position-independent geometry, rows of
  * a 16-byte multiple at 16-byte aligned addresses inside their weight buffer, no longer than a
- * slot. The plan's dynamic SMEM holds the longest streamed input vector and then the slots; with
- * room for fewer than two, nothing streams. */
+ * slot, and a K whose input vector leaves room for two slots. The plan's dynamic SMEM holds the
+ * longest streamed input vector and then the slots. */
 static int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
 /* Row bytes of task t's weight tiles when they can stream, else 0. */
@@ -496,19 +496,21 @@ static mk_status stream_plan(mk_handle *h, mk_task *tasks, int32_t n, const ir_p
     }
     if (!slot)
         slot = round_up(rbmax > MK_STREAM_SLOT_MIN ? rbmax : MK_STREAM_SLOT_MIN, 128);
+    /* The longest input vector that still leaves two slots: tasks with a longer K run without
+     * the stream (e.g. a down projection whose K is several times the hidden size). */
     for (int32_t i = 0; i < n; i++) {
-        int64_t rb = stream_row_bytes(h, &tasks[i]);
-        if (rb && rb <= slot && tasks[i].ip[MK_P_K].add > kmax)
-            kmax = tasks[i].ip[MK_P_K].add;
+        int64_t rb = stream_row_bytes(h, &tasks[i]), K = tasks[i].ip[MK_P_K].add;
+        if (rb && rb <= slot && K > kmax && dyn_smem - round_up(K * 4, 128) >= 2 * slot)
+            kmax = K;
     }
     int64_t xbytes = round_up(kmax * 4, 128);
-    int64_t slots = kmax && dyn_smem > xbytes ? (dyn_smem - xbytes) / slot : 0;
+    int64_t slots = kmax ? (dyn_smem - xbytes) / slot : 0;
     if (slots < 2)
         return MK_OK;
     int64_t nd = 0;
     for (int32_t i = 0; i < n; i++) {
         int64_t rb = stream_row_bytes(h, &tasks[i]);
-        if (rb && rb <= slot) {
+        if (rb && rb <= slot && tasks[i].ip[MK_P_K].add <= kmax) {
             tasks[i].flags |= MK_F_STREAM;
             h->stream_tasks++;
             int first;

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <cjson/cJSON.h>
@@ -414,8 +415,9 @@ Test(megakernel_gpu, every_fusion_and_per_kv_head_attention_match_vm_and_hf, .ti
 /* The weight stream through the plan's dynamic SMEM (pipelining_depth >= 1): whole tiles per
  * slot (bf16, N_tile 16, default slots); tiles over many small slots, one or two rows each, so
  * that chunks end mid-tile and rows split into K slices across warps (f32, fused gate/up pair,
- * 512 B slots); and every GEMV-shaped FUSED recipe (RMS norm, pair, SiLU, residual as bias) with
- * one task of lookahead and 256 B slots. */
+ * 512 B slots); every GEMV-shaped FUSED recipe (RMS norm, pair, SiLU, residual as bias) with one
+ * task of lookahead and 256 B slots; and SMEM too small for the longest K, so that only the
+ * shorter-K tasks stream. */
 Test(megakernel_gpu, weight_stream_in_dynamic_smem_matches_vm_and_hf, .timeout = 120)
 {
     gpu_decodes_fixture_slot("llama_gqa2_bf16_rope3", 16, 0, false, 163840, NULL, 0);
@@ -426,6 +428,11 @@ Test(megakernel_gpu, weight_stream_in_dynamic_smem_matches_vm_and_hf, .timeout =
                         "\"pipelining_depth\": 1, \"smem_bytes_per_block\": 8192}";
     gpu_decodes_fixture_slot("llama_gqa2_bf16_rope3", 0, 0, false, 0, fused, 256);
     gpu_decodes_fixture_slot("llama_gqa4_tied_f32", 0, 0, false, 0, fused, 256);
+    /* 896 B of SMEM with 256 B slots: the down projection's input vector (K 128, 512 B) would
+     * leave one slot, so it runs without the stream and the K 64 tiles stream. */
+    const char *tight = "{\"tiling\": {\"gemv\": {\"stage_tiles\": 7}}, \"fusion_grouping\": ["
+                        FUSE_ALL_GPU "], \"pipelining_depth\": 2, \"smem_bytes_per_block\": 896}";
+    gpu_decodes_fixture_slot("llama_gqa2_bf16_rope3", 0, 0, false, 0, tight, 256);
 }
 
 /* The watchdog: a plan whose two queues wait on each other's later entries never finishes. The
@@ -437,6 +444,7 @@ Test(megakernel_gpu, watchdog_times_out_a_deadlock_and_the_device_stays_usable, 
     ir_error err = {0};
     cr_assert_eq(proofs_mutate(dead, "cross_queue_deadlock", 1, &err), IR_OK, "%s", err.why);
     char *wpath = "build/test_megakernel_toy.safetensors";
+    mkdir("build", 0755);                  /* present under make; a bare run may lack it */
     lower_model m;
     cr_assert_eq(lower_model_preset("toy", &m, &err), IR_OK);
     cr_assert_eq(refvm_weights_random(&m, 1, IR_BF16, wpath, &err), IR_OK, "%s", err.why);
