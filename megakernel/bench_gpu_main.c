@@ -117,8 +117,15 @@ int main(int argc, char **argv)
             repeats = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--config") && i + 1 < argc && n_cfg < 32)
             cfgs[n_cfg++] = argv[++i];
-        else if (!strcmp(argv[i], "--stream-slot") && i + 1 < argc)
-            slot_bytes = atoll(argv[++i]);
+        else if (!strcmp(argv[i], "--stream-slot") && i + 1 < argc) {
+            char *end = NULL;
+            slot_bytes = strtoll(argv[++i], &end, 10);
+            if (!*argv[i] || *end || slot_bytes < 0 || slot_bytes % 16) {
+                fprintf(stderr, "bench_gpu: --stream-slot '%s': a multiple of 16 bytes (0 for "
+                        "the default)\n", argv[i]);
+                return 2;
+            }
+        }
         else {
             fprintf(stderr, "usage: bench_gpu [--dir D] [--model PRESET] [--repeats N] "
                     "[--config JSON]... [--stream-slot BYTES]\n(--config replaces the built-in "
