@@ -489,33 +489,36 @@ static mk_status stream_plan(mk_handle *h, mk_task *tasks, int32_t n, const ir_p
     h->stream_tasks = 0;
     if (h->L.pipelining_depth < 1)
         return MK_OK;
+    int64_t *rbs = malloc(sizeof *rbs * (size_t)(n ? n : 1));
+    if (!rbs)
+        return fail(err, MK_NOMEM, IR_ERR_NOMEM, "megakernel", "out of memory");
     int64_t slot = h->o.stream_slot_bytes, kmax = 0, rbmax = 0;
-    for (int32_t i = 0; i < n && !slot; i++) {
-        int64_t rb = stream_row_bytes(h, &tasks[i]);
-        rbmax = rb > rbmax ? rb : rbmax;
+    for (int32_t i = 0; i < n; i++) {
+        rbs[i] = stream_row_bytes(h, &tasks[i]);
+        rbmax = rbs[i] > rbmax ? rbs[i] : rbmax;
     }
     if (!slot)
         slot = round_up(rbmax > MK_STREAM_SLOT_MIN ? rbmax : MK_STREAM_SLOT_MIN, 128);
     /* The longest input vector that still leaves two slots: tasks with a longer K run without
      * the stream (e.g. a down projection whose K is several times the hidden size). */
     for (int32_t i = 0; i < n; i++) {
-        int64_t rb = stream_row_bytes(h, &tasks[i]), K = tasks[i].ip[MK_P_K].add;
-        if (rb && rb <= slot && K > kmax && dyn_smem - round_up(K * 4, 128) >= 2 * slot)
+        int64_t K = tasks[i].ip[MK_P_K].add;
+        if (rbs[i] && rbs[i] <= slot && K > kmax && dyn_smem - round_up(K * 4, 128) >= 2 * slot)
             kmax = K;
     }
-    int64_t xbytes = round_up(kmax * 4, 128);
-    int64_t slots = kmax ? (dyn_smem - xbytes) / slot : 0;
-    if (slots < 2)
-        return MK_OK;
+    int64_t slots = kmax ? (dyn_smem - round_up(kmax * 4, 128)) / slot : 0;
     int64_t nd = 0;
-    for (int32_t i = 0; i < n; i++) {
-        int64_t rb = stream_row_bytes(h, &tasks[i]);
-        if (rb && rb <= slot && tasks[i].ip[MK_P_K].add <= kmax) {
+    for (int32_t i = 0; i < n && slots >= 2; i++) {
+        if (rbs[i] && rbs[i] <= slot && tasks[i].ip[MK_P_K].add <= kmax) {
             tasks[i].flags |= MK_F_STREAM;
             h->stream_tasks++;
             int first;
             nd += mk_weight_tiles(tasks[i].op, &first);
         }
+    }
+    if (slots < 2) {
+        free(rbs);
+        return MK_OK;
     }
     /* The producer's list: every streamed tile in queue order, per block. */
     mk_sdesc *d = calloc((size_t)(nd ? nd : 1), sizeof *d);
@@ -523,6 +526,7 @@ static mk_status stream_plan(mk_handle *h, mk_task *tasks, int32_t n, const ir_p
     if (!d || !start) {
         free(d);
         free(start);
+        free(rbs);
         return fail(err, MK_NOMEM, IR_ERR_NOMEM, "megakernel", "out of memory");
     }
     int64_t k = 0;
@@ -533,9 +537,9 @@ static mk_status stream_plan(mk_handle *h, mk_task *tasks, int32_t n, const ir_p
             if (!(t->flags & MK_F_STREAM))
                 continue;
             int first, nw = mk_weight_tiles(t->op, &first);
+            const int64_t rb = rbs[plan->queue_tasks[qi]];   /* every tile's: one dtype */
             for (int i = 0; i < nw; i++) {
                 const mk_buf *w = &h->bufs[t->in[first + i]];
-                int64_t rb = t->ip[MK_P_K].add * (w->dtype == IR_F32 ? 4 : 2);
                 d[k].src = (const char *)w->ptr + t->ip[MK_P_NOFF].add * rb;
                 d[k].rb = (int32_t)rb;
                 d[k].rows = (int32_t)t->ip[MK_P_NTILE].add;
@@ -545,6 +549,7 @@ static mk_status stream_plan(mk_handle *h, mk_task *tasks, int32_t n, const ir_p
         }
     }
     start[plan->grid] = (int32_t)k;
+    free(rbs);
     void *dd = NULL, *ds = NULL;
     mk_status s = upload_table(h, &dd, d, sizeof *d * (size_t)(k ? k : 1), err);
     if (s == MK_OK)
