@@ -145,6 +145,26 @@ struct op_env {
     __device__ const mk_buf &out(int k) const { return bufs[t->out[k]]; }
 };
 
+/* One 16-byte weight vector (element type DT) times its x elements, fp32: a holds the first
+ * four, b the next four (16-bit weights only), summed in element order. */
+template <int DT>
+__device__ __forceinline__ float vec_dot(const uint4 &w, const float4 &a, const float4 &b)
+{
+    const unsigned u[4] = {w.x, w.y, w.z, w.w};
+    const float xv[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+    float s = 0.f;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        if (DT == 0)
+            s += __uint_as_float(u[i]) * xv[i];
+        else if (DT == 2)
+            s += bf16_lo(u[i]) * xv[2 * i] + bf16_hi(u[i]) * xv[2 * i + 1];
+        else
+            s += f16_lo(u[i]) * xv[2 * i] + f16_hi(u[i]) * xv[2 * i + 1];
+    }
+    return s;
+}
+
 /* Dot products of R rows of W (element type DT) with x over 16-byte vectors [c0, c1). Each lane
  * keeps 2*R independent 16-byte weight loads in flight. */
 template <int DT, int R>
@@ -153,30 +173,11 @@ __device__ __forceinline__ void dot_rows(const char *const *row, const float *x,
 {
     auto ldw = [&](int r, int64_t off) { return ld_weight16(row[r] + off); };
     constexpr int EPV = DT == 0 ? 4 : 8;
-    auto fma_vec = [&](const uint4 &w, const float *xv) {
-        const unsigned u[4] = {w.x, w.y, w.z, w.w};
-        float s = 0.f;
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            if (DT == 0)
-                s += __uint_as_float(u[i]) * xv[i];
-            else if (DT == 2)
-                s += bf16_lo(u[i]) * xv[2 * i] + bf16_hi(u[i]) * xv[2 * i + 1];
-            else
-                s += f16_lo(u[i]) * xv[2 * i] + f16_hi(u[i]) * xv[2 * i + 1];
-        }
-        return s;
-    };
-    auto load_x = [&](int64_t c, float *xv) {
+    auto fma_vec = [&](const uint4 &w, const float4 *xv) { return vec_dot<DT>(w, xv[0], xv[1]); };
+    auto load_x = [&](int64_t c, float4 *xv) {
         const float4 *xp = (const float4 *)(x + c * EPV);
-#pragma unroll
-        for (int i = 0; i < EPV / 4; i++) {
-            float4 f = xp[i];
-            xv[4 * i] = f.x;
-            xv[4 * i + 1] = f.y;
-            xv[4 * i + 2] = f.z;
-            xv[4 * i + 3] = f.w;
-        }
+        xv[0] = xp[0];
+        xv[1] = DT == 0 ? xv[0] : xp[1];
     };
     int64_t c = c0;
     for (; c + 32 < c1; c += 64) {
@@ -186,7 +187,7 @@ __device__ __forceinline__ void dot_rows(const char *const *row, const float *x,
             w0[r] = ldw(r, c * 16);
             w1[r] = ldw(r, (c + 32) * 16);
         }
-        float x0[EPV], x1[EPV];
+        float4 x0[2], x1[2];
         load_x(c, x0);
         load_x(c + 32, x1);
 #pragma unroll
@@ -194,7 +195,7 @@ __device__ __forceinline__ void dot_rows(const char *const *row, const float *x,
             acc[r] += fma_vec(w0[r], x0) + fma_vec(w1[r], x1);
     }
     if (c < c1) {
-        float x0[EPV];
+        float4 x0[2];
         load_x(c, x0);
 #pragma unroll
         for (int r = 0; r < R; r++)
@@ -426,25 +427,8 @@ __device__ __forceinline__ float stream_dot(const char *w, const float *x, int V
     const uint4 *wv = (const uint4 *)w;
     const float4 *xa = (const float4 *)x, *xb = (const float4 *)x + V;
     auto dot = [&](const uint4 &u, int c) {
-        if (DT == 0) {
-            const float4 a = xa[c];
-            return __uint_as_float(u.x) * a.x + __uint_as_float(u.y) * a.y +
-                   __uint_as_float(u.z) * a.z + __uint_as_float(u.w) * a.w;
-        }
-        const float4 a = xa[c], b = xb[c];
-        float t = 0.f;
-        if (DT == 2) {
-            t += bf16_lo(u.x) * a.x + bf16_hi(u.x) * a.y;
-            t += bf16_lo(u.y) * a.z + bf16_hi(u.y) * a.w;
-            t += bf16_lo(u.z) * b.x + bf16_hi(u.z) * b.y;
-            t += bf16_lo(u.w) * b.z + bf16_hi(u.w) * b.w;
-        } else {
-            t += f16_lo(u.x) * a.x + f16_hi(u.x) * a.y;
-            t += f16_lo(u.y) * a.z + f16_hi(u.y) * a.w;
-            t += f16_lo(u.z) * b.x + f16_hi(u.z) * b.y;
-            t += f16_lo(u.w) * b.z + f16_hi(u.w) * b.w;
-        }
-        return t;
+        const float4 a = xa[c];
+        return vec_dot<DT>(u, a, DT == 0 ? a : xb[c]);
     };
     float acc = 0.f;
     int c = v0 + (int)(threadIdx.x & 31);
