@@ -107,7 +107,7 @@ int main(int argc, char **argv)
     const char *dir = "build/bench-gpu", *model = "llama-3.2-1b";
     int repeats = 100, n_cfg = 0;
     long long slot_bytes = 0;
-    const char *cfgs[32];
+    const char *cfgs[32], *trace_path = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--dir") && i + 1 < argc)
             dir = argv[++i];
@@ -126,10 +126,14 @@ int main(int argc, char **argv)
                 return 2;
             }
         }
+        else if (!strcmp(argv[i], "--trace") && i + 1 < argc)
+            trace_path = argv[++i];
         else {
             fprintf(stderr, "usage: bench_gpu [--dir D] [--model PRESET] [--repeats N] "
-                    "[--config JSON]... [--stream-slot BYTES]\n(--config replaces the built-in "
-                    "plan list; repeatable. --stream-slot sets the weight stream's slot size)\n");
+                    "[--config JSON]... [--stream-slot BYTES] [--trace CSV]\n"
+                    "(--config replaces the built-in plan list; repeatable. --stream-slot sets "
+                    "the weight stream's slot size; --trace writes the per-task timeline of the "
+                    "profiled launch as CSV)\n");
             return 2;
         }
     }
@@ -215,6 +219,8 @@ int main(int argc, char **argv)
             printf("config %s: not PROVED (%s); skipped\n", cfgs[c],
                    verify_verdict_name(vr.verdict));
             verify_result_free(&vr);
+            if (p != ref)
+                ir_program_free(p);
             continue;
         }
         mk_handle *h = NULL;
@@ -307,6 +313,23 @@ int main(int argc, char **argv)
             if (pf.run_ms[op] > 0 || pf.wait_ms[op] > 0)
                 printf("  %-18s %9.3f %9.3f %8.3f\n", op_label(op), pf.run_ms[op],
                        pf.wait_ms[op], pf.run_ms_max_block[op]);
+        if (trace_path) {
+            double *us = malloc(sizeof *us * 3 * (size_t)(p->n_tasks ? p->n_tasks : 1));
+            FILE *tf = us ? fopen(trace_path, "w") : NULL;
+            if (!tf || mk_trace_read(h, us, &err) != MK_OK) {
+                fprintf(stderr, "bench-gpu: cannot write the timeline %s\n", trace_path);
+            } else {
+                fprintf(tf, "task,label,block,op,reached_us,ready_us,released_us\n");
+                for (int32_t i = 0; i < p->n_tasks; i++)
+                    fprintf(tf, "%d,\"%s\",%d,%s,%.3f,%.3f,%.3f\n", i, p->tasks[i].label,
+                            p->tasks[i].sm, ir_op_name(p->tasks[i].op), us[3 * i],
+                            us[3 * i + 1], us[3 * i + 2]);
+                printf("timeline: %d tasks -> %s\n", p->n_tasks, trace_path);
+            }
+            if (tf)
+                fclose(tf);
+            free(us);
+        }
         mk_free(h);
         ir_program_free(p);
     }

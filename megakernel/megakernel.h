@@ -116,6 +116,12 @@ typedef struct {
 
 mk_status mk_profile_read(mk_handle *h, mk_profile *out, ir_error *err);
 
+/* The timeline of the last launch of a handle loaded with o->profile: for task i (program
+ * order), us[3i] when its block reached it, us[3i+1] when its waits held, us[3i+2] when it
+ * released its counter, in microseconds from the launch's earliest stamp (-1: not reached, as
+ * after a TIMEOUT). us holds 3 * the program's task count. */
+mk_status mk_trace_read(mk_handle *h, double *us, ir_error *err);
+
 /* Release the device memory and the handle; NULL is fine. */
 void mk_free(mk_handle *h);
 

@@ -128,6 +128,8 @@ typedef struct {
     int64_t stream_slot_bytes, stream_x_floats;
     const mk_sdesc *sdesc;     /* every block's streamed tiles, block b's from sdesc_start[b] */
     const int32_t *sdesc_start;
+    unsigned long long *trace; /* NULL, or [task][3] ns: reached, waits held, released */
+    int32_t n_tasks;
 } mk_launch;
 
 /* CUDA wrappers (mk_kernel.cu). Each returns MK_OK or fills err. */

@@ -216,6 +216,36 @@ __device__ float rms_scale(const op_env &e, const float *x, int64_t n)
     return (float)(1.0 / sqrt(ss / (double)n + e.t->rp[MK_R_EPS]));
 }
 
+/* x[at(i)] = a[i] * r * g[i] for i < K, r = rsqrt(mean(a^2) + eps) as RMSNORM computes it (sum
+ * of squares in double, in rms_scale's order), a and g loaded once in one pass: K is at most
+ * four elements per thread. */
+template <class At>
+__device__ void norm_prep(const op_env &e, const float *a, const mk_buf &g, int64_t K, float *x,
+                          At at)
+{
+    constexpr int E = 4;
+    float av[E], gv[E];
+    double ss = 0;
+#pragma unroll
+    for (int k = 0; k < E; k++) {
+        const int64_t i = threadIdx.x + (int64_t)k * blockDim.x;
+        av[k] = i < K ? a[i] : 0.f;
+        gv[k] = i < K ? load_elem(g.ptr, g.dtype, i) : 0.f;
+    }
+#pragma unroll
+    for (int k = 0; k < E; k++)
+        if (threadIdx.x + (int64_t)k * blockDim.x < K)
+            ss += (double)av[k] * av[k];
+    ss = block_sum_d(ss, e.red_d);
+    const float r = (float)(1.0 / sqrt(ss / (double)K + e.t->rp[MK_R_EPS]));
+#pragma unroll
+    for (int k = 0; k < E; k++) {
+        const int64_t i = threadIdx.x + (int64_t)k * blockDim.x;
+        if (i < K)
+            x[at(i)] = av[k] * r * gv[k];
+    }
+}
+
 /* y[n] = x . W[n, :] (+ bias[n]) for n in [n0, n1). Work items are (group of R rows, slice of
  * K): a tile with fewer row groups than warps splits K so that every warp streams; the slices'
  * partial sums meet in SMEM and are added in a fixed order (deterministic). */
@@ -559,6 +589,8 @@ __device__ void op_stream(const op_env &e)
         const float *b = (const float *)e.in(1).ptr;
         for (int64_t i = threadIdx.x; i < K; i += blockDim.x)
             xa[xa_index(i, K, planar)] = silu_mul(a[i], b[i]);
+    } else if (K <= 4 * (int64_t)blockDim.x) {   /* recipes 2, 3: a and g loaded once */
+        norm_prep(e, a, e.in(1), K, xa, [&](int64_t i) { return xa_index(i, K, planar); });
     } else {                               /* recipes 2, 3: one pass for the sum of squares */
         const mk_buf &g = e.in(1);
         double ss = 0;
@@ -589,9 +621,18 @@ __device__ void op_fused_gemv(const op_env &e, int op, float *xs)
     const int64_t K = e.ip(MK_P_K), nt = e.ip(MK_P_NTILE), off = e.ip(MK_P_NOFF);
     const float *a = (const float *)e.in(0).ptr;
     const mk_buf &vb = e.in(1);
-    const float r = op != MK_OP_SILU_GEMV ? rms_scale(e, a, K) : 0.f;
     const int nw = op == MK_OP_NORM_GEMV_PAIR ? 2 : 1;
     const mk_buf *bias = (e.t->flags & MK_F_BIAS) ? &e.in(3) : nullptr;
+    if (op != MK_OP_SILU_GEMV && K <= MK_XS && K <= 4 * (int64_t)blockDim.x) {
+        __syncthreads();                   /* the previous task is done with xs */
+        norm_prep(e, a, vb, K, xs, [](int64_t i) { return i; });
+        __syncthreads();
+        for (int k = 0; k < nw; k++)
+            gemv_chunk(e.in(2 + k), xs, (float *)e.out(k).ptr, K, 0, K, off, off + nt, bias,
+                       e.part, false);
+        return;
+    }
+    const float r = op != MK_OP_SILU_GEMV ? rms_scale(e, a, K) : 0.f;
     const int64_t nch = (K + MK_XS - 1) / MK_XS;
     const int64_t chunk = ((K + nch - 1) / nch + 7) / 8 * 8;
     for (int64_t c0 = 0; c0 < K; c0 += chunk) {
@@ -611,7 +652,7 @@ __device__ void op_fused_gemv(const op_env &e, int op, float *xs)
     }
 }
 
-__device__ void op_rmsnorm(const op_env &e)
+__device__ __noinline__ void op_rmsnorm(const op_env &e)
 {
     const mk_buf &xb = e.in(0), &wb = e.in(1);
     int64_t H = e.ip(MK_P_HIDDEN);
@@ -622,7 +663,7 @@ __device__ void op_rmsnorm(const op_env &e)
         y[i] = x[i] * r * load_elem(wb.ptr, wb.dtype, i);
 }
 
-__device__ void op_embed(const op_env &e)
+__device__ __noinline__ void op_embed(const op_env &e)
 {
     const mk_buf &tb = e.in(1);
     int64_t H = tb.shape[1], V = tb.shape[0];
@@ -700,14 +741,14 @@ __device__ void op_rope(const op_env &e)
 }
 
 /* FUSED recipe 5: the rotated row goes to cache row pos. */
-__device__ void op_rope_append(const op_env &e)
+__device__ __noinline__ void op_rope_append(const op_env &e)
 {
     const mk_buf &cb = e.out(0);
     rope_rows(e, (const float *)e.in(0).ptr, (float *)cb.ptr + e.ip(MK_P_POS) * cb.shape[1],
               e.in(0).numel);
 }
 
-__device__ void op_kv_append(const op_env &e)
+__device__ __noinline__ void op_kv_append(const op_env &e)
 {
     const mk_buf &cb = e.out(0);
     int64_t W = cb.shape[1], pos = e.ip(MK_P_POS);
@@ -885,7 +926,7 @@ __device__ void attention_window(const op_env &e, const attn_src &src, int64_t s
         attention_heads<8>(e, src, hd, start, len, nh, nkv, scale, partial, o);
 }
 
-__device__ void op_attention(const op_env &e)
+__device__ __noinline__ void op_attention(const op_env &e)
 {
     int64_t hd = e.ip(MK_P_HEADDIM), nh = e.ip(MK_P_NHEADS);
     bool partial = e.t->flags & MK_F_PARTIAL;
@@ -899,7 +940,7 @@ __device__ void op_attention(const op_env &e)
 
 /* FUSED recipe 6: the range's query heads and keys rotated into xs, then attention over cache
  * rows [0, pos) with row pos taken from xs (keys) and v. */
-__device__ void op_rope_attention(const op_env &e, float *xs)
+__device__ __noinline__ void op_rope_attention(const op_env &e, float *xs)
 {
     int64_t hd = e.ip(MK_P_HEADDIM), nh = e.ip(MK_P_NHEADS), nkv = e.ip(MK_P_NKV);
     int64_t g0 = e.ip(MK_P_KVHOFF), gn = e.ip(MK_P_KVHEADS), group = nh / nkv;
@@ -914,7 +955,7 @@ __device__ void op_rope_attention(const op_env &e, float *xs)
 }
 
 /* Flash-decoding merge of the partial rows (SPEC 5): one warp per head. */
-__device__ void op_attention_combine(const op_env &e)
+__device__ __noinline__ void op_attention_combine(const op_env &e)
 {
     int64_t hd = e.ip(MK_P_HEADDIM), nh = e.ip(MK_P_NHEADS);
     const mk_buf &pb = e.in(0);
@@ -954,7 +995,7 @@ __device__ void op_attention_combine(const op_env &e)
     }
 }
 
-__device__ void op_elementwise(const op_env &e, int op)
+__device__ __noinline__ void op_elementwise(const op_env &e, int op)
 {
     int64_t n = e.out(0).numel;
     const float *a = (const float *)e.in(0).ptr;
@@ -974,18 +1015,40 @@ __device__ void op_elementwise(const op_env &e, int op)
 }
 
 /* Index of the largest logit, lowest index on ties. */
-__device__ void op_argmax(const op_env &e)
+__device__ __noinline__ void op_argmax(const op_env &e)
 {
     const mk_buf &lb = e.in(0);
     const float *x = (const float *)lb.ptr;
     int64_t n = lb.numel;
     float bv = -INFINITY;
     int bi = 0x7fffffff;
-    for (int64_t i = threadIdx.x; i < n; i += blockDim.x)
-        if (x[i] > bv || (x[i] == bv && i < bi)) {
-            bv = x[i];
+    auto take = [&](float v, int64_t i) {
+        if (v > bv || (v == bv && i < bi)) {
+            bv = v;
             bi = (int)i;
         }
+    };
+    /* Each thread visits its elements in increasing index order; with 16-byte vectors, four of
+     * them in flight at once (a single thread's dependent loads would take tens of us). */
+    constexpr int U = 4;
+    const int64_t n4 = ((uintptr_t)x & 15) == 0 ? n / 4 : 0, bd = blockDim.x;
+    for (int64_t c = threadIdx.x; c < n4; c += U * bd) {
+        float4 v[U];
+#pragma unroll
+        for (int u = 0; u < U; u++)
+            v[u] = c + u * bd < n4 ? ((const float4 *)x)[c + u * bd]
+                                   : make_float4(NAN, NAN, NAN, NAN);
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int64_t i = 4 * (c + u * bd);
+            take(v[u].x, i);
+            take(v[u].y, i + 1);
+            take(v[u].z, i + 2);
+            take(v[u].w, i + 3);
+        }
+    }
+    for (int64_t i = 4 * n4 + threadIdx.x; i < n; i += bd)
+        take(x[i], i);
     for (int o = 16; o; o >>= 1) {
         float ov = __shfl_xor_sync(0xffffffffu, bv, o);
         int oi = __shfl_xor_sync(0xffffffffu, bi, o);
@@ -1133,8 +1196,11 @@ mk_megakernel(const __grid_constant__ mk_launch L)
             if (ok)
                 __threadfence();           /* the producers' writes, not stale L1 lines, next */
             s_abort = !ok;
-            if (L.prof)
+            if (L.prof) {
                 t1 = global_ns();
+                L.trace[(size_t)L.qtasks[qi] * 3] = t0;
+                L.trace[(size_t)L.qtasks[qi] * 3 + 1] = t1;
+            }
         }
         __syncthreads();
         if (s_abort) {
@@ -1162,8 +1228,10 @@ mk_megakernel(const __grid_constant__ mk_launch L)
                 L.prof[((size_t)b * 32 + 31) * 2] = global_ns() - t_begin;
             if (L.prof) {
                 unsigned long long *pp = L.prof + ((size_t)b * 32 + (st.op & 31)) * 2;
-                pp[0] += global_ns() - t1;
+                const unsigned long long t2 = global_ns();
+                pp[0] += t2 - t1;
                 pp[1] += t1 - t0;
+                L.trace[(size_t)L.qtasks[qi] * 3 + 2] = t2;
             }
         }
     }
@@ -1304,6 +1372,8 @@ extern "C" mk_status mkd_launch(const mk_launch *l, double *ms, mk_ctrl *ctrl_ou
         return cuda_fail(e, "zeroing the watchdog", err);
     if (l->prof && (e = cudaMemsetAsync(l->prof, 0, (size_t)l->grid * 64 * 8)) != cudaSuccess)
         return cuda_fail(e, "zeroing the profile", err);
+    if (l->trace && (e = cudaMemsetAsync(l->trace, 0, (size_t)l->n_tasks * 3 * 8)) != cudaSuccess)
+        return cuda_fail(e, "zeroing the timeline", err);
     cudaEvent_t a, b;
     cudaEventCreate(&a);
     cudaEventCreate(&b);

@@ -694,7 +694,11 @@ mk_status mk_load(const ir_program *p, const char *cert_json, size_t cert_len,
     if (s == MK_OK && opts.profile &&
         (s = dev_alloc(h, &d, sizeof(unsigned long long) * 64 * (size_t)plan->grid, err)) == MK_OK)
         h->L.prof = d;
+    if (s == MK_OK && opts.profile &&
+        (s = dev_alloc(h, &d, sizeof(unsigned long long) * 3 * (size_t)p->n_tasks, err)) == MK_OK)
+        h->L.trace = d;
     h->L.n_counters = p->n_counters;
+    h->L.n_tasks = p->n_tasks;
     h->L.grid = (int32_t)plan->grid;
     h->L.threads = (int32_t)plan->threads_per_block;
     h->L.dyn_smem = plan->dynamic_smem_bytes;
@@ -804,6 +808,31 @@ mk_status mk_profile_read(mk_handle *h, mk_profile *out, ir_error *err)
     return s;
 #else
     (void)h;
+    return fail(err, MK_NO_CUDA, IR_ERR_UNSUPPORTED, "megakernel", "this build has no CUDA support");
+#endif
+}
+
+mk_status mk_trace_read(mk_handle *h, double *us, ir_error *err)
+{
+#ifdef AMK_HAVE_CUDA
+    if (!h->L.trace)
+        return fail(err, MK_MALFORMED, IR_ERR_MALFORMED, "profile",
+                    "the handle was not loaded with profiling");
+    size_t n = (size_t)h->p->n_tasks * 3;
+    unsigned long long *v = malloc((n ? n : 1) * sizeof *v), t0 = ~0ull;
+    if (!v)
+        return fail(err, MK_NOMEM, IR_ERR_NOMEM, "megakernel", "out of memory");
+    mk_status s = mkd_download(v, h->L.trace, n * sizeof *v, err);
+    for (size_t i = 0; s == MK_OK && i < n; i++)
+        if (v[i] && v[i] < t0)
+            t0 = v[i];
+    for (size_t i = 0; s == MK_OK && i < n; i++)
+        us[i] = v[i] ? (double)(v[i] - t0) * 1e-3 : -1;
+    free(v);
+    return s;
+#else
+    (void)h;
+    (void)us;
     return fail(err, MK_NO_CUDA, IR_ERR_UNSUPPORTED, "megakernel", "this build has no CUDA support");
 #endif
 }

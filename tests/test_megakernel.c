@@ -435,6 +435,88 @@ Test(megakernel_gpu, weight_stream_in_dynamic_smem_matches_vm_and_hf, .timeout =
     gpu_decodes_fixture_slot("llama_gqa2_bf16_rope3", 0, 0, false, 0, tight, 256);
 }
 
+/* Decode `steps` positions of a random-weight model given as a Hugging Face config.json text,
+ * each launch against the reference VM (logits inside the gate tolerance, same top token; the
+ * GPU's greedy token is fed back). */
+static void gpu_matches_vm_random(const char *tag, const char *hf_json, ir_dtype dt,
+                                  const char *config_json, int steps)
+{
+    need_gpu();
+    lower_model m;
+    ir_error err = {0};
+    cr_assert_eq(lower_model_from_hf_json(hf_json, strlen(hf_json), &m, &err), IR_OK, "%s",
+                 err.why);
+    mkdir("build", 0755);
+    char wpath[256];
+    snprintf(wpath, sizeof wpath, "build/test-megakernel-%s.safetensors", tag);
+    cr_assert_eq(refvm_weights_random(&m, 7, dt, wpath, &err), IR_OK, "%s", err.why);
+    ir_program *p = lower_json(&m, dt, config_json);
+    char *cert = prove(p);
+    mk_handle *h = NULL;
+    mk_status s = mk_load(p, cert, strlen(cert), wpath, m.tie_embeddings, NULL, &h, &err);
+    cr_assert_eq(s, MK_OK, "mk_load: %s at %s: %s", mk_status_name(s), err.where, err.why);
+    refvm_st *st = NULL;
+    refvm *vm = NULL;
+    refvm_opts vo;
+    refvm_opts_default(&vo);
+    vo.tie_embeddings = m.tie_embeddings;
+    cr_assert_eq(refvm_st_open(wpath, &st, &err), IR_OK);
+    cr_assert_eq(refvm_new(p, &vo, &vm, &err), IR_OK, "%s", err.why);
+    cr_assert_eq(refvm_bind(vm, st, &err), IR_OK, "%s", err.why);
+    float *logits = malloc(sizeof(float) * (size_t)m.vocab);
+    int32_t tok = 1;
+    double worst = 0;
+    for (int pos = 0; pos < steps; pos++) {
+        mk_step_status ss;
+        s = mk_step(h, tok, pos, logits, &ss, &err);
+        cr_assert_eq(s, MK_OK, "%s at pos %d: %s", mk_status_name(s), pos, err.why);
+        refvm_result r;
+        cr_assert_eq(refvm_step(vm, tok, pos, &r, &err), IR_OK);
+        cr_assert_eq(r.outcome, REFVM_DONE);
+        refvm_result_free(&r);
+        int64_t n = 0;
+        refvm_gate_cmp c = refvm_gate_compare(logits, refvm_logits(vm, &n), m.vocab,
+                                              REFVM_GATE_REL_TOL);
+        cr_assert(c.pass, "%s pos %d: GPU vs VM max abs err %g (max |logit| %g), top-1 %d vs %d",
+                  tag, pos, c.max_abs_err, c.max_abs_ref, c.top_a, c.top_b);
+        if (c.max_abs_err / c.max_abs_ref > worst)
+            worst = c.max_abs_err / c.max_abs_ref;
+        cr_assert_eq(ss.next_token, c.top_b, "%s pos %d: SAMPLE_ARGMAX %d, VM top %d", tag, pos,
+                     ss.next_token, c.top_b);
+        tok = ss.next_token;
+    }
+    cr_log_info("%s: %d positions, max rel err vs VM %.3g", tag, steps, worst);
+    free(logits);
+    refvm_free(vm);
+    refvm_st_close(st);
+    mk_free(h);
+    free(cert);
+    ir_program_free(p);
+    remove(wpath);
+}
+
+/* The fixtures have head_dim 8 and 16; models of head_dim 32 and 64 (one and two elements per
+ * lane of the attention code, 8 and 4 query heads kept in registers) over windows of up to 600
+ * rows, where every warp walks many rows: whole windows with one task for both KV heads and
+ * the fused RoPE, kv_block partials merged by ATTENTION_COMBINE, and the default plan. */
+#define HF_LLAMA(hidden, heads, kv) "{\"architectures\": [\"LlamaForCausalLM\"], " \
+    "\"model_type\": \"llama\", \"hidden_size\": " #hidden ", \"num_attention_heads\": " #heads \
+    ", \"num_key_value_heads\": " #kv ", \"intermediate_size\": 512, \"num_hidden_layers\": 2, " \
+    "\"vocab_size\": 512, \"max_position_embeddings\": 1024, \"rms_norm_eps\": 1e-5, " \
+    "\"rope_theta\": 10000.0, \"tie_word_embeddings\": false}"
+Test(megakernel_gpu, attention_with_head_dim_32_and_64_matches_vm_over_long_windows,
+     .timeout = 240)
+{
+    gpu_matches_vm_random("hd32-8heads", HF_LLAMA(256, 8, 2), IR_BF16,
+                          "{\"tiling\": {\"attention\": {\"kv_heads\": 2}}, "
+                          "\"fusion_grouping\": [[\"rope_q\", \"attention\"]], "
+                          "\"threads_per_block\": 512}", 600);
+    gpu_matches_vm_random("hd64-kvblock", HF_LLAMA(256, 4, 1), IR_F32,
+                          "{\"tiling\": {\"attention\": {\"kv_block\": 96}}, "
+                          "\"threads_per_block\": 128}", 200);
+    gpu_matches_vm_random("hd64-whole", HF_LLAMA(256, 4, 1), IR_BF16, "{}", 200);
+}
+
 /* The watchdog: a plan whose two queues wait on each other's later entries never finishes. The
  * launch ends in TIMEOUT within a few seconds, and the next launch in this process works. */
 Test(megakernel_gpu, watchdog_times_out_a_deadlock_and_the_device_stays_usable, .timeout = 60)
