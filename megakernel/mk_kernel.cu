@@ -652,7 +652,7 @@ __device__ void op_fused_gemv(const op_env &e, int op, float *xs)
     }
 }
 
-__device__ __noinline__ void op_rmsnorm(const op_env &e)
+__device__ void op_rmsnorm(const op_env &e)
 {
     const mk_buf &xb = e.in(0), &wb = e.in(1);
     int64_t H = e.ip(MK_P_HIDDEN);
@@ -663,7 +663,7 @@ __device__ __noinline__ void op_rmsnorm(const op_env &e)
         y[i] = x[i] * r * load_elem(wb.ptr, wb.dtype, i);
 }
 
-__device__ __noinline__ void op_embed(const op_env &e)
+__device__ void op_embed(const op_env &e)
 {
     const mk_buf &tb = e.in(1);
     int64_t H = tb.shape[1], V = tb.shape[0];
@@ -741,14 +741,14 @@ __device__ void op_rope(const op_env &e)
 }
 
 /* FUSED recipe 5: the rotated row goes to cache row pos. */
-__device__ __noinline__ void op_rope_append(const op_env &e)
+__device__ void op_rope_append(const op_env &e)
 {
     const mk_buf &cb = e.out(0);
     rope_rows(e, (const float *)e.in(0).ptr, (float *)cb.ptr + e.ip(MK_P_POS) * cb.shape[1],
               e.in(0).numel);
 }
 
-__device__ __noinline__ void op_kv_append(const op_env &e)
+__device__ void op_kv_append(const op_env &e)
 {
     const mk_buf &cb = e.out(0);
     int64_t W = cb.shape[1], pos = e.ip(MK_P_POS);
@@ -926,7 +926,7 @@ __device__ void attention_window(const op_env &e, const attn_src &src, int64_t s
         attention_heads<8>(e, src, hd, start, len, nh, nkv, scale, partial, o);
 }
 
-__device__ __noinline__ void op_attention(const op_env &e)
+__device__ void op_attention(const op_env &e)
 {
     int64_t hd = e.ip(MK_P_HEADDIM), nh = e.ip(MK_P_NHEADS);
     bool partial = e.t->flags & MK_F_PARTIAL;
@@ -940,7 +940,7 @@ __device__ __noinline__ void op_attention(const op_env &e)
 
 /* FUSED recipe 6: the range's query heads and keys rotated into xs, then attention over cache
  * rows [0, pos) with row pos taken from xs (keys) and v. */
-__device__ __noinline__ void op_rope_attention(const op_env &e, float *xs)
+__device__ void op_rope_attention(const op_env &e, float *xs)
 {
     int64_t hd = e.ip(MK_P_HEADDIM), nh = e.ip(MK_P_NHEADS), nkv = e.ip(MK_P_NKV);
     int64_t g0 = e.ip(MK_P_KVHOFF), gn = e.ip(MK_P_KVHEADS), group = nh / nkv;
@@ -955,7 +955,7 @@ __device__ __noinline__ void op_rope_attention(const op_env &e, float *xs)
 }
 
 /* Flash-decoding merge of the partial rows (SPEC 5): one warp per head. */
-__device__ __noinline__ void op_attention_combine(const op_env &e)
+__device__ void op_attention_combine(const op_env &e)
 {
     int64_t hd = e.ip(MK_P_HEADDIM), nh = e.ip(MK_P_NHEADS);
     const mk_buf &pb = e.in(0);
@@ -995,7 +995,7 @@ __device__ __noinline__ void op_attention_combine(const op_env &e)
     }
 }
 
-__device__ __noinline__ void op_elementwise(const op_env &e, int op)
+__device__ void op_elementwise(const op_env &e, int op)
 {
     int64_t n = e.out(0).numel;
     const float *a = (const float *)e.in(0).ptr;
@@ -1015,7 +1015,7 @@ __device__ __noinline__ void op_elementwise(const op_env &e, int op)
 }
 
 /* Index of the largest logit, lowest index on ties. */
-__device__ __noinline__ void op_argmax(const op_env &e)
+__device__ void op_argmax(const op_env &e)
 {
     const mk_buf &lb = e.in(0);
     const float *x = (const float *)lb.ptr;
