@@ -276,6 +276,40 @@ static ir_program *lower_json(const lower_model *m, ir_dtype dt, const char *jso
     return p;
 }
 
+/* The reference VM for p over the weights file; the caller frees both. */
+static refvm *vm_open(const ir_program *p, const char *weights, bool tie, refvm_st **st)
+{
+    ir_error err = {0};
+    refvm *vm = NULL;
+    refvm_opts vo;
+    refvm_opts_default(&vo);
+    vo.tie_embeddings = tie;
+    cr_assert_eq(refvm_st_open(weights, st, &err), IR_OK);
+    cr_assert_eq(refvm_new(p, &vo, &vm, &err), IR_OK, "%s", err.why);
+    cr_assert_eq(refvm_bind(vm, *st, &err), IR_OK, "%s", err.why);
+    return vm;
+}
+
+/* One launch and one VM step at pos with token tok; the GPU logits must be inside the gate
+ * tolerance of the VM's with the same top token. Returns the comparison. */
+static refvm_gate_cmp step_both(mk_handle *h, refvm *vm, int32_t tok, int pos, float *logits,
+                                int64_t vocab, const char *tag, mk_step_status *ss)
+{
+    ir_error err = {0};
+    mk_status s = mk_step(h, tok, pos, logits, ss, &err);
+    cr_assert_eq(s, MK_OK, "%s at pos %d: %s", mk_status_name(s), pos, err.why);
+    refvm_result r;
+    cr_assert_eq(refvm_step(vm, tok, pos, &r, &err), IR_OK);
+    cr_assert_eq(r.outcome, REFVM_DONE);
+    refvm_result_free(&r);
+    int64_t n = 0;
+    refvm_gate_cmp c = refvm_gate_compare(logits, refvm_logits(vm, &n), vocab,
+                                          REFVM_GATE_REL_TOL);
+    cr_assert(c.pass, "%s pos %d: GPU vs VM max abs err %g (max |logit| %g), top-1 %d vs %d",
+              tag, pos, c.max_abs_err, c.max_abs_ref, c.top_a, c.top_b);
+    return c;
+}
+
 /* Decode the fixture on the GPU for its 128 greedy steps, the reference VM in lockstep; the
  * plan is lowered from the knobs, or from config_json when it is given. slot >= 0: the weight
  * stream must be on, with that slot size (0: the default); -1: no expectation. */
@@ -306,30 +340,14 @@ static void gpu_decodes_fixture_slot(const char *name, int64_t n_tile, int64_t k
             cr_assert_eq(slot_bytes, slot);
     }
     refvm_st *st = NULL;
-    refvm *vm = NULL;
-    refvm_opts vo;
-    refvm_opts_default(&vo);
-    vo.tie_embeddings = fx.m.tie_embeddings;
-    cr_assert_eq(refvm_st_open(fx.weights, &st, &err), IR_OK);
-    cr_assert_eq(refvm_new(p, &vo, &vm, &err), IR_OK, "%s", err.why);
-    cr_assert_eq(refvm_bind(vm, st, &err), IR_OK, "%s", err.why);
+    refvm *vm = vm_open(p, fx.weights, fx.m.tie_embeddings, &st);
     float *logits = malloc(sizeof(float) * (size_t)fx.m.vocab);
     int32_t tok = fx.prompt[0];
     int n_gen = 0;
     double worst_vm = 0, worst_hf = 0;
     for (int pos = 0; pos < fx.n_prompt + 128 - 1; pos++) {
         mk_step_status ss;
-        s = mk_step(h, tok, pos, logits, &ss, &err);
-        cr_assert_eq(s, MK_OK, "%s at pos %d: %s", mk_status_name(s), pos, err.why);
-        refvm_result r;
-        cr_assert_eq(refvm_step(vm, tok, pos, &r, &err), IR_OK);
-        cr_assert_eq(r.outcome, REFVM_DONE);
-        refvm_result_free(&r);
-        int64_t n = 0;
-        refvm_gate_cmp c = refvm_gate_compare(logits, refvm_logits(vm, &n), fx.m.vocab,
-                                              REFVM_GATE_REL_TOL);
-        cr_assert(c.pass, "%s pos %d: GPU vs VM max abs err %g (max |logit| %g), top-1 %d vs %d",
-                  name, pos, c.max_abs_err, c.max_abs_ref, c.top_a, c.top_b);
+        refvm_gate_cmp c = step_both(h, vm, tok, pos, logits, fx.m.vocab, name, &ss);
         if (c.max_abs_err / c.max_abs_ref > worst_vm)
             worst_vm = c.max_abs_err / c.max_abs_ref;
         double d = 0;
@@ -456,29 +474,13 @@ static void gpu_matches_vm_random(const char *tag, const char *hf_json, ir_dtype
     mk_status s = mk_load(p, cert, strlen(cert), wpath, m.tie_embeddings, NULL, &h, &err);
     cr_assert_eq(s, MK_OK, "mk_load: %s at %s: %s", mk_status_name(s), err.where, err.why);
     refvm_st *st = NULL;
-    refvm *vm = NULL;
-    refvm_opts vo;
-    refvm_opts_default(&vo);
-    vo.tie_embeddings = m.tie_embeddings;
-    cr_assert_eq(refvm_st_open(wpath, &st, &err), IR_OK);
-    cr_assert_eq(refvm_new(p, &vo, &vm, &err), IR_OK, "%s", err.why);
-    cr_assert_eq(refvm_bind(vm, st, &err), IR_OK, "%s", err.why);
+    refvm *vm = vm_open(p, wpath, m.tie_embeddings, &st);
     float *logits = malloc(sizeof(float) * (size_t)m.vocab);
     int32_t tok = 1;
     double worst = 0;
     for (int pos = 0; pos < steps; pos++) {
         mk_step_status ss;
-        s = mk_step(h, tok, pos, logits, &ss, &err);
-        cr_assert_eq(s, MK_OK, "%s at pos %d: %s", mk_status_name(s), pos, err.why);
-        refvm_result r;
-        cr_assert_eq(refvm_step(vm, tok, pos, &r, &err), IR_OK);
-        cr_assert_eq(r.outcome, REFVM_DONE);
-        refvm_result_free(&r);
-        int64_t n = 0;
-        refvm_gate_cmp c = refvm_gate_compare(logits, refvm_logits(vm, &n), m.vocab,
-                                              REFVM_GATE_REL_TOL);
-        cr_assert(c.pass, "%s pos %d: GPU vs VM max abs err %g (max |logit| %g), top-1 %d vs %d",
-                  tag, pos, c.max_abs_err, c.max_abs_ref, c.top_a, c.top_b);
+        refvm_gate_cmp c = step_both(h, vm, tok, pos, logits, m.vocab, tag, &ss);
         if (c.max_abs_err / c.max_abs_ref > worst)
             worst = c.max_abs_err / c.max_abs_ref;
         cr_assert_eq(ss.next_token, c.top_b, "%s pos %d: SAMPLE_ARGMAX %d, VM top %d", tag, pos,
