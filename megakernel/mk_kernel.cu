@@ -127,7 +127,7 @@ struct mk_stream;
 
 struct op_env {
     const mk_task *t;
-    const mk_buf *bufs;
+    const mk_buf *bufs;         /* SMEM: the task's inputs (0-7), then its outputs (8-11) */
     int64_t pos;
     double *red_d;
     float *red_f;
@@ -141,8 +141,8 @@ struct op_env {
     unsigned char *ring;        /* the stream's slots (dynamic SMEM) */
     int qi;                     /* this task's queue index */
     __device__ int64_t ip(int k) const { return pexpr_eval(t->ip[k], pos); }
-    __device__ const mk_buf &in(int k) const { return bufs[t->in[k]]; }
-    __device__ const mk_buf &out(int k) const { return bufs[t->out[k]]; }
+    __device__ const mk_buf &in(int k) const { return bufs[k]; }
+    __device__ const mk_buf &out(int k) const { return bufs[8 + k]; }
 };
 
 /* One 16-byte weight vector (element type DT) times its x elements, fp32: a holds the first
@@ -165,20 +165,49 @@ __device__ __forceinline__ float vec_dot(const uint4 &w, const float4 &a, const 
     return s;
 }
 
+/* Where a GEMV reads its input vector x: element k (at), and the 4 (f32 weights, EPV 4) or 8
+ * (16-bit weights, EPV 8) elements of 16-byte weight vector c (vec; a holds the first four, b
+ * the next four), used only when ok() (16-byte aligned). */
+struct x_plain {                       /* x as it is in memory */
+    const float *x;
+    __device__ bool ok() const { return ((uintptr_t)x & 15) == 0; }
+    __device__ float at(int64_t k) const { return x[k]; }
+    template <int EPV>
+    __device__ void vec(int64_t c, float4 &a, float4 &b) const
+    {
+        const float4 *p = (const float4 *)(x + c * EPV);
+        a = p[0];
+        b = EPV == 4 ? a : p[1];
+    }
+};
+
+/* silu(a) * b, computed as it is read (FUSED recipe 4): no prepared copy, no barrier. */
+struct x_silu {
+    const float *a, *b;
+    __device__ bool ok() const { return (((uintptr_t)a | (uintptr_t)b) & 15) == 0; }
+    __device__ float at(int64_t k) const { return silu_mul(a[k], b[k]); }
+    template <int EPV>
+    __device__ void vec(int64_t c, float4 &x0, float4 &x1) const
+    {
+        const float4 *pa = (const float4 *)(a + c * EPV), *pb = (const float4 *)(b + c * EPV);
+        auto f = [](const float4 &u, const float4 &v) {
+            return make_float4(silu_mul(u.x, v.x), silu_mul(u.y, v.y), silu_mul(u.z, v.z),
+                               silu_mul(u.w, v.w));
+        };
+        x0 = f(pa[0], pb[0]);
+        x1 = EPV == 4 ? x0 : f(pa[1], pb[1]);
+    }
+};
+
 /* Dot products of R rows of W (element type DT) with x over 16-byte vectors [c0, c1). Each lane
  * keeps 2*R independent 16-byte weight loads in flight. */
-template <int DT, int R>
-__device__ __forceinline__ void dot_rows(const char *const *row, const float *x, int64_t c0,
+template <int DT, int R, class XL>
+__device__ __forceinline__ void dot_rows(const char *const *row, const XL &xl, int64_t c0,
                                          int64_t c1, float *acc)
 {
     auto ldw = [&](int r, int64_t off) { return ld_weight16(row[r] + off); };
     constexpr int EPV = DT == 0 ? 4 : 8;
     auto fma_vec = [&](const uint4 &w, const float4 *xv) { return vec_dot<DT>(w, xv[0], xv[1]); };
-    auto load_x = [&](int64_t c, float4 *xv) {
-        const float4 *xp = (const float4 *)(x + c * EPV);
-        xv[0] = xp[0];
-        xv[1] = DT == 0 ? xv[0] : xp[1];
-    };
     int64_t c = c0;
     for (; c + 32 < c1; c += 64) {
         uint4 w0[R], w1[R];
@@ -188,15 +217,15 @@ __device__ __forceinline__ void dot_rows(const char *const *row, const float *x,
             w1[r] = ldw(r, (c + 32) * 16);
         }
         float4 x0[2], x1[2];
-        load_x(c, x0);
-        load_x(c + 32, x1);
+        xl.template vec<EPV>(c, x0[0], x0[1]);
+        xl.template vec<EPV>(c + 32, x1[0], x1[1]);
 #pragma unroll
         for (int r = 0; r < R; r++)
             acc[r] += fma_vec(w0[r], x0) + fma_vec(w1[r], x1);
     }
     if (c < c1) {
         float4 x0[2];
-        load_x(c, x0);
+        xl.template vec<EPV>(c, x0[0], x0[1]);
 #pragma unroll
         for (int r = 0; r < R; r++)
             acc[r] += fma_vec(ldw(r, c * 16), x0);
@@ -246,11 +275,12 @@ __device__ void norm_prep(const op_env &e, const float *a, const mk_buf &g, int6
     }
 }
 
-/* y[n] = x . W[n, :] (+ bias[n]) for n in [n0, n1). Work items are (group of R rows, slice of
- * K): a tile with fewer row groups than warps splits K so that every warp streams; the slices'
- * partial sums meet in SMEM and are added in a fixed order (deterministic). */
-template <int DT>
-__device__ void gemv_rows(const void *Wv, const float *x, float *y, int64_t K, int64_t ld,
+/* y[n] = x . W[n, :] (+ bias[n]) for n in [n0, n1), x read through xl (added to y when
+ * accum). Work items are (group of R rows, slice of K): a tile with fewer row groups than warps
+ * splits K so that every warp streams; the slices' partial sums meet in SMEM and are added in a
+ * fixed order (deterministic). */
+template <int DT, class XL>
+__device__ void gemv_rows(const void *Wv, const XL &xl, float *y, int64_t K, int64_t ld,
                           int64_t n0, int64_t n1, const mk_buf *bias, float *part, bool accum)
 {
     constexpr int ES = DT == 0 ? 4 : 2;
@@ -258,8 +288,7 @@ __device__ void gemv_rows(const void *Wv, const float *x, float *y, int64_t K, i
     constexpr int R = 4;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
     const char *W = (const char *)Wv;
-    const bool vec = (K % EPV) == 0 && (ld % EPV) == 0 &&
-                     (((uintptr_t)W | (uintptr_t)x) & 15) == 0;
+    const bool vec = (K % EPV) == 0 && (ld % EPV) == 0 && ((uintptr_t)W & 15) == 0 && xl.ok();
     const int64_t nt = n1 - n0, groups = (nt + R - 1) / R;
     const int64_t units = vec ? K / EPV : K;
     int64_t ksplit = 1;
@@ -281,10 +310,10 @@ __device__ void gemv_rows(const void *Wv, const float *x, float *y, int64_t K, i
             row[r] = W + n * ld * ES;
         }
         if (vec) {
-            dot_rows<DT, R>(row, x, c0 + lane, c1, acc);
+            dot_rows<DT, R>(row, xl, c0 + lane, c1, acc);
         } else {
             for (int64_t k = c0 + lane; k < c1; k += 32) {
-                float xk = x[k];
+                float xk = xl.at(k);
 #pragma unroll
                 for (int r = 0; r < R; r++)
                     acc[r] += load_elem(row[r], DT, k) * xk;
@@ -315,30 +344,25 @@ __device__ void gemv_rows(const void *Wv, const float *x, float *y, int64_t K, i
     }
 }
 
-__device__ void gemv_tile(const op_env &e, int k, const float *x, float *y, const mk_buf *bias)
+/* Columns [c0, c0 + len) of weight tile W (row stride ld, rows [n0, n1)) against the input
+ * that xl reads (x[0, len)), by the weights' element type; added to y when accum. */
+template <class XL>
+__device__ void gemv_any(const mk_buf &W, const XL &xl, float *y, int64_t c0, int64_t len,
+                         int64_t ld, int64_t n0, int64_t n1, const mk_buf *bias, float *part,
+                         bool accum)
 {
-    const mk_buf &W = e.in(1 + k);
-    int64_t K = e.ip(MK_P_K), nt = e.ip(MK_P_NTILE), off = e.ip(MK_P_NOFF);
+    const char *Wc = (const char *)W.ptr + c0 * (W.dtype == 0 ? 4 : 2);
     switch (W.dtype) {
-    case 2: gemv_rows<2>(W.ptr, x, y, K, K, off, off + nt, bias, e.part, false); break;
-    case 1: gemv_rows<1>(W.ptr, x, y, K, K, off, off + nt, bias, e.part, false); break;
-    default: gemv_rows<0>(W.ptr, x, y, K, K, off, off + nt, bias, e.part, false); break;
+    case 2: gemv_rows<2>(Wc, xl, y, len, ld, n0, n1, bias, part, accum); break;
+    case 1: gemv_rows<1>(Wc, xl, y, len, ld, n0, n1, bias, part, accum); break;
+    default: gemv_rows<0>(Wc, xl, y, len, ld, n0, n1, bias, part, accum); break;
     }
 }
 
-/* Columns [c0, c0 + len) of a tile of weight W (row stride K) against x[0, len), added to y
- * when accum (every chunk after the first). */
-__device__ void gemv_chunk(const mk_buf &W, const float *x, float *y, int64_t K, int64_t c0,
-                           int64_t len, int64_t n0, int64_t n1, const mk_buf *bias, float *part,
-                           bool accum)
+__device__ void gemv_tile(const op_env &e, int k, const float *x, float *y, const mk_buf *bias)
 {
-    const int64_t es = W.dtype == 0 ? 4 : 2;
-    const char *Wc = (const char *)W.ptr + c0 * es;
-    switch (W.dtype) {
-    case 2: gemv_rows<2>(Wc, x, y, len, K, n0, n1, bias, part, accum); break;
-    case 1: gemv_rows<1>(Wc, x, y, len, K, n0, n1, bias, part, accum); break;
-    default: gemv_rows<0>(Wc, x, y, len, K, n0, n1, bias, part, accum); break;
-    }
+    int64_t K = e.ip(MK_P_K), nt = e.ip(MK_P_NTILE), off = e.ip(MK_P_NOFF);
+    gemv_any(e.in(1 + k), x_plain{x}, y, 0, K, K, off, off + nt, bias, e.part, false);
 }
 
 /* ---------------------------------------------------------------- weight stream
@@ -612,10 +636,11 @@ __device__ void op_stream(const op_env &e)
     stream_gemv(e, xa, bias);
 }
 
-/* FUSED recipes 2-4: the tile's input vector is prepared in SMEM (xs), MK_XS floats at a time:
- * the RMS-normalized x (recipes 2, 3: y = x * rsqrt(mean(x^2) + eps) * g, the sum of squares in
- * double as RMSNORM does) or silu(a) * b (recipe 4), then the tile (or tile pair) runs over each
- * chunk, later chunks adding to y. A bias is added once, with the first chunk. */
+/* FUSED recipes 2-4. Recipe 4 computes silu(a) * b as the tile reads it (no prepared copy, no
+ * barrier). Recipes 2, 3 prepare the RMS-normalized input (y = x * rsqrt(mean(x^2) + eps) * g,
+ * the sum of squares in double as RMSNORM does) in SMEM (xs), MK_XS floats at a time, the tile
+ * (or tile pair) running over each chunk, later chunks adding to y. A bias goes to the first
+ * tile, once. */
 __device__ void op_fused_gemv(const op_env &e, int op, float *xs)
 {
     const int64_t K = e.ip(MK_P_K), nt = e.ip(MK_P_NTILE), off = e.ip(MK_P_NOFF);
@@ -623,32 +648,33 @@ __device__ void op_fused_gemv(const op_env &e, int op, float *xs)
     const mk_buf &vb = e.in(1);
     const int nw = op == MK_OP_NORM_GEMV_PAIR ? 2 : 1;
     const mk_buf *bias = (e.t->flags & MK_F_BIAS) ? &e.in(3) : nullptr;
-    if (op != MK_OP_SILU_GEMV && K <= MK_XS && K <= 4 * (int64_t)blockDim.x) {
+    if (op == MK_OP_SILU_GEMV) {
+        gemv_any(e.in(2), x_silu{a, (const float *)vb.ptr}, (float *)e.out(0).ptr, 0, K, K, off,
+                 off + nt, bias, e.part, false);
+        return;
+    }
+    const x_plain xp = {xs};
+    if (K <= MK_XS && K <= 4 * (int64_t)blockDim.x) {   /* a and g loaded once */
         __syncthreads();                   /* the previous task is done with xs */
         norm_prep(e, a, vb, K, xs, [](int64_t i) { return i; });
         __syncthreads();
         for (int k = 0; k < nw; k++)
-            gemv_chunk(e.in(2 + k), xs, (float *)e.out(k).ptr, K, 0, K, off, off + nt, bias,
-                       e.part, false);
+            gemv_any(e.in(2 + k), xp, (float *)e.out(k).ptr, 0, K, K, off, off + nt, bias,
+                     e.part, false);
         return;
     }
-    const float r = op != MK_OP_SILU_GEMV ? rms_scale(e, a, K) : 0.f;
+    const float r = rms_scale(e, a, K);
     const int64_t nch = (K + MK_XS - 1) / MK_XS;
     const int64_t chunk = ((K + nch - 1) / nch + 7) / 8 * 8;
     for (int64_t c0 = 0; c0 < K; c0 += chunk) {
         const int64_t len = K - c0 < chunk ? K - c0 : chunk;
         __syncthreads();                   /* the previous chunk (or task) is done with xs */
-        for (int64_t i = threadIdx.x; i < len; i += blockDim.x) {
-            float v = a[c0 + i];
-            if (op == MK_OP_SILU_GEMV)
-                xs[i] = silu_mul(v, ((const float *)vb.ptr)[c0 + i]);
-            else
-                xs[i] = v * r * load_elem(vb.ptr, vb.dtype, c0 + i);
-        }
+        for (int64_t i = threadIdx.x; i < len; i += blockDim.x)
+            xs[i] = a[c0 + i] * r * load_elem(vb.ptr, vb.dtype, c0 + i);
         __syncthreads();
         for (int k = 0; k < nw; k++)
-            gemv_chunk(e.in(2 + k), xs, (float *)e.out(k).ptr, K, c0, len, off, off + nt,
-                       c0 == 0 ? bias : nullptr, e.part, c0 > 0);
+            gemv_any(e.in(2 + k), xp, (float *)e.out(k).ptr, c0, len, K, off, off + nt,
+                     c0 == 0 ? bias : nullptr, e.part, c0 > 0);
     }
 }
 
@@ -1080,7 +1106,8 @@ __device__ void op_argmax(const op_env &e)
     }
 }
 
-__device__ void run_op(const op_env &e)
+/* Inline: out of line, the op environment goes through local memory and every op slows. */
+__device__ __forceinline__ void run_op(const op_env &e)
 {
     const mk_task *t = e.t;
     if (t->flags & MK_F_STREAM) {
@@ -1119,6 +1146,7 @@ __global__ void __launch_bounds__(MK_MAX_THREADS, 1)
 mk_megakernel(const __grid_constant__ mk_launch L)
 {
     __shared__ __align__(16) mk_task st;
+    __shared__ __align__(16) mk_buf sb[12];          /* st's inputs, then its outputs */
     __shared__ double red_d[32];
     __shared__ float red_f[32];
     __shared__ int red_i[32];
@@ -1155,12 +1183,26 @@ mk_megakernel(const __grid_constant__ mk_launch L)
         /* Weights do not depend on anything: request what fits before waiting. */
         if (streaming && threadIdx.x == 0)
             stream_fill(L, ws, ring, qi + L.pipelining_depth);
-        __syncthreads();                   /* the previous task is done with st */
-        {
+        __syncthreads();                   /* the previous task is done with st and sb */
+        /* The task and its buffers' descriptors into SMEM while thread 0 waits (its warp does
+         * not copy unless it is the only one). */
+        if (blockDim.x == 32 || threadIdx.x >= 32) {
+            const int nc = blockDim.x == 32 ? 32 : (int)blockDim.x - 32;
+            const int j = blockDim.x == 32 ? (int)threadIdx.x : (int)threadIdx.x - 32;
+            static_assert(sizeof(mk_task) % 8 == 0 && sizeof(mk_buf) % 8 == 0, "copied by words");
+            constexpr int TW = (int)(sizeof(mk_task) / 8), BW = (int)(sizeof(mk_buf) / 8);
             const unsigned long long *src = (const unsigned long long *)gt;
             unsigned long long *dst = (unsigned long long *)&st;
-            for (int i = threadIdx.x; i < (int)(sizeof(mk_task) / 8); i += blockDim.x)
+            for (int i = j; i < TW; i += nc)
                 dst[i] = src[i];
+            for (int i = j; i < 12 * BW; i += nc) {
+                const int slot = i / BW, w = i - slot * BW;
+                if (slot < 8 ? slot < gt->n_in : slot - 8 < gt->n_out) {
+                    const int id = slot < 8 ? gt->in[slot] : gt->out[slot - 8];
+                    ((unsigned long long *)&sb[slot])[w] =
+                        ((const unsigned long long *)&L.bufs[id])[w];
+                }
+            }
         }
         if (threadIdx.x == 0) {
             int ok = 1;
@@ -1215,7 +1257,7 @@ mk_megakernel(const __grid_constant__ mk_launch L)
             }
             return;
         }
-        op_env e = {&st, L.bufs, L.pos, red_d, red_f, red_i, part, xs, L.rope_cs,
+        op_env e = {&st, sb, L.pos, red_d, red_f, red_i, part, xs, L.rope_cs,
                     &L, &ws, xa, ring, qi};
         run_op(e);
         /* Release: the barrier orders every thread's writes before thread 0's fence (cumulative
