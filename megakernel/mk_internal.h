@@ -96,6 +96,15 @@ typedef struct {
 } mk_buf;
 
 /* Watchdog state, written by the kernel. */
+/* One queue entry as a block copies it to SMEM: the task and its buffers' descriptors (inputs
+ * in slots 0-7, outputs in 8-11, unused slots zero), stored in queue order so that the copy of
+ * a block's next entry depends on no other load. 16-byte multiple (copied in 16-byte pieces). */
+typedef struct {
+    mk_task t;
+    mk_buf b[12];
+    int32_t pad[2];
+} mk_entry;
+
 typedef struct {
     unsigned int abort;      /* raised by the first wait whose budget runs out */
     int32_t block, task, counter;
@@ -109,9 +118,8 @@ typedef struct {
 
 /* Everything one launch needs (device pointers). */
 typedef struct {
-    const mk_task *tasks;
+    const mk_entry *entries;   /* queue order: block b's from qstart[b] */
     const int32_t *qstart, *qtasks;
-    const mk_buf *bufs;
     unsigned int *counters;
     mk_ctrl *ctrl;
     unsigned long long *prof;  /* NULL, or [grid][32][2] ns: run and wait time per op code */

@@ -1145,8 +1145,7 @@ __device__ __forceinline__ void run_op(const op_env &e)
 __global__ void __launch_bounds__(MK_MAX_THREADS, 1)
 mk_megakernel(const __grid_constant__ mk_launch L)
 {
-    __shared__ __align__(16) mk_task st;
-    __shared__ __align__(16) mk_buf sb[12];          /* st's inputs, then its outputs */
+    __shared__ __align__(16) mk_entry ent[2];        /* the running queue entry and the next */
     __shared__ double red_d[32];
     __shared__ float red_f[32];
     __shared__ int red_i[32];
@@ -1176,39 +1175,37 @@ mk_megakernel(const __grid_constant__ mk_launch L)
         stream_next_desc(L, ws);
     }
     unsigned long long t_begin = L.prof ? global_ns() : 0, t0 = 0, t1 = 0;
+    /* Entry qi + 1 is copied (asynchronously, 16 bytes per thread) while entry qi waits and
+     * runs, so no task waits for its own descriptors. */
+    static_assert(sizeof(mk_entry) % 16 == 0, "copied in 16-byte pieces");
+    auto fetch_entry = [&](int qi, int slot) {
+        const char *src = (const char *)&L.entries[qi];
+        const unsigned dst = smem_u32(&ent[slot]);
+        for (int i = threadIdx.x; i < (int)(sizeof(mk_entry) / 16); i += blockDim.x)
+            asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst + 16 * i),
+                         "l"(src + 16 * i)
+                         : "memory");
+        asm volatile("cp.async.commit_group;" ::: "memory");
+    };
+    if (q0 < q1)
+        fetch_entry(q0, 0);
     for (int qi = q0; qi < q1; qi++) {
-        const mk_task *gt = &L.tasks[L.qtasks[qi]];
+        const int cur = (qi - q0) & 1;
+        const mk_task &st = ent[cur].t;
         if (L.prof && threadIdx.x == 0)
             t0 = global_ns();
         /* Weights do not depend on anything: request what fits before waiting. */
         if (streaming && threadIdx.x == 0)
             stream_fill(L, ws, ring, qi + L.pipelining_depth);
-        __syncthreads();                   /* the previous task is done with st and sb */
-        /* The task and its buffers' descriptors into SMEM while thread 0 waits (its warp does
-         * not copy unless it is the only one). */
-        if (blockDim.x == 32 || threadIdx.x >= 32) {
-            const int nc = blockDim.x == 32 ? 32 : (int)blockDim.x - 32;
-            const int j = blockDim.x == 32 ? (int)threadIdx.x : (int)threadIdx.x - 32;
-            static_assert(sizeof(mk_task) % 8 == 0 && sizeof(mk_buf) % 8 == 0, "copied by words");
-            constexpr int TW = (int)(sizeof(mk_task) / 8), BW = (int)(sizeof(mk_buf) / 8);
-            const unsigned long long *src = (const unsigned long long *)gt;
-            unsigned long long *dst = (unsigned long long *)&st;
-            for (int i = j; i < TW; i += nc)
-                dst[i] = src[i];
-            for (int i = j; i < 12 * BW; i += nc) {
-                const int slot = i / BW, w = i - slot * BW;
-                if (slot < 8 ? slot < gt->n_in : slot - 8 < gt->n_out) {
-                    const int id = slot < 8 ? gt->in[slot] : gt->out[slot - 8];
-                    ((unsigned long long *)&sb[slot])[w] =
-                        ((const unsigned long long *)&L.bufs[id])[w];
-                }
-            }
-        }
+        asm volatile("cp.async.wait_all;" ::: "memory");
+        __syncthreads();                   /* entry qi landed; the previous task is done */
+        if (qi + 1 < q1)
+            fetch_entry(qi + 1, cur ^ 1);
         if (threadIdx.x == 0) {
             int ok = 1;
-            for (int w = 0; w < gt->n_waits && ok; w++) {
-                const int c = gt->wait_counter[w];
-                const unsigned thr = (unsigned)gt->wait_threshold[w];
+            for (int w = 0; w < st.n_waits && ok; w++) {
+                const int c = st.wait_counter[w];
+                const unsigned thr = (unsigned)st.wait_threshold[w];
                 long long spins = 0;
                 unsigned ns = 0;
                 unsigned v;
@@ -1235,8 +1232,6 @@ mk_megakernel(const __grid_constant__ mk_launch L)
                     }
                 }
             }
-            if (ok)
-                __threadfence();           /* the producers' writes, not stale L1 lines, next */
             s_abort = !ok;
             if (L.prof) {
                 t1 = global_ns();
@@ -1244,9 +1239,12 @@ mk_megakernel(const __grid_constant__ mk_launch L)
                 L.trace[(size_t)L.qtasks[qi] * 3 + 1] = t1;
             }
         }
+        /* Acquire: thread 0's acquire loads saw the producers' release adds; the barrier orders
+         * every thread's reads of their outputs after them (no separate fence). */
         __syncthreads();
         if (s_abort) {
             /* Every block leaves (the host reports TIMEOUT), once no copy is still landing. */
+            asm volatile("cp.async.wait_all;" ::: "memory");
             for (int q = 0, sl = ws.cslot, ph = ws.cphase; streaming && q < ws.issued - ws.done;
                  q++) {
                 mbar_wait(&ws.full[sl], (unsigned)ph);
@@ -1257,14 +1255,13 @@ mk_megakernel(const __grid_constant__ mk_launch L)
             }
             return;
         }
-        op_env e = {&st, sb, L.pos, red_d, red_f, red_i, part, xs, L.rope_cs,
+        op_env e = {&st, ent[cur].b, L.pos, red_d, red_f, red_i, part, xs, L.rope_cs,
                     &L, &ws, xa, ring, qi};
         run_op(e);
-        /* Release: the barrier orders every thread's writes before thread 0's fence (cumulative
-         * at GPU scope), then the release add publishes them with the count. */
+        /* Release: the barrier orders every thread's writes before thread 0's release add, which
+         * is cumulative at GPU scope: it publishes them with the count (no separate fence). */
         __syncthreads();
         if (threadIdx.x == 0) {
-            __threadfence();
             red_release_add(&L.counters[st.out_counter], 1u);
             if (L.prof && qi == q1 - 1)
                 L.prof[((size_t)b * 32 + 31) * 2] = global_ns() - t_begin;

@@ -567,6 +567,32 @@ static mk_status stream_plan(mk_handle *h, mk_task *tasks, int32_t n, const ir_p
 }
 #endif
 
+#ifdef AMK_HAVE_CUDA
+/* The queues' entries (mk_entry) in queue order: each task with its buffers' descriptors. */
+static mk_status upload_entries(mk_handle *h, const mk_task *tasks, const ir_plan *plan,
+                                ir_error *err)
+{
+    const int32_t n = h->p->n_tasks;
+    mk_entry *en = calloc((size_t)n + 1, sizeof *en);
+    if (!en)
+        return fail(err, MK_NOMEM, IR_ERR_NOMEM, "megakernel", "out of memory");
+    for (int32_t qi = 0; qi < n; qi++) {
+        const mk_task *t = &tasks[plan->queue_tasks[qi]];
+        en[qi].t = *t;
+        for (int k = 0; k < t->n_in; k++)
+            en[qi].b[k] = h->bufs[t->in[k]];
+        for (int k = 0; k < t->n_out; k++)
+            en[qi].b[8 + k] = h->bufs[t->out[k]];
+    }
+    void *d = NULL;
+    mk_status s = upload_table(h, &d, en, sizeof *en * (size_t)n, err);
+    if (s == MK_OK)
+        h->L.entries = d;
+    free(en);
+    return s;
+}
+#endif
+
 /* ---------------------------------------------------------------- public API */
 
 mk_status mk_load(const ir_program *p, const char *cert_json, size_t cert_len,
@@ -676,11 +702,8 @@ mk_status mk_load(const ir_program *p, const char *cert_json, size_t cert_len,
     if (s == MK_OK)
         s = stream_plan(h, tasks, p->n_tasks, plan, err);
     void *d = NULL;
-    if (s == MK_OK && (s = upload_table(h, &d, tasks, sizeof *tasks * (size_t)p->n_tasks, err)) == MK_OK)
-        h->L.tasks = d;
-    if (s == MK_OK && (s = upload_table(h, &d, h->bufs, sizeof *h->bufs * (size_t)p->n_buffers,
-                                        err)) == MK_OK)
-        h->L.bufs = d;
+    if (s == MK_OK)
+        s = upload_entries(h, tasks, plan, err);
     if (s == MK_OK && (s = upload_table(h, &d, plan->queue_start,
                                         sizeof(int32_t) * (size_t)(plan->grid + 1), err)) == MK_OK)
         h->L.qstart = d;
