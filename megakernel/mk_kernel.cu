@@ -795,9 +795,11 @@ struct attn_src {
 /* Attention of KV heads [g0, g0 + gn) over rows [start, start + len). Warps are dealt out to
  * KV heads (all of them at once when there are at least as many warps), and a KV head's warps
  * split its rows; each K/V row is loaded once for the HG query heads sharing it (GQA), U rows at
- * a time so that their loads are in flight together. Every warp keeps an online softmax
- * (running max m, sum l, unnormalized output) per query head in registers; the states meet in
- * SMEM and are merged like flash-decoding partials. KPL = head_dim / 32 rounded up. */
+ * a time so that their loads are in flight together; their U x HG scores are reduced together
+ * (independent shuffles) and each query head takes one online-softmax step for the U rows. Every
+ * warp keeps that online softmax (running max m, sum l, unnormalized output) per query head in
+ * registers; the states meet in SMEM and are merged like flash-decoding partials. KPL = head_dim
+ * / 32 rounded up. */
 template <int KPL>
 __device__ __noinline__ void attention_heads(const op_env &e, const attn_src &src, int64_t hd, int64_t start,
                                 int64_t len, int64_t nh, int64_t nkv, float scale, bool partial,
@@ -855,26 +857,49 @@ __device__ __noinline__ void attention_heads(const op_env &e, const attn_src &sr
                         vv[u][k] = in ? vr[i] : 0.f;
                     }
                 }
+                /* the U x HG scores reduced together (independent shuffles in flight), then
+                 * one online-softmax step per head for the U rows */
+                float sc[U][HG];
 #pragma unroll
-                for (int u = 0; u < U; u++) {
-                    if (j0 + u * (int)wpg >= n)
-                        break;
+                for (int u = 0; u < U; u++)
 #pragma unroll
                     for (int hh = 0; hh < HG; hh++) {
-                        if (hh >= nhc)
-                            break;
                         float d = 0.f;
 #pragma unroll
                         for (int k = 0; k < KPL; k++)
                             d += qv[hh][k] * kv[u][k];
-                        float sc = scale * warp_sum(d);
-                        float mn = fmaxf(m[hh], sc), c = expf(m[hh] - mn), p = expf(sc - mn);
-                        l[hh] = l[hh] * c + p;
+                        sc[u][hh] = d;
+                    }
+#pragma unroll
+                for (int off = 16; off; off >>= 1)
+#pragma unroll
+                    for (int u = 0; u < U; u++)
+#pragma unroll
+                        for (int hh = 0; hh < HG; hh++)
+                            sc[u][hh] += __shfl_xor_sync(0xffffffffu, sc[u][hh], off);
+#pragma unroll
+                for (int hh = 0; hh < HG; hh++) {
+                    float mn = m[hh];
+#pragma unroll
+                    for (int u = 0; u < U; u++) {
+                        sc[u][hh] = j0 + u * (int)wpg < n ? scale * sc[u][hh] : -INFINITY;
+                        mn = fmaxf(mn, sc[u][hh]);
+                    }
+                    const float c = expf(m[hh] - mn);   /* m = -inf: 0 (mn is finite) */
+                    float ls = l[hh] * c;
+#pragma unroll
+                    for (int k = 0; k < KPL; k++)
+                        acc[hh][k] *= c;
+#pragma unroll
+                    for (int u = 0; u < U; u++) {
+                        const float p = expf(sc[u][hh] - mn);   /* a row past n: 0 */
+                        ls += p;
 #pragma unroll
                         for (int k = 0; k < KPL; k++)
-                            acc[hh][k] = acc[hh][k] * c + p * vv[u][k];
-                        m[hh] = mn;
+                            acc[hh][k] += p * vv[u][k];
                     }
+                    l[hh] = ls;
+                    m[hh] = mn;
                 }
             }
             __syncthreads();                 /* sm may hold the previous pass */
