@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "bench/bench.h"
+#include "tests/capture.h"
 #include "tools/cmd.h"
 
 #define GOOD "tests/data/lint/good/"
@@ -165,28 +166,7 @@ static bool have_python3(void)
 /* Run cmd_lint_kernel in-process with stdout captured into a malloc'd string (*out). */
 static int run_cli(char **out, int argc, char **argv)
 {
-    char tmpl[] = "/tmp/amk-lint-test-XXXXXX";
-    int fd = mkstemp(tmpl);
-    cr_assert(fd >= 0);
-    fflush(stdout);
-    int saved = dup(1);
-    dup2(fd, 1);
-    int rc = cmd_lint_kernel(argc, argv);
-    fflush(stdout);
-    dup2(saved, 1);
-    close(saved);
-    off_t len = lseek(fd, 0, SEEK_END);
-    lseek(fd, 0, SEEK_SET);
-    char *s = calloc((size_t)len + 1, 1);
-    cr_assert_not_null(s);
-    cr_assert_eq(read(fd, s, (size_t)len), (ssize_t)len);
-    close(fd);
-    unlink(tmpl);
-    if (out)
-        *out = s;
-    else
-        free(s);
-    return rc;
+    return run_captured(cmd_lint_kernel, (const char **)argv, argc, out);
 }
 
 /* A fake tool: an executable shell script with the given body, in a fresh directory. */
