@@ -290,6 +290,17 @@ static refvm *vm_open(const ir_program *p, const char *weights, bool tie, refvm_
     return vm;
 }
 
+/* Release what a GPU-vs-VM run holds: the VM and its weights, the handle, the certificate and
+ * the program. */
+static void run_close(refvm *vm, refvm_st *st, mk_handle *h, char *cert, ir_program *p)
+{
+    refvm_free(vm);
+    refvm_st_close(st);
+    mk_free(h);
+    free(cert);
+    ir_program_free(p);
+}
+
 /* One launch and one VM step at pos with token tok; the GPU logits must be inside the gate
  * tolerance of the VM's with the same top token. Returns the comparison. */
 static refvm_gate_cmp step_both(mk_handle *h, refvm *vm, int32_t tok, int pos, float *logits,
@@ -372,11 +383,7 @@ static void gpu_decodes_fixture_slot(const char *name, int64_t n_tile, int64_t k
                 (long long)n_tile, (long long)kv_block, fuse, (long long)streamed, slots,
                 (long long)slot_bytes, worst_vm, worst_hf);
     free(logits);
-    refvm_free(vm);
-    refvm_st_close(st);
-    mk_free(h);
-    free(cert);
-    ir_program_free(p);
+    run_close(vm, st, h, cert, p);
     free(fx.logits);
 }
 
@@ -489,11 +496,7 @@ static void gpu_matches_vm_random(const char *tag, const char *hf_json, ir_dtype
     }
     cr_log_info("%s: %d positions, max rel err vs VM %.3g", tag, steps, worst);
     free(logits);
-    refvm_free(vm);
-    refvm_st_close(st);
-    mk_free(h);
-    free(cert);
-    ir_program_free(p);
+    run_close(vm, st, h, cert, p);
     remove(wpath);
 }
 
@@ -575,11 +578,7 @@ Test(megakernel_gpu, watchdog_times_out_a_deadlock_and_the_device_stays_usable, 
         refvm_gate_cmp c = refvm_gate_compare(logits, refvm_logits(vm, &n), 256, REFVM_GATE_REL_TOL);
         cr_assert(c.pass, "pos %d after the timeout: err %g", pos, c.max_abs_err);
     }
-    refvm_free(vm);
-    refvm_st_close(st);
-    mk_free(h);
-    free(cert);
-    ir_program_free(p);
+    run_close(vm, st, h, cert, p);
     ir_program_free(dead);
     remove(wpath);
 }
