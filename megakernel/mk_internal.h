@@ -95,7 +95,6 @@ typedef struct {
     int32_t rank, dtype;     /* ir_dtype */
 } mk_buf;
 
-/* Watchdog state, written by the kernel. */
 /* One queue entry as a block copies it to SMEM: the task and its buffers' descriptors (inputs
  * in slots 0-7, outputs in 8-11, unused slots zero), stored in queue order so that the copy of
  * a block's next entry depends on no other load. 16-byte multiple (copied in 16-byte pieces). */
@@ -105,6 +104,7 @@ typedef struct {
     int32_t pad[2];
 } mk_entry;
 
+/* Watchdog state, written by the kernel. */
 typedef struct {
     unsigned int abort;      /* raised by the first wait whose budget runs out */
     int32_t block, task, counter;

@@ -565,9 +565,7 @@ static mk_status stream_plan(mk_handle *h, mk_task *tasks, int32_t n, const ir_p
     h->L.stream_x_floats = kmax;
     return MK_OK;
 }
-#endif
 
-#ifdef AMK_HAVE_CUDA
 /* The queues' entries (mk_entry) in queue order: each task with its buffers' descriptors. */
 static mk_status upload_entries(mk_handle *h, const mk_task *tasks, const ir_plan *plan,
                                 ir_error *err)
