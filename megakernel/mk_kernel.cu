@@ -103,10 +103,16 @@ __device__ __forceinline__ float warp_max(float v)
     return v;
 }
 
-__device__ double block_sum_d(double v, double *red)
+__device__ __forceinline__ double warp_sum_d(double v)
 {
     for (int o = 16; o; o >>= 1)
         v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+__device__ double block_sum_d(double v, double *red)
+{
+    v = warp_sum_d(v);
     int w = threadIdx.x >> 5, nw = blockDim.x >> 5;
     __syncthreads();
     if ((threadIdx.x & 31) == 0)
@@ -206,6 +212,37 @@ struct x_silu {
     }
 };
 
+/* a[k] * g[k] (FUSED recipes 2, 3: RMS norm without its scale, which multiplies the finished
+ * dot products), the gain g of element type GT, the weights' own: 16 bytes of g per weight
+ * vector. Read as the tile reads it: no prepared copy, no barrier before the first weight. */
+template <int GT>
+struct x_norm {
+    const float *a;
+    const void *g;
+    __device__ bool ok() const { return (((uintptr_t)a | (uintptr_t)g) & 15) == 0; }
+    __device__ float at(int64_t k) const { return a[k] * load_elem(g, GT, k); }
+    template <int EPV>
+    __device__ void vec(int64_t c, float4 &x0, float4 &x1) const
+    {
+        const float4 *pa = (const float4 *)(a + c * EPV);
+        const uint4 gv = __ldg((const uint4 *)g + c);
+        if (EPV == 4) {                    /* f32 gain */
+            x0 = pa[0];
+            x0.x *= __uint_as_float(gv.x);
+            x0.y *= __uint_as_float(gv.y);
+            x0.z *= __uint_as_float(gv.z);
+            x0.w *= __uint_as_float(gv.w);
+            x1 = x0;
+            return;
+        }
+        auto lo = [](unsigned u) { return GT == 2 ? bf16_lo(u) : f16_lo(u); };
+        auto hi = [](unsigned u) { return GT == 2 ? bf16_hi(u) : f16_hi(u); };
+        const float4 u = pa[0], v = pa[1];
+        x0 = make_float4(u.x * lo(gv.x), u.y * hi(gv.x), u.z * lo(gv.y), u.w * hi(gv.y));
+        x1 = make_float4(v.x * lo(gv.z), v.y * hi(gv.z), v.z * lo(gv.w), v.w * hi(gv.w));
+    }
+};
+
 /* Dot products of R rows of W (element type DT) with x over 16-byte vectors [c0, c1). Each lane
  * keeps 2*R independent 16-byte weight loads in flight. */
 template <int DT, int R, class XL>
@@ -283,28 +320,42 @@ __device__ void norm_prep(const op_env &e, const float *a, const mk_buf &g, int6
     }
 }
 
+#define MK_GEMV_R 4   /* rows per warp work item */
+
+/* K slices per row group of a tile of nt rows: a tile with fewer row groups than warps splits
+ * K so that every warp streams, as far as the slices' partial sums fit in cap floats. */
+__device__ __forceinline__ int64_t gemv_ksplit(int64_t nt, int nw, int64_t cap)
+{
+    const int64_t groups = (nt + MK_GEMV_R - 1) / MK_GEMV_R;
+    int64_t ksplit = 1;
+    if (groups < nw) {
+        ksplit = nw / groups;
+        while (ksplit > 1 && ksplit * groups * MK_GEMV_R > cap)
+            ksplit--;
+    }
+    return ksplit;
+}
+
 /* y[n] = x . W[n, :] (+ bias[n]) for n in [n0, n1), x read through xl (added to y when
  * accum). Work items are (group of R rows, slice of K): a tile with fewer row groups than warps
  * splits K so that every warp streams; the slices' partial sums meet in SMEM and are added in a
- * fixed order (deterministic). */
-template <int DT, class XL>
+ * fixed order (deterministic). DEFER: every work item's sum goes to part (slice ks, row i at
+ * ks * groups * R + i, gemv_ksplit(nt, nwarps, cap) slices) and the caller adds them up after a
+ * barrier; y, bias and accum are unused. */
+template <int DT, bool DEFER = false, class XL>
 __device__ void gemv_rows(const void *Wv, const XL &xl, float *y, int64_t K, int64_t ld,
-                          int64_t n0, int64_t n1, const mk_buf *bias, float *part, bool accum)
+                          int64_t n0, int64_t n1, const mk_buf *bias, float *part, bool accum,
+                          int64_t cap = MK_PART)
 {
     constexpr int ES = DT == 0 ? 4 : 2;
     constexpr int EPV = 16 / ES;
-    constexpr int R = 4;
+    constexpr int R = MK_GEMV_R;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
     const char *W = (const char *)Wv;
     const bool vec = (K % EPV) == 0 && (ld % EPV) == 0 && ((uintptr_t)W & 15) == 0 && xl.ok();
     const int64_t nt = n1 - n0, groups = (nt + R - 1) / R;
     const int64_t units = vec ? K / EPV : K;
-    int64_t ksplit = 1;
-    if (groups < nw) {
-        ksplit = nw / groups;
-        while (ksplit > 1 && ksplit * groups * R > MK_PART)
-            ksplit--;
-    }
+    const int64_t ksplit = gemv_ksplit(nt, nw, cap);
     const int64_t chunk = (units + ksplit - 1) / ksplit;
     for (int64_t w = warp; w < groups * ksplit; w += nw) {
         const int64_t g = w / ksplit, ks = w % ksplit, r0 = n0 + g * R;
@@ -331,7 +382,7 @@ __device__ void gemv_rows(const void *Wv, const XL &xl, float *y, int64_t K, int
         for (int r = 0; r < R; r++) {
             float s = warp_sum(acc[r]);
             if (lane == 0 && r0 + r < n1) {
-                if (ksplit > 1)
+                if (DEFER || ksplit > 1)
                     part[ks * groups * R + g * R + r] = s;
                 else
                     y[r0 + r] = (accum ? y[r0 + r] : 0.f) +
@@ -339,7 +390,7 @@ __device__ void gemv_rows(const void *Wv, const XL &xl, float *y, int64_t K, int
             }
         }
     }
-    if (ksplit > 1) {
+    if (!DEFER && ksplit > 1) {
         __syncthreads();
         for (int64_t i = threadIdx.x; i < nt; i += blockDim.x) {
             float s = 0.f;
@@ -644,6 +695,66 @@ __device__ void op_stream(const op_env &e)
     stream_gemv(e, xa, bias);
 }
 
+/* FUSED recipes 2, 3 when the gain has the weights' element type (f32, f16 or bf16) and the
+ * slices' sums of every tile fit in part: the tile (or pair) reads a * g as it streams (x_norm),
+ * so its first weights are requested at once, not after a prepared input and its barriers.
+ * Each warp then adds up its share of sum(a^2) (double, a fixed order), and after one barrier
+ * y = (a * g) . W * rsqrt(mean(a^2) + eps) (+ bias on the first tile). False, with nothing
+ * done, when it does not apply. */
+template <int DT>
+__device__ void norm_tiles(const op_env &e, int ntw, int64_t K, int64_t nt, int64_t off,
+                           int64_t cap)
+{
+    const x_norm<DT> xl = {(const float *)e.in(0).ptr, e.in(1).ptr};
+    for (int k = 0; k < ntw; k++)
+        gemv_rows<DT, true>(e.in(2 + k).ptr, xl, nullptr, K, K, off, off + nt, nullptr,
+                            e.part + k * cap, false, cap);
+}
+
+__device__ bool norm_gemv_direct(const op_env &e, int ntw, int64_t K, int64_t nt, int64_t off,
+                                 const mk_buf *bias)
+{
+    const int dt = e.in(1).dtype, nwarps = blockDim.x >> 5;
+    if ((dt != 0 && dt != 1 && dt != 2) || e.in(2).dtype != dt ||
+        (ntw == 2 && e.in(3).dtype != dt))
+        return false;
+    const int64_t cap = MK_PART / ntw, rows = (nt + MK_GEMV_R - 1) / MK_GEMV_R * MK_GEMV_R;
+    const int64_t ksplit = gemv_ksplit(nt, nwarps, cap);
+    if (ksplit * rows > cap)
+        return false;
+    switch (dt) {
+    case 2: norm_tiles<2>(e, ntw, K, nt, off, cap); break;
+    case 1: norm_tiles<1>(e, ntw, K, nt, off, cap); break;
+    default: norm_tiles<0>(e, ntw, K, nt, off, cap); break;
+    }
+    /* this warp's share of the sum of squares, then every share in warp order */
+    const float *a = (const float *)e.in(0).ptr;
+    const int warp = threadIdx.x >> 5;
+    double ss = 0;
+    for (int64_t i = K * warp / nwarps + (threadIdx.x & 31); i < K * (warp + 1) / nwarps; i += 32)
+        ss += (double)a[i] * a[i];
+    ss = warp_sum_d(ss);
+    if ((threadIdx.x & 31) == 0)
+        e.red_d[warp] = ss;
+    __syncthreads();
+    ss = 0;
+    for (int w = 0; w < nwarps; w++)
+        ss += e.red_d[w];
+    const float r = (float)rsqrt(ss / (double)K + e.t->rp[MK_R_EPS]);
+    for (int k = 0; k < ntw; k++) {
+        float *y = (float *)e.out(k).ptr + off;
+        const float *pk = e.part + k * cap;
+        const mk_buf *b = k == 0 ? bias : nullptr;
+        for (int64_t i = threadIdx.x; i < nt; i += blockDim.x) {
+            float v = 0.f;
+            for (int64_t ks = 0; ks < ksplit; ks++)
+                v += pk[ks * rows + i];
+            y[i] = b ? v * r + load_elem(b->ptr, b->dtype, off + i) : v * r;
+        }
+    }
+    return true;
+}
+
 /* FUSED recipes 2-4. Recipe 4 computes silu(a) * b as the tile reads it (no prepared copy, no
  * barrier). Recipes 2, 3 prepare the RMS-normalized input (y = x * rsqrt(mean(x^2) + eps) * g,
  * the sum of squares in double as RMSNORM does) in SMEM (xs), MK_XS floats at a time, the tile
@@ -661,6 +772,8 @@ __device__ void op_fused_gemv(const op_env &e, int op, float *xs)
                  off + nt, bias, e.part, false);
         return;
     }
+    if (norm_gemv_direct(e, nw, K, nt, off, bias))
+        return;
     const x_plain xp = {xs};
     if (K <= MK_XS && K <= 4 * (int64_t)blockDim.x) {   /* a and g loaded once */
         __syncthreads();                   /* the previous task is done with xs */
