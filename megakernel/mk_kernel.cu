@@ -357,6 +357,11 @@ __device__ void gemv_rows(const void *Wv, const XL &xl, float *y, int64_t K, int
     const int64_t units = vec ? K / EPV : K;
     const int64_t ksplit = gemv_ksplit(nt, nw, cap);
     const int64_t chunk = (units + ksplit - 1) / ksplit;
+    /* The bias (e.g. the residual) of the row this thread adds up, read before the dot loops:
+     * its latency overlaps theirs instead of following the slices' barrier. */
+    float bv = 0.f;
+    if (!DEFER && ksplit > 1 && bias && threadIdx.x < nt)
+        bv = load_elem(bias->ptr, bias->dtype, n0 + threadIdx.x);
     for (int64_t w = warp; w < groups * ksplit; w += nw) {
         const int64_t g = w / ksplit, ks = w % ksplit, r0 = n0 + g * R;
         const int64_t c0 = ks * chunk, c1 = c0 + chunk < units ? c0 + chunk : units;
@@ -396,8 +401,10 @@ __device__ void gemv_rows(const void *Wv, const XL &xl, float *y, int64_t K, int
             float s = 0.f;
             for (int64_t ks = 0; ks < ksplit; ks++)
                 s += part[ks * groups * R + i];
-            y[n0 + i] = (accum ? y[n0 + i] : 0.f) +
-                        (bias ? s + load_elem(bias->ptr, bias->dtype, n0 + i) : s);
+            const float b = !bias ? 0.f
+                            : i == threadIdx.x ? bv
+                                               : load_elem(bias->ptr, bias->dtype, n0 + i);
+            y[n0 + i] = (accum ? y[n0 + i] : 0.f) + (bias ? s + b : s);
         }
         __syncthreads();   /* part is reused by the next tile (FUSED runs two) */
     }
