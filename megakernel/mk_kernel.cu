@@ -929,9 +929,9 @@ struct attn_src {
  * registers; the states meet in SMEM and are merged like flash-decoding partials. KPL = head_dim
  * / 32 rounded up. */
 template <int KPL>
-__device__ __noinline__ void attention_heads(const op_env &e, const attn_src &src, int64_t hd, int64_t start,
-                                int64_t len, int64_t nh, int64_t nkv, float scale, bool partial,
-                                float *o)
+__device__ __noinline__ void attention_heads(float *sm, const attn_src src, int64_t hd,
+                                             int64_t start, int64_t len, int64_t nh, int64_t nkv,
+                                             float scale, bool partial, float *o)
 {
     constexpr int HG = KPL >= 8 ? 1 : 8 / KPL;   /* query heads per pass, in registers */
     constexpr int U = KPL >= 4 ? 2 : 4;          /* rows whose loads are in flight together */
@@ -939,7 +939,6 @@ __device__ __noinline__ void attention_heads(const op_env &e, const attn_src &sr
     const float *q = src.q, *K = src.K, *V = src.V;
     const int64_t row = nkv * hd, group = nh / nkv, stride = hd + 2;
     const int64_t ga = src.g0, gb = src.g0 + src.gn;
-    float *sm = e.part;
     const int64_t gpp = src.gn < nw ? src.gn : nw;   /* KV heads per pass */
     const int64_t wpg = nw / gpp;                    /* warps per KV head */
     int64_t hg = HG < group ? HG : group;
@@ -1096,13 +1095,13 @@ __device__ void attention_window(const op_env &e, const attn_src &src, int64_t s
     int64_t hd = e.ip(MK_P_HEADDIM), nh = e.ip(MK_P_NHEADS), nkv = e.ip(MK_P_NKV);
     float scale = (float)e.t->rp[MK_R_SCALE];
     if (hd <= 32)
-        attention_heads<1>(e, src, hd, start, len, nh, nkv, scale, partial, o);
+        attention_heads<1>(e.part, src, hd, start, len, nh, nkv, scale, partial, o);
     else if (hd <= 64)
-        attention_heads<2>(e, src, hd, start, len, nh, nkv, scale, partial, o);
+        attention_heads<2>(e.part, src, hd, start, len, nh, nkv, scale, partial, o);
     else if (hd <= 128)
-        attention_heads<4>(e, src, hd, start, len, nh, nkv, scale, partial, o);
+        attention_heads<4>(e.part, src, hd, start, len, nh, nkv, scale, partial, o);
     else
-        attention_heads<8>(e, src, hd, start, len, nh, nkv, scale, partial, o);
+        attention_heads<8>(e.part, src, hd, start, len, nh, nkv, scale, partial, o);
 }
 
 __device__ void op_attention(const op_env &e)
