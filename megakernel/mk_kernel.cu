@@ -323,13 +323,15 @@ __device__ void norm_prep(const op_env &e, const float *a, const mk_buf &g, int6
 #define MK_GEMV_R 4   /* rows per warp work item */
 
 /* K slices per row group of a tile of nt rows: a tile with fewer row groups than warps splits
- * K so that every warp streams, as far as the slices' partial sums fit in cap floats. */
+ * K so that every warp streams, as far as the slices' partial sums fit in cap floats. The
+ * divisions here and in gemv_rows are 32-bit (ksplit > 1 only when groups < nw <= 32): a
+ * 64-bit one is a called routine on the path of every tile. */
 __device__ __forceinline__ int64_t gemv_ksplit(int64_t nt, int nw, int64_t cap)
 {
     const int64_t groups = (nt + MK_GEMV_R - 1) / MK_GEMV_R;
     int64_t ksplit = 1;
     if (groups < nw) {
-        ksplit = nw / groups;
+        ksplit = nw / (int)groups;
         while (ksplit > 1 && ksplit * groups * MK_GEMV_R > cap)
             ksplit--;
     }
@@ -356,14 +358,19 @@ __device__ void gemv_rows(const void *Wv, const XL &xl, float *y, int64_t K, int
     const int64_t nt = n1 - n0, groups = (nt + R - 1) / R;
     const int64_t units = vec ? K / EPV : K;
     const int64_t ksplit = gemv_ksplit(nt, nw, cap);
-    const int64_t chunk = (units + ksplit - 1) / ksplit;
+    const int ks32 = (int)ksplit;
+    const int64_t chunk = ks32 == 1               ? units
+                          : units <= 0x7fffff00 ? (int)(units + ks32 - 1) / ks32
+                                                : (units + ks32 - 1) / ks32;
     /* The bias (e.g. the residual) of the row this thread adds up, read before the dot loops:
      * its latency overlaps theirs instead of following the slices' barrier. */
     float bv = 0.f;
     if (!DEFER && ksplit > 1 && bias && threadIdx.x < nt)
         bv = load_elem(bias->ptr, bias->dtype, n0 + threadIdx.x);
     for (int64_t w = warp; w < groups * ksplit; w += nw) {
-        const int64_t g = w / ksplit, ks = w % ksplit, r0 = n0 + g * R;
+        /* ksplit > 1: fewer items than 32 * 32 */
+        const int64_t g = ks32 == 1 ? w : (int)w / ks32, ks = ks32 == 1 ? 0 : (int)w % ks32;
+        const int64_t r0 = n0 + g * R;
         const int64_t c0 = ks * chunk, c1 = c0 + chunk < units ? c0 + chunk : units;
         float acc[R];
         const char *row[R];
@@ -871,7 +878,8 @@ __device__ void rope_rows(const op_env &e, const float *x1, float *y1, int64_t n
         const int64_t r = first ? idx : idx - n1 / 2;
         const float *x = first ? x1 : x2;
         float *y = first ? y1 : y2;
-        int64_t head = r / half, i = r % half, base = head * hd;
+        const int ri = (int)r, hf = (int)half;   /* 32-bit: a 64-bit division is a call */
+        int64_t head = ri / hf, i = ri % hf, base = head * hd;
         double c, s;
         if (table) {
             c = cs[2 * i];
@@ -937,10 +945,11 @@ __device__ __noinline__ void attention_heads(float *sm, const attn_src src, int6
     constexpr int U = KPL >= 4 ? 2 : 4;          /* rows whose loads are in flight together */
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
     const float *q = src.q, *K = src.K, *V = src.V;
-    const int64_t row = nkv * hd, group = nh / nkv, stride = hd + 2;
+    /* indices below are 32-bit where they divide: a 64-bit division is a called routine */
+    const int64_t row = nkv * hd, group = (int)nh / (int)nkv, stride = hd + 2;
     const int64_t ga = src.g0, gb = src.g0 + src.gn;
     const int64_t gpp = src.gn < nw ? src.gn : nw;   /* KV heads per pass */
-    const int64_t wpg = nw / gpp;                    /* warps per KV head */
+    const int64_t wpg = nw / (int)gpp;               /* warps per KV head */
     int64_t hg = HG < group ? HG : group;
     while (hg > 1 && (int64_t)nw * hg * (stride + 2) > MK_PART)
         hg--;
@@ -948,7 +957,7 @@ __device__ __noinline__ void attention_heads(float *sm, const attn_src src, int6
     float *cw = sm + (int64_t)nw * hg * stride, *ML = cw + (int64_t)nw * hg;
     for (int64_t gp = ga; gp < gb; gp += gpp)
         for (int64_t hoff = 0; hoff < group; hoff += hg) {
-            const int64_t gi = warp / wpg, slice = warp % wpg, g = gp + gi;
+            const int64_t gi = warp / (int)wpg, slice = warp % (int)wpg, g = gp + gi;
             const bool active = gi < gpp && g < gb;
             const int64_t h0 = g * group + hoff;
             const int64_t nhc = group - hoff < hg ? group - hoff : hg;
@@ -1067,8 +1076,9 @@ __device__ __noinline__ void attention_heads(float *sm, const attn_src src, int6
                 }
             }
             __syncthreads();
-            for (int64_t t = threadIdx.x; t < ngp * nhc * hd; t += blockDim.x) {
-                const int gi2 = (int)(t / (nhc * hd)), hh = (int)((t / hd) % nhc), i = (int)(t % hd);
+            const int nhd = (int)(nhc * hd);
+            for (int t = threadIdx.x; t < (int)ngp * nhd; t += blockDim.x) {
+                const int gi2 = t / nhd, hh = (t % nhd) / hdi, i = t % hdi;
                 const int pr = gi2 * (int)nhc + hh;
                 const float M = ML[2 * pr], L = ML[2 * pr + 1];
                 float sum = 0.f;
