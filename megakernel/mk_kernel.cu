@@ -1311,7 +1311,7 @@ mk_megakernel(const __grid_constant__ mk_launch L)
     __shared__ double red_d[32];
     __shared__ float red_f[32];
     __shared__ int red_i[32];
-    __shared__ int s_abort;
+    __shared__ int s_go;                            /* the waits: 0 pending, 1 hold, 2 abort */
     __shared__ __align__(16) float part[MK_PART];   /* also read as doubles (RoPE table) */
     __shared__ __align__(16) float xs[MK_XS];
     __shared__ __align__(16) mk_stream ws;
@@ -1359,19 +1359,40 @@ mk_megakernel(const __grid_constant__ mk_launch L)
         /* Weights do not depend on anything: request what fits before waiting. */
         if (streaming && threadIdx.x == 0)
             stream_fill(L, ws, ring, qi + L.pipelining_depth);
+        if (threadIdx.x == 0)
+            s_go = 0;                      /* every thread read the last task's verdict */
         asm volatile("cp.async.wait_all;" ::: "memory");
         __syncthreads();                   /* entry qi landed; the previous task is done */
         if (qi + 1 < q1)
             fetch_entry(qi + 1, cur ^ 1);
-        if (threadIdx.x == 0) {
-            int ok = 1;
-            for (int w = 0; w < st.n_waits && ok; w++) {
+        /* The waits: lane 0 of the first MK_POLLERS warps polls, each starting MK_POLL_STAGGER_NS
+         * after the one before, so that a release is seen within a fraction of one poll's round
+         * trip. The first poller to see every wait hold (its own acquire loads) decides; the
+         * others stop when s_go is set. Only poller 0 keeps the spin budget and watches the
+         * abort flag (the watchdog's TIMEOUT). */
+        const int pk = threadIdx.x >> 5;
+        if ((threadIdx.x & 31) == 0 && pk < MK_POLLERS) {
+            int ok = 1, decided = 0;
+            if (pk) {   /* its turn, unless the waits are decided before */
+                const unsigned long long until = global_ns() + pk * MK_POLL_STAGGER_NS;
+                while (!(decided = *(volatile int *)&s_go) && global_ns() < until)
+                    ;
+            }
+            for (int w = 0; w < st.n_waits && ok && !decided; w++) {
                 const int c = st.wait_counter[w];
                 const unsigned thr = (unsigned)st.wait_threshold[w];
                 long long spins = 0;
                 unsigned ns = 0;
                 unsigned v;
                 while ((v = ld_acquire_u32(&L.counters[c])) < thr) {
+                    if (*(volatile int *)&s_go) {
+                        decided = 1;
+                        break;
+                    }
+                    if (pk) {
+                        __nanosleep(32);
+                        continue;
+                    }
                     if (*(volatile unsigned *)&L.ctrl->abort) {
                         ok = 0;
                         break;
@@ -1394,17 +1415,18 @@ mk_megakernel(const __grid_constant__ mk_launch L)
                     }
                 }
             }
-            s_abort = !ok;
-            if (L.prof) {
+            if (!decided)
+                atomicCAS(&s_go, 0, ok ? 1 : 2);
+            if (L.prof && pk == 0) {
                 t1 = global_ns();
                 L.trace[(size_t)L.qtasks[qi] * 3] = t0;
                 L.trace[(size_t)L.qtasks[qi] * 3 + 1] = t1;
             }
         }
-        /* Acquire: thread 0's acquire loads saw the producers' release adds; the barrier orders
-         * every thread's reads of their outputs after them (no separate fence). */
+        /* Acquire: the deciding poller's acquire loads saw the producers' release adds; the
+         * barrier orders every thread's reads of their outputs after them (no separate fence). */
         __syncthreads();
-        if (s_abort) {
+        if (s_go != 1) {
             /* Every block leaves (the host reports TIMEOUT), once no copy is still landing. */
             asm volatile("cp.async.wait_all;" ::: "memory");
             for (int q = 0, sl = ws.cslot, ph = ws.cphase; streaming && q < ws.issued - ws.done;
