@@ -38,12 +38,13 @@ enum { MK_OP_NORM_GEMV = 20, MK_OP_NORM_GEMV_PAIR = 21, MK_OP_SILU_GEMV = 22,
 #define MK_F_ROPE_TABLE 8  /* RoPE (ROPE, recipes 5, 6) reads cos/sin from the launch's table */
 #define MK_F_STREAM 16     /* GEMV_TILE, FUSED 1-4: weights arrive through the launch's SMEM ring */
 
-/* The weight stream (pipelining_depth >= 1 and enough dynamic SMEM; SPEC 15.2): slots of the
- * ring, and the smallest slot. */
 /* Threads that poll a task's waits (lane 0 of the first warps), each starting this many ns after
  * the one before: about a quarter of an L2 round trip on an H100/H200. */
 #define MK_POLLERS 4
 #define MK_POLL_STAGGER_NS 150
+
+/* The weight stream (pipelining_depth >= 1 and enough dynamic SMEM; SPEC 15.2): slots of the
+ * ring, and the smallest slot. */
 #define MK_STREAM_MAX_SLOTS 16
 #ifndef MK_STREAM_SLOT_MIN
 #define MK_STREAM_SLOT_MIN (64 * 1024)

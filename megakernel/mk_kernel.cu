@@ -709,12 +709,8 @@ __device__ void op_stream(const op_env &e)
     stream_gemv(e, xa, bias);
 }
 
-/* FUSED recipes 2, 3 when the gain has the weights' element type (f32, f16 or bf16) and the
- * slices' sums of every tile fit in part: the tile (or pair) reads a * g as it streams (x_norm),
- * so its first weights are requested at once, not after a prepared input and its barriers.
- * Each warp then adds up its share of sum(a^2) (double, a fixed order), and after one barrier
- * y = (a * g) . W * rsqrt(mean(a^2) + eps) (+ bias on the first tile). False, with nothing
- * done, when it does not apply. */
+/* The ntw tiles of a FUSED recipe 2/3 task over a * g, every work item's sum left in part (tile
+ * k's from part + k * cap). */
 template <int DT>
 __device__ void norm_tiles(const op_env &e, int ntw, int64_t K, int64_t nt, int64_t off,
                            int64_t cap)
@@ -725,6 +721,12 @@ __device__ void norm_tiles(const op_env &e, int ntw, int64_t K, int64_t nt, int6
                             e.part + k * cap, false, cap);
 }
 
+/* FUSED recipes 2, 3 when the gain has the weights' element type (f32, f16 or bf16) and the
+ * slices' sums of every tile fit in part: the tile (or pair) reads a * g as it streams (x_norm),
+ * so its first weights are requested at once, not after a prepared input and its barriers.
+ * Each warp then adds up its share of sum(a^2) (double, a fixed order), and after one barrier
+ * y = (a * g) . W * rsqrt(mean(a^2) + eps) (+ bias on the first tile). False, with nothing
+ * done, when it does not apply. */
 __device__ bool norm_gemv_direct(const op_env &e, int ntw, int64_t K, int64_t nt, int64_t off,
                                  const mk_buf *bias)
 {
