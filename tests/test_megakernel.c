@@ -522,6 +522,18 @@ Test(megakernel_gpu, attention_with_head_dim_32_and_64_matches_vm_over_long_wind
     gpu_matches_vm_random("hd64-whole", HF_LLAMA(256, 4, 1), IR_BF16, "{}", 200);
 }
 
+/* f16 weights (no fixture has them): every fusion group, so the RMS-norm tiles read a * g with
+ * an f16 gain, the SiLU and residual tiles run on f16 rows, and the default plan's plain tiles. */
+Test(megakernel_gpu, f16_weights_match_vm_under_every_fusion_and_the_default_plan,
+     .timeout = 120)
+{
+    gpu_matches_vm_random("f16-fused", HF_LLAMA(256, 4, 1), IR_F16,
+                          "{\"tiling\": {\"gemv\": {\"stage_tiles\": 7}, \"attention\": "
+                          "{\"kv_heads\": 1}}, \"fusion_grouping\": [" FUSE_ALL_GPU ", "
+                          "[\"rope_q\", \"attention\"]], \"threads_per_block\": 512}", 48);
+    gpu_matches_vm_random("f16-default", HF_LLAMA(256, 4, 1), IR_F16, "{}", 48);
+}
+
 /* The watchdog: a plan whose two queues wait on each other's later entries never finishes. The
  * launch ends in TIMEOUT within a few seconds, and the next launch in this process works. */
 Test(megakernel_gpu, watchdog_times_out_a_deadlock_and_the_device_stays_usable, .timeout = 60)
