@@ -243,7 +243,8 @@ int main(int argc, char **argv)
                                                   m.vocab, REFVM_GATE_REL_TOL);
             double rel = g.max_abs_err / (g.max_abs_ref > 0 ? g.max_abs_ref : 1);
             worst = rel > worst ? rel : worst;
-            pass = pass && g.pass;
+            /* the token the kernel picked, against the lowest index of its largest logit */
+            pass = pass && g.pass && ss.next_token == refvm_argmax(logits, m.vocab);
         }
         printf("config %s\n  %d tasks, PROVED in %.1f s; correctness %s (GPU vs VM, %d steps, max "
                "rel err %.2g, tolerance %g)\n", cfgs[c], p->n_tasks, tv_s, pass ? "PASS" : "FAIL",
@@ -254,6 +255,8 @@ int main(int argc, char **argv)
         if (slots)
             printf("  weight stream: %lld tasks, %d SMEM slots of %lld B\n", (long long)stasks,
                    slots, (long long)sbytes);
+        if (mk_argmax_tiles(h))
+            printf("  argmax over %lld tile maxima\n", (long long)mk_argmax_tiles(h));
         if (pass) {
             double *ms = malloc(sizeof *ms * (size_t)repeats), wall0 = now_s();
             int32_t tok = ss.next_token;
@@ -297,11 +300,23 @@ int main(int argc, char **argv)
         mk_options_default(&o);
         o.profile = true;
         o.stream_slot_bytes = slot_bytes;
-        o.unverified = true;     /* the same plan proved above; profiling only, no timing */
+        verify_opts vopt;
+        verify_result vr;
+        verify_opts_default(&vopt);
+        if (verify_program(p, &vopt, &vr, &err) != IR_OK)
+            die("profile: verify", &err);
+        if (vr.verdict != VERIFY_PROVED) {
+            fprintf(stderr, "bench-gpu: profile: the best plan is %s on a second proof\n",
+                    verify_verdict_name(vr.verdict));
+            exit(1);
+        }
         mk_handle *h = NULL;
         mk_step_status ss;
         mk_profile pf;
-        if (mk_load(p, NULL, 0, wpath, m.tie_embeddings, &o, &h, &err) != MK_OK ||
+        mk_status ls = mk_load(p, vr.certificate_json, strlen(vr.certificate_json), wpath,
+                               m.tie_embeddings, &o, &h, &err);
+        verify_result_free(&vr);
+        if (ls != MK_OK ||
             mk_step(h, toks[0], 0, logits, &ss, &err) != MK_OK ||
             mk_step(h, toks[1], 50, logits, &ss, &err) != MK_OK ||
             mk_profile_read(h, &pf, &err) != MK_OK)

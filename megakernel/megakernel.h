@@ -104,6 +104,10 @@ const char *mk_device_name(const mk_handle *h);
  * too little dynamic SMEM for the input vector and two slots). Any pointer may be NULL. */
 void mk_stream_info(const mk_handle *h, int *slots, int64_t *slot_bytes, int64_t *tasks);
 
+/* Tiles whose largest logit SAMPLE_ARGMAX reads instead of every logit (SPEC 15.2); 0 when
+ * it reads the logits (the plan's tiles do not qualify, or the handle was loaded unverified). */
+int64_t mk_argmax_tiles(const mk_handle *h);
+
 /* Per-op timing of the last launch of a handle loaded with o->profile (nanosecond GPU timer
  * read by each block's first thread): for each op code, the run time and the time spent
  * waiting before its tasks, summed over blocks, and the largest per-block run sum. Two slots

@@ -37,6 +37,8 @@ enum { MK_OP_NORM_GEMV = 20, MK_OP_NORM_GEMV_PAIR = 21, MK_OP_SILU_GEMV = 22,
 #define MK_F_BIAS 4        /* GEMV_TILE, FUSED recipe 2 or 4 with a bias input */
 #define MK_F_ROPE_TABLE 8  /* RoPE (ROPE, recipes 5, 6) reads cos/sin from the launch's table */
 #define MK_F_STREAM 16     /* GEMV_TILE, FUSED 1-4: weights arrive through the launch's SMEM ring */
+#define MK_F_AMAX_PART 32  /* GEMV_TILE, FUSED 2, 4: also leaves its rows' largest logit in slot amax_slot */
+#define MK_F_AMAX_FROM 64  /* SAMPLE_ARGMAX: reads slots [amax_slot, amax_slot + amax_n), not the logits */
 
 /* Threads that poll a task's waits (lane 0 of the first warps), each starting this many ns after
  * the one before: about a quarter of an L2 round trip on an H100/H200. */
@@ -79,6 +81,7 @@ typedef struct {
     mk_pexpr ip[MK_NI];
     double rp[MK_NR];
     int32_t op, out_counter, n_waits, n_in, n_out, flags;
+    int32_t amax_slot, amax_n;   /* MK_F_AMAX_PART, MK_F_AMAX_FROM */
     int32_t wait_counter[8];
     int32_t wait_threshold[8];
     int32_t in[8];
@@ -106,8 +109,13 @@ typedef struct {
 typedef struct {
     mk_task t;
     mk_buf b[12];
-    int32_t pad[2];
 } mk_entry;
+
+/* A tile's largest logit and its index (lowest on ties), for SAMPLE_ARGMAX over the tiles. */
+typedef struct {
+    float v;
+    int32_t i;
+} mk_amax;
 
 /* Watchdog state, written by the kernel. */
 typedef struct {
@@ -142,6 +150,7 @@ typedef struct {
     const mk_sdesc *sdesc;     /* every block's streamed tiles, block b's from sdesc_start[b] */
     const int32_t *sdesc_start;
     unsigned long long *trace; /* NULL, or [task][3] ns: reached, waits held, released */
+    mk_amax *amax;             /* the MK_F_AMAX_PART tiles' slots, or NULL */
     int32_t n_tasks;
 } mk_launch;
 

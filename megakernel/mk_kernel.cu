@@ -1222,20 +1222,71 @@ __device__ void op_elementwise(const op_env &e, int op)
     }
 }
 
-/* Index of the largest logit, lowest index on ties. */
+/* The largest value and its index over the whole block, lowest index on ties, NaN never taken
+ * (bi stays 0x7fffffff when every value was NaN): each thread's (bv, bi), then warps, then thread
+ * 0, which alone holds the answer. */
+struct amax_acc {
+    float bv = -INFINITY;
+    int bi = 0x7fffffff;
+    __device__ void take(float v, int64_t i)
+    {
+        if (v > bv || (v == bv && i < bi)) {
+            bv = v;
+            bi = (int)i;
+        }
+    }
+    __device__ void block_reduce(float *red_f, int *red_i)
+    {
+        for (int o = 16; o; o >>= 1) {
+            const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+            const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+            take(ov, oi);
+        }
+        const int w = threadIdx.x >> 5, nw = blockDim.x >> 5;
+        __syncthreads();                   /* red_f, red_i may be in use */
+        if ((threadIdx.x & 31) == 0) {
+            red_f[w] = bv;
+            red_i[w] = bi;
+        }
+        __syncthreads();
+        if (threadIdx.x == 0)
+            for (int i = 1; i < nw; i++)
+                take(red_f[i], red_i[i]);
+    }
+};
+
+/* MK_F_AMAX_PART: after a GEMV-shaped tile wrote rows [off, off + nt) of the logits y, the
+ * largest of them and its index into the tile's slot (read back once the block's writes are
+ * done; before the release, so the argmax sees the slot with the logits). Out of line, its
+ * arguments by value: it runs once a token per tile and leaves the other ops' code as it was. */
+__device__ __noinline__ void amax_partial(const float *y, int64_t off, int64_t nt, mk_amax *slot,
+                                          float *red_f, int *red_i)
+{
+    amax_acc m;
+    __syncthreads();                       /* every row of the tile written */
+    for (int64_t i = threadIdx.x; i < nt; i += blockDim.x)
+        m.take(y[off + i], off + i);
+    m.block_reduce(red_f, red_i);
+    if (threadIdx.x == 0)
+        *slot = mk_amax{m.bv, m.bi};
+}
+
+/* Index of the largest logit, lowest index on ties (NaN never taken; 0 when every logit is
+ * NaN, as the VM answers). MK_F_AMAX_FROM: over the tiles' slots instead of the logits. */
 __device__ void op_argmax(const op_env &e)
 {
     const mk_buf &lb = e.in(0);
     const float *x = (const float *)lb.ptr;
     int64_t n = lb.numel;
-    float bv = -INFINITY;
-    int bi = 0x7fffffff;
-    auto take = [&](float v, int64_t i) {
-        if (v > bv || (v == bv && i < bi)) {
-            bv = v;
-            bi = (int)i;
+    amax_acc m;
+    if (e.t->flags & MK_F_AMAX_FROM) {
+        const mk_amax *sl = e.L->amax + e.t->amax_slot;
+        for (int i = threadIdx.x; i < e.t->amax_n; i += blockDim.x) {
+            const mk_amax a = sl[i];
+            m.take(a.v, a.i);
         }
-    };
+        n = 0;
+    }
     /* Each thread visits its elements in increasing index order; with 16-byte vectors, four of
      * them in flight at once (a single thread's dependent loads would take tens of us). */
     constexpr int U = 4;
@@ -1249,37 +1300,17 @@ __device__ void op_argmax(const op_env &e)
 #pragma unroll
         for (int u = 0; u < U; u++) {
             const int64_t i = 4 * (c + u * bd);
-            take(v[u].x, i);
-            take(v[u].y, i + 1);
-            take(v[u].z, i + 2);
-            take(v[u].w, i + 3);
+            m.take(v[u].x, i);
+            m.take(v[u].y, i + 1);
+            m.take(v[u].z, i + 2);
+            m.take(v[u].w, i + 3);
         }
     }
     for (int64_t i = 4 * n4 + threadIdx.x; i < n; i += bd)
-        take(x[i], i);
-    for (int o = 16; o; o >>= 1) {
-        float ov = __shfl_xor_sync(0xffffffffu, bv, o);
-        int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-        if (ov > bv || (ov == bv && oi < bi)) {
-            bv = ov;
-            bi = oi;
-        }
-    }
-    int w = threadIdx.x >> 5, nw = blockDim.x >> 5;
-    __syncthreads();
-    if ((threadIdx.x & 31) == 0) {
-        e.red_f[w] = bv;
-        e.red_i[w] = bi;
-    }
-    __syncthreads();
+        m.take(x[i], i);
+    m.block_reduce(e.red_f, e.red_i);
     if (threadIdx.x == 0) {
-        for (int i = 1; i < nw; i++)
-            if (e.red_f[i] > bv || (e.red_f[i] == bv && e.red_i[i] < bi)) {
-                bv = e.red_f[i];
-                bi = e.red_i[i];
-            }
-        if (bi == 0x7fffffff)
-            bi = 0;   /* every logit NaN: the VM also answers 0 */
+        const int bi = m.bi == 0x7fffffff ? 0 : m.bi;   /* every logit NaN: the VM answers 0 */
         const mk_buf &ob = e.out(0);
         if (ob.dtype == 5)
             *(int *)ob.ptr = bi;
@@ -1474,6 +1505,9 @@ mk_megakernel(const __grid_constant__ mk_launch L)
         op_env e = {&st, ent[cur].b, L.pos, red_d, red_f, red_i, part, xs, L.rope_cs,
                     &L, &ws, xa, ring, qi};
         run_op(e);
+        if (st.flags & MK_F_AMAX_PART)
+            amax_partial((const float *)e.out(0).ptr, e.ip(MK_P_NOFF), e.ip(MK_P_NTILE),
+                         L.amax + st.amax_slot, red_f, red_i);
         /* Release: the barrier orders every thread's writes before thread 0's release add, which
          * is cumulative at GPU scope: it publishes them with the count (no separate fence). */
         __syncthreads();

@@ -3,7 +3,8 @@
  * certificate of another program, a verdict other than PROVED, an op the kernel does not run are
  * refused on any machine, GPU or not), and on a GPU: every fixture decoded for 128 steps with its
  * logits inside the gate tolerance of the reference VM and of the Hugging Face goldens at every
- * position and the same greedy tokens, split attention and fused gate/up included; the watchdog
+ * position and the same greedy tokens, split attention and fused gate/up included; the argmax
+ * over the lm_head tiles' maxima keeping the lowest index of equal logits; the watchdog
  * ending a deadlocking plan in TIMEOUT with the device usable for the next launch; a grid the
  * device cannot hold refused at load.
  *
@@ -532,6 +533,105 @@ Test(megakernel_gpu, f16_weights_match_vm_under_every_fusion_and_the_default_pla
                           "{\"kv_heads\": 1}}, \"fusion_grouping\": [" FUSE_ALL_GPU ", "
                           "[\"rope_q\", \"attention\"]], \"threads_per_block\": 512}", 48);
     gpu_matches_vm_random("f16-default", HF_LLAMA(256, 4, 1), IR_F16, "{}", 48);
+}
+
+/* Rewrite the weights file at path with every row of lm_head.weight equal to its row 0, so
+ * that every logit is the same dot product. */
+static void equal_lm_head_rows(const char *path)
+{
+    ir_error err = {0};
+    refvm_st *st = NULL;
+    cr_assert_eq(refvm_st_open(path, &st, &err), IR_OK, "%s", err.why);
+    char tmp[300];
+    snprintf(tmp, sizeof tmp, "%s.eq", path);
+    refvm_st_writer *w = NULL;
+    cr_assert_eq(refvm_st_writer_new(tmp, st->n, &w, &err), IR_OK, "%s", err.why);
+    for (int i = 0; i < st->n; i++) {
+        const refvm_tensor *t = &st->tensors[i];
+        cr_assert_eq(refvm_st_writer_declare(w, t->name, t->dtype, t->rank, t->shape, &err),
+                     IR_OK, "%s", err.why);
+    }
+    bool found = false;
+    for (int i = 0; i < st->n; i++) {
+        const refvm_tensor *t = &st->tensors[i];
+        float *v = malloc(sizeof(float) * (size_t)t->numel);
+        cr_assert(v);
+        cr_assert_eq(refvm_st_to_f32(st, t, v, &err), IR_OK, "%s", err.why);
+        if (!strcmp(t->name, "lm_head.weight")) {
+            found = true;
+            for (int64_t r = 1; r < t->shape[0]; r++)
+                memcpy(v + r * t->shape[1], v, sizeof(float) * (size_t)t->shape[1]);
+        }
+        cr_assert_eq(refvm_st_writer_put(w, v, t->numel, &err), IR_OK, "%s", err.why);
+        free(v);
+    }
+    cr_assert_eq(refvm_st_writer_finish(w, &err), IR_OK, "%s", err.why);
+    refvm_st_close(st);
+    cr_assert(found, "no lm_head.weight in %s", path);
+    cr_assert_eq(rename(tmp, path), 0);
+}
+
+/* SAMPLE_ARGMAX over the lm_head tiles' maxima (SPEC 15.2): the default plan's GEMV tiles and the
+ * fused RMS-norm tiles both qualify; with every lm_head row equal, so that logits tie inside and
+ * across tiles, the token is the lowest index of the largest GPU logit, as a scan of them all
+ * answers. The same plan loaded unverified reads every logit, with the same token. */
+Test(megakernel_gpu, argmax_over_tile_maxima_keeps_the_lowest_index_of_equal_logits,
+     .timeout = 120)
+{
+    need_gpu();
+    lower_model m;
+    ir_error err = {0};
+    const char *hf = HF_LLAMA(256, 4, 1);
+    cr_assert_eq(lower_model_from_hf_json(hf, strlen(hf), &m, &err), IR_OK, "%s", err.why);
+    mkdir("build", 0755);
+    const char *wpath = "build/test-megakernel-ties.safetensors";
+    cr_assert_eq(refvm_weights_random(&m, 7, IR_BF16, wpath, &err), IR_OK, "%s", err.why);
+    equal_lm_head_rows(wpath);
+    const char *cfgs[] = {"{}", "{\"tiling\": {\"gemv\": {\"stage_tiles\": 7}}, "
+                                "\"fusion_grouping\": [" FUSE_ALL_GPU "], "
+                                "\"threads_per_block\": 512}"};
+    float *logits = malloc(sizeof(float) * (size_t)m.vocab);
+    cr_assert(logits);
+    for (int ci = 0; ci < 2; ci++) {
+        ir_program *p = lower_json(&m, IR_BF16, cfgs[ci]);
+        char *cert = prove(p);
+        int64_t ties = 0;
+        for (int unverified = 0; unverified < 2; unverified++) {
+            mk_options o;
+            mk_options_default(&o);
+            o.unverified = unverified;
+            mk_handle *h = NULL;
+            mk_status s = mk_load(p, unverified ? NULL : cert, unverified ? 0 : strlen(cert),
+                                  wpath, m.tie_embeddings, &o, &h, &err);
+            cr_assert_eq(s, MK_OK, "mk_load: %s at %s: %s", mk_status_name(s), err.where,
+                         err.why);
+            if (unverified)
+                cr_assert_eq(mk_argmax_tiles(h), 0, "plan %d unverified: %lld tile slots", ci,
+                             (long long)mk_argmax_tiles(h));
+            else
+                cr_assert_gt(mk_argmax_tiles(h), 1, "plan %d: %lld tile slots", ci,
+                             (long long)mk_argmax_tiles(h));
+            int32_t tok = 1;
+            for (int pos = 0; pos < 6; pos++) {
+                mk_step_status ss;
+                s = mk_step(h, tok, pos, logits, &ss, &err);
+                cr_assert_eq(s, MK_OK, "%s at pos %d: %s", mk_status_name(s), pos, err.why);
+                const int32_t want = refvm_argmax(logits, m.vocab);
+                for (int64_t i = 0; i < m.vocab; i++)
+                    ties += i != want && logits[i] == logits[want];
+                cr_assert_eq(ss.next_token, want, "plan %d pos %d%s: SAMPLE_ARGMAX %d, lowest "
+                             "index of the largest logit %d", ci, pos,
+                             unverified ? " unverified" : "", ss.next_token, want);
+                tok = (pos * 37 + 5) % (int32_t)m.vocab;
+            }
+            mk_free(h);
+        }
+        cr_assert_gt(ties, 0, "plan %d: no logit equals the largest: nothing tied", ci);
+        free(cert);
+        ir_program_free(p);
+    }
+    free(logits);
+    remove(wpath);
 }
 
 /* The watchdog: a plan whose two queues wait on each other's later entries never finishes. The
