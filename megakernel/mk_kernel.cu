@@ -1041,14 +1041,14 @@ __device__ __noinline__ void attention_heads(float *sm, const attn_src src, int6
                         sc[u][hh] = j0 + u * (int)wpg < n ? scale * sc[u][hh] : -INFINITY;
                         mn = fmaxf(mn, sc[u][hh]);
                     }
-                    const float c = expf(m[hh] - mn);   /* m = -inf: 0 (mn is finite) */
+                    const float c = __expf(m[hh] - mn);   /* m = -inf: 0 (mn is finite) */
                     float ls = l[hh] * c;
 #pragma unroll
                     for (int k = 0; k < KPL; k++)
                         acc[hh][k] *= c;
 #pragma unroll
                     for (int u = 0; u < U; u++) {
-                        const float p = expf(sc[u][hh] - mn);   /* a row past n: 0 */
+                        const float p = __expf(sc[u][hh] - mn);   /* a row past n: 0 */
                         ls += p;
 #pragma unroll
                         for (int k = 0; k < KPL; k++)
