@@ -37,8 +37,11 @@ enum { MK_OP_NORM_GEMV = 20, MK_OP_NORM_GEMV_PAIR = 21, MK_OP_SILU_GEMV = 22,
 #define MK_F_BIAS 4        /* GEMV_TILE, FUSED recipe 2 or 4 with a bias input */
 #define MK_F_ROPE_TABLE 8  /* RoPE (ROPE, recipes 5, 6) reads cos/sin from the launch's table */
 #define MK_F_STREAM 16     /* GEMV_TILE, FUSED 1-4: weights arrive through the launch's SMEM ring */
-#define MK_F_AMAX_PART 32  /* GEMV_TILE, FUSED 2, 4: also leaves its rows' largest logit in slot amax_slot */
-#define MK_F_AMAX_FROM 64  /* SAMPLE_ARGMAX: reads slots [amax_slot, amax_slot + amax_n), not the logits */
+/* SAMPLE_ARGMAX over the tiles' maxima (SPEC 15.2): a GEMV_TILE or FUSED 2, 4 task that also
+ * leaves its rows' largest logit in slot amax_slot; the SAMPLE_ARGMAX that reads slots
+ * [amax_slot, amax_slot + amax_n) instead of the logits. */
+#define MK_F_AMAX_PART 32
+#define MK_F_AMAX_FROM 64
 
 /* Threads that poll a task's waits (lane 0 of the first warps), each starting this many ns after
  * the one before: about a quarter of an L2 round trip on an H100/H200. */

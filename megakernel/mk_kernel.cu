@@ -7,8 +7,9 @@
  * Ordering: a finished task's writes are published by a block barrier, then a release add on
  * its counter by thread 0; a waiting block's pollers read the counters with acquire loads (never
  * hoisted: inline PTX with a memory clobber), and the one that sees every wait hold releases its
- * verdict in SMEM to the block's threads, each of which acquires it. Activations written in this launch are read with ordinary loads;
- * only weights, read-only for the whole launch, use the non-coherent path.
+ * verdict in SMEM to the block's threads, each of which acquires it. Activations written in
+ * this launch are read with ordinary loads; only weights, read-only for the whole launch, use
+ * the non-coherent path.
  */
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
