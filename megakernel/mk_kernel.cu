@@ -5,11 +5,11 @@
  * comes true. Also the few CUDA calls the host half (mk_load.c) needs, behind plain C wrappers.
  *
  * Ordering: a finished task's writes are published by a block barrier, then a release add on
- * its counter by thread 0; a waiting block's pollers read the counters with acquire loads (never
- * hoisted: inline PTX with a memory clobber), and the one that sees every wait hold releases its
- * verdict in SMEM to the block's threads, each of which acquires it. Activations written in
- * this launch are read with ordinary loads; only weights, read-only for the whole launch, use
- * the non-coherent path.
+ * its counter by thread 0; a waiting block's pollers (lane 0 of its first warps) read the
+ * counters with acquire loads (never hoisted: inline PTX with a memory clobber), the first to see
+ * every wait hold records the verdict in SMEM, and a block barrier releases the block.
+ * Activations written in this launch are read with ordinary loads; only weights, read-only for
+ * the whole launch, use the non-coherent path.
  */
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -31,24 +31,6 @@ __device__ __forceinline__ unsigned ld_acquire_u32(const unsigned *p)
     unsigned v;
     asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
     return v;
-}
-
-/* The block's verdict on a task's waits in SMEM: the deciding poller sets it (release, so its
- * acquire loads come before) and every thread reads it (acquire); see the megakernel's loop. */
-__device__ __forceinline__ int ld_acquire_cta_shared(const int *p)
-{
-    int v;
-    asm volatile("ld.acquire.cta.shared::cta.b32 %0, [%1];"
-                 : "=r"(v) : "r"((unsigned)__cvta_generic_to_shared(p)) : "memory");
-    return v;
-}
-
-__device__ __forceinline__ int cas_release_cta(int *p, int v)
-{
-    int prev;
-    asm volatile("atom.release.cta.shared::cta.cas.b32 %0, [%1], 0, %2;"
-                 : "=r"(prev) : "r"((unsigned)__cvta_generic_to_shared(p)), "r"(v) : "memory");
-    return prev;
 }
 
 __device__ __forceinline__ void red_release_add(unsigned *p, unsigned v)
@@ -1364,7 +1346,6 @@ mk_megakernel(const __grid_constant__ mk_launch L)
     __shared__ float red_f[32];
     __shared__ int red_i[32];
     __shared__ int s_go;                            /* the waits: 0 pending, 1 hold, 2 abort */
-    __shared__ unsigned long long s_t1;             /* profile: when the waits were decided */
     __shared__ __align__(16) float part[MK_PART];   /* also read as doubles (RoPE table) */
     __shared__ __align__(16) float xs[MK_XS];
     __shared__ __align__(16) mk_stream ws;
@@ -1436,7 +1417,7 @@ mk_megakernel(const __grid_constant__ mk_launch L)
                 const unsigned thr = (unsigned)st.wait_threshold[w];
                 long long spins = 0;
                 unsigned ns = 0;
-                unsigned v = 0;
+                unsigned v;
                 while ((v = ld_acquire_u32(&L.counters[c])) < thr) {
                     if (*(volatile int *)&s_go) {
                         decided = 1;
@@ -1468,29 +1449,18 @@ mk_megakernel(const __grid_constant__ mk_launch L)
                     }
                 }
             }
-            if (!decided) {
-                if (L.prof)
-                    s_t1 = global_ns();
-                cas_release_cta(&s_go, ok ? 1 : 2);   /* the first verdict stands */
+            if (!decided)
+                atomicCAS(&s_go, 0, ok ? 1 : 2);
+            if (L.prof && pk == 0) {
+                t1 = global_ns();
+                L.trace[(size_t)L.qtasks[qi] * 3] = t0;
+                L.trace[(size_t)L.qtasks[qi] * 3 + 1] = t1;
             }
         }
-        /* Acquire, with no block barrier: every thread waits for the verdict with its own
-         * acquire load of s_go, so the deciding poller's acquire of the producers' release adds,
-         * then its release of the verdict, order the producers' writes before this thread's reads
-         * (causality is transitive across the GPU and CTA scopes). A poller whose acquire load is
-         * still in flight when another decides starts late, but the other warps need not wait
-         * for it (a barrier here cost about 0.5 us per task). __syncwarp reconverges a poller's
-         * lane 0 with its warp before the op. */
-        int go;
-        while (!(go = ld_acquire_cta_shared(&s_go)))
-            ;
-        __syncwarp();
-        if (L.prof && threadIdx.x == 0) {
-            t1 = s_t1;
-            L.trace[(size_t)L.qtasks[qi] * 3] = t0;
-            L.trace[(size_t)L.qtasks[qi] * 3 + 1] = t1;
-        }
-        if (go != 1) {
+        /* Acquire: the deciding poller's acquire loads saw the producers' release adds; the
+         * barrier orders every thread's reads of their outputs after them (no separate fence). */
+        __syncthreads();
+        if (s_go != 1) {
             /* Every block leaves (the host reports TIMEOUT), once no copy is still landing. */
             asm volatile("cp.async.wait_all;" ::: "memory");
             for (int q = 0, sl = ws.cslot, ph = ws.cphase; streaming && q < ws.issued - ws.done;
