@@ -10,11 +10,11 @@ int32_t refvm_argmax(const float *x, int64_t n)
 {
     if (n <= 0)
         return -1;
-    int64_t best = 0;
-    for (int64_t i = 1; i < n; i++)
-        if (x[i] > x[best])
+    int64_t best = -1;
+    for (int64_t i = 0; i < n; i++)
+        if (x[i] == x[i] && (best < 0 || x[i] > x[best]))   /* NaN never taken */
             best = i;
-    return (int32_t)best;
+    return best < 0 ? 0 : (int32_t)best;
 }
 
 refvm_gate_cmp refvm_gate_compare(const float *a, const float *b, int64_t n, double tol)

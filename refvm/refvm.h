@@ -199,7 +199,8 @@ typedef struct {
 
 /* Compare logits a (candidate) against b (reference) with relative tolerance tol. */
 refvm_gate_cmp refvm_gate_compare(const float *a, const float *b, int64_t n, double tol);
-/* argmax, lowest index on ties; -1 when n <= 0. */
+/* argmax, lowest index on ties, NaN never taken (0 when every element is NaN); -1 when
+ * n <= 0. SAMPLE_ARGMAX's semantics, as the megakernel computes it too. */
 int32_t refvm_argmax(const float *x, int64_t n);
 
 /* RoPE frequencies of SPEC 5 and 8.7: inv_freq[i] = theta^(-2i/hd), with llama3 bands when

@@ -820,6 +820,11 @@ Test(gate, fails_on_error_above_tolerance_or_different_top1)
     cr_assert_not(refvm_gate_compare(nan4, ref, 4, 10.0).pass);
     float ties[3] = {2.0f, 2.0f, 1.0f};
     cr_assert_eq(refvm_argmax(ties, 3), 0);
+    float nan_first[4] = {NAN, 1.0f, 3.0f, 3.0f};
+    cr_assert_eq(refvm_argmax(nan_first, 4), 2, "a NaN is never the largest");
+    float all_nan[2] = {NAN, NAN};
+    cr_assert_eq(refvm_argmax(all_nan, 2), 0);
+    cr_assert_eq(refvm_argmax(all_nan, 0), -1);
 }
 
 /* ---------------------------------------------------------------- the amk run / weights CLI */
