@@ -453,6 +453,7 @@ int cmd_launch(int argc, char **argv)
         mk_stream_info(h, &slots, &slot_bytes, &streamed);
         printf(", \"weight_stream\": {\"slots\": %d, \"slot_bytes\": %lld, \"tasks\": %lld}",
                slots, (long long)slot_bytes, (long long)streamed);
+        printf(", \"argmax_tiles\": %lld", (long long)mk_argmax_tiles(h));
         if (vm)
             printf(", \"check\": {\"tol_rel\": %g, \"max_rel_err\": %.3g, \"top1_agree\": %lld, "
                    "\"compared\": %lld, \"first_fail_pos\": %lld}", a.tol, vmc.worst_rel,
@@ -483,6 +484,8 @@ int cmd_launch(int argc, char **argv)
                    (long long)streamed, slots, (long long)slot_bytes);
         else
             printf("weight stream: off (pipelining_depth 0, or too little dynamic SMEM)\n");
+        if (mk_argmax_tiles(h))
+            printf("argmax: over %lld tile maxima\n", (long long)mk_argmax_tiles(h));
         if (ms_status == MK_TIMEOUT)
             fprintf(stderr, "amk launch: TIMEOUT at pos %lld: %s\n", (long long)timeout_pos,
                     err.why);
