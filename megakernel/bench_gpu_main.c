@@ -256,7 +256,8 @@ int main(int argc, char **argv)
             printf("  weight stream: %lld tasks, %d SMEM slots of %lld B\n", (long long)stasks,
                    slots, (long long)sbytes);
         if (mk_argmax_tiles(h))
-            printf("  argmax over %lld tile maxima\n", (long long)mk_argmax_tiles(h));
+            printf("  argmax over %lld tile %s\n", (long long)mk_argmax_tiles(h),
+                   mk_argmax_tiles(h) == 1 ? "maximum" : "maxima");
         if (pass) {
             double *ms = malloc(sizeof *ms * (size_t)repeats), wall0 = now_s();
             int32_t tok = ss.next_token;

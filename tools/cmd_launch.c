@@ -485,7 +485,8 @@ int cmd_launch(int argc, char **argv)
         else
             printf("weight stream: off (pipelining_depth 0, or too little dynamic SMEM)\n");
         if (mk_argmax_tiles(h))
-            printf("argmax: over %lld tile maxima\n", (long long)mk_argmax_tiles(h));
+            printf("argmax: over %lld tile %s\n", (long long)mk_argmax_tiles(h),
+                   mk_argmax_tiles(h) == 1 ? "maximum" : "maxima");
         if (ms_status == MK_TIMEOUT)
             fprintf(stderr, "amk launch: TIMEOUT at pos %lld: %s\n", (long long)timeout_pos,
                     err.why);
