@@ -44,8 +44,9 @@ enum { MK_OP_NORM_GEMV = 20, MK_OP_NORM_GEMV_PAIR = 21, MK_OP_SILU_GEMV = 22,
 #define MK_F_AMAX_FROM 64
 
 /* Threads that poll a task's waits (lane 0 of the first warps), each starting this many ns after
- * the one before: about a quarter of an L2 round trip on an H100/H200. */
-#define MK_POLLERS 4
+ * the one before. One is the fastest on an H200 (SPEC 15.2): the barrier after the waits also
+ * waits for the other pollers' acquire loads still in flight. */
+#define MK_POLLERS 1
 #define MK_POLL_STAGGER_NS 150
 
 /* The weight stream (pipelining_depth >= 1 and enough dynamic SMEM; SPEC 15.2): slots of the
