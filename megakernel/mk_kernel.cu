@@ -1399,11 +1399,11 @@ mk_megakernel(const __grid_constant__ mk_launch L)
         __syncthreads();                   /* entry qi landed; the previous task is done */
         if (qi + 1 < q1)
             fetch_entry(qi + 1, cur ^ 1);
-        /* The waits: lane 0 of the first MK_POLLERS warps polls, each starting MK_POLL_STAGGER_NS
-         * after the one before, so that a release is seen within a fraction of one poll's round
-         * trip. The first poller to see every wait hold (its own acquire loads) decides; the
-         * others stop when s_go is set. Only poller 0 keeps the spin budget and watches the
-         * abort flag (the watchdog's TIMEOUT). */
+        /* The waits: lane 0 of the first MK_POLLERS warps polls (one, thread 0, by default: see
+         * mk_internal.h), each starting MK_POLL_STAGGER_NS after the one before. The first poller
+         * to see every wait hold (its own acquire loads) decides; the others stop when s_go is
+         * set. Only poller 0 keeps the spin budget and watches the abort flag (the watchdog's
+         * TIMEOUT). */
         const int pk = threadIdx.x >> 5;
         if ((threadIdx.x & 31) == 0 && pk < MK_POLLERS) {
             int ok = 1, decided = 0;
