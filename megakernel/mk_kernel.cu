@@ -1403,7 +1403,8 @@ mk_megakernel(const __grid_constant__ mk_launch L)
          * mk_internal.h), each starting MK_POLL_STAGGER_NS after the one before. The first poller
          * to see every wait hold (its own acquire loads) decides; the others stop when s_go is
          * set. Only poller 0 keeps the spin budget and watches the abort flag (the watchdog's
-         * TIMEOUT). */
+         * TIMEOUT). With one poller this is more general than it needs to be, but the plain
+         * thread-0 loop it grew from compiles to a slower kernel (SPEC 15.5): keep it. */
         const int pk = threadIdx.x >> 5;
         if ((threadIdx.x & 31) == 0 && pk < MK_POLLERS) {
             int ok = 1, decided = 0;
