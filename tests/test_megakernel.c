@@ -523,6 +523,31 @@ Test(megakernel_gpu, attention_with_head_dim_32_and_64_matches_vm_over_long_wind
     gpu_matches_vm_random("hd64-whole", HF_LLAMA(256, 4, 1), IR_BF16, "{}", 200);
 }
 
+/* A Hugging Face Llama config with an explicit head_dim (q and o then need not be hidden wide). */
+#define HF_LLAMA_HD(hidden, heads, kv, hd) "{\"architectures\": [\"LlamaForCausalLM\"], " \
+    "\"model_type\": \"llama\", \"hidden_size\": " #hidden ", \"num_attention_heads\": " #heads \
+    ", \"num_key_value_heads\": " #kv ", \"head_dim\": " #hd ", \"intermediate_size\": 512, " \
+    "\"num_hidden_layers\": 2, \"vocab_size\": 512, \"max_position_embeddings\": 1024, " \
+    "\"rms_norm_eps\": 1e-5, \"rope_theta\": 10000.0, \"tie_word_embeddings\": false}"
+/* The wider heads of the larger Llama models: head_dim 128 (llama-3-8b and 70b; four elements
+ * per lane, two query heads per pass) with the fused RoPE and one task per KV head, and with
+ * kv_block partials merged by ATTENTION_COMBINE; head_dim 80 (four elements per lane, the last
+ * 48 lanes' ones masked off, and q and o 320 wide against a hidden size of 256); head_dim 256,
+ * the widest the kernel holds in registers (eight per lane, one query head per pass). */
+Test(megakernel_gpu, attention_with_head_dim_80_128_and_256_matches_vm, .timeout = 240)
+{
+    const char *fused = "{\"tiling\": {\"gemv\": {\"stage_tiles\": 7}, \"attention\": "
+                        "{\"kv_heads\": 1}}, \"fusion_grouping\": [" FUSE_ALL_GPU ", "
+                        "[\"rope_q\", \"attention\"]], \"threads_per_block\": 512}";
+    gpu_matches_vm_random("hd128-fused", HF_LLAMA(512, 4, 1), IR_BF16, fused, 300);
+    gpu_matches_vm_random("hd128-kvblock", HF_LLAMA(512, 4, 1), IR_F32,
+                          "{\"tiling\": {\"attention\": {\"kv_block\": 64}}, "
+                          "\"threads_per_block\": 256}", 160);
+    gpu_matches_vm_random("hd80-fused", HF_LLAMA_HD(256, 4, 2, 80), IR_BF16, fused, 120);
+    gpu_matches_vm_random("hd80-default", HF_LLAMA_HD(256, 4, 2, 80), IR_F32, "{}", 60);
+    gpu_matches_vm_random("hd256-fused", HF_LLAMA(512, 2, 1), IR_BF16, fused, 120);
+}
+
 /* f16 weights (no fixture has them): every fusion group, so the RMS-norm tiles read a * g with
  * an f16 gain, the SiLU and residual tiles run on f16 rows, and the default plan's plain tiles. */
 Test(megakernel_gpu, f16_weights_match_vm_under_every_fusion_and_the_default_plan,
