@@ -339,6 +339,17 @@ __device__ __forceinline__ int64_t gemv_ksplit(int64_t nt, int nw, int64_t cap)
     return ksplit;
 }
 
+/* Row i's sum over the ksplit K slices of a split tile, slice ks's partial at p[ks * stride + i],
+ * added in slice order (deterministic). */
+__device__ __forceinline__ float slice_sum(const float *p, int64_t stride, int64_t ksplit,
+                                           int64_t i)
+{
+    float s = 0.f;
+    for (int64_t ks = 0; ks < ksplit; ks++)
+        s += p[ks * stride + i];
+    return s;
+}
+
 /* y[n] = x . W[n, :] (+ bias[n]) for n in [n0, n1), x read through xl (added to y when
  * accum). Work items are (group of R rows, slice of K): a tile with fewer row groups than warps
  * splits K so that every warp streams; the slices' partial sums meet in SMEM and are added in a
@@ -406,9 +417,7 @@ __device__ void gemv_rows(const void *Wv, const XL &xl, float *y, int64_t K, int
     if (!DEFER && ksplit > 1) {
         __syncthreads();
         for (int64_t i = threadIdx.x; i < nt; i += blockDim.x) {
-            float s = 0.f;
-            for (int64_t ks = 0; ks < ksplit; ks++)
-                s += part[ks * groups * R + i];
+            const float s = slice_sum(part, groups * R, ksplit, i);
             const float b = !bias ? 0.f
                             : i == threadIdx.x ? bv
                                                : load_elem(bias->ptr, bias->dtype, n0 + i);
@@ -626,9 +635,7 @@ __device__ void stream_tile(const op_env &e, const float *x, float *y, int64_t o
             stream_fill(L, s, e.ring, e.qi + L.pipelining_depth);
         }
         if (ksplit > 1 && (int)threadIdx.x < rows) {
-            float v = 0.f;
-            for (int k = 0; k < ksplit; k++)
-                v += pp[k * rows + threadIdx.x];
+            const float v = slice_sum(pp, rows, ksplit, threadIdx.x);
             y[off + r0 + threadIdx.x] = b ? v + bv : v;
         }
         if (++slot == NS) {
@@ -763,9 +770,7 @@ __device__ bool norm_gemv_direct(const op_env &e, int ntw, int64_t K, int64_t nt
         const float *pk = e.part + k * cap;
         const mk_buf *b = k == 0 ? bias : nullptr;
         for (int64_t i = threadIdx.x; i < nt; i += blockDim.x) {
-            float v = 0.f;
-            for (int64_t ks = 0; ks < ksplit; ks++)
-                v += pk[ks * rows + i];
+            const float v = slice_sum(pk, rows, ksplit, i);
             y[i] = b ? v * r + load_elem(b->ptr, b->dtype, off + i) : v * r;
         }
     }
