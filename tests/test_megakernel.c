@@ -425,11 +425,13 @@ Test(megakernel_gpu, split_attention_and_fused_gate_up_match_vm_and_hf, .timeout
 #define FUSE_ALL_GPU "[\"attn_norm\", \"q\", \"k\", \"v\"], [\"rope_k\", \"kv_append_k\"], " \
                      "[\"o\", \"resid_attn\"], [\"mlp_norm\", \"gate\", \"up\"], " \
                      "[\"silu_mul\", \"down\", \"resid_mlp\"], [\"final_norm\", \"lm_head\"]"
+/* Those groups, the fused RoPE, stage-sized tiles, one attention task per KV head, 512 threads. */
+#define FUSED_WHOLE_GPU "{\"tiling\": {\"gemv\": {\"stage_tiles\": 7}, \"attention\": " \
+                        "{\"kv_heads\": 1}}, \"fusion_grouping\": [" FUSE_ALL_GPU ", " \
+                        "[\"rope_q\", \"attention\"]], \"threads_per_block\": 512}"
 Test(megakernel_gpu, every_fusion_and_per_kv_head_attention_match_vm_and_hf, .timeout = 120)
 {
-    const char *whole = "{\"tiling\": {\"gemv\": {\"stage_tiles\": 7}, \"attention\": "
-                        "{\"kv_heads\": 1}}, \"fusion_grouping\": [" FUSE_ALL_GPU ", "
-                        "[\"rope_q\", \"attention\"]], \"threads_per_block\": 512}";
+    const char *whole = FUSED_WHOLE_GPU;
     const char *blocks = "{\"tiling\": {\"gemv\": {\"stage_tiles\": 7}, \"attention\": "
                          "{\"kv_heads\": 1, \"kv_block\": 24}}, \"fusion_grouping\": ["
                          FUSE_ALL_GPU "]}";
@@ -531,21 +533,20 @@ Test(megakernel_gpu, attention_with_head_dim_32_and_64_matches_vm_over_long_wind
     "\"rms_norm_eps\": 1e-5, \"rope_theta\": 10000.0, \"tie_word_embeddings\": false}"
 /* The wider heads of the larger Llama models: head_dim 128 (llama-3-8b and 70b; four elements
  * per lane, two query heads per pass) with the fused RoPE and one task per KV head, and with
- * kv_block partials merged by ATTENTION_COMBINE; head_dim 80 (four elements per lane, the last
- * 48 lanes' ones masked off, and q and o 320 wide against a hidden size of 256); head_dim 256,
- * the widest the kernel holds in registers (eight per lane, one query head per pass). */
+ * kv_block partials merged by ATTENTION_COMBINE; head_dim 80 (four elements per lane: the last 48
+ * of a head's 128 register slots masked off; q and o 320 wide against a hidden size of 256);
+ * head_dim 256, the widest the kernel holds in registers (eight per lane, one query head per
+ * pass). */
 Test(megakernel_gpu, attention_with_head_dim_80_128_and_256_matches_vm, .timeout = 240)
 {
-    const char *fused = "{\"tiling\": {\"gemv\": {\"stage_tiles\": 7}, \"attention\": "
-                        "{\"kv_heads\": 1}}, \"fusion_grouping\": [" FUSE_ALL_GPU ", "
-                        "[\"rope_q\", \"attention\"]], \"threads_per_block\": 512}";
-    gpu_matches_vm_random("hd128-fused", HF_LLAMA(512, 4, 1), IR_BF16, fused, 300);
+    gpu_matches_vm_random("hd128-fused", HF_LLAMA(512, 4, 1), IR_BF16, FUSED_WHOLE_GPU, 300);
     gpu_matches_vm_random("hd128-kvblock", HF_LLAMA(512, 4, 1), IR_F32,
                           "{\"tiling\": {\"attention\": {\"kv_block\": 64}}, "
                           "\"threads_per_block\": 256}", 160);
-    gpu_matches_vm_random("hd80-fused", HF_LLAMA_HD(256, 4, 2, 80), IR_BF16, fused, 120);
+    gpu_matches_vm_random("hd80-fused", HF_LLAMA_HD(256, 4, 2, 80), IR_BF16, FUSED_WHOLE_GPU,
+                          120);
     gpu_matches_vm_random("hd80-default", HF_LLAMA_HD(256, 4, 2, 80), IR_F32, "{}", 60);
-    gpu_matches_vm_random("hd256-fused", HF_LLAMA(512, 2, 1), IR_BF16, fused, 120);
+    gpu_matches_vm_random("hd256-fused", HF_LLAMA(512, 2, 1), IR_BF16, FUSED_WHOLE_GPU, 120);
 }
 
 /* f16 weights (no fixture has them): every fusion group, so the RMS-norm tiles read a * g with
@@ -553,10 +554,7 @@ Test(megakernel_gpu, attention_with_head_dim_80_128_and_256_matches_vm, .timeout
 Test(megakernel_gpu, f16_weights_match_vm_under_every_fusion_and_the_default_plan,
      .timeout = 120)
 {
-    gpu_matches_vm_random("f16-fused", HF_LLAMA(256, 4, 1), IR_F16,
-                          "{\"tiling\": {\"gemv\": {\"stage_tiles\": 7}, \"attention\": "
-                          "{\"kv_heads\": 1}}, \"fusion_grouping\": [" FUSE_ALL_GPU ", "
-                          "[\"rope_q\", \"attention\"]], \"threads_per_block\": 512}", 48);
+    gpu_matches_vm_random("f16-fused", HF_LLAMA(256, 4, 1), IR_F16, FUSED_WHOLE_GPU, 48);
     gpu_matches_vm_random("f16-default", HF_LLAMA(256, 4, 1), IR_F16, "{}", 48);
 }
 
