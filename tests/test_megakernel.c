@@ -549,6 +549,18 @@ Test(megakernel_gpu, attention_with_head_dim_80_128_and_256_matches_vm, .timeout
     gpu_matches_vm_random("hd256-fused", HF_LLAMA(512, 2, 1), IR_BF16, FUSED_WHOLE_GPU, 120);
 }
 
+/* Query heads per KV head other than the 2 and 4 above: 1 (multi-head attention, as in Llama 2
+ * 7B) and 3, with the fused RoPE and one task per KV head, and under the default plan. */
+Test(megakernel_gpu, attention_with_one_and_three_query_heads_per_kv_head_matches_vm,
+     .timeout = 120)
+{
+    gpu_matches_vm_random("mha-fused", HF_LLAMA(256, 4, 4), IR_BF16, FUSED_WHOLE_GPU, 100);
+    gpu_matches_vm_random("mha-default", HF_LLAMA(256, 4, 4), IR_F32, "{}", 60);
+    gpu_matches_vm_random("gqa3-fused", HF_LLAMA_HD(256, 6, 2, 64), IR_BF16, FUSED_WHOLE_GPU,
+                          100);
+    gpu_matches_vm_random("gqa3-default", HF_LLAMA_HD(256, 6, 2, 64), IR_F32, "{}", 60);
+}
+
 /* f16 weights (no fixture has them): every fusion group, so the RMS-norm tiles read a * g with
  * an f16 gain, the SiLU and residual tiles run on f16 rows, and the default plan's plain tiles. */
 Test(megakernel_gpu, f16_weights_match_vm_under_every_fusion_and_the_default_plan,
