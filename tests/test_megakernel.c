@@ -507,11 +507,12 @@ static void gpu_matches_vm_random(const char *tag, const char *hf_json, ir_dtype
  * lane of the attention code, 8 and 4 query heads kept in registers) over windows of up to 600
  * rows, where every warp walks many rows: whole windows with one task for both KV heads and
  * the fused RoPE, kv_block partials merged by ATTENTION_COMBINE, and the default plan. */
-#define HF_LLAMA(hidden, heads, kv) "{\"architectures\": [\"LlamaForCausalLM\"], " \
+#define HF_LLAMA_WITH(hidden, heads, kv, extra) "{\"architectures\": [\"LlamaForCausalLM\"], " \
     "\"model_type\": \"llama\", \"hidden_size\": " #hidden ", \"num_attention_heads\": " #heads \
-    ", \"num_key_value_heads\": " #kv ", \"intermediate_size\": 512, \"num_hidden_layers\": 2, " \
-    "\"vocab_size\": 512, \"max_position_embeddings\": 1024, \"rms_norm_eps\": 1e-5, " \
-    "\"rope_theta\": 10000.0, \"tie_word_embeddings\": false}"
+    ", \"num_key_value_heads\": " #kv extra ", \"intermediate_size\": 512, " \
+    "\"num_hidden_layers\": 2, \"vocab_size\": 512, \"max_position_embeddings\": 1024, " \
+    "\"rms_norm_eps\": 1e-5, \"rope_theta\": 10000.0, \"tie_word_embeddings\": false}"
+#define HF_LLAMA(hidden, heads, kv) HF_LLAMA_WITH(hidden, heads, kv, "")
 Test(megakernel_gpu, attention_with_head_dim_32_and_64_matches_vm_over_long_windows,
      .timeout = 240)
 {
@@ -526,11 +527,7 @@ Test(megakernel_gpu, attention_with_head_dim_32_and_64_matches_vm_over_long_wind
 }
 
 /* A Hugging Face Llama config with an explicit head_dim (q and o then need not be hidden wide). */
-#define HF_LLAMA_HD(hidden, heads, kv, hd) "{\"architectures\": [\"LlamaForCausalLM\"], " \
-    "\"model_type\": \"llama\", \"hidden_size\": " #hidden ", \"num_attention_heads\": " #heads \
-    ", \"num_key_value_heads\": " #kv ", \"head_dim\": " #hd ", \"intermediate_size\": 512, " \
-    "\"num_hidden_layers\": 2, \"vocab_size\": 512, \"max_position_embeddings\": 1024, " \
-    "\"rms_norm_eps\": 1e-5, \"rope_theta\": 10000.0, \"tie_word_embeddings\": false}"
+#define HF_LLAMA_HD(hidden, heads, kv, hd) HF_LLAMA_WITH(hidden, heads, kv, ", \"head_dim\": " #hd)
 /* The wider heads of the larger Llama models: head_dim 128 (llama-3-8b and 70b; four elements
  * per lane, two query heads per pass) with the fused RoPE and one task per KV head, and with
  * kv_block partials merged by ATTENTION_COMBINE; head_dim 80 (four elements per lane: the last 48
