@@ -24,6 +24,42 @@ typedef struct {
     bool strict;            /* unknown keys are errors (config read for lowering) */
 } reader;
 
+/* A number node whose literal in the text had a fraction or an exponent ("1.0", "1e3"). cJSON
+ * keeps only the double, so the literal's form is recorded in a type bit that cJSON itself never
+ * sets or reads (cJSON_IsNumber and the printer look at the low byte only). Integer fields must
+ * be written as integers, as AMK's validate() and loader require: 1.0 is not a threshold. */
+#define REAL_LITERAL (1 << 12)
+
+/* Past one JSON string starting at s (the opening quote), or at end. */
+static const char *skip_string(const char *s, const char *end)
+{
+    for (s++; s < end && *s != '"'; s++)
+        if (*s == '\\' && s + 1 < end)
+            s++;
+    return s < end ? s + 1 : end;
+}
+
+/* Walks the tree in document order beside a cursor over the text: the k-th number node is the
+ * k-th number token outside strings (the only tokens starting with '-' or a digit). */
+static void mark_real_literals(cJSON *v, const char **cur, const char *end)
+{
+    for (; v; v = v->next) {
+        if (cJSON_IsNumber(v)) {
+            const char *s = *cur;
+            while (s < end && *s != '-' && !(*s >= '0' && *s <= '9'))
+                s = *s == '"' ? skip_string(s, end) : s + 1;
+            bool real = false;
+            for (; s < end && *s && strchr("+-0123456789.eE", *s); s++)
+                real |= *s == '.' || *s == 'e' || *s == 'E';
+            if (real)
+                v->type |= REAL_LITERAL;
+            *cur = s;
+        }
+        if (v->child)
+            mark_real_literals(v->child, cur, end);
+    }
+}
+
 /* Parse len bytes as exactly one JSON value. cJSON alone stops after the first value and would
  * accept "{...} junk"; here anything but whitespace after the value makes the text invalid, with
  * *trailing set and *end pointing at the extra bytes. */
@@ -45,6 +81,8 @@ static cJSON *parse_whole(const char *text, size_t len, const char **end, bool *
             *end = e;
         return NULL;
     }
+    const char *cur = text;
+    mark_real_literals(root, &cur, text + len);
     return root;
 }
 
@@ -96,8 +134,8 @@ static ir_status as_int(reader *r, const cJSON *v, const char *path, const char 
     double d = v->valuedouble;
     if (!isfinite(d))
         return bad(r, path, field, "must be a finite integer");
-    if (d != floor(d))
-        return bad(r, path, field, "must be an integer, got %.17g", d);
+    if (d != floor(d) || (v->type & REAL_LITERAL))
+        return bad(r, path, field, "must be an integer, got %.17g written as a real", d);
     if (d < (double)lo || d > (double)hi)
         return bad(r, path, field, "must be in [%lld, %lld], got %.17g", (long long)lo,
                    (long long)hi, d);
@@ -744,7 +782,8 @@ static ir_status read_params(reader *r, const cJSON *v, const char *path, ir_tas
             double d = c->valuedouble;
             if (!isfinite(d))
                 return bad(r, pp, c->string, "must be finite");
-            if (!is_real_param(c->string) && d == floor(d) && fabs(d) <= 9007199254740992.0) {
+            if (!is_real_param(c->string) && !(c->type & REAL_LITERAL) && d == floor(d) &&
+                fabs(d) <= 9007199254740992.0) {
                 q->type = IR_PARAM_INT;
                 q->i = (int64_t)d;
                 q->r = d;
@@ -1100,6 +1139,64 @@ static ir_status read_program(reader *r, const cJSON *root, ir_program *p)
     return IR_OK;
 }
 
+/* AMK's loader indexes buffers, counters and tasks by id, not by array position. An array whose
+ * objects carry a dense id set 0..n-1 in another order is put in id order here, so that the
+ * readers below see ids equal to positions (and name elements by id). Duplicates and gaps are
+ * refused naming both places; anything else odd (no id, not an object) is left for the readers
+ * to report. Returns IR_OK when nothing was wrong. */
+static ir_status order_by_id(reader *r, cJSON *root, const char *key)
+{
+    cJSON *arr = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (!cJSON_IsArray(arr) || !arr->child)
+        return IR_OK;
+    int n = cJSON_GetArraySize(arr);
+    if (n > MAX_COUNT)
+        return IR_OK;
+    cJSON **by = calloc((size_t)n, sizeof *by);
+    int *at = calloc((size_t)n, sizeof *at);
+    if (!by || !at) {
+        free(by);
+        free(at);
+        return ir_fail(r->err, IR_ERR_NOMEM, key, "out of memory");
+    }
+    bool sorted = true;
+    int i = 0;
+    ir_status s = IR_OK;
+    for (cJSON *o = arr->child; o && s == IR_OK; o = o->next, i++) {
+        const cJSON *v = cJSON_IsObject(o) ? cJSON_GetObjectItemCaseSensitive(o, "id") : NULL;
+        if (!cJSON_IsNumber(v) || (v->type & REAL_LITERAL) || v->valuedouble != floor(v->valuedouble)) {
+            sorted = true;     /* the reader reports it at its place */
+            break;
+        }
+        double d = v->valuedouble;
+        char where[64];
+        snprintf(where, sizeof where, "%s[%d].id", key, i);
+        if (d < 0 || d >= n)
+            s = ir_fail(r->err, IR_ERR_MALFORMED, where, "got %.17g; the %d %s must have the ids "
+                        "0..%d (dense, in any order)", d, n, key, n - 1);
+        else if (by[(int)d])
+            s = ir_fail(r->err, IR_ERR_MALFORMED, where, "duplicates the id %d of %s[%d]",
+                        (int)d, key, at[(int)d]);
+        else {
+            by[(int)d] = o;
+            at[(int)d] = i;
+            sorted &= (int)d == i;
+        }
+    }
+    if (s == IR_OK && !sorted && i == n) {
+        for (int k = 0; k < n; k++) {
+            by[k]->prev = k ? by[k - 1] : by[n - 1];
+            by[k]->next = k + 1 < n ? by[k + 1] : NULL;
+        }
+        arr->child = by[0];
+        if (r->warn)
+            s = ir_warn(r->warn, "%s: ids are not in array order; read by id", key);
+    }
+    free(by);
+    free(at);
+    return s;
+}
+
 ir_status ir_read_json(const char *text, size_t len, const ir_read_opts *opts, ir_program **out,
                        ir_error *err)
 {
@@ -1127,7 +1224,12 @@ ir_status ir_read_json(const char *text, size_t len, const ir_read_opts *opts, i
                        line);
     }
     reader r = {err, &p->warnings, opts && opts->strict_config};
-    ir_status s = read_program(&r, root, p);
+    ir_status s = IR_OK;
+    static const char *const ARRAYS[] = {"buffers", "counters", "tasks"};
+    for (int i = 0; i < 3 && s == IR_OK && cJSON_IsObject(root); i++)
+        s = order_by_id(&r, root, ARRAYS[i]);
+    if (s == IR_OK)
+        s = read_program(&r, root, p);
     cJSON_Delete(root);
     if (s != IR_OK) {
         ir_program_free(p);

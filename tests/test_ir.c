@@ -241,14 +241,15 @@ Test(ir_roundtrip, decode_plan_sample_keeps_plan_decode_pos_params_and_warnings)
     cr_assert_eq(p->warnings.n, 2);
     cr_assert(has_warning(p, "target.x_vendor: unknown key ignored"));
     cr_assert(has_warning(p, "tasks[3].future_field: unknown key ignored"));
-    /* theta stays real even though integral; K written 16.0 becomes an int */
+    /* theta stays real even though integral; K written 16.0 stays a real (the verifier refuses
+       it: K must be an int32, as AMK's validate() requires) */
     const ir_param *theta = ir_task_param(&p->tasks[2], "theta");
     cr_assert_eq(theta->type, IR_PARAM_REAL);
     cr_assert_eq(theta->r, 10000.0);
     cr_assert_not_null(strstr(text, "\"theta\": 10000.0"));
     const ir_param *k = ir_task_param(&p->tasks[0], "K");
-    cr_assert_eq(k->type, IR_PARAM_INT);
-    cr_assert_eq(k->i, 16);
+    cr_assert_eq(k->type, IR_PARAM_REAL);
+    cr_assert_eq(k->r, 16.0);
     double scale = 0;
     cr_assert(ir_task_real(&p->tasks[4], "scale", &scale));
     cr_assert_eq(scale, 0.3535533905932738);
@@ -477,20 +478,40 @@ Test(ir_malformed, refuses_huge_id)
 
 Test(ir_malformed, refuses_duplicated_task_id)
 {
-    expect_malformed("duplicate_task_id.json", "tasks[1].id",
-                     "is 0 but ids must equal the array position 1");
+    expect_malformed("duplicate_task_id.json", "tasks[1].id", "duplicates the id 0 of tasks[0]");
 }
 
 Test(ir_malformed, refuses_non_dense_buffer_id)
 {
     expect_malformed("nondense_buffer_id.json", "buffers[2].id",
-                     "is 3 but ids must equal the array position 2");
+                     "got 3; the 3 buffers must have the ids 0..2 (dense, in any order)");
 }
 
-Test(ir_malformed, refuses_counter_id_other_than_position)
+/* An integer field written as a real is refused, as AMK's validate() and loader refuse it. */
+Test(ir_malformed, refuses_integer_fields_written_as_reals)
 {
-    expect_malformed("counter_id_not_position.json", "counters[0].id",
-                     "is 1 but ids must equal the array position 0");
+    expect_malformed("threshold_written_as_real.json", "tasks[1].waits[0].threshold",
+                     "must be an integer, got 1 written as a real");
+    expect_malformed("sm_written_as_real.json", "tasks[1].sm",
+                     "must be an integer, got 1 written as a real");
+}
+
+Test(ir_malformed, refuses_counter_ids_with_a_gap)
+{
+    expect_malformed("counter_id_gap.json", "counters[1].id",
+                     "got 2; the 2 counters must have the ids 0..1 (dense, in any order)");
+}
+
+/* AMK's loader indexes by id: a dense id set in another array order is read by id. */
+Test(ir_read, reads_dense_ids_in_any_array_order_by_id)
+{
+    ir_program *p = read_ok(IRDATA "counters_out_of_order.json");
+    cr_assert_eq(p->n_counters, 2);
+    cr_assert_eq(p->counters[0].id, 0);
+    cr_assert_eq(p->counters[1].id, 1);
+    cr_assert_str_eq(p->counters[1].note, "first in the file");
+    cr_assert(has_warning(p, "counters: ids are not in array order; read by id"));
+    ir_program_free(p);
 }
 
 Test(ir_malformed, refuses_page_id_other_than_position)
