@@ -707,6 +707,9 @@ typedef struct {
     vrun run;
     int64_t pairs, residual;
     bool undecided, oom;
+    int64_t alias_a, alias_b;   /* one task's accesses to two tenants of a page that overlap */
+    int32_t alias_page;
+    bool interleaved;           /* some page's tenants are not chain-separated (clobber check) */
 } finding;
 
 /* C side for one conflicting access pair: ordered, or decided exactly. */
@@ -936,7 +939,9 @@ static void page_conflicts(race_ctx *rc, finding *f, zquery *q, zquery *qc, cons
         free(tn);
         return;
     }
-    /* Interleaved tenants: every overlapping pair with a write. */
+    /* Interleaved tenants: every overlapping pair with a write; the order of the pairs is
+       settled later by the clobber check, once they are known to be ordered. */
+    f->interleaved = true;
     for (int i = 0; i < nt && !f->oom; i++)
         for (int j = i + 1; j < nt && !f->oom; j++) {
             int32_t b1 = tn[i].buffer, b2 = tn[j].buffer;
@@ -946,12 +951,20 @@ static void page_conflicts(race_ctx *rc, finding *f, zquery *q, zquery *qc, cons
                 access_span(c, ax, &f1, &e1);
                 for (int64_t y = g->start[b2]; y < g->start[b2 + 1]; y++) {
                     const vaccess *ay = &c->acc[g->idx[y]];
-                    if (ax->task == ay->task || !(ax->write || ay->write))
+                    if (!(ax->write || ay->write))
                         continue;
                     int64_t f2, e2;
                     access_span(c, ay, &f2, &e2);
                     if (!(f1 < e2 && f2 < e1))
                         continue;
+                    if (ax->task == ay->task) {
+                        if (f->alias_a < 0) {
+                            f->alias_a = g->idx[x];
+                            f->alias_b = g->idx[y];
+                            f->alias_page = pg;
+                        }
+                        continue;
+                    }
                     check_pair(rc, f, g->idx[x], g->idx[y], pg);
                     zq_pair(q, ax->task, ay->task);
                     zq_pair(qc, ax->task, ay->task);
@@ -961,12 +974,222 @@ static void page_conflicts(race_ctx *rc, finding *f, zquery *q, zquery *qc, cons
     free(tn);
 }
 
+/* ---------------------------------------------------------------- page clobber */
+
+#define MAX_RUNS 4096 /* contiguous byte runs of one access considered exactly */
+
+typedef struct {
+    int64_t *f, *e;
+    int64_t n, cap;
+} runs;
+
+static bool runs_push(runs *r, int64_t f, int64_t e)
+{
+    if (r->n == r->cap) {
+        int64_t nc = r->cap ? r->cap * 2 : 16;
+        int64_t *nf = realloc(r->f, (size_t)nc * sizeof *nf);
+        if (!nf)
+            return false;
+        r->f = nf;
+        int64_t *ne = realloc(r->e, (size_t)nc * sizeof *ne);
+        if (!ne)
+            return false;
+        r->e = ne;
+        r->cap = nc;
+    }
+    r->f[r->n] = f;
+    r->e[r->n++] = e;
+    return true;
+}
+
+/* The bytes an access touches within its page as contiguous runs, exactly (a tile of a row-major
+ * buffer is one run per row it spans, not the hull from its first to its last byte). 0 on
+ * success, 1 when the access has more than MAX_RUNS runs, -1 when out of memory. */
+static int access_runs(const vctx *c, const vaccess *a, runs *out)
+{
+    const ir_buffer *b = &c->p->buffers[a->buffer];
+    int64_t lo[IR_MAX_RANK], hi[IR_MAX_RANK];
+    ir_box_eval(&a->box, c->pos, lo, hi);
+    out->n = 0;
+    int rank = b->rank;
+    for (int d = 0; d < rank; d++)
+        if (hi[d] <= lo[d])
+            return 0;
+    /* d0: the outermost dimension from which the box is contiguous (inner dims whole). */
+    int d0 = rank - 1;
+    while (d0 > 0 && lo[d0] == 0 && hi[d0] == b->shape[d0])
+        d0--;
+    int64_t inner = 1;
+    for (int d = d0 + 1; d < rank; d++)
+        inner *= b->shape[d];
+    int64_t nrun = 1;
+    for (int d = 0; d < d0; d++) {
+        nrun *= hi[d] - lo[d];
+        if (nrun > MAX_RUNS)
+            return 1;
+    }
+    int bits = ir_dtype_bits(b->dtype);
+    int64_t idx[IR_MAX_RANK];
+    for (int d = 0; d < rank; d++)
+        idx[d] = lo[d];
+    for (int64_t k = 0; k < nrun; k++) {
+        int64_t e0 = 0;
+        for (int d = 0; d < rank; d++)
+            e0 = e0 * b->shape[d] + (d < d0 ? idx[d] : d == d0 ? lo[d] : 0);
+        int64_t e1 = e0 + (rank ? (hi[d0] - lo[d0]) * inner : 1);
+        if (!runs_push(out, e0 * bits / 8, ir_dtype_nbytes(b->dtype, e1)))
+            return -1;
+        for (int d = d0 - 1; d >= 0; d--) {
+            if (++idx[d] < hi[d])
+                break;
+            idx[d] = lo[d];
+        }
+    }
+    return 0;
+}
+
+static int cmp_by_pi_desc(const void *x, const void *y, void *arg)
+{
+    const vctx *c = arg;
+    int32_t a = c->pi[c->acc[*(const int64_t *)x].task], b = c->pi[c->acc[*(const int64_t *)y].task];
+    return (a < b) - (a > b);
+}
+
+typedef struct {
+    int64_t read, write;   /* the clobbered read and the other tenant's write, or -1 */
+    int32_t page;
+    int64_t first, end;    /* bytes of the read whose last writer is the other tenant */
+    bool unknown, oom;
+} clobber;
+
+/* Once every conflicting pair is ordered, each byte has one last writer before each read, the
+ * same in every execution, and the greedy order shows it. A read of tenant A on a page whose
+ * bytes were last written through another tenant B reads B's data as A's: refuted. Per read,
+ * the page's earlier writes are walked from the latest back, each removing the bytes it covers
+ * from the read's still-unexplained bytes, until none is left. */
+static void find_clobber(vctx *c, const by_buffer *g, int32_t pg, clobber *cl)
+{
+    const ir_program *p = c->p;
+    int64_t nw = 0, nr = 0;
+    for (int32_t b = 0; b < p->n_buffers; b++) {
+        if (c->page_of[b] != pg)
+            continue;
+        for (int64_t i = g->start[b]; i < g->start[b + 1]; i++) {
+            if (c->acc[g->idx[i]].write)
+                nw++;
+            else
+                nr++;
+        }
+    }
+    if (!nw || !nr)
+        return;
+    int64_t *W = malloc((size_t)nw * sizeof *W), *R = malloc((size_t)nr * sizeof *R);
+    runs un = {0}, wr = {0}, keep = {0};
+    if (!W || !R) {
+        cl->oom = true;
+        goto out;
+    }
+    nw = nr = 0;
+    for (int32_t b = 0; b < p->n_buffers; b++)
+        if (c->page_of[b] == pg)
+            for (int64_t i = g->start[b]; i < g->start[b + 1]; i++) {
+                int64_t a = g->idx[i];
+                if (c->acc[a].write)
+                    W[nw++] = a;
+                else
+                    R[nr++] = a;
+            }
+    qsort_r(W, (size_t)nw, sizeof *W, cmp_by_pi_desc, c);
+    for (int64_t r = 0; r < nr && cl->read < 0; r++) {
+        const vaccess *x = &c->acc[R[r]];
+        int32_t px = c->pi[x->task];
+        int st = access_runs(c, x, &un);
+        if (st) {
+            cl->oom |= st < 0;
+            cl->unknown |= st > 0;
+            goto out;
+        }
+        for (int64_t k = 0; k < nw && un.n && cl->read < 0; k++) {
+            const vaccess *w = &c->acc[W[k]];
+            if (c->pi[w->task] >= px)
+                continue;              /* later, or the reading task's own write */
+            if ((st = access_runs(c, w, &wr))) {
+                cl->oom |= st < 0;
+                cl->unknown |= st > 0;
+                goto out;
+            }
+            keep.n = 0;
+            for (int64_t u = 0; u < un.n; u++) {
+                int64_t uf = un.f[u], ue = un.e[u];
+                for (int64_t v = 0; v < wr.n && uf < ue; v++) {
+                    int64_t lo = wr.f[v] > uf ? wr.f[v] : uf, hi = wr.e[v] < ue ? wr.e[v] : ue;
+                    if (lo >= hi)
+                        continue;
+                    if (w->buffer != x->buffer) {
+                        cl->read = R[r];
+                        cl->write = W[k];
+                        cl->page = pg;
+                        cl->first = lo;
+                        cl->end = hi;
+                        break;
+                    }
+                    /* covered by A's own write: keep what lies outside */
+                    if (uf < lo && !runs_push(&keep, uf, lo))
+                        cl->oom = true;
+                    uf = hi;
+                }
+                if (cl->read >= 0)
+                    break;
+                if (uf < ue && !runs_push(&keep, uf, ue))
+                    cl->oom = true;
+            }
+            if (cl->oom)
+                goto out;
+            runs t = un;
+            un = keep;
+            keep = t;
+        }
+    }
+out:
+    free(W);
+    free(R);
+    free(un.f);
+    free(un.e);
+    free(wr.f);
+    free(wr.e);
+    free(keep.f);
+    free(keep.e);
+}
+
+static void write_page_witness(vctx *c, const char *kind, const vaccess *x, const vaccess *y,
+                               int32_t page, int64_t first, int64_t end)
+{
+    const ir_program *p = c->p;
+    if (!vwitness_begin(c, kind))
+        return;
+    vbuf *w = &c->witness;
+    vb_fmt(w, ", \"tasks\": [%d, %d], \"labels\": [", x->task, y->task);
+    vb_qstr(w, p->tasks[x->task].label);
+    vb_put(w, ", ");
+    vb_qstr(w, p->tasks[y->task].label);
+    vb_fmt(w, "], \"accesses\": [\"%s\", \"%s\"], \"buffers\": [%d, %d], \"page\": %d, "
+           "\"overlap_bytes\": [%lld, %lld]", x->write ? "write" : "read",
+           y->write ? "write" : "read", x->buffer, y->buffer, page, (long long)first,
+           (long long)end);
+    if (c->pi[x->task] >= 0) {
+        /* the greedy run up to the read: the other tenant's write is its last write there */
+        vb_put(w, ", \"interleaving\": {\"run\": ");
+        vb_ids(w, c->run.order, c->pi[x->task]);
+        vb_fmt(w, ", \"then_start\": [%d]}", x->task);
+    }
+}
+
 void verify_race(vctx *c)
 {
     race_ctx rc = {.c = c, .nt = c->p->n_tasks};
     by_buffer g = {0};
     memo_list memo = {0};
-    finding f = {.a = -1, .b = -1, .page = -1};
+    finding f = {.a = -1, .b = -1, .page = -1, .alias_a = -1, .alias_b = -1, .alias_page = -1};
     zquery q = {.rc = &rc}, qc = {.rc = &rc};
     const ir_program *p = c->p;
     if (normalize(&rc) != IR_OK || build_ancestors(&rc) != IR_OK || group_accesses(c, &g) != IR_OK)
@@ -992,7 +1215,24 @@ void verify_race(vctx *c)
         zr = zq_solve(&q, &windows);
     }
     bool c_race = f.a >= 0;
-    if (zr == Z3_L_UNDEF) {
+    clobber cl = {.read = -1, .write = -1, .page = -1};
+    if (zr == Z3_L_FALSE && !c_race && f.alias_a < 0)
+        for (int32_t pg = 0; p->has_pages && pg < p->pages.n_pages && cl.read < 0 &&
+                             !cl.oom && !cl.unknown; pg++)
+            find_clobber(c, &g, pg, &cl);
+    if (cl.oom)
+        goto nomem;
+    if (f.alias_a >= 0) {
+        const vaccess *x = &c->acc[f.alias_a], *y = &c->acc[f.alias_b];
+        int64_t f1, e1, f2, e2;
+        access_span(c, x, &f1, &e1);
+        access_span(c, y, &f2, &e2);
+        vset(c, VERIFY_RACE, VERIFY_REFUTED, "task %d %s buffer %d and %s buffer %d, which share "
+             "bytes of page %d", x->task, x->write ? "writes" : "reads", x->buffer,
+             y->write ? "writes" : "reads", y->buffer, f.alias_page);
+        write_page_witness(c, "page_alias", x, y, f.alias_page, f1 > f2 ? f1 : f2,
+                           e1 < e2 ? e1 : e2);
+    } else if (zr == Z3_L_UNDEF) {
         vset(c, VERIFY_RACE, VERIFY_UNKNOWN, "Z3 gave up on a race window query");
     } else if ((zr == Z3_L_TRUE) != c_race) {
         vset(c, VERIFY_RACE, VERIFY_UNKNOWN,
@@ -1006,6 +1246,15 @@ void verify_race(vctx *c)
              x->write ? "to" : "of", x->buffer, y->write ? "write" : "read",
              y->write ? "to" : "of", y->buffer, f.page >= 0 ? " on a shared page" : "");
         write_witness(c, x, y, f.page, &f.run);
+    } else if (cl.read >= 0) {
+        const vaccess *x = &c->acc[cl.read], *y = &c->acc[cl.write];
+        vset(c, VERIFY_RACE, VERIFY_REFUTED, "task %d reads buffer %d bytes [%lld, %lld) of page "
+             "%d last written through buffer %d by task %d (page clobber)", x->task, x->buffer,
+             (long long)cl.first, (long long)cl.end, cl.page, y->buffer, y->task);
+        write_page_witness(c, "page_clobber", x, y, cl.page, cl.first, cl.end);
+    } else if (cl.unknown) {
+        vset(c, VERIFY_RACE, VERIFY_UNKNOWN, "a page access spans more than %d separate byte "
+             "runs; the clobber check does not decide it", MAX_RUNS);
     } else {
         vset(c, VERIFY_RACE, VERIFY_PROVED, "%lld conflicting access pairs in %lld conflict "
              "classes over %lld Z3 windows, all ordered (%lld needed the exact run, %lld "
