@@ -195,6 +195,10 @@ typedef struct {
     char *label;                       /* owned, may be "" */
 } ir_task;
 
+/* Whether t is a weight-only quantized GEMV/GEMM tile: param qdtype I8 or I4 and inputs
+ * [x, qW, scales(, zeros)], where slot 2 holds scales (not a bias). */
+bool ir_gemv_quantized(const ir_task *t);
+
 /* The KV heads [*off, *off + *n) an attention task (ATTENTION_TILE, FUSED recipe 6) covers:
  * its params kv_head_off (default 0) and kv_heads (default nkv - kv_head_off). False when one
  * of them is present but not an int. Nothing is range-checked here (the verifier does). */
@@ -321,6 +325,11 @@ typedef struct {
 } ir_program;
 
 /* ---------------------------------------------------------------- construction */
+
+/* An integer field of the program's meta object (e.g. AMK's "pos"); false when absent or not an
+ * integer. */
+bool ir_meta_int(const ir_program *p, const char *key, int64_t *out);
+
 
 /* A new empty program (ir_version/abi_version set, meta "{}"). NULL when out of memory.
  * The caller frees it with ir_program_free. */

@@ -2,6 +2,7 @@
  * ir_core.c - the IR's plain data: enum names, errors, position expressions, construction and
  * destruction of programs, params, configs and plans, and the op table.
  */
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -477,7 +478,7 @@ static const ir_op_info OP_TABLE[IR_OP_COUNT] = {
     {IR_OP_EMBED, 2, 2, 1, 1, {"hidden", NULL}},
     {IR_OP_RMSNORM, 2, 2, 1, 1, {"eps", "hidden", NULL}},
     {IR_OP_LAYERNORM, 2, 3, 1, 1, {"eps", "hidden", NULL}},
-    {IR_OP_GEMV_TILE, 2, 3, 1, 1, {"K", "N_tile", "n_off", NULL}},
+    {IR_OP_GEMV_TILE, 2, 4, 1, 1, {"K", "N_tile", "n_off", NULL}},
     {IR_OP_GEMM_TILE, 2, 3, 1, 1, {"M_tile", "K", "N_tile", "n_off", NULL}},
     {IR_OP_ATTENTION_TILE, 3, 4, 1, 1,
      {"head_dim", "kv_start", "kv_len", "scale", "n_heads", "n_kv_heads", NULL}},
@@ -496,3 +497,15 @@ static const ir_op_info OP_TABLE[IR_OP_COUNT] = {
 };
 
 const ir_op_info *ir_op_spec(ir_op op) { return (unsigned)op < IR_OP_COUNT ? &OP_TABLE[op] : NULL; }
+
+bool ir_meta_int(const ir_program *p, const char *key, int64_t *out)
+{
+    cJSON *m = p->meta_json ? cJSON_Parse(p->meta_json) : NULL;
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(m, key);
+    bool ok = cJSON_IsNumber(v) && v->valuedouble == floor(v->valuedouble) &&
+              fabs(v->valuedouble) < 9007199254740992.0;
+    if (ok)
+        *out = (int64_t)v->valuedouble;
+    cJSON_Delete(m);
+    return ok;
+}

@@ -338,14 +338,25 @@ static void restrict_dim(ir_box *b, int d, ir_pexpr lo, ir_pexpr hi)
     b->hi[d] = hi;
 }
 
-/* The cache row [pos, pos+1) that KV_APPEND and FUSED recipe 5 write. */
-static ir_status cache_row(const ir_task *t, ir_box *out, ir_error *err)
+/* The position axis of a KV cache: rows of [S, D] and [S, n_kv, head_dim], axis 1 of the batched
+ * [B, S, n_kv, head_dim]. */
+static int cache_axis(const ir_buffer *cache) { return cache->rank == 4 ? 1 : 0; }
+
+/* The cache slot [pos, pos+1) that KV_APPEND and FUSED recipe 5 write. */
+static ir_status cache_row(const ir_program *p, const ir_task *t, ir_box *out, ir_error *err)
 {
     ir_pexpr pos;
     ir_status s = need_pexpr(t, "pos", &pos, err);
     if (s == IR_OK)
-        restrict_dim(out, 0, pos, pe_add(pos, 1));
+        restrict_dim(out, cache_axis(&p->buffers[t->outputs[0]]), pos, pe_add(pos, 1));
     return s;
+}
+
+bool ir_gemv_quantized(const ir_task *t)
+{
+    int64_t q;
+    return (t->op == IR_OP_GEMV_TILE || t->op == IR_OP_GEMM_TILE) && ir_task_int(t, "qdtype", &q) &&
+           (q == IR_I8 || q == IR_I4) && t->n_inputs >= 3;
 }
 
 bool ir_recipe_weights(int64_t recipe, int *first_slot, int *n_weights)
@@ -426,7 +437,8 @@ ir_status ir_task_footprint(const ir_program *p, const ir_task *t, bool is_outpu
             restrict_dim(out, last, ir_pexpr_const(n_off), ir_pexpr_const(sat_add(n_off, n_tile)));
             if (t->op == IR_OP_GEMM_TILE && b->rank >= 2)
                 restrict_dim(out, 0, ir_pexpr_const(m_off), ir_pexpr_const(sat_add(m_off, m_tile)));
-        } else if (slot == 1) {
+        } else if (slot == 1 || (slot >= 2 && ir_gemv_quantized(t))) {
+            /* weight rows; quantized: the scales and zeros rows of those output columns too */
             restrict_dim(out, 0, ir_pexpr_const(n_off), ir_pexpr_const(sat_add(n_off, n_tile)));
         } else if (slot == 2) {
             restrict_dim(out, last, ir_pexpr_const(n_off), ir_pexpr_const(sat_add(n_off, n_tile)));
@@ -438,7 +450,7 @@ ir_status ir_task_footprint(const ir_program *p, const ir_task *t, bool is_outpu
         if (!ir_task_int(t, "recipe", &recipe))
             return IR_OK; /* unknown recipes touch whole buffers */
         if (recipe == IR_RECIPE_ROPE_APPEND)
-            return is_output ? cache_row(t, out, err) : IR_OK;
+            return is_output ? cache_row(p, t, out, err) : IR_OK;
         if (recipe == IR_RECIPE_ROPE_ATTENTION) {
             head_span h;
             ir_pexpr pos;
@@ -471,7 +483,11 @@ ir_status ir_task_footprint(const ir_program *p, const ir_task *t, bool is_outpu
         return IR_OK;
     }
     case IR_OP_KV_APPEND:
-        return is_output ? cache_row(t, out, err) : IR_OK;
+        if (is_output)
+            return cache_row(p, t, out, err);
+        if (slot == 1)     /* AMK's [src, cache]: the cache is bound, not read */
+            restrict_dim(out, 0, ir_pexpr_const(0), ir_pexpr_const(0));
+        return IR_OK;
     case IR_OP_ATTENTION_TILE: {
         /* A head range (kv_head_off / kv_heads) narrows every slot to its heads' columns. */
         head_span h;
@@ -484,8 +500,11 @@ ir_status ir_task_footprint(const ir_program *p, const ir_task *t, bool is_outpu
             ir_pexpr len;
             if ((s = need_int(t, "kv_start", &start, err)) || (s = need_pexpr(t, "kv_len", &len, err)))
                 return s;
-            restrict_dim(out, 0, ir_pexpr_const(start), pe_add(len, start));
-            if (ranged)
+            restrict_dim(out, cache_axis(b), ir_pexpr_const(start), pe_add(len, start));
+            if (ranged && b->rank >= 3)     /* [.., n_kv, head_dim]: the heads axis */
+                restrict_dim(out, b->rank - 2, ir_pexpr_const(h.g0),
+                             ir_pexpr_const(sat_add(h.g0, h.gn)));
+            else if (ranged)
                 restrict_heads(out, &h, h.hd);
         } else if (is_output && partial) {
             restrict_dim(out, 0, ir_pexpr_const(m_off), ir_pexpr_const(sat_add(m_off, 1)));

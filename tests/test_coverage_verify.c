@@ -234,7 +234,7 @@ Test(wellformed, refutes_an_rmsnorm_with_the_wrong_hidden)
     ir_program *p = toy();
     ir_task *t = task(p, "final_norm");
     cr_assert_eq(ir_task_set_int(t, "hidden", 32), IR_OK);
-    expect_refuted(p, "shape", t->id, "RMSNORM buffers must hold hidden=32 elements");
+    expect_refuted(p, "shape", t->id, "RMSNORM needs rows of hidden=32 elements");
 }
 
 Test(wellformed, refutes_an_embed_with_the_wrong_hidden)
@@ -242,7 +242,7 @@ Test(wellformed, refutes_an_embed_with_the_wrong_hidden)
     ir_program *p = toy();
     ir_task *t = task(p, "embed");
     cr_assert_eq(ir_task_set_int(t, "hidden", 32), IR_OK);
-    expect_refuted(p, "shape", t->id, "EMBED needs a [V, hidden=32] table");
+    expect_refuted(p, "shape", t->id, "its last dimension hidden=32");
 }
 
 Test(wellformed, refutes_an_add_of_unequal_sizes)
@@ -266,7 +266,7 @@ Test(wellformed, refutes_a_kv_append_source_wider_than_a_cache_row)
     ir_program *p = toy();
     ir_task *t = task(p, "L0.kv_append_v");
     t->inputs[0] = buffer(p, "L0.q");  /* 64 elements, cache rows hold 32 */
-    expect_refuted(p, "shape", t->id, "KV_APPEND source must fill one row");
+    expect_refuted(p, "shape", t->id, "KV_APPEND source must fill one position slot");
 }
 
 Test(wellformed, refutes_attention_heads_that_disagree_with_its_buffers)

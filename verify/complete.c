@@ -223,8 +223,9 @@ static int uncovered_at(const cover_q *q, int64_t pos, int64_t *pt)
     int r = q->need.rank;
     int64_t nlo[IR_MAX_RANK], nhi[IR_MAX_RANK];
     ir_box_eval(&q->need, pos, nlo, nhi);
-    if (q->kv && r >= 1 && nlo[0] < pos)
-        nlo[0] = pos < nhi[0] ? pos : nhi[0];
+    int ax = r == 4 ? 1 : 0;      /* the position axis of a KV cache */
+    if (q->kv && r >= 1 && nlo[ax] < pos)
+        nlo[ax] = pos < nhi[ax] ? pos : nhi[ax];
     for (int d = 0; d < r; d++)
         if (nlo[d] >= nhi[d])
             return 0;
@@ -315,15 +316,15 @@ static bool q_is_const(const cover_q *q)
 
 /* C decision for one question over all positions: the first uncovered (pos, point). Returns
  * 1 found, 0 covered, -1 could not decide. */
-static int c_decide(const cover_q *q, int64_t S, int64_t *pos_out, int64_t *pt)
+static int c_decide(const cover_q *q, int64_t lo, int64_t S, int64_t *pos_out, int64_t *pt)
 {
     if (q_is_const(q)) {
-        *pos_out = 0;
-        return uncovered_at(q, 0, pt);
+        *pos_out = lo;
+        return uncovered_at(q, lo, pt);
     }
     int undecided = 0;
-    int64_t step = S <= C_SCAN_LIMIT ? 1 : S / C_SCAN_LIMIT;
-    for (int64_t pos = 0; pos < S; pos += step) {
+    int64_t step = S - lo <= C_SCAN_LIMIT ? 1 : (S - lo) / C_SCAN_LIMIT;
+    for (int64_t pos = lo; pos < S; pos += step) {
         int u = uncovered_at(q, pos, pt);
         if (u == 1) {
             *pos_out = pos;
@@ -343,7 +344,8 @@ static int c_decide(const cover_q *q, int64_t S, int64_t *pos_out, int64_t *pt)
 }
 
 /* Z3 term: some element of q at some position is uncovered. */
-static Z3_ast z3_question(vz3 *z, const cover_q *q, int64_t idx, int64_t S, Z3_ast *pos_out)
+static Z3_ast z3_question(vz3 *z, const cover_q *q, int64_t idx, int64_t lo, int64_t S,
+                          Z3_ast *pos_out)
 {
     Z3_context x = z->ctx;
     int r = q->need.rank;
@@ -353,7 +355,7 @@ static Z3_ast z3_question(vz3 *z, const cover_q *q, int64_t idx, int64_t S, Z3_a
     if (!cl)
         return Z3_mk_false(x);
     int n = 0;
-    cl[n++] = Z3_mk_ge(x, pos, vz3_num(z, 0));
+    cl[n++] = Z3_mk_ge(x, pos, vz3_num(z, lo));
     cl[n++] = Z3_mk_lt(x, pos, vz3_num(z, S));
     Z3_ast pt[IR_MAX_RANK];
     for (int d = 0; d < r; d++) {
@@ -364,7 +366,7 @@ static Z3_ast z3_question(vz3 *z, const cover_q *q, int64_t idx, int64_t S, Z3_a
         cl[n++] = Z3_mk_lt(x, pt[d], vz3_pexpr(z, q->need.hi[d], pos));
     }
     if (q->kv && r >= 1)
-        cl[n++] = Z3_mk_ge(x, pt[0], pos);
+        cl[n++] = Z3_mk_ge(x, pt[r == 4 ? 1 : 0], pos);
     for (int i = 0; i < q->nw; i++) {
         Z3_ast in[2 * IR_MAX_RANK];
         int m = 0;
@@ -450,7 +452,7 @@ void verify_complete(vctx *c)
     bool c_undecided = false;
     for (int64_t i = 0; i < s.n && bad < 0; i++) {
         int64_t pos, pt[IR_MAX_RANK];
-        int u = c_decide(&s.v[i], c->max_seq, &pos, pt);
+        int u = c_decide(&s.v[i], c->pos_lo, c->max_seq, &pos, pt);
         if (u == 1) {
             bad = i;
             bad_pos = pos;
@@ -474,7 +476,7 @@ void verify_complete(vctx *c)
         goto nomem;
     }
     for (int64_t i = 0; i < s.n; i++)
-        terms[i] = z3_question(&z, &s.v[i], i, c->max_seq, &poss[i]);
+        terms[i] = z3_question(&z, &s.v[i], i, c->pos_lo, c->max_seq, &poss[i]);
     Z3_solver_assert(z.ctx, z.solver, vz3_or(&z, (int)s.n, terms));
     Z3_lbool res = vz3_check(&z);
     int64_t zq = -1;

@@ -252,7 +252,7 @@ static int boxes_overlap(race_ctx *rc, memo_list *memo, const ir_box *x, const i
         }
     }
     om.key[16] = x->rank;
-    om.key[17] = c->max_seq;
+    om.key[17] = c->max_seq * 4096 + c->pos_lo;
     if (x->rank <= 2)
         for (int i = 0; i < memo->n; i++)
             if (!memcmp(memo->m[i].key, om.key, sizeof om.key))
@@ -265,7 +265,7 @@ static int boxes_overlap(race_ctx *rc, memo_list *memo, const ir_box *x, const i
     Z3_ast pos = vz3_int(&z, "pos", 0);
     Z3_ast cl[2 + 2 * IR_MAX_RANK];
     int n = 0;
-    cl[n++] = Z3_mk_ge(z.ctx, pos, vz3_num(&z, 0));
+    cl[n++] = Z3_mk_ge(z.ctx, pos, vz3_num(&z, c->pos_lo));
     cl[n++] = Z3_mk_lt(z.ctx, pos, vz3_num(&z, c->max_seq));
     for (int d = 0; d < x->rank; d++) {
         cl[n++] = Z3_mk_lt(z.ctx, vz3_pexpr(&z, x->lo[d], pos), vz3_pexpr(&z, y->hi[d], pos));

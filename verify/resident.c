@@ -35,9 +35,25 @@ static void compute(const vctx *c, occupancy *o)
         o->stat = p->plan.static_smem_bytes;
         o->regs = p->plan.regs_per_thread;
     } else {
-        o->grid = c->nq;
+        /* No launch plan: AMK's loader launches min(num_SMs, co-resident blocks) blocks of the
+           config's threads (256 without one) and puts every task on one of them; the
+           deadlock and race obligations covered every such assignment (each unassigned task
+           its own worker). Its dynamic SMEM is the config's, raised to what its attention
+           (two floats of head_dim per warp) and quantized GEMV (x cached, K floats up to
+           16384) kernels need. */
         o->threads = p->has_config ? p->config.threads_per_block : 256;
         o->dyn = p->has_config ? p->config.smem_bytes_per_block : 0;
+        int64_t warps = (o->threads + 31) / 32, v;
+        for (int32_t i = 0; i < p->n_tasks; i++) {
+            const ir_task *tk = &p->tasks[i];
+            if (tk->op == IR_OP_ATTENTION_TILE && ir_task_int(tk, "head_dim", &v) && v > 0 &&
+                v < (1 << 20) && warps * 2 * v * 4 > o->dyn)
+                o->dyn = warps * 2 * v * 4;
+            if (ir_gemv_quantized(tk) && ir_task_int(tk, "K", &v) && v > 0 &&
+                (v < 16384 ? v : 16384) * 4 > o->dyn)
+                o->dyn = (v < 16384 ? v : 16384) * 4;
+        }
+        o->grid = t->num_sms;
     }
     /* A plan that does not bound registers is held to the worst case. */
     if (o->regs <= 0)
@@ -201,6 +217,10 @@ void verify_resident(vctx *c)
     if (!t->supports_cooperative) {
         kind = "cooperative";
         snprintf(why, sizeof why, "target %s does not support cooperative launches", t->name);
+    } else if (!c->p->has_plan && o.threads > 256) {
+        kind = "threads";
+        snprintf(why, sizeof why, "%lld threads per block: AMK's loader launches at most 256 "
+                 "(a program without a launch plan runs under it)", (long long)o.threads);
     } else if (o.threads < 1 || o.threads > t->max_threads_per_block) {
         kind = "threads";
         snprintf(why, sizeof why, "%lld threads per block outside [1, %lld]", (long long)o.threads,
@@ -245,7 +265,8 @@ void verify_resident(vctx *c)
     cl[n++] = Z3_mk_ge(x, Z3_mk_mul(x, 2, (Z3_ast[]){b, vz3_num(&z, t->num_sms)}),
                        vz3_num(&z, o.grid));
     cl[n++] = Z3_mk_le(x, vz3_num(&z, o.stat + o.dyn), vz3_num(&z, t->smem_bytes_per_block_optin));
-    cl[n++] = Z3_mk_le(x, vz3_num(&z, o.threads), vz3_num(&z, t->max_threads_per_block));
+    cl[n++] = Z3_mk_le(x, vz3_num(&z, o.threads),
+                       vz3_num(&z, c->p->has_plan ? t->max_threads_per_block : 256));
     cl[n++] = Z3_mk_ge(x, vz3_num(&z, o.threads), vz3_num(&z, 1));
     cl[n++] = Z3_mk_le(x, vz3_num(&z, o.regs), vz3_num(&z, t->max_regs_per_thread));
     cl[n++] = Z3_mk_le(x, vz3_num(&z, peak), vz3_num(&z, o.dyn));

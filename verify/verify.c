@@ -402,7 +402,7 @@ static void write_certificate(vctx *c)
     vb_put(&b, ", \"target\": ");
     vb_qstr(&b, c->t->name);
     vb_fmt(&b, ", \"queue_order\": \"%s\"", c->o->queue_order == IR_ORDER_TOPO ? "topo" : "list");
-    vb_fmt(&b, ", \"positions\": [0, %lld]", (long long)c->max_seq);
+    vb_fmt(&b, ", \"positions\": [%lld, %lld]", (long long)c->pos_lo, (long long)c->max_seq);
     vb_put(&b, ", \"obligations\": [");
     for (int i = 0; i < VERIFY_N_OBLIGATIONS; i++) {
         vb_fmt(&b, "%s{\"name\": \"%s\", \"status\": \"%s\", \"seconds\": %.6f, "
@@ -470,7 +470,15 @@ ir_status verify_program(const ir_program *p, const verify_opts *o, verify_resul
     c.o = o;
     c.r = r;
     c.t = o->target ? o->target : p->has_target ? &p->target : NULL;
-    c.pos = p->has_decode ? p->decode.pos : 0;
+    /* A program without the decode extension was lowered for one position (AMK writes it as
+       meta.pos, with kv_len = pos + 1 and the KV slot pos as constants): it is proved at that
+       position, rows below it being the state of earlier steps. */
+    c.pos = 0;
+    if (p->has_decode)
+        c.pos = p->decode.pos;
+    else if (!ir_meta_int(p, "pos", &c.pos) || c.pos < 0 || c.pos > INT32_MAX)
+        c.pos = 0;
+    c.pos_lo = p->has_decode ? 0 : c.pos;
     c.max_seq = p->has_decode ? p->decode.max_seq : c.pos + 1;
     ir_error e = {0};
     if (!c.t) {

@@ -46,7 +46,11 @@ typedef struct {
     const ir_target *t;
     const verify_opts *o;
     verify_result *r;
-    int64_t pos, max_seq;         /* the program's position and the positions to prove over */
+    int64_t pos, max_seq;         /* the program's position; positions are proved over
+                                     [pos_lo, max_seq) */
+    int64_t pos_lo;               /* 0 for a decode-loop program (ours, with "decode"); the
+                                     program's own position for one lowered for one position
+                                     (AMK's meta.pos, constants everywhere) */
     int32_t nq;
     int32_t *qstart, *qtasks;     /* queues */
     int32_t *queue_of, *qpos;     /* per task: its queue and position in it */

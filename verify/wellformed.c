@@ -5,6 +5,7 @@
  * proved by Z3 over a symbolic position and cross-checked by exact evaluation at every breakpoint
  * of the piecewise-linear position expressions.
  */
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -104,6 +105,92 @@ static bool check_rope_attention(vctx *c, const ir_task *t)
     return check_head_range(c, t, "FUSED recipe 6", nkv);
 }
 
+/* Weight-only quantized GEMV tile: x [K], qW [N, K] of I8/I4, scales (and zeros) [N, groups]
+ * of ceil(K / group) groups, y [.., N]; slot 2 is scales, not a bias. */
+static bool check_quantized(vctx *c, const ir_task *t)
+{
+    const ir_program *p = c->p;
+    int64_t K = 0, q = 0, group = 0;
+    ir_task_int(t, "K", &K);
+    ir_task_int(t, "qdtype", &q);
+    bool ok = ir_task_int(t, "group", &group) && group >= 1 && K >= 1 && t->n_outputs == 1;
+    int32_t w = t->inputs[1];
+    int64_t N = dim(p, w, 0), groups = group >= 1 ? (K + group - 1) / group : 0;
+    ok = ok && p->buffers[w].rank == 2 && dim(p, w, 1) == K && (int64_t)p->buffers[w].dtype == q &&
+         numel(p, t->inputs[0]) == K && dim(p, t->outputs[0], -1) == N;
+    for (int i = 2; ok && i < t->n_inputs; i++)
+        ok = p->buffers[t->inputs[i]].rank == 2 && dim(p, t->inputs[i], 0) == N &&
+             dim(p, t->inputs[i], 1) == groups;
+    if (!ok) {
+        refute(c, "shape", t->id, "task %d: a quantized GEMV_TILE (qdtype %lld) takes x [K=%lld], "
+               "qW [N, K] of that dtype, scales (and zeros) [N, ceil(K / group)] to y [.., N]",
+               t->id, (long long)q, (long long)K);
+        return false;
+    }
+    return true;
+}
+
+/* AMK's FUSED recipe object {"steps": [{"op", "args": [{"in": k} | {"s": j}], "out": j |
+ * "final", ...}]}: checked step by step as AMK's reference interprets it (known non-FUSED ops,
+ * inputs in range, scratch read only after an earlier step wrote it, a final output). Its
+ * footprints stay whole buffers. Returns false after refuting. */
+static bool check_recipe_object(vctx *c, const ir_task *t, const char *raw)
+{
+    cJSON *r = cJSON_Parse(raw);
+    const cJSON *steps = cJSON_GetObjectItemCaseSensitive(r, "steps");
+    char why[200] = "";
+    bool final = false;
+    int64_t made[64];
+    int nmade = 0, i = 0;
+    if (!cJSON_IsObject(r) || !cJSON_IsArray(steps) || !steps->child)
+        snprintf(why, sizeof why, "recipe must be an object with a non-empty list \"steps\"");
+    for (const cJSON *st = steps ? steps->child : NULL; st && !*why; st = st->next, i++) {
+        const cJSON *op = cJSON_GetObjectItemCaseSensitive(st, "op");
+        const cJSON *args = cJSON_GetObjectItemCaseSensitive(st, "args");
+        const cJSON *out = cJSON_GetObjectItemCaseSensitive(st, "out");
+        if (!cJSON_IsNumber(op) || op->valuedouble != floor(op->valuedouble) ||
+            op->valuedouble < 0 || op->valuedouble >= IR_OP_FUSED) {
+            snprintf(why, sizeof why, "step %d: op must be a non-FUSED opcode", i);
+            break;
+        }
+        for (const cJSON *a = args ? args->child : NULL; a && !*why; a = a->next) {
+            const cJSON *in = cJSON_GetObjectItemCaseSensitive(a, "in");
+            const cJSON *sc = cJSON_GetObjectItemCaseSensitive(a, "s");
+            bool known = false;
+            for (int k = 0; sc && k < nmade; k++)
+                known |= cJSON_IsNumber(sc) && made[k] == (int64_t)sc->valuedouble;
+            if (!(cJSON_IsObject(a) && cJSON_GetArraySize(a) == 1 &&
+                  ((cJSON_IsNumber(in) && in->valuedouble >= 0 && in->valuedouble < t->n_inputs &&
+                    in->valuedouble == floor(in->valuedouble)) || known)))
+                snprintf(why, sizeof why, "step %d: an argument is neither an input in [0, %d) "
+                         "nor scratch written by an earlier step", i, t->n_inputs);
+        }
+        if (*why)
+            break;
+        if (args && !cJSON_IsArray(args))
+            snprintf(why, sizeof why, "step %d: args must be a list", i);
+        else if ((cJSON_IsString(out) && !strcmp(out->valuestring, "final")) ||
+                 (cJSON_IsNumber(out) && out->valuedouble == -1))
+            final = true;
+        else if (cJSON_IsNumber(out) && out->valuedouble == floor(out->valuedouble) && nmade < 64)
+            made[nmade++] = (int64_t)out->valuedouble;
+        else
+            snprintf(why, sizeof why, "step %d: out must be \"final\" or a scratch index", i);
+    }
+    if (!*why && !final)
+        snprintf(why, sizeof why, "no step writes the final output");
+    cJSON_Delete(r);
+    if (*why) {
+        refute(c, "params", t->id, "task %d: FUSED recipe %s", t->id, why);
+        return false;
+    }
+    if (t->n_outputs != 1) {
+        refute(c, "arity", t->id, "task %d: a FUSED recipe object writes exactly one output", t->id);
+        return false;
+    }
+    return true;
+}
+
 /* Op-specific shape agreement; returns false after refuting. */
 static bool check_shapes(vctx *c, const ir_task *t)
 {
@@ -117,6 +204,9 @@ static bool check_shapes(vctx *c, const ir_task *t)
         int64_t recipe = 0;
         int w0 = 1, nw = 1, nx = 1;
         if (t->op == IR_OP_FUSED) {
+            const ir_param *rp = ir_task_param(t, "recipe");
+            if (rp && rp->type == IR_PARAM_RAW)
+                return check_recipe_object(c, t, rp->raw);
             if (!ir_task_int(t, "recipe", &recipe))
                 break;
             if (recipe == IR_RECIPE_ROPE_APPEND) {
@@ -146,6 +236,8 @@ static bool check_shapes(vctx *c, const ir_task *t)
                 return false;
             }
         }
+        if (t->op == IR_OP_GEMV_TILE && ir_gemv_quantized(t))
+            return check_quantized(c, t);
         int max_in = w0 + nw + (nw == 1 ? 1 : 0);
         if (t->n_inputs < w0 + nw || t->n_inputs > max_in || t->n_outputs != nw) {
             char what[48];
@@ -158,6 +250,8 @@ static bool check_shapes(vctx *c, const ir_task *t)
             return false;
         }
         ir_task_int(t, "K", &K);
+        if (t->op == IR_OP_FUSED && !ir_task_param(t, "K"))
+            break;                         /* a recipe object (AMK's steps): opaque */
         int64_t N = dim(p, t->inputs[w0], 0);
         for (int i = w0; i < w0 + nw; i++) {
             int32_t w = t->inputs[i];
@@ -188,24 +282,47 @@ static bool check_shapes(vctx *c, const ir_task *t)
             }
         break;
     }
+    case IR_OP_GEMM_TILE: {
+        /* x [M, K] -> y [M, N]: rows [m_off, m_off + M_tile), columns of the weight's rows */
+        ir_task_int(t, "K", &K);
+        int32_t w = t->inputs[1];
+        if (t->n_inputs > 2 || p->buffers[w].rank != 2 || dim(p, w, 1) != K ||
+            dim(p, t->inputs[0], -1) != K || dim(p, t->outputs[0], -1) != dim(p, w, 0) ||
+            numel(p, t->inputs[0]) / K != numel(p, t->outputs[0]) / dim(p, w, 0)) {
+            refute(c, "shape", t->id, "task %d: GEMM_TILE takes x [M, K=%lld] and a weight [N, K] "
+                   "to y [M, N]", t->id, (long long)K);
+            return false;
+        }
+        break;
+    }
     case IR_OP_RMSNORM:
+        /* each row of hidden elements is normalized on its own: [hidden] or [B, hidden] */
         ir_task_int(t, "hidden", &hidden);
-        if (numel(p, t->inputs[0]) != hidden || numel(p, t->inputs[1]) != hidden ||
-            numel(p, t->outputs[0]) != hidden) {
-            refute(c, "shape", t->id, "task %d: RMSNORM buffers must hold hidden=%lld elements",
-                   t->id, (long long)hidden);
+        if (hidden < 1 || dim(p, t->inputs[0], -1) != hidden || numel(p, t->inputs[1]) != hidden ||
+            numel(p, t->outputs[0]) != numel(p, t->inputs[0])) {
+            refute(c, "shape", t->id, "task %d: RMSNORM needs rows of hidden=%lld elements, a "
+                   "hidden-sized weight and an output the size of its input", t->id,
+                   (long long)hidden);
             return false;
         }
         break;
-    case IR_OP_EMBED:
+    case IR_OP_EMBED: {
+        /* A gather then a reshape: out = table.index_select(0, ids).view_as(out), one table
+           row (numel / shape[0] elements) per id. The ids are data; any row may be read. */
+        const ir_buffer *ids = &p->buffers[t->inputs[0]], *tab = &p->buffers[t->inputs[1]];
+        int64_t rows = tab->rank ? tab->shape[0] : 1, row = numel(p, t->inputs[1]) / rows;
         ir_task_int(t, "hidden", &hidden);
-        if (p->buffers[t->inputs[1]].rank != 2 || dim(p, t->inputs[1], 1) != hidden ||
-            numel(p, t->outputs[0]) != hidden) {
-            refute(c, "shape", t->id, "task %d: EMBED needs a [V, hidden=%lld] table and a "
-                   "hidden-sized output", t->id, (long long)hidden);
+        if ((ids->dtype != IR_I32 && ids->dtype != IR_I8 && ids->dtype != IR_U8) ||
+            numel(p, t->outputs[0]) != numel(p, t->inputs[0]) * row ||
+            hidden != dim(p, t->outputs[0], -1)) {
+            refute(c, "shape", t->id, "task %d: EMBED gathers one %lld-element row of its table "
+                   "per integer id: the output must hold %lld ids x %lld elements, its last "
+                   "dimension hidden=%lld", t->id, (long long)row,
+                   (long long)numel(p, t->inputs[0]), (long long)row, (long long)hidden);
             return false;
         }
         break;
+    }
     case IR_OP_ADD:
     case IR_OP_SILU_MUL:
         if (numel(p, t->inputs[0]) != numel(p, t->outputs[0]) ||
@@ -216,34 +333,61 @@ static bool check_shapes(vctx *c, const ir_task *t)
         }
         break;
     case IR_OP_ROPE:
+        /* [x] at the param pos, or AMK's [x, positions]: one position per row of a rank-3
+           [B, heads, head_dim] x, one for all heads of a rank-2 x */
         ir_task_int(t, "head_dim", &hd);
         if (hd <= 0 || hd % 2 || numel(p, t->inputs[0]) % hd ||
-            numel(p, t->inputs[0]) != numel(p, t->outputs[0])) {
-            refute(c, "shape", t->id, "task %d: ROPE needs an even head_dim dividing the input",
-                   t->id);
+            numel(p, t->inputs[0]) != numel(p, t->outputs[0]) ||
+            (t->n_inputs == 2 &&
+             (p->buffers[t->inputs[1]].dtype != IR_I32 ||
+              numel(p, t->inputs[1]) < (p->buffers[t->inputs[0]].rank == 3 ? dim(p, t->inputs[0], 0)
+                                                                         : 1)))) {
+            refute(c, "shape", t->id, "task %d: ROPE needs an even head_dim dividing the input, "
+                   "and an I32 positions input with one position per sequence", t->id);
             return false;
         }
         break;
-    case IR_OP_KV_APPEND:
-        if (p->buffers[t->outputs[0]].rank != 2 ||
-            numel(p, t->inputs[0]) != dim(p, t->outputs[0], 1)) {
-            refute(c, "shape", t->id, "task %d: KV_APPEND source must fill one row of a [S, D] "
-                   "cache", t->id);
+    case IR_OP_KV_APPEND: {
+        /* caches [S, D] (ours), [S, n_kv, head_dim] or [B, S, n_kv, head_dim] (AMK); the source
+           fills one slot of every sequence; AMK passes the cache as a second input (a binding) */
+        const ir_buffer *kc = &p->buffers[t->outputs[0]];
+        int64_t slot = kc->rank == 4 ? kc->shape[0] * kc->shape[2] * kc->shape[3]
+                     : kc->rank >= 2 ? numel(p, t->outputs[0]) / kc->shape[0] : 0;
+        if (kc->rank < 2 || numel(p, t->inputs[0]) != slot ||
+            (t->n_inputs == 2 && t->inputs[1] != t->outputs[0])) {
+            refute(c, "shape", t->id, "task %d: KV_APPEND source must fill one position slot of "
+                   "its cache ([S, D], [S, n_kv, head_dim] or [B, S, n_kv, head_dim]), and a "
+                   "second input must be that cache", t->id);
             return false;
         }
         break;
-    case IR_OP_ATTENTION_TILE:
+    }
+    case IR_OP_ATTENTION_TILE: {
         ir_task_int(t, "head_dim", &hd);
         ir_task_int(t, "n_heads", &nh);
         ir_task_int(t, "n_kv_heads", &nkv);
-        if (hd <= 0 || nh <= 0 || nkv <= 0 || nh % nkv || numel(p, t->inputs[0]) != nh * hd ||
-            p->buffers[t->inputs[1]].rank != 2 || p->buffers[t->inputs[2]].rank != 2 ||
-            dim(p, t->inputs[1], 1) != nkv * hd || dim(p, t->inputs[2], 1) != nkv * hd) {
+        const ir_buffer *kc = &p->buffers[t->inputs[1]], *vc = &p->buffers[t->inputs[2]];
+        bool ok = hd > 0 && nh > 0 && nkv > 0 && nh % nkv == 0 && kc->rank == vc->rank;
+        for (int d = 0; ok && d < kc->rank; d++)
+            ok = kc->shape[d] == vc->shape[d];
+        int64_t B = kc->rank == 4 ? kc->shape[0] : 1, flags = 0;
+        if (ok && kc->rank == 2)          /* ours: [S, n_kv * head_dim] */
+            ok = kc->shape[1] == nkv * hd;
+        else if (ok && kc->rank >= 3)     /* AMK: [(B,) S, n_kv, head_dim] */
+            ok = kc->shape[kc->rank - 2] == nkv && kc->shape[kc->rank - 1] == hd;
+        else
+            ok = false;
+        ok = ok && numel(p, t->inputs[0]) == B * nh * hd;
+        if (ok && ir_task_int(t, "flags", &flags) && (flags & 2))
+            /* a split-KV partial: [n_heads, head_dim + 2] = acc | running max | denominator */
+            ok = B == 1 && numel(p, t->outputs[0]) == nh * (hd + 2);
+        if (!ok) {
             refute(c, "shape", t->id, "task %d: ATTENTION_TILE heads/head_dim disagree with its "
                    "q and KV buffers", t->id);
             return false;
         }
         return check_head_range(c, t, "ATTENTION_TILE", nkv);
+    }
     default:
         break;
     }
@@ -251,8 +395,8 @@ static bool check_shapes(vctx *c, const ir_task *t)
 }
 
 /* Exact C evaluation: a violation of lo >= 0, hi <= size, lo <= hi for some position in
- * [0, S) happens at a breakpoint of the piecewise-linear bounds; returns the position or -1. */
-static void add_breaks(ir_pexpr e, int64_t S, int64_t *pts, int *n)
+ * [L, S) happens at a breakpoint of the piecewise-linear bounds; returns the position or -1. */
+static void add_breaks(ir_pexpr e, int64_t L, int64_t S, int64_t *pts, int *n)
 {
     if (e.mul == 0)
         return;
@@ -263,20 +407,20 @@ static void add_breaks(ir_pexpr e, int64_t S, int64_t *pts, int *n)
         double x = ((double)bounds[k] - (double)e.add) / (double)e.mul;
         for (int d = -1; d <= 1; d++) {
             double v = floor(x) + d;
-            if (v >= 0 && v < (double)S && *n < 30)
+            if (v >= (double)L && v < (double)S && *n < 30)
                 pts[(*n)++] = (int64_t)v;
         }
     }
 }
 
-static int64_t bound_violation_pos(ir_pexpr lo, ir_pexpr hi, int64_t size, int64_t S)
+static int64_t bound_violation_pos(ir_pexpr lo, ir_pexpr hi, int64_t size, int64_t L, int64_t S)
 {
     int64_t pts[32];
     int n = 0;
-    pts[n++] = 0;
+    pts[n++] = L;
     pts[n++] = S - 1;
-    add_breaks(lo, S, pts, &n);
-    add_breaks(hi, S, pts, &n);
+    add_breaks(lo, L, S, pts, &n);
+    add_breaks(hi, L, S, pts, &n);
     for (int i = 0; i < n; i++) {
         int64_t a = ir_pexpr_eval(lo, pts[i]), b = ir_pexpr_eval(hi, pts[i]);
         if (a < 0 || b > size || a > b)
@@ -292,7 +436,7 @@ typedef struct {
     int dim;
 } bound_check;
 
-/* Z3: exists pos in [0, S) violating one of the distinct bound checks. */
+/* Z3: exists pos in [pos_lo, S) violating one of the distinct bound checks. */
 static void prove_bounds(vctx *c, bound_check *bc, int64_t nb)
 {
     const ir_program *p = c->p;
@@ -300,7 +444,7 @@ static void prove_bounds(vctx *c, bound_check *bc, int64_t nb)
     /* C decision first. */
     int64_t bad = -1, bad_pos = -1;
     for (int64_t i = 0; i < nb && bad < 0; i++) {
-        int64_t ps = bound_violation_pos(bc[i].lo, bc[i].hi, bc[i].size, S);
+        int64_t ps = bound_violation_pos(bc[i].lo, bc[i].hi, bc[i].size, c->pos_lo, S);
         if (ps >= 0) {
             bad = i;
             bad_pos = ps;
@@ -313,7 +457,8 @@ static void prove_bounds(vctx *c, bound_check *bc, int64_t nb)
         return;
     }
     Z3_ast pos = vz3_int(&z, "pos", 0);
-    Z3_ast range[2] = {Z3_mk_ge(z.ctx, pos, vz3_num(&z, 0)), Z3_mk_lt(z.ctx, pos, vz3_num(&z, S))};
+    Z3_ast range[2] = {Z3_mk_ge(z.ctx, pos, vz3_num(&z, c->pos_lo)),
+                       Z3_mk_lt(z.ctx, pos, vz3_num(&z, S))};
     Z3_solver_assert(z.ctx, z.solver, vz3_and(&z, 2, range));
     Z3_ast *viol = malloc(((size_t)nb + 1) * sizeof *viol);
     if (!viol) {
@@ -360,7 +505,8 @@ static void prove_bounds(vctx *c, bound_check *bc, int64_t nb)
         }
     } else {
         vset(c, VERIFY_WELLFORMED, VERIFY_PROVED, "structure checked; %lld distinct footprint "
-             "bounds proved for every pos in [0, %lld)", (long long)nb, (long long)S);
+             "bounds proved for every pos in [%lld, %lld)", (long long)nb, (long long)c->pos_lo,
+             (long long)S);
     }
     free(viol);
     vz3_close(&z);
