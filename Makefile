@@ -7,7 +7,7 @@ CSTD     := -std=c11 -D_GNU_SOURCE
 WARN     := -Wall -Wextra -Werror -Wno-unused-parameter
 OPT      ?= -O2 -g
 CFLAGS   += $(CSTD) $(WARN) $(OPT) -I. -MMD -MP
-LDLIBS   := -lcjson -lz3 -lm -lpthread
+LDLIBS   := -lcjson -lz3 -lz -lm -lpthread
 BUILD    ?= build
 
 # CUDA: when nvcc is found, megakernel/*.cu joins the library, AMK_HAVE_CUDA is defined and the
@@ -38,7 +38,7 @@ TOOLS_OBJ  := $(TOOLS_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ    := $(filter-out $(BUILD)/tools/amk.o,$(TOOLS_OBJ))
 TEST_SRC   := $(sort $(wildcard tests/test_*.c))
 TEST_BIN   := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
-DEBIAN_PKGS := libcjson-dev libcriterion-dev libz3-dev lcov valgrind clang libclang-rt-14-dev
+DEBIAN_PKGS := libcjson-dev libcriterion-dev libz3-dev zlib1g-dev lcov valgrind clang libclang-rt-14-dev
 
 .PHONY: all deps test debug coverage clean demo bench-verify
 .DEFAULT_GOAL := all
