@@ -1,7 +1,9 @@
 /*
- * mutate.c - reproducible single-defect mutations of a program with a launch plan. Each family
- * breaks one safety obligation in one way; the seed picks the site among the candidates, so a
- * (program, family, seed) triple always yields the same mutant.
+ * mutate.c - reproducible single-defect mutations of a program. Each family breaks one safety
+ * obligation in one way; the seed picks the site among the candidates, so a (program, family,
+ * seed) triple always yields the same mutant. Programs without a launch plan (AMK's dialect)
+ * run in the queues amk-verify gives them (one per sm value in task-list order, one per task
+ * whose sm is null); the families that edit the plan itself need one.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +33,8 @@ static const proofs_mutation FAMILIES[] = {
                                                        "that reads its row"},
     {"tile_oob_last_position", "bounds", "an attention tile reads one KV row more, past the "
                                          "cache at the last position only"},
+    {"wrong_kv_slot", "kv_read_before_append", "a KV append of a program lowered for one "
+                                               "position writes the slot after its own"},
 };
 
 #define N_FAMILIES ((int)(sizeof FAMILIES / sizeof FAMILIES[0]))
@@ -63,6 +67,15 @@ static int32_t first_producer(const ir_program *p, const ir_task *t)
         if (p->tasks[i].out_counter == t->waits[0].counter)
             return i;
     return -1;
+}
+
+/* The position the program was lowered for: the decode extension's, else AMK's meta.pos. */
+static int64_t prog_pos(const ir_program *p)
+{
+    int64_t pos = 0;
+    if (p->has_decode)
+        return p->decode.pos;
+    return ir_meta_int(p, "pos", &pos) && pos >= 0 ? pos : 0;
 }
 
 /* Move task t to position `at` of queue q (removing it from wherever it is). */
@@ -108,7 +121,8 @@ static bool has_wait(const ir_program *p, int32_t i) { return p->tasks[i].n_wait
 static bool is_tile(const ir_program *p, int32_t i)
 {
     int64_t v;
-    return p->tasks[i].op == IR_OP_GEMV_TILE && ir_task_int(&p->tasks[i], "N_tile", &v);
+    return (p->tasks[i].op == IR_OP_GEMV_TILE || p->tasks[i].op == IR_OP_GEMM_TILE) &&
+           ir_task_int(&p->tasks[i], "N_tile", &v);
 }
 
 static bool writes_output(const ir_program *p, int32_t i)
@@ -128,7 +142,7 @@ static bool has_right_neighbour(const ir_program *p, int32_t i)
         int64_t o2;
         if (j != i && is_tile(p, j) && p->tasks[j].outputs[0] == p->tasks[i].outputs[0] &&
             ir_task_int(&p->tasks[j], "n_off", &o2) && o2 == off + n &&
-            p->tasks[j].sm != p->tasks[i].sm)
+            (p->tasks[j].sm != p->tasks[i].sm || p->tasks[i].sm < 0))
             return true;
     }
     return false;
@@ -142,8 +156,11 @@ static bool has_right_neighbour(const ir_program *p, int32_t i)
  */
 typedef struct {
     const ir_program *p;
+    int32_t nq;
+    int32_t *qstart, *qtasks; /* the queues: the plan's, or those amk-verify gives a program
+                                 without one (list order) */
     int32_t *queue_of;      /* task -> its queue */
-    int32_t *slot_of;       /* task -> its index in plan.queue_tasks */
+    int32_t *slot_of;       /* task -> its index in qtasks */
     int32_t *prod_start;    /* counter -> producers prod[prod_start[c] .. prod_start[c+1]) */
     int32_t *prod;
     unsigned char *anc;     /* marks of the last closure */
@@ -153,6 +170,8 @@ typedef struct {
 
 static void ctx_free(mut_ctx *c)
 {
+    free(c->qstart);
+    free(c->qtasks);
     free(c->queue_of);
     free(c->slot_of);
     free(c->prod_start);
@@ -166,9 +185,14 @@ static void ctx_free(mut_ctx *c)
 static ir_status ctx_build(mut_ctx *c, const ir_program *p, ir_error *err)
 {
     size_t nt = (size_t)p->n_tasks + 1, nc = (size_t)p->n_counters + 1;
-    *c = (mut_ctx){p, malloc(nt * sizeof(int32_t)), malloc(nt * sizeof(int32_t)),
+    *c = (mut_ctx){p, 0, NULL, NULL, malloc(nt * sizeof(int32_t)), malloc(nt * sizeof(int32_t)),
                    calloc(nc + 1, sizeof(int32_t)), malloc(nt * sizeof(int32_t)), calloc(nt, 1),
                    malloc(nt * sizeof(int32_t)), malloc(nt * sizeof(int32_t))};
+    ir_status s = ir_program_queues(p, IR_ORDER_LIST, &c->nq, &c->qstart, &c->qtasks, err);
+    if (s != IR_OK) {
+        ctx_free(c);
+        return s;
+    }
     if (!c->queue_of || !c->slot_of || !c->prod_start || !c->prod || !c->anc || !c->stack ||
         !c->seeds) {
         ctx_free(c);
@@ -176,9 +200,9 @@ static ir_status ctx_build(mut_ctx *c, const ir_program *p, ir_error *err)
     }
     for (int32_t i = 0; i < p->n_tasks; i++)
         c->queue_of[i] = c->slot_of[i] = -1;
-    for (int64_t q = 0; q < p->plan.grid; q++)
-        for (int32_t k = p->plan.queue_start[q]; k < p->plan.queue_start[q + 1]; k++) {
-            int32_t t = p->plan.queue_tasks[k];
+    for (int32_t q = 0; q < c->nq; q++)
+        for (int32_t k = c->qstart[q]; k < c->qstart[q + 1]; k++) {
+            int32_t t = c->qtasks[k];
             if (t >= 0 && t < p->n_tasks) {
                 c->queue_of[t] = (int32_t)q;
                 c->slot_of[t] = k;
@@ -210,7 +234,7 @@ static int32_t n_producers(const mut_ctx *c, int32_t counter)
 static int32_t queue_pred(const mut_ctx *c, int32_t t)
 {
     int32_t k = c->slot_of[t];
-    return k > c->p->plan.queue_start[c->queue_of[t]] ? c->p->plan.queue_tasks[k - 1] : -1;
+    return k > c->qstart[c->queue_of[t]] ? c->qtasks[k - 1] : -1;
 }
 
 /* Mark in c->anc every task that must finish before all of seeds[0..n) can finish (the seeds
@@ -250,7 +274,7 @@ static bool slot_range(const ir_program *p, const ir_task *t, bool out, int slot
     ir_box b;
     if (ir_task_footprint(p, t, out, slot, &b, NULL) != IR_OK)
         return false;
-    ir_box_eval(&b, p->has_decode ? p->decode.pos : 0, lo, hi);
+    ir_box_eval(&b, prog_pos(p), lo, hi);
     for (int d = 0; d < b.rank; d++)
         if (lo[d] >= hi[d])
             return false;
@@ -403,6 +427,68 @@ static bool partial_harmless_site(mut_ctx *c, int32_t t, int32_t *aux)
     return !c->anc[t];
 }
 
+/* Whether neither of tasks t and u must finish before the other (no order the launch imposes). */
+static bool unordered(mut_ctx *c, int32_t t, int32_t u)
+{
+    int32_t one[1] = {u};
+    ancestors(c, one, 1);
+    if (c->anc[t])
+        return false;
+    one[0] = t;
+    ancestors(c, one, 1);
+    return !c->anc[u];
+}
+
+/* The same for a program without pages (AMK writes none): t and a sibling u (same waits,
+ * another queue, unordered) write overlapping bytes of two activations of one memory space,
+ * which the mutant puts on one new page. aux[0] is u. */
+static bool page_new_site(mut_ctx *c, int32_t t, int32_t *aux)
+{
+    const ir_program *p = c->p;
+    const ir_task *a = &p->tasks[t];
+    int64_t alo, ahi;
+    if (!a->n_waits || a->n_outputs < 1 || p->buffers[a->outputs[0]].kind != IR_ACTIVATION ||
+        !out_bytes(p, a, &alo, &ahi))
+        return false;
+    for (int32_t u = t + 1; u < p->n_tasks && u <= t + 256; u++) {
+        const ir_task *b = &p->tasks[u];
+        int64_t blo, bhi;
+        if (b->n_waits != a->n_waits || b->n_outputs < 1 || b->outputs[0] == a->outputs[0] ||
+            c->queue_of[u] == c->queue_of[t] ||
+            memcmp(b->waits, a->waits, (size_t)a->n_waits * sizeof(ir_wait)) ||
+            p->buffers[b->outputs[0]].kind != IR_ACTIVATION ||
+            p->buffers[b->outputs[0]].space != p->buffers[a->outputs[0]].space ||
+            !out_bytes(p, b, &blo, &bhi) || !(alo < bhi && blo < ahi) || !unordered(c, t, u))
+            continue;
+        aux[0] = u;
+        return true;
+    }
+    return false;
+}
+
+/* wrong_kv_slot: a KV append of a program lowered for one position (constant slot pos, no
+ * decode loop) that some attention reads: its slot moves to pos + 1, still inside the cache,
+ * so the attention reads the row pos that nothing wrote. */
+static bool kv_slot_site(mut_ctx *c, int32_t t, int32_t *aux)
+{
+    const ir_program *p = c->p;
+    const ir_task *a = &p->tasks[t];
+    const ir_param *pos = ir_task_param(a, "pos");
+    (void)aux;
+    if (p->has_decode || a->op != IR_OP_KV_APPEND || !pos || pos->type != IR_PARAM_INT ||
+        pos->has_pexpr)
+        return false;
+    const ir_buffer *kc = &p->buffers[a->outputs[0]];
+    int ax = kc->rank == 4 ? 1 : 0;
+    if (pos->i + 1 >= kc->shape[ax])
+        return false;
+    for (int32_t i = 0; i < p->n_tasks; i++)
+        for (int k = 0; k < p->tasks[i].n_inputs; k++)
+            if (p->tasks[i].op == IR_OP_ATTENTION_TILE && p->tasks[i].inputs[k] == a->outputs[0])
+                return true;
+    return false;
+}
+
 /* page_shared_across_live_ranges: t and a sibling u (same waits, another queue, neither
  * ordered before the other) write overlapping byte spans of two paged buffers; u's buffer
  * moves onto t's page. aux[0] is u. */
@@ -410,7 +496,9 @@ static bool page_shared_site(mut_ctx *c, int32_t t, int32_t *aux)
 {
     const ir_program *p = c->p;
     const ir_task *a = &p->tasks[t];
-    if (!p->has_pages || !a->n_waits || a->n_outputs < 1)
+    if (!p->has_pages)
+        return page_new_site(c, t, aux);
+    if (!a->n_waits || a->n_outputs < 1)
         return false;
     int sa = page_slot(p, a->outputs[0]);
     int64_t alo, ahi;
@@ -500,9 +588,9 @@ static bool kv_site(mut_ctx *c, int32_t t, int32_t *aux)
     ancestors(c, tiles, nt);
     for (int32_t k = 0; k < nt; k++) {
         int32_t q = c->queue_of[tiles[k]], next = c->slot_of[tiles[k]] + 1;
-        if (next < p->plan.queue_start[q + 1] && p->plan.queue_tasks[next] == t)
+        if (next < c->qstart[q + 1] && c->qtasks[next] == t)
             next++;
-        if (next >= p->plan.queue_start[q + 1] || !c->anc[p->plan.queue_tasks[next]]) {
+        if (next >= c->qstart[q + 1] || !c->anc[c->qtasks[next]]) {
             aux[0] = tiles[k];
             aux[1] = att;
             return true;
@@ -552,6 +640,32 @@ static ir_status mutate_ordered(ir_program *p, const char *name, uint64_t seed, 
         t = scan(&c, seed, partial_harmless_site, aux);
         if (t >= 0)
             p->tasks[t].waits[p->tasks[t].n_waits++] = (ir_wait){p->tasks[t].out_counter, aux[0]};
+    } else if (!strcmp(name, "wrong_kv_slot")) {
+        t = scan(&c, seed, kv_slot_site, aux);
+        if (t >= 0) {
+            int64_t pos;
+            ir_task_int(&p->tasks[t], "pos", &pos);
+            s = ir_task_set_int(&p->tasks[t], "pos", pos + 1);
+        }
+    } else if (!strcmp(name, "page_shared_across_live_ranges") && !p->has_pages) {
+        t = scan(&c, seed, page_shared_site, aux);
+        if (t >= 0) {
+            int32_t ba = p->tasks[t].outputs[0], bb = p->tasks[aux[0]].outputs[0];
+            int64_t na = ir_buffer_nbytes(&p->buffers[ba]), nb = ir_buffer_nbytes(&p->buffers[bb]);
+            p->pages.pages = calloc(1, sizeof *p->pages.pages);
+            p->pages.map_buffer = malloc(2 * sizeof *p->pages.map_buffer);
+            p->pages.map_page = calloc(2, sizeof *p->pages.map_page);
+            if (!p->pages.pages || !p->pages.map_buffer || !p->pages.map_page) {
+                s = IR_ERR_NOMEM;
+            } else {
+                p->has_pages = true;
+                p->pages.n_pages = 1;
+                p->pages.pages[0] = (ir_page){0, p->buffers[ba].space, na > nb ? na : nb, -1, -1};
+                p->pages.n_map = 2;
+                p->pages.map_buffer[0] = ba;
+                p->pages.map_buffer[1] = bb;
+            }
+        }
     } else if (!strcmp(name, "page_shared_across_live_ranges")) {
         t = scan(&c, seed, page_shared_site, aux);
         if (t >= 0) {
@@ -619,12 +733,47 @@ static ir_status mutate_ordered(ir_program *p, const char *name, uint64_t seed, 
     return IR_OK;
 }
 
+/* cross_queue_deadlock without a plan: the SMs are assigned. w1 and p2 go to one SM, w2 and p1
+ * to another (SMs no other task uses), and w1, w2 move to the front of the task list (ids
+ * renumbered; nothing else names a task of a plan-less program), so each consumer heads the
+ * queue its own producer waits behind. */
+static ir_status cross_queue_planless(ir_program *p, int32_t w1, int32_t p1, int32_t w2,
+                                      int32_t p2, ir_error *err)
+{
+    int32_t used_max = -1;
+    for (int32_t i = 0; i < p->n_tasks; i++)
+        if (p->tasks[i].sm > used_max)
+            used_max = p->tasks[i].sm;
+    int64_t sms = p->has_target ? p->target.num_sms : 0;
+    if (used_max + 2 >= sms)
+        return ir_fail(err, IR_ERR_UNSUPPORTED, "tasks", "no two free SMs on the target");
+    p->tasks[w1].sm = p->tasks[p2].sm = used_max + 1;
+    p->tasks[w2].sm = p->tasks[p1].sm = used_max + 2;
+    ir_task *moved = malloc((size_t)p->n_tasks * sizeof *moved);
+    if (!moved)
+        return ir_fail(err, IR_ERR_NOMEM, "", "out of memory");
+    int32_t n = 0;
+    moved[n++] = p->tasks[w1];
+    moved[n++] = p->tasks[w2];
+    for (int32_t i = 0; i < p->n_tasks; i++)
+        if (i != w1 && i != w2)
+            moved[n++] = p->tasks[i];
+    for (int32_t i = 0; i < n; i++) {
+        moved[i].id = i;
+        p->tasks[i] = moved[i];
+    }
+    free(moved);
+    return IR_OK;
+}
+
 ir_status proofs_mutate(ir_program *p, const char *name, uint64_t seed, ir_error *err)
 {
     if (!proofs_mutation_find(name))
         return ir_fail(err, IR_ERR_MALFORMED, "--kind", "unknown mutation '%s'", name);
-    if (!p->has_plan)
-        return ir_fail(err, IR_ERR_UNSUPPORTED, "launch_plan", "mutations need a launch plan");
+    if (!p->has_plan && (!strcmp(name, "smem_over_cap") || !strcmp(name, "grid_over_residency") ||
+                         !strcmp(name, "kv_read_before_append")))
+        return ir_fail(err, IR_ERR_UNSUPPORTED, "launch_plan", "%s edits the launch plan; the "
+                       "program has none", name);
     const ir_target *t = p->has_target ? &p->target : NULL;
     if (!strcmp(name, "cross_queue_deadlock")) {
         int32_t w1 = pick(p, seed, has_wait), p1 = w1 >= 0 ? first_producer(p, &p->tasks[w1]) : -1;
@@ -634,8 +783,10 @@ ir_status proofs_mutate(ir_program *p, const char *name, uint64_t seed, ir_error
             if (c >= 0 && cp >= 0 && c != w1 && c != p1 && cp != w1 && cp != p1)
                 w2 = c, p2 = cp;
         }
-        if (w1 < 0 || p1 < 0 || w2 < 0 || p->plan.grid < 2)
+        if (w1 < 0 || p1 < 0 || w2 < 0 || (p->has_plan && p->plan.grid < 2))
             return ir_fail(err, IR_ERR_UNSUPPORTED, "tasks", "no two independent waiting tasks");
+        if (!p->has_plan)
+            return cross_queue_planless(p, w1, p1, w2, p2, err);
         int32_t qa = 0, qb = 1;
         move_task(p, p2, qa, 0);
         move_task(p, w1, qa, 0);
@@ -645,7 +796,8 @@ ir_status proofs_mutate(ir_program *p, const char *name, uint64_t seed, ir_error
     }
     if (!strcmp(name, "dropped_wait") || !strcmp(name, "partial_wait_racing") ||
         !strcmp(name, "partial_wait_harmless") || !strcmp(name, "page_shared_across_live_ranges") ||
-        !strcmp(name, "kv_read_before_append") || !strcmp(name, "tile_oob_last_position"))
+        !strcmp(name, "kv_read_before_append") || !strcmp(name, "tile_oob_last_position") ||
+        !strcmp(name, "wrong_kv_slot"))
         return mutate_ordered(p, name, seed, err);
     if (!strcmp(name, "self_wait") || !strcmp(name, "threshold_above_producers")) {
         int32_t i = pick(p, seed, has_wait);

@@ -8,6 +8,10 @@
  *   NAME lower MODEL CONFIG          EXPECT WITNESS   CONFIG: "default" or a ScheduleConfig file
  *   NAME mutate BASE FAMILY SEED     EXPECT WITNESS   BASE: the NAME of an earlier case
  *   NAME files GLOB                  EXPECT WITNESS   one case per file, named NAME/file
+ *   NAME file FILE                   EXPECT WITNESS   FILE (gzip or not) copied to DIR/NAME.json,
+ *                                                     so that later lines can mutate it
+ * Fields after WITNESS that start with "--" are passed to amk-verify, an "=" splitting an option
+ * from its value ("--queue-order=topo").
  * EXPECT is PROVED, REFUTED, MALFORMED or UNKNOWN (the amk-verify exit code), or NOSITE for a
  * mutation the base program offers no site for; WITNESS is the witness kind, "-" for none or
  * "*" for any.
@@ -28,7 +32,7 @@
 #include "proofs/proofs.h"
 #include "tools/cmd.h"
 
-#define PROOFS_MAX_FIELDS 8
+#define PROOFS_MAX_FIELDS 12
 #define PROOFS_MAX_OUT ((size_t)64 << 20)   /* largest amk-verify report read back */
 
 /* One checked program and what happened to it. */
@@ -44,6 +48,8 @@ typedef struct {
 typedef struct {
     const char *dir, *verify_bin;
     int64_t timeout_ms;
+    char *const *opts;        /* the current line's extra amk-verify options */
+    int n_opts;
     proofs_case *cases;
     int n, cap;
 } proofs_run;
@@ -114,8 +120,24 @@ static bool run_verify(const proofs_run *r, const char *file, char **out, int *c
         close(fd[1]);
         if (!freopen("/dev/null", "w", stderr))
             _exit(127);
-        execl(r->verify_bin, r->verify_bin, file, "--format", "json", "--timeout-ms", tmo,
-              (char *)NULL);
+        char *argv[6 + 2 * PROOFS_MAX_FIELDS + 1];
+        int a = 0;
+        argv[a++] = (char *)r->verify_bin;
+        argv[a++] = (char *)file;
+        argv[a++] = "--format";
+        argv[a++] = "json";
+        argv[a++] = "--timeout-ms";
+        argv[a++] = tmo;
+        for (int i = 0; i < r->n_opts; i++) {
+            char *eq = strchr(r->opts[i], '=');
+            if (eq)
+                *eq = 0;               /* in the child only */
+            argv[a++] = r->opts[i];
+            if (eq)
+                argv[a++] = eq + 1;
+        }
+        argv[a] = NULL;
+        execv(r->verify_bin, argv);
         _exit(127);
     }
     close(fd[1]);
@@ -216,6 +238,25 @@ static ir_status make_lowered(const char *model, const char *config, const char 
     return s;
 }
 
+/* The program in src (gzip or not) copied byte for byte, decompressed, to path. */
+static ir_status copy_program(const char *src, const char *path, ir_error *err)
+{
+    char *text;
+    size_t n;
+    ir_status s = ir_read_text_file(src, (size_t)1 << 32, &text, &n, err);
+    if (s != IR_OK)
+        return s;
+    FILE *f = fopen(path, "wb");
+    if (!f) {
+        free(text);
+        return ir_fail(err, IR_ERR_IO, path, "cannot write: %s", strerror(errno));
+    }
+    bool ok = fwrite(text, 1, n, f) == n;
+    ok = fclose(f) == 0 && ok;
+    free(text);
+    return ok ? IR_OK : ir_fail(err, IR_ERR_IO, path, "write failed");
+}
+
 /* Mutate the program in base into path. */
 static ir_status make_mutant(const char *base, const char *family, uint64_t seed, const char *path,
                              ir_error *err)
@@ -251,11 +292,21 @@ static bool valid_name(const char *s)
 /* One recipe line: generate, verify, compare. Returns false on a malformed line (err set). */
 static bool run_line(proofs_run *r, char **f, int nf, int lineno, ir_error *err)
 {
+    int k = 2;
+    while (k < nf && strncmp(f[k], "--", 2))
+        k++;
+    r->opts = f + k;
+    r->n_opts = nf - k;
+    nf = k;
+    if (nf < 4) {
+        ir_fail(err, IR_ERR_MALFORMED, "corpus", "line %d: too few fields", lineno);
+        return false;
+    }
     const char *verdict = f[nf - 2], *witness = f[nf - 1], *kind = f[1];
     bool ok_shape = (!strcmp(kind, "lower") && nf == 6) || (!strcmp(kind, "mutate") && nf == 7) ||
-                    (!strcmp(kind, "files") && nf == 5);
+                    (!strcmp(kind, "files") && nf == 5) || (!strcmp(kind, "file") && nf == 5);
     if (!ok_shape || !valid_verdict(verdict) || !valid_name(f[0])) {
-        ir_fail(err, IR_ERR_MALFORMED, "corpus", "line %d: expected NAME lower|mutate|files ARGS "
+        ir_fail(err, IR_ERR_MALFORMED, "corpus", "line %d: expected NAME lower|mutate|files|file ARGS "
                 "EXPECT WITNESS with a plain NAME and EXPECT one of PROVED, REFUTED, MALFORMED, "
                 "UNKNOWN, NOSITE", lineno);
         return false;
@@ -293,6 +344,8 @@ static bool run_line(proofs_run *r, char **f, int nf, int lineno, ir_error *err)
     double t0 = now_s();
     if (!strcmp(kind, "lower")) {
         s = make_lowered(f[2], f[3], path, &gen);
+    } else if (!strcmp(kind, "file")) {
+        s = copy_program(f[2], path, &gen);
     } else {
         char base[1024], *end;
         uint64_t seed = strtoull(f[4], &end, 10);
