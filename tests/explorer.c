@@ -1,7 +1,8 @@
 /*
  * explorer.c - the oracle the verifier is tested against: deadlock and races of a small program
- * decided by definition, by visiting every reachable state, plus a seeded generator of random
- * small programs. Independent of verify/ on purpose; keep it simple enough to be obviously right.
+ * decided by definition, by visiting every reachable state, the two page defects (clobber,
+ * alias), plus a seeded generator of random small programs. Independent of verify/ on purpose;
+ * keep it simple enough to be obviously right.
  *
  * The definitions (SPEC.md section 11 says the same):
  *
@@ -31,6 +32,21 @@
  *   Race. Two conflicting tasks are both RUNNING in some reachable state. Races are looked for
  *   in every reachable state, including those of a program that also deadlocks.
  *
+ *   Page bytes. An access touches, on its buffer's page, the bytes of the elements of its box
+ *   (row-major, the buffer at byte 0): exactly those bytes, gaps between the rows of a tile
+ *   excluded, unlike the span of a conflict.
+ *
+ *   Clobber (decided only when there is no race). A task reads a byte of buffer A whose last
+ *   writer, in execution order, wrote it through another buffer B of the page: B overwrote A's
+ *   data, or B's data is read as A. A task reads before it writes; a byte nobody wrote is not a
+ *   clobber. Without a race every two tasks touching one byte, one of them writing, conflict and
+ *   so have one order in every execution, and every maximal execution runs the same tasks: one
+ *   greedy run decides it (explore_naive checks that every event sequence agrees).
+ *
+ *   Alias. A task that runs (in the greedy run, so in every maximal execution) has accesses to two
+ *   different buffers of one page, at least one a write, whose byte spans intersect (as in a
+ *   conflict). Order plays no part: it is a defect even when nothing runs beside the task.
+ *
  * The state space has prod_q (2 * len_q + 1) states; each event adds 1 to one queue's digit,
  * so a state is a mixed-radix number and the visited set a flat array.
  */
@@ -59,13 +75,24 @@ typedef struct {
     int32_t *tasks;
     int64_t mult[EXPLORE_MAX_QUEUES]; /* place value of queue q's digit */
     int64_t n_codes;       /* number of state numbers */
+    explore_access *acc;   /* task t's accesses: acc[t * EXPLORE_SLOTS ..], n_acc[t] of them */
+    int *n_acc;
+    int32_t *page_of;      /* per buffer: its page, -1 when none */
+    int64_t *byte_base;    /* per buffer: where its page starts in the page bytes, -1 when none */
+    int64_t n_page_bytes;  /* bytes of every page together */
     bool *conflict;        /* n_tasks * n_tasks */
 } explore_model;
+
+#define EXPLORE_SLOTS (IR_MAX_INPUTS + IR_MAX_OUTPUTS)
 
 static void model_free(explore_model *m)
 {
     free(m->start);
     free(m->tasks);
+    free(m->acc);
+    free(m->n_acc);
+    free(m->page_of);
+    free(m->byte_base);
     free(m->conflict);
     memset(m, 0, sizeof *m);
 }
@@ -222,52 +249,70 @@ static bool accesses_conflict(const ir_program *p, const int32_t *page_of, const
     return xf < ye && yf < xe;
 }
 
-/* page_of[b]: the page buffer b is mapped to, -1 when none. Caller frees. */
-static int32_t *pages_of_buffers(const ir_program *p)
+/* page_of[b]: the page buffer b is mapped to, -1 when none. */
+static void pages_of_buffers(const ir_program *p, int32_t *page_of)
 {
-    int32_t *page_of = malloc(((size_t)p->n_buffers + 1) * sizeof *page_of);
-    if (!page_of)
-        return NULL;
     for (int32_t b = 0; b < p->n_buffers; b++)
         page_of[b] = -1;
     if (p->has_pages)
         for (int i = 0; i < p->pages.n_map; i++)
             if (p->pages.map_buffer[i] >= 0 && p->pages.map_buffer[i] < p->n_buffers)
                 page_of[p->pages.map_buffer[i]] = p->pages.map_page[i];
-    return page_of;
 }
 
-/* conflict[a * n + b] for every pair of tasks. */
-static ir_status build_conflicts(const ir_program *p, bool *conflict, ir_error *err)
+/* byte_base[b]: where b's page starts in one array of every page's bytes, each page as large as
+ * its largest buffer; -1 for a buffer on no page. Returns the bytes of every page together. */
+static int64_t page_byte_layout(const ir_program *p, const int32_t *page_of, int64_t *byte_base)
 {
-    int32_t n = p->n_tasks;
-    explore_access *acc = malloc(((size_t)n + 1) * (IR_MAX_INPUTS + IR_MAX_OUTPUTS) * sizeof *acc);
-    int *n_acc = malloc(((size_t)n + 1) * sizeof *n_acc);
-    int32_t *page_of = pages_of_buffers(p);
-    ir_status st = IR_OK;
-    if (!acc || !n_acc || !page_of) {
-        st = ir_fail(err, IR_ERR_NOMEM, "explorer", "out of memory");
-        goto done;
+    int64_t total = 0;
+    for (int32_t b = 0; b < p->n_buffers; b++)
+        byte_base[b] = -1;
+    for (int32_t b = 0; b < p->n_buffers; b++) {
+        if (page_of[b] < 0 || byte_base[b] >= 0)
+            continue;
+        int64_t size = 0;
+        for (int32_t o = b; o < p->n_buffers; o++)
+            if (page_of[o] == page_of[b]) {
+                byte_base[o] = total;
+                if (ir_buffer_nbytes(&p->buffers[o]) > size)
+                    size = ir_buffer_nbytes(&p->buffers[o]);
+            }
+        total += size;
     }
-    for (int32_t t = 0; t < n && st == IR_OK; t++)
-        st = task_accesses(p, &p->tasks[t], &acc[(size_t)t * (IR_MAX_INPUTS + IR_MAX_OUTPUTS)], &n_acc[t], err);
-    if (st != IR_OK)
-        goto done;
+    return total;
+}
+
+/* The accesses of every task, the pages and their bytes, and conflict[a * n + b] for every pair
+ * of tasks, into m (m->p set, the rest zero or already built). */
+static ir_status model_accesses(explore_model *m, ir_error *err)
+{
+    const ir_program *p = m->p;
+    int32_t n = p->n_tasks;
+    m->acc = malloc(((size_t)n + 1) * EXPLORE_SLOTS * sizeof *m->acc);
+    m->n_acc = calloc((size_t)n + 1, sizeof *m->n_acc);
+    m->page_of = malloc(((size_t)p->n_buffers + 1) * sizeof *m->page_of);
+    m->byte_base = malloc(((size_t)p->n_buffers + 1) * sizeof *m->byte_base);
+    m->conflict = calloc((size_t)n * n + 1, sizeof *m->conflict);
+    if (!m->acc || !m->n_acc || !m->page_of || !m->byte_base || !m->conflict)
+        return ir_fail(err, IR_ERR_NOMEM, "explorer", "out of memory");
+    pages_of_buffers(p, m->page_of);
+    m->n_page_bytes = page_byte_layout(p, m->page_of, m->byte_base);
+    for (int32_t t = 0; t < n; t++) {
+        ir_status st = task_accesses(p, &p->tasks[t], &m->acc[(size_t)t * EXPLORE_SLOTS], &m->n_acc[t], err);
+        if (st != IR_OK)
+            return st;
+    }
     for (int32_t a = 0; a < n; a++)
         for (int32_t b = 0; b < n; b++) {
             bool c = false;
-            const explore_access *xa = &acc[(size_t)a * (IR_MAX_INPUTS + IR_MAX_OUTPUTS)];
-            const explore_access *xb = &acc[(size_t)b * (IR_MAX_INPUTS + IR_MAX_OUTPUTS)];
-            for (int i = 0; a != b && i < n_acc[a] && !c; i++)
-                for (int j = 0; j < n_acc[b] && !c; j++)
-                    c = accesses_conflict(p, page_of, &xa[i], &xb[j]);
-            conflict[(size_t)a * n + b] = c;
+            const explore_access *xa = &m->acc[(size_t)a * EXPLORE_SLOTS];
+            const explore_access *xb = &m->acc[(size_t)b * EXPLORE_SLOTS];
+            for (int i = 0; a != b && i < m->n_acc[a] && !c; i++)
+                for (int j = 0; j < m->n_acc[b] && !c; j++)
+                    c = accesses_conflict(p, m->page_of, &xa[i], &xb[j]);
+            m->conflict[(size_t)a * n + b] = c;
         }
-done:
-    free(acc);
-    free(n_acc);
-    free(page_of);
-    return st;
+    return IR_OK;
 }
 
 static ir_status model_build(const ir_program *p, explore_model *m, ir_error *err)
@@ -300,10 +345,7 @@ static ir_status model_build(const ir_program *p, explore_model *m, ir_error *er
                            (long long)EXPLORE_MAX_STATES);
         m->n_codes *= radix;
     }
-    m->conflict = calloc((size_t)p->n_tasks * p->n_tasks + 1, sizeof *m->conflict);
-    if (!m->conflict)
-        return ir_fail(err, IR_ERR_NOMEM, "explorer", "out of memory");
-    return build_conflicts(p, m->conflict, err);
+    return model_accesses(m, err);
 }
 
 /* Digit of queue q: 2 * (index of its head) + (1 if the head is running). */
@@ -337,12 +379,142 @@ static int32_t head_task(const explore_model *m, int32_t q, int32_t digit)
     return m->tasks[m->start[q] + digit / 2];
 }
 
+/* One maximal run: ready queue heads run to completion, queue by queue, until none is ready.
+ * order[] gets the tasks in the order they ran and done[q] how many of queue q's tasks ran (both
+ * sized by the caller); value[] (n_counters) ends with the counters. Returns how many ran. The
+ * tasks that run are those of every maximal execution (the system is persistent). */
+static int32_t greedy_run(const explore_model *m, int64_t *value, int32_t *done, int32_t *order)
+{
+    const ir_program *p = m->p;
+    int32_t n_run = 0;
+    for (int32_t c = 0; c < p->n_counters; c++)
+        value[c] = 0;
+    for (int32_t q = 0; q < m->n_queues; q++)
+        done[q] = 0;
+    bool progress = true;
+    while (progress) {
+        progress = false;
+        for (int32_t q = 0; q < m->n_queues; q++)
+            while (done[q] < queue_len(m, q) && task_ready(&p->tasks[m->tasks[m->start[q] + done[q]]], value)) {
+                int32_t t = m->tasks[m->start[q] + done[q]++];
+                value[p->tasks[t].out_counter]++;
+                order[n_run++] = t;
+                progress = true;
+            }
+    }
+    return n_run;
+}
+
+/* ---------------------------------------------------------------- page bytes */
+
+/* Access a on the page bytes, last_writer[] holding per byte the buffer that last wrote it (-1:
+ * nobody). A write becomes the last writer of every byte of its elements; a read returns whether
+ * one of them was last written through another buffer. Elements outside the buffer touch
+ * nothing. */
+static bool access_touch_bytes(const explore_model *m, const explore_access *a, int32_t *last_writer)
+{
+    const ir_buffer *b = &m->p->buffers[a->buffer];
+    int64_t base = m->byte_base[a->buffer];
+    if (base < 0)
+        return false;
+    int64_t lo[IR_MAX_RANK], hi[IR_MAX_RANK], idx[IR_MAX_RANK];
+    for (int d = 0; d < a->rank; d++) {
+        lo[d] = a->lo[d] > 0 ? a->lo[d] : 0;
+        hi[d] = a->hi[d] < b->shape[d] ? a->hi[d] : b->shape[d];
+        if (hi[d] <= lo[d])
+            return false;
+        idx[d] = lo[d];
+    }
+    int64_t bits = ir_dtype_bits(b->dtype);
+    bool other = false;
+    for (;;) {
+        int64_t lin = 0;
+        for (int d = 0; d < a->rank; d++)
+            lin = lin * b->shape[d] + idx[d];
+        for (int64_t x = base + lin * bits / 8; x < base + ((lin + 1) * bits + 7) / 8; x++) {
+            if (a->write)
+                last_writer[x] = a->buffer;
+            else if (last_writer[x] >= 0 && last_writer[x] != a->buffer)
+                other = true;
+        }
+        int d = a->rank - 1;           /* the next element, row-major */
+        while (d >= 0 && ++idx[d] == hi[d]) {
+            idx[d] = lo[d];
+            d--;
+        }
+        if (d < 0)
+            return other;
+    }
+}
+
+/* Task t runs on the page bytes: every read, then every write. Returns whether a read met a byte
+ * last written through another buffer. */
+static bool task_touch_bytes(const explore_model *m, int32_t t, int32_t *last_writer)
+{
+    const explore_access *acc = &m->acc[(size_t)t * EXPLORE_SLOTS];
+    bool clobbered = false;
+    for (int i = 0; i < m->n_acc[t]; i++)
+        if (!acc[i].write && access_touch_bytes(m, &acc[i], last_writer))
+            clobbered = true;
+    for (int i = 0; i < m->n_acc[t]; i++)
+        if (acc[i].write)
+            access_touch_bytes(m, &acc[i], last_writer);
+    return clobbered;
+}
+
+/* Alias: whether two accesses of task t, to different buffers, conflict through a page. */
+static bool task_aliases(const explore_model *m, int32_t t)
+{
+    const explore_access *acc = &m->acc[(size_t)t * EXPLORE_SLOTS];
+    for (int i = 0; i < m->n_acc[t]; i++)
+        for (int j = i + 1; j < m->n_acc[t]; j++)
+            if (acc[i].buffer != acc[j].buffer && accesses_conflict(m->p, m->page_of, &acc[i], &acc[j]))
+                return true;
+    return false;
+}
+
+/* Alias and, unless r->race, clobber, both over the tasks of one greedy run: the tasks that run in
+ * every maximal execution, in an order that is the order of every execution wherever it matters
+ * to clobber (see the definition above). */
+static ir_status find_page_defects(const explore_model *m, explore_result *r, ir_error *err)
+{
+    const ir_program *p = m->p;
+    int64_t *value = malloc(((size_t)p->n_counters + 1) * sizeof *value);
+    int32_t *order = malloc(((size_t)p->n_tasks + 1) * sizeof *order);
+    int32_t *last_writer = malloc(((size_t)m->n_page_bytes + 1) * sizeof *last_writer);
+    ir_status st = IR_OK;
+    if (!value || !order || !last_writer) {
+        st = ir_fail(err, IR_ERR_NOMEM, "explorer", "out of memory");
+        goto done;
+    }
+    int32_t ran_of_queue[EXPLORE_MAX_QUEUES];
+    int32_t n_run = greedy_run(m, value, ran_of_queue, order);
+    for (int32_t i = 0; i < n_run; i++)
+        if (task_aliases(m, order[i]) && (!r->alias || order[i] < r->alias_task)) {
+            r->alias = true;
+            r->alias_task = order[i];
+        }
+    for (int64_t x = 0; x < m->n_page_bytes; x++)
+        last_writer[x] = -1;
+    for (int32_t i = 0; i < n_run && !r->race && !r->clobber; i++)
+        if (task_touch_bytes(m, order[i], last_writer)) {
+            r->clobber = true;
+            r->clobber_task = order[i];
+        }
+done:
+    free(value);
+    free(order);
+    free(last_writer);
+    return st;
+}
+
 /* ---------------------------------------------------------------- exhaustive exploration */
 
 ir_status explore_program(const ir_program *p, explore_result *r, ir_error *err)
 {
     memset(r, 0, sizeof *r);
     r->race_a = r->race_b = -1;
+    r->clobber_task = r->alias_task = -1;
     for (int q = 0; q < EXPLORE_MAX_QUEUES; q++)
         r->stuck_head[q] = -1;
     explore_model m;
@@ -401,6 +573,7 @@ ir_status explore_program(const ir_program *p, explore_result *r, ir_error *err)
                 r->stuck_head[q] = digit[q] == 2 * queue_len(&m, q) ? -1 : head_task(&m, q, digit[q]);
         }
     }
+    st = find_page_defects(&m, r, err);
 done:
     free(seen);
     free(stack);
@@ -413,13 +586,11 @@ ir_status explore_tasks_conflict(const ir_program *p, int32_t a, int32_t b, bool
 {
     if (a < 0 || b < 0 || a >= p->n_tasks || b >= p->n_tasks)
         return ir_fail(err, IR_ERR_MALFORMED, "explorer", "task %d or %d out of range", a, b);
-    bool *conflict = calloc((size_t)p->n_tasks * p->n_tasks + 1, sizeof *conflict);
-    if (!conflict)
-        return ir_fail(err, IR_ERR_NOMEM, "explorer", "out of memory");
-    ir_status st = build_conflicts(p, conflict, err);
+    explore_model m = {.p = p};
+    ir_status st = model_accesses(&m, err);
     if (st == IR_OK)
-        *out = conflict[(size_t)a * p->n_tasks + b];
-    free(conflict);
+        *out = m.conflict[(size_t)a * p->n_tasks + b];
+    model_free(&m);
     return st;
 }
 
@@ -431,7 +602,10 @@ typedef struct {
     const explore_model *m;
     int32_t digit[EXPLORE_MAX_QUEUES];
     int64_t *value;        /* counters, updated as events happen */
-    bool deadlock, race;
+    int32_t *last_writer;  /* page bytes (access_touch_bytes), updated as tasks start */
+    int32_t *saved;        /* page bytes before the k-th task started, k = started */
+    int32_t started;
+    bool deadlock, race, clobber;
     int64_t nodes;
 } naive_walk;
 
@@ -462,34 +636,49 @@ static void naive_visit(naive_walk *w)
             w->value[t->out_counter]--;
         } else if (task_ready(t, w->value)) {
             any_event = true;
+            size_t n_bytes = (size_t)m->n_page_bytes * sizeof *w->last_writer;
+            int32_t *saved = w->saved + (size_t)w->started * (size_t)m->n_page_bytes;
+            memcpy(saved, w->last_writer, n_bytes);
+            if (task_touch_bytes(m, head_task(m, q, w->digit[q]), w->last_writer))
+                w->clobber = true;
             w->digit[q]++;
+            w->started++;
             naive_visit(w);
+            w->started--;
             w->digit[q]--;
+            memcpy(w->last_writer, saved, n_bytes);
         }
     }
     if (!any_event && unfinished)
         w->deadlock = true;
 }
 
-ir_status explore_naive(const ir_program *p, bool *deadlock, bool *race, ir_error *err)
+ir_status explore_naive(const ir_program *p, bool *deadlock, bool *race, bool *clobber, ir_error *err)
 {
     explore_model m;
     ir_status st = model_build(p, &m, err);
     naive_walk w = {.m = &m};
     if (st == IR_OK) {
         w.value = calloc((size_t)p->n_counters + 1, sizeof *w.value);
-        if (!w.value)
+        w.last_writer = malloc(((size_t)m.n_page_bytes + 1) * sizeof *w.last_writer);
+        w.saved = malloc(((size_t)p->n_tasks + 1) * ((size_t)m.n_page_bytes + 1) * sizeof *w.saved);
+        if (!w.value || !w.last_writer || !w.saved)
             st = ir_fail(err, IR_ERR_NOMEM, "explorer", "out of memory");
     }
     if (st == IR_OK) {
+        for (int64_t x = 0; x < m.n_page_bytes; x++)
+            w.last_writer[x] = -1;
         naive_visit(&w);
         if (w.nodes > EXPLORE_NAIVE_MAX_NODES)
             st = ir_fail(err, IR_ERR_UNSUPPORTED, "explorer", "more than %d event sequences",
                          EXPLORE_NAIVE_MAX_NODES);
         *deadlock = w.deadlock;
         *race = w.race;
+        *clobber = w.clobber;
     }
     free(w.value);
+    free(w.last_writer);
+    free(w.saved);
     model_free(&m);
     return st;
 }
@@ -499,29 +688,23 @@ ir_status explore_greedy(const ir_program *p, bool *deadlock, ir_error *err)
     explore_model m;
     ir_status st = model_build(p, &m, err);
     int64_t *value = NULL;
+    int32_t *order = NULL;
     if (st == IR_OK) {
         value = calloc((size_t)p->n_counters + 1, sizeof *value);
-        if (!value)
+        order = malloc(((size_t)p->n_tasks + 1) * sizeof *order);
+        if (!value || !order)
             st = ir_fail(err, IR_ERR_NOMEM, "explorer", "out of memory");
     }
     if (st == IR_OK) {
-        int32_t done[EXPLORE_MAX_QUEUES] = {0};
-        bool progress = true;
-        while (progress) {
-            progress = false;
-            for (int32_t q = 0; q < m.n_queues; q++)
-                while (done[q] < queue_len(&m, q) && task_ready(&p->tasks[m.tasks[m.start[q] + done[q]]], value)) {
-                    value[p->tasks[m.tasks[m.start[q] + done[q]]].out_counter]++;
-                    done[q]++;
-                    progress = true;
-                }
-        }
+        int32_t done[EXPLORE_MAX_QUEUES];
+        greedy_run(&m, value, done, order);
         *deadlock = false;
         for (int32_t q = 0; q < m.n_queues; q++)
             if (done[q] < queue_len(&m, q))
                 *deadlock = true;
     }
     free(value);
+    free(order);
     model_free(&m);
     return st;
 }
@@ -553,6 +736,7 @@ typedef struct {
     int n_act;
     int32_t act[GEN_MAX_ACTS];                   /* activation buffers [1, N] */
     int32_t input_of[GEN_MAX_N + 1];             /* IO_INPUT [1, N] by N, -1 until made */
+    int32_t output_of[GEN_MAX_N + 1];            /* IO_OUTPUT [1, N] by N, -1 until made */
     int32_t weight_of[GEN_MAX_N + 1][GEN_MAX_N + 1]; /* WEIGHT [N, K] by N, K; -1 until made */
 } gen_state;
 
@@ -566,6 +750,16 @@ static int32_t gen_input(gen_state *g, int64_t n)
         g->input_of[n] = ir_add_buffer(g->p, name, IR_IO_INPUT, IR_F32, 2, (int64_t[]){g->rows, n}, IR_HBM, NULL);
     }
     return g->input_of[n];
+}
+
+static int32_t gen_output(gen_state *g, int64_t n)
+{
+    if (g->output_of[n] < 0) {
+        char name[32];
+        snprintf(name, sizeof name, "out%lld", (long long)n);
+        g->output_of[n] = ir_add_buffer(g->p, name, IR_IO_OUTPUT, IR_F32, 2, (int64_t[]){g->rows, n}, IR_HBM, NULL);
+    }
+    return g->output_of[n];
 }
 
 static int32_t gen_weight(gen_state *g, int64_t n, int64_t k)
@@ -928,11 +1122,107 @@ static bool gen_stages(gen_state *g)
     return true;
 }
 
+/* Step i of a tenants chain: a COPY or ADD of x (with an input) into y, or a tile of y's columns
+ * [n_off, n_off + n_tile) (every row) computed from x; waiting in full for step i - 1, now and
+ * then for step i - 2 only or for nothing. */
+static bool gen_chain_task(gen_state *g, int i, ir_op op, int32_t x, int32_t y, int64_t n_tile, int64_t n_off)
+{
+    uint64_t *s = &g->rng;
+    char label[32];
+    snprintf(label, sizeof label, "c%d", i);
+    if (ir_add_counter(g->p, "") != i)
+        return false;
+    ir_task *t = ir_add_task(g->p, op, i, label);
+    if (!t)
+        return false;
+    int64_t n = gen_width(g, y), k = gen_width(g, x);
+    int32_t in1 = op == IR_OP_ADD ? gen_input(g, n) : op == IR_OP_COPY ? -1 : gen_weight(g, n, k);
+    if (op != IR_OP_COPY && in1 < 0)
+        return false;
+    bool ok = ir_task_add_input(t, x) == IR_OK && (in1 < 0 || ir_task_add_input(t, in1) == IR_OK) &&
+              ir_task_add_output(t, y) == IR_OK;
+    if (op == IR_OP_GEMV_TILE || op == IR_OP_GEMM_TILE)
+        ok = ok && ir_task_set_int(t, "K", k) == IR_OK && ir_task_set_int(t, "N_tile", n_tile) == IR_OK &&
+             ir_task_set_int(t, "n_off", n_off) == IR_OK;
+    if (op == IR_OP_GEMM_TILE)
+        ok = ok && ir_task_set_int(t, "M_tile", g->rows) == IR_OK && ir_task_set_int(t, "m_off", 0) == IR_OK;
+    int roll = (int)gen_below(s, 100);
+    if (i > 0 && roll < 94)
+        ok = ok && ir_task_add_wait(t, i - 1, 1) == IR_OK;
+    else if (i > 1 && roll < 97)
+        ok = ok && ir_task_add_wait(t, i - 2, 1) == IR_OK;
+    return ok;
+}
+
+/* Tenants of one page used in turn: a chain of 3-8 steps, each one task ordered after the one
+ * before it (gen_chain_task), that writes a tenant from an input (whole, or a tile that may stay
+ * clear of the other tenants' bytes), reads one into an output, or reads one tenant and writes
+ * another (an alias when both share the page). Reads mostly take the tenant written last, so that
+ * clean chains (write A; read A; write B; read B) are about as common as clobbering ones (write A;
+ * write B; read A). The caller maps the tenants to pages. */
+static bool gen_tenants(gen_state *g)
+{
+    uint64_t *s = &g->rng;
+    ir_op tile_op = g->rows > 1 ? IR_OP_GEMM_TILE : IR_OP_GEMV_TILE;
+    int n_steps = 3 + (int)gen_below(s, 6);
+    int32_t last = -1;                           /* the tenant written last */
+    for (int i = 0; i < n_steps; i++) {
+        int roll = (int)gen_below(s, 100);
+        int32_t x, y = g->act[gen_below(s, g->n_act)];
+        if (roll >= 45 && last >= 0 && gen_chance(s, 70))
+            x = last;
+        else
+            x = g->act[gen_below(s, g->n_act)];
+        if (roll < 45) {                         /* write y from an input */
+            x = gen_input(g, gen_chance(s, 50) ? 4 : 8);
+        } else if (roll < 93) {                  /* read x */
+            y = gen_output(g, gen_width(g, x));
+        } else if (x == y) {                     /* read x, write another tenant */
+            for (int j = 0; j < g->n_act; j++)
+                if (g->act[j] != x)
+                    y = g->act[j];
+        }
+        if (x < 0 || y < 0)
+            return false;
+        int64_t n = gen_width(g, y), n_tile = n, n_off = 0;
+        ir_op op = tile_op;
+        if (gen_width(g, x) == n && gen_chance(s, 40)) {
+            op = gen_chance(s, 50) ? IR_OP_COPY : IR_OP_ADD;
+        } else if (g->rows == 1 && gen_chance(s, 35)) {   /* clear of a narrower tenant: x or any */
+            int64_t w = gen_width(g, roll < 45 ? g->act[gen_below(s, g->n_act)] : x);
+            if (w < n) {
+                n_off = w;
+                n_tile = n - w;
+            }
+        } else if (gen_chance(s, 30)) {          /* the upper half */
+            n_off = n / 2;
+            n_tile = n - n_off;
+        } else if (gen_chance(s, 40)) {          /* any tile */
+            n_tile = 1 + gen_below(s, n);
+            n_off = gen_below(s, n - n_tile + 1);
+        }
+        if (!gen_chain_task(g, i, op, x, y, n_tile, n_off))
+            return false;
+        if (g->p->buffers[y].kind == IR_ACTIVATION)
+            last = y;
+    }
+    return true;
+}
+
+/* Whether seed makes a tenants chain: a fifth of the seeds, drawn apart from the program's own
+ * stream so that every other seed makes the program it made before the chains existed. */
+static bool gen_is_tenants(uint64_t seed)
+{
+    uint64_t s = seed ^ 0x5a17e4a9c3b1d2f7ULL;
+    return gen_chance(&s, 20);
+}
+
 ir_program *explore_gen_program(uint64_t seed)
 {
     gen_state g;
     memset(&g, 0, sizeof g);
     memset(g.input_of, -1, sizeof g.input_of);
+    memset(g.output_of, -1, sizeof g.output_of);
     memset(g.weight_of, -1, sizeof g.weight_of);
     g.rng = seed;
     uint64_t *s = &g.rng;
@@ -947,11 +1237,12 @@ ir_program *explore_gen_program(uint64_t seed)
     p->decode.pos = 0;
     p->decode.max_seq = 1;
 
+    bool tenants = gen_is_tenants(seed);
     g.rows = gen_chance(s, 25) ? 2 + gen_below(s, 2) : 1;   /* GEMM tiles instead of GEMV */
-    g.n_act = 1 + (int)gen_below(s, GEN_MAX_ACTS);
+    g.n_act = tenants ? 2 + (int)gen_below(s, GEN_MAX_ACTS - 1) : 1 + (int)gen_below(s, GEN_MAX_ACTS);
     static const int64_t widths[] = {4, 8, 12, 16};
     int64_t common = widths[gen_below(s, 4)];
-    bool same_width = gen_chance(s, 50);
+    bool same_width = gen_chance(s, 50) && !tenants;   /* tenants of mixed widths */
     for (int i = 0; i < g.n_act; i++) {
         char name[32];
         snprintf(name, sizeof name, "x%d", i);
@@ -960,11 +1251,16 @@ ir_program *explore_gen_program(uint64_t seed)
         if (g.act[i] < 0)
             goto fail;
     }
-    bool staged = gen_chance(s, 40);
-    if (!(staged ? gen_stages(&g) : gen_random_wiring(&g, 2 + (int)gen_below(s, GEN_MAX_TASKS - 1))))
-        goto fail;
-    if (g.n_act >= 2 && gen_chance(s, 35) && !gen_pages(&g))
-        goto fail;
+    if (tenants) {
+        if (!gen_tenants(&g) || !gen_pages(&g))
+            goto fail;
+    } else {
+        bool staged = gen_chance(s, 40);
+        if (!(staged ? gen_stages(&g) : gen_random_wiring(&g, 2 + (int)gen_below(s, GEN_MAX_TASKS - 1))))
+            goto fail;
+        if (g.n_act >= 2 && gen_chance(s, 35) && !gen_pages(&g))
+            goto fail;
+    }
     int n_queues = gen_chance(s, 15) ? 1 : 2 + (int)gen_below(s, 2);
     if (n_queues > p->n_tasks)
         n_queues = p->n_tasks;
