@@ -47,12 +47,32 @@ ir_status lower_model_load(const char *name_or_path, lower_model *m, ir_error *e
  * is absent or of the wrong type. */
 ir_status lower_model_from_meta(const ir_program *p, lower_model *m, ir_error *err);
 
+/* The form of the IR a lowering writes (SPEC 8.8). Both compute the same decode step. */
+typedef enum {
+    LOWER_DIALECT_OURS = 0,      /* flat [1, n] vectors, one-input ROPE and KV_APPEND taking pos
+                                    from a param, rank-2 KV caches, FUSED recipes, one partials
+                                    buffer per split attention */
+    LOWER_DIALECT_AMK            /* what AMK's validate() and reference ops accept: token_id, pos
+                                    and reshape_id0 inputs, head-shaped q/k reshaped by EMBED,
+                                    ROPE [x, pos], KV_APPEND [src, cache], rank-3 KV caches, one
+                                    partial buffer per split tile (flags 2), no FUSED tasks */
+} lower_dialect;
+
+/* Name of a dialect ("ours", "amk"); "?" out of range. */
+const char *lower_dialect_name(lower_dialect d);
+/* Parse "ours" or "amk"; false for anything else. */
+bool lower_dialect_parse(const char *s, lower_dialect *out);
+
+/* Largest number of split-attention partials one AMK ATTENTION_COMBINE merges (its inputs). */
+#define LOWER_AMK_MAX_PARTIALS IR_MAX_INPUTS
+
 /* Lowering options besides the ScheduleConfig. */
 typedef struct {
     int64_t pos;                 /* decode position of this step (default 0) */
     int64_t max_seq;             /* KV cache length; default min(max_pos, 4096) */
     ir_dtype dtype;              /* weight dtype: IR_F32, IR_F16 or IR_BF16 (default BF16) */
     bool sample_argmax;          /* append SAMPLE_ARGMAX after the logits */
+    lower_dialect dialect;       /* default LOWER_DIALECT_OURS */
 } lower_opts;
 
 void lower_opts_default(lower_opts *o);
@@ -60,7 +80,10 @@ void lower_opts_default(lower_opts *o);
 /* Lower model m under config c for target t. On success *out is a new program (with meta,
  * target, config, pages, decode and launch_plan set) that the caller frees with
  * ir_program_free. Refused configs are IR_ERR_UNSUPPORTED or IR_ERR_MALFORMED naming the
- * config field. Deterministic: the same inputs give a program with byte-identical JSON. */
+ * config field. Deterministic: the same inputs give a program with byte-identical JSON.
+ * With o->dialect LOWER_DIALECT_AMK every fusion group is lowered unfused (meta.unfused lists
+ * them), and a config AMK cannot express (attention.kv_heads below n_kv_heads, a kv_block giving
+ * more than LOWER_AMK_MAX_PARTIALS tiles) is IR_ERR_UNSUPPORTED naming the tiling key. */
 ir_status lower_program(const lower_model *m, const ir_config *c, const ir_target *t,
                         const lower_opts *o, ir_program **out, ir_error *err);
 

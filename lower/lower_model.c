@@ -415,6 +415,27 @@ void lower_opts_default(lower_opts *o)
     o->max_seq = 0; /* 0: min(max_pos, 4096), resolved by lower_program */
     o->dtype = IR_BF16;
     o->sample_argmax = false;
+    o->dialect = LOWER_DIALECT_OURS;
+}
+
+const char *lower_dialect_name(lower_dialect d)
+{
+    switch (d) {
+    case LOWER_DIALECT_OURS: return "ours";
+    case LOWER_DIALECT_AMK: return "amk";
+    }
+    return "?";
+}
+
+bool lower_dialect_parse(const char *s, lower_dialect *out)
+{
+    if (!strcmp(s, "ours"))
+        *out = LOWER_DIALECT_OURS;
+    else if (!strcmp(s, "amk"))
+        *out = LOWER_DIALECT_AMK;
+    else
+        return false;
+    return true;
 }
 
 /* Read back what lower_program writes into meta.model_config. */

@@ -39,6 +39,9 @@ typedef struct {
     ir_status st;            /* first failure; IR_OK while building goes well */
     int64_t S;               /* KV rows */
     int64_t wbytes;          /* bytes per weight element */
+    bool amk;                /* LOWER_DIALECT_AMK (SPEC 8.8) */
+    int32_t pos_in;          /* amk: the I32 IO_INPUT holding pos */
+    int32_t reshape_in;      /* amk: the I32 IO_INPUT holding 0, the row EMBED reshapes take */
 } builder;
 
 #define CHECK(b)                                                                                \
@@ -55,25 +58,48 @@ static void fail_nomem(builder *b)
 
 /* ---------------------------------------------------------------- buffers and counters */
 
+/* A buffer of any rank (activations start in GLOBAL_SCRATCH, the rest in HBM). */
+static int32_t shaped(builder *b, ir_kind kind, ir_dtype dt, int rank, const int64_t *shape,
+                      const char *source, const char *name)
+{
+    if (b->st != IR_OK)
+        return -1;
+    ir_space space = kind == IR_ACTIVATION ? IR_GLOBAL_SCRATCH : IR_HBM;
+    int32_t id = ir_add_buffer(b->p, name, kind, dt, rank, shape, space, source);
+    if (id < 0)
+        fail_nomem(b);
+    return id;
+}
+
 static int32_t buffer(builder *b, ir_kind kind, ir_dtype dt, int rank, int64_t d0, int64_t d1,
                       const char *source, const char *fmt, ...) __attribute__((format(printf, 8, 9)));
 
 static int32_t buffer(builder *b, ir_kind kind, ir_dtype dt, int rank, int64_t d0, int64_t d1,
                       const char *source, const char *fmt, ...)
 {
-    if (b->st != IR_OK)
-        return -1;
     char name[160];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(name, sizeof name, fmt, ap);
     va_end(ap);
     int64_t shape[2] = {d0, d1};
-    ir_space space = kind == IR_ACTIVATION ? IR_GLOBAL_SCRATCH : IR_HBM;
-    int32_t id = ir_add_buffer(b->p, name, kind, dt, rank, shape, space, source);
-    if (id < 0)
-        fail_nomem(b);
-    return id;
+    return shaped(b, kind, dt, rank, shape, source, name);
+}
+
+/* An F32 buffer of rank 3 [d0, d1, d2]. */
+static int32_t buffer3(builder *b, ir_kind kind, int64_t d0, int64_t d1, int64_t d2,
+                       const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+static int32_t buffer3(builder *b, ir_kind kind, int64_t d0, int64_t d1, int64_t d2,
+                       const char *fmt, ...)
+{
+    char name[160];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    int64_t shape[3] = {d0, d1, d2};
+    return shaped(b, kind, IR_F32, 3, shape, NULL, name);
 }
 
 /* A weight buffer named after its safetensors key. */
@@ -251,12 +277,15 @@ static dep rmsnorm(builder *b, int32_t x, dep xdep, int32_t w, int32_t y, const 
 /* Position p as a position expression: clamp(pos, 0, inf). */
 static ir_pexpr pos_expr(void) { return (ir_pexpr){1, 0, 0, INT64_MAX}; }
 
-static void rope_params(builder *b, ir_task *t)
+/* The RoPE params: head_dim, theta, pos (a position expression) unless the position comes from
+ * an input (AMK's ROPE [x, pos]), and the llama3 scaling. */
+static void rope_freqs(builder *b, ir_task *t, bool pos_param)
 {
     const lower_model *m = b->m;
     set_int(b, t, "head_dim", m->head_dim);
     set_real(b, t, "theta", m->rope_theta);
-    set_pexpr(b, t, "pos", pos_expr());
+    if (pos_param)
+        set_pexpr(b, t, "pos", pos_expr());
     if (m->rope_llama3) {
         set_real(b, t, "rope_factor", m->rope_factor);
         set_real(b, t, "rope_low_freq", m->rope_low_freq);
@@ -265,6 +294,8 @@ static void rope_params(builder *b, ir_task *t)
     }
 }
 
+static void rope_params(builder *b, ir_task *t) { rope_freqs(b, t, true); }
+
 static dep rope(builder *b, int32_t x, dep xdep, int32_t y, int64_t heads, const char *name)
 {
     int64_t n = heads * b->m->head_dim;
@@ -272,6 +303,46 @@ static dep rope(builder *b, int32_t x, dep xdep, int32_t y, int64_t heads, const
     dep d = single(b, IR_OP_ROPE, &x, 1, y, &xdep, 1, 8 * n, 6 * n, &t, name);
     rope_params(b, t);
     return d;
+}
+
+/* amk dialect (SPEC 8.8): AMK's ROPE rotates the last dimension of head-shaped rows, so the flat
+ * [1, heads*hd] projection x is first viewed as heads: an EMBED whose ids input is reshape_id0
+ * (holding 0) gathers row 0 of x into L{li}.{which}_heads, shaped [heads, hd] for q and
+ * [1, heads, hd] for k (the one-row form KV_APPEND of a rank-3 cache takes). ROPE [x_heads, pos]
+ * then writes *y, L{li}.{which}_rope, of the same shape, taking pos from the pos input. */
+static dep rope_amk(builder *b, int li, int32_t x, dep xdep, int64_t heads, const char *which,
+                    int32_t *y)
+{
+    int64_t hd = b->m->head_dim, n = heads * hd;
+    bool row = !strcmp(which, "k");
+    int32_t xh = row ? buffer3(b, IR_ACTIVATION, 1, heads, hd, "L%d.%s_heads", li, which)
+                     : buffer(b, IR_ACTIVATION, IR_F32, 2, heads, hd, NULL, "L%d.%s_heads", li, which);
+    *y = row ? buffer3(b, IR_ACTIVATION, 1, heads, hd, "L%d.%s_rope", li, which)
+             : buffer(b, IR_ACTIVATION, IR_F32, 2, heads, hd, NULL, "L%d.%s_rope", li, which);
+    char name[64];
+    snprintf(name, sizeof name, "L%d.reshape_%s", li, which);
+    int32_t in[2] = {b->reshape_in, x};
+    ir_task *t;
+    dep d = single(b, IR_OP_EMBED, in, 2, xh, &xdep, 1, 8 * n + 4, 0, &t, name);
+    set_int(b, t, "hidden", hd);     /* as AMK: the last dimension of the head-shaped output */
+    snprintf(name, sizeof name, "L%d.rope_%s", li, which);
+    in[0] = xh;
+    in[1] = b->pos_in;
+    d = single(b, IR_OP_ROPE, in, 2, *y, &d, 1, 8 * n + 4, 6 * n, &t, name);
+    rope_freqs(b, t, false);
+    return d;
+}
+
+/* KV_APPEND of src into row pos of cache: inputs [src], or in the amk dialect [src, cache] (AMK
+ * writes the cache in place and names it as an input too). */
+static dep kv_append(builder *b, int32_t src, dep sdep, int32_t cache, int64_t n, const char *name)
+{
+    int32_t in[2] = {src, cache};
+    ir_task *t;
+    int32_t c = counter(b, "%s", name);
+    t = emit(b, IR_OP_KV_APPEND, c, in, b->amk ? 2 : 1, &cache, 1, &sdep, 1, 8 * n, 0, "%s", name);
+    set_pexpr(b, t, "pos", pos_expr());
+    return (dep){c, 1};
 }
 
 static dep binary(builder *b, ir_op op, int32_t a, dep adep, int32_t c2, dep cdep, int32_t y,
@@ -321,10 +392,14 @@ static dep attention(builder *b, int li, bool rope, const int32_t *in, const dep
     int64_t G = heads_per_task(&b->k, nkv), ng = (nkv + G - 1) / G, grp = nh / nkv;
     int64_t B = b->k.kv_block ? b->k.kv_block : S, nb = (S + B - 1) / B;
     bool split = b->k.kv_block != 0;
-    int32_t part = -1;
-    if (split)
+    int32_t part = -1, parts[LOWER_AMK_MAX_PARTIALS];
+    if (split && !b->amk)
         part = buffer(b, IR_ACTIVATION, IR_F32, 2, nb, nh * (hd + 2), NULL, "L%d.attn_partials",
                       li);
+    /* amk: one [nh, hd+2] buffer per tile, as AMK's ATTENTION_COMBINE takes them (2..8) */
+    for (int64_t blk = 0; split && b->amk && blk < nb; blk++)
+        parts[blk] = buffer(b, IR_ACTIVATION, IR_F32, 2, nh, hd + 2, NULL, "L%d.attn_part%lld", li,
+                            (long long)blk);
     int32_t c = !split && ng == 1 ? counter(b, "L%d.attention", li)
                 : ng == 1 ? counter(b, "L%d.attention (%lld blocks)", li, (long long)nb)
                           : counter(b, "L%d.attention (%lld tasks)", li, (long long)(nb * ng));
@@ -342,7 +417,7 @@ static dep attention(builder *b, int li, bool rope, const int32_t *in, const dep
             else
                 snprintf(label, sizeof label, "L%d.attention[%lld.%lld]", li, (long long)blk,
                          (long long)gi);
-            int32_t dst = split ? part : out;
+            int32_t dst = !split ? out : b->amk ? parts[blk] : part;
             int64_t bytes = 4 * qh * hd + 8 * rows * gn * hd +
                             (split ? 4 * qh * (hd + 2) : 4 * qh * hd) + (rope ? 8 * gn * hd : 0);
             ir_task *t = emit(b, rope ? IR_OP_FUSED : IR_OP_ATTENTION_TILE, c, in, rope ? 5 : 3,
@@ -357,7 +432,9 @@ static dep attention(builder *b, int li, bool rope, const int32_t *in, const dep
                 set_pexpr(b, t, "kv_len", split ? (ir_pexpr){1, 1 - start, 0, rows}
                                                 : (ir_pexpr){1, 1, 0, S});
             }
-            if (split)
+            if (split && b->amk)
+                set_int(b, t, "flags", 2);      /* AMK's PARTIAL_WRITE bit */
+            else if (split)
                 set_int(b, t, "m_off", blk);
             head_range(b, t, g0, gn);
         }
@@ -367,8 +444,8 @@ static dep attention(builder *b, int li, bool rope, const int32_t *in, const dep
     snprintf(name, sizeof name, "L%d.attention_combine", li);
     dep pdep = {c, nb * ng};
     ir_task *t;
-    dep d = single(b, IR_OP_ATTENTION_COMBINE, &part, 1, out, &pdep, 1,
-                   4 * nb * nh * (hd + 2) + 4 * nh * hd, 4 * nb * nh * hd, &t, name);
+    dep d = single(b, IR_OP_ATTENTION_COMBINE, b->amk ? parts : &part, b->amk ? (int)nb : 1, out,
+                   &pdep, 1, 4 * nb * nh * (hd + 2) + 4 * nh * hd, 4 * nb * nh * hd, &t, name);
     set_int(b, t, "head_dim", hd);
     set_int(b, t, "n_heads", nh);
     return d;
@@ -393,8 +470,14 @@ static int32_t layer(builder *b, int li, int32_t x, dep xdep, dep *out_dep)
     int32_t wg = weight(b, 2, I, H, "%s.%d.mlp.gate_proj.weight", pre, li);
     int32_t wu = weight(b, 2, I, H, "%s.%d.mlp.up_proj.weight", pre, li);
     int32_t wd = weight(b, 2, H, I, "%s.%d.mlp.down_proj.weight", pre, li);
-    int32_t kc = buffer(b, IR_KV_CACHE, IR_F32, 2, S, kvd, NULL, "L%d.k_cache", li);
-    int32_t vc = buffer(b, IR_KV_CACHE, IR_F32, 2, S, kvd, NULL, "L%d.v_cache", li);
+    int32_t kc, vc;
+    if (b->amk) {
+        kc = buffer3(b, IR_KV_CACHE, S, m->n_kv_heads, hd, "L%d.k_cache", li);
+        vc = buffer3(b, IR_KV_CACHE, S, m->n_kv_heads, hd, "L%d.v_cache", li);
+    } else {
+        kc = buffer(b, IR_KV_CACHE, IR_F32, 2, S, kvd, NULL, "L%d.k_cache", li);
+        vc = buffer(b, IR_KV_CACHE, IR_F32, 2, S, kvd, NULL, "L%d.v_cache", li);
+    }
 
     const lower_knobs *k = &b->k;
     int64_t nt_qkv = stage_width(k, qd + 2 * kvd);
@@ -420,7 +503,9 @@ static int32_t layer(builder *b, int li, int32_t x, dep xdep, dep *out_dep)
     }
     int32_t qr = -1;
     dep d_qr = NO_DEP;
-    if (!k->fuse_rope_attn) {
+    if (b->amk) {
+        d_qr = rope_amk(b, li, q, d_q, m->n_heads, "q", &qr);
+    } else if (!k->fuse_rope_attn) {
         qr = act(b, qd, "L%d.q_rope", li);
         d_qr = rope(b, q, d_q, qr, m->n_heads, NAME("rope_q"));
     }
@@ -433,15 +518,17 @@ static int32_t layer(builder *b, int li, int32_t x, dep xdep, dep *out_dep)
         set_int(b, t, "recipe", IR_RECIPE_ROPE_APPEND);
         rope_params(b, t);
     } else {
-        int32_t kr = act(b, kvd, "L%d.k_rope", li);
-        dep d_kr = rope(b, kk, d_k, kr, m->n_kv_heads, NAME("rope_k"));
-        d_kc = single(b, IR_OP_KV_APPEND, &kr, 1, kc, &d_kr, 1, 8 * kvd, 0, &t,
-                      NAME("kv_append_k"));
-        set_pexpr(b, t, "pos", pos_expr());
+        int32_t kr;
+        dep d_kr;
+        if (b->amk) {
+            d_kr = rope_amk(b, li, kk, d_k, m->n_kv_heads, "k", &kr);
+        } else {
+            kr = act(b, kvd, "L%d.k_rope", li);
+            d_kr = rope(b, kk, d_k, kr, m->n_kv_heads, NAME("rope_k"));
+        }
+        d_kc = kv_append(b, kr, d_kr, kc, kvd, NAME("kv_append_k"));
     }
-    dep d_vc = single(b, IR_OP_KV_APPEND, &v, 1, vc, &d_v, 1, 8 * kvd, 0, &t,
-                      NAME("kv_append_v"));
-    set_pexpr(b, t, "pos", pos_expr());
+    dep d_vc = kv_append(b, v, d_v, vc, kvd, NAME("kv_append_v"));
     int32_t at = act(b, qd, "L%d.attn", li);
     dep d_at;
     if (k->fuse_rope_attn) {
@@ -558,9 +645,43 @@ static ir_status check_model(const lower_model *m, ir_error *err)
     return IR_OK;
 }
 
+/* The amk dialect (SPEC 8.8) on top of the config's knobs: fusion groups are lowered unfused
+ * (AMK's FUSED allows one output, needs a recipe of steps, and several tiles writing one buffer
+ * fail its write-after-write proof unless they are GEMV/GEMM tiles); a kv_block giving one tile
+ * is the whole-window form. Refused: a kv_block giving more tiles than one ATTENTION_COMBINE
+ * merges, and KV-head-ranged attention (no such param in AMK, and the tasks would be several
+ * whole-buffer writers of one output). */
+static ir_status amk_knobs(lower_knobs *k, const lower_model *m, int64_t S, ir_error *err)
+{
+    k->fuse_gate_up = k->fuse_mlp_norm = k->fuse_attn_norm = k->fuse_final_norm = false;
+    k->fuse_o_resid = k->fuse_silu_down = k->fuse_down_resid = false;
+    k->fuse_rope_append = k->fuse_rope_attn = false;
+    if (k->kv_heads && k->kv_heads < m->n_kv_heads)
+        return ir_fail(err, IR_ERR_UNSUPPORTED, "config.tiling.attention.kv_heads",
+                       "the amk dialect has no KV-head-ranged attention (AMK's ATTENTION_TILE "
+                       "covers every head and its validate() refuses several whole-buffer writers "
+                       "of one output); use kv_heads >= n_kv_heads = %lld or --dialect ours",
+                       (long long)m->n_kv_heads);
+    k->kv_heads = 0;
+    if (k->kv_block) {
+        int64_t nb = (S + k->kv_block - 1) / k->kv_block;
+        if (nb > LOWER_AMK_MAX_PARTIALS)
+            return ir_fail(err, IR_ERR_UNSUPPORTED, "config.tiling.attention.kv_block",
+                           "kv_block %lld gives %lld attention tiles over max_seq %lld, but AMK's "
+                           "ATTENTION_COMBINE merges at most %d partials; use kv_block >= %lld",
+                           (long long)k->kv_block, (long long)nb, (long long)S,
+                           LOWER_AMK_MAX_PARTIALS,
+                           (long long)((S + LOWER_AMK_MAX_PARTIALS - 1) / LOWER_AMK_MAX_PARTIALS));
+        if (nb == 1)
+            k->kv_block = 0;
+    }
+    return IR_OK;
+}
+
 /* Tasks the config asks for, computed before anything is built so a tiny N_tile on a huge model
  * is refused instead of exhausting memory. */
-static int64_t count_tasks(const lower_model *m, const lower_knobs *k, int64_t S, bool argmax)
+static int64_t count_tasks(const lower_model *m, const lower_knobs *k, int64_t S, bool argmax,
+                           bool amk)
 {
     int64_t H = m->hidden, qd = m->n_heads * m->head_dim, kvd = m->n_kv_heads * m->head_dim;
     int64_t I = m->intermediate;
@@ -574,14 +695,16 @@ static int64_t count_tasks(const lower_model *m, const lower_knobs *k, int64_t S
                         + TILES(H, w_h) + (k->fuse_o_resid ? 0 : 1)
                         + (k->fuse_mlp_norm ? 0 : 1) + (k->fuse_gate_up ? 1 : 2) * TILES(I, w_gu)
                         + (k->fuse_silu_down ? 0 : 1) + TILES(H, w_h)
-                        + (k->fuse_down_resid ? 0 : 1);
+                        + (k->fuse_down_resid ? 0 : 1) + (amk ? 2 : 0);  /* amk: q, k reshapes */
     return 1 + m->n_layers * per_layer + (k->fuse_final_norm ? 0 : 1)
            + TILES(m->vocab, stage_width(k, m->vocab)) + (argmax ? 1 : 0);
 #undef TILES
 }
 
-/* meta: {"model", "gpu", "dtype", "model_config": every lower_model field}. */
-static char *meta_json(const lower_model *m, const ir_target *t, const lower_opts *o)
+/* meta: {"model", "gpu", "dtype", "model_config": every lower_model field}, and in the amk
+ * dialect "dialect": "amk" plus "unfused": the config's fusion groups, lowered unfused. */
+static char *meta_json(const lower_model *m, const ir_target *t, const lower_opts *o,
+                       const ir_config *c)
 {
     cJSON *meta = cJSON_CreateObject();
     cJSON *mc = cJSON_CreateObject();
@@ -612,6 +735,16 @@ static char *meta_json(const lower_model *m, const ir_target *t, const lower_opt
     cJSON_AddNumberToObject(mc, "rope_low_freq", m->rope_low_freq);
     cJSON_AddNumberToObject(mc, "rope_high_freq", m->rope_high_freq);
     cJSON_AddNumberToObject(mc, "rope_orig_max", (double)m->rope_orig_max);
+    if (o->dialect == LOWER_DIALECT_AMK) {
+        cJSON_AddStringToObject(meta, "dialect", lower_dialect_name(o->dialect));
+        cJSON *groups = c->n_groups ? cJSON_AddArrayToObject(meta, "unfused") : NULL;
+        for (int i = 0; groups && i < c->n_groups; i++) {
+            cJSON *g = cJSON_CreateArray();
+            cJSON_AddItemToArray(groups, g);
+            for (int j = 0; g && j < c->groups[i].n; j++)
+                cJSON_AddItemToArray(g, cJSON_CreateString(c->groups[i].names[j]));
+        }
+    }
     char *s = cJSON_PrintUnformatted(meta);
     cJSON_Delete(meta);
     return s;
@@ -624,7 +757,11 @@ static ir_status build_graph(builder *b)
     const lower_model *m = b->m;
     int64_t H = m->hidden, V = m->vocab;
 
-    int32_t tokens = buffer(b, IR_IO_INPUT, IR_I32, 1, 1, 0, NULL, "tokens");
+    int32_t tokens = buffer(b, IR_IO_INPUT, IR_I32, 1, 1, 0, NULL, b->amk ? "token_id" : "tokens");
+    if (b->amk) {
+        b->pos_in = buffer(b, IR_IO_INPUT, IR_I32, 1, 1, 0, NULL, "pos");
+        b->reshape_in = buffer(b, IR_IO_INPUT, IR_I32, 1, 1, 0, NULL, "reshape_id0");
+    }
     int32_t table = weight(b, 2, V, H, "model.embed_tokens.weight");
     int32_t x = act(b, H, "embed");
     int32_t in[2] = {tokens, table};
@@ -678,13 +815,19 @@ ir_status lower_program(const lower_model *m, const ir_config *c, const ir_targe
         return ir_fail(err, IR_ERR_MALFORMED, "max_seq",
                        "must be in [1, max_position_embeddings = %lld], got %lld",
                        (long long)m->max_pos, (long long)b.S);
+    if (o->dialect != LOWER_DIALECT_OURS && o->dialect != LOWER_DIALECT_AMK)
+        return ir_fail(err, IR_ERR_MALFORMED, "dialect", "must be ours or amk, got %d",
+                       (int)o->dialect);
+    b.amk = o->dialect == LOWER_DIALECT_AMK;
+    if (b.amk && (s = amk_knobs(&b.k, m, b.S, err)) != IR_OK)
+        return s;
     if (o->pos < 0 || o->pos >= b.S)
         return ir_fail(err, IR_ERR_MALFORMED, "pos", "must be in [0, max_seq = %lld), got %lld",
                        (long long)b.S, (long long)o->pos);
     if (t->num_sms < 1 || t->num_sms > (1 << 24))
         return ir_fail(err, IR_ERR_MALFORMED, "target.num_sms", "must be in [1, 2^24], got %lld",
                        (long long)t->num_sms);
-    int64_t n = count_tasks(m, &b.k, b.S, o->sample_argmax);
+    int64_t n = count_tasks(m, &b.k, b.S, o->sample_argmax, b.amk);
     if (n > LOWER_MAX_TASKS)
         return ir_fail(err, IR_ERR_UNSUPPORTED,
                        b.k.kv_block && (b.S + b.k.kv_block - 1) / b.k.kv_block > n / 4
@@ -717,7 +860,7 @@ ir_status lower_program(const lower_model *m, const ir_config *c, const ir_targe
             l++;
         task_layer[i] = l;
     }
-    char *meta = meta_json(m, t, o);
+    char *meta = meta_json(m, t, o, c);
     if (!meta) {
         s = ir_fail(err, IR_ERR_NOMEM, "meta", "out of memory");
         goto fail;

@@ -69,6 +69,10 @@ const refvm_tensor *refvm_st_find(const refvm_st *st, const char *name);
 /* Convert a whole tensor to fp32 into dst (t->numel floats). IR_ERR_UNSUPPORTED naming the
  * tensor when its dtype is not F32/F16/BF16. */
 ir_status refvm_st_to_f32(const refvm_st *st, const refvm_tensor *t, float *dst, ir_error *err);
+/* Convert an I8 or U8 tensor (quantized weights, packed int4 nibbles) to exact fp32 integers
+ * into dst (t->numel floats). IR_ERR_UNSUPPORTED naming the tensor for any other dtype. */
+ir_status refvm_st_ints_to_f32(const refvm_st *st, const refvm_tensor *t, float *dst,
+                               ir_error *err);
 
 /* Streaming writer: declare every tensor first, then write their data in declaration order, in
  * as many chunks as the caller likes, so no tensor needs to be held in memory at once. The
@@ -165,9 +169,10 @@ void refvm_free(refvm *vm);
  * dtype different from the buffer's dtype. */
 ir_status refvm_bind(refvm *vm, const refvm_st *st, ir_error *err);
 
-/* Run one launch at position pos with input token `token`: every queue head is run when its
- * waits hold, params that depend on the position are evaluated at pos, reads are checked
- * against this step's writes. Returns IR_OK when the step reached a verdict (r->outcome), or an
+/* Run one launch at position pos with input token `token` (the I32 inputs are filled as SPEC
+ * 10.2 says: the token input with token, AMK's pos input with pos, any other with 0, 1, 2, ...):
+ * every queue head is run when its waits hold, params that depend on the position are evaluated
+ * at pos, reads are checked against this step's writes. Returns IR_OK when the step reached a verdict (r->outcome), or an
  * error when the program or the input is bad (a task's params outside its buffers, a token
  * outside the vocabulary, unbound weights). r is overwritten; free it with refvm_result_free. */
 ir_status refvm_step(refvm *vm, int32_t token, int64_t pos, refvm_result *r, ir_error *err);
@@ -182,6 +187,11 @@ int32_t refvm_next_token(const refvm *vm);
 const float *refvm_buffer(const refvm *vm, int32_t b, int64_t *n);
 /* Position range a program can decode: decode.max_seq (or the KV cache rows). */
 int64_t refvm_max_seq(const refvm *vm);
+/* Continue a decode in another program: copy every KV cache of src into dst's KV cache of the
+ * same name, e.g. from a program AMK lowered for position p to the one for p + 1 (AMK's programs
+ * hold their position as constants). IR_ERR_MALFORMED naming the buffer when a cache of dst has
+ * no namesake of the same shape in src; then dst's caches are partly copied. */
+ir_status refvm_kv_copy(refvm *dst, const refvm *src, ir_error *err);
 
 /* ---------------------------------------------------------------- the correctness gate */
 

@@ -362,6 +362,21 @@ ir_status refvm_st_to_f32(const refvm_st *st, const refvm_tensor *t, float *dst,
     return IR_OK;
 }
 
+/* Integer tensor as exact fp32 values. See refvm.h. */
+ir_status refvm_st_ints_to_f32(const refvm_st *st, const refvm_tensor *t, float *dst,
+                               ir_error *err)
+{
+    bool i8 = !strcmp(t->st_dtype, "I8"), u8 = !strcmp(t->st_dtype, "U8");
+    if (!i8 && !u8) {
+        char where[256];
+        snprintf(where, sizeof where, "%s: tensor '%.160s'", st->path, t->name);
+        return ir_fail(err, IR_ERR_UNSUPPORTED, where, "dtype %s is not I8 or U8", t->st_dtype);
+    }
+    for (int64_t i = 0; i < t->numel; i++)
+        dst[i] = i8 ? (float)(int8_t)t->data[i] : (float)t->data[i];
+    return IR_OK;
+}
+
 /* ---------------------------------------------------------------- writing */
 
 typedef struct {

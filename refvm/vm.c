@@ -11,7 +11,12 @@
  * run with a precise report instead of producing wrong numbers.
  *
  * Storage is fp32 for every buffer (weights converted on bind). I32 buffers (token ids) hold
- * exact integers in fp32, which is exact below 2^24.
+ * exact integers in fp32, which is exact below 2^24; so do quantized weights (I8 values, I4
+ * nibbles unpacked to one element each).
+ *
+ * Ops come in two forms where our dialect and AMK's differ (SPEC 8.8, 10.2): the VM tells them
+ * apart by their inputs and shapes (ROPE with a pos input, KV_APPEND naming its cache, rank-3 and
+ * rank-4 KV caches, several partial inputs of ATTENTION_COMBINE), never by a flag.
  */
 #include <math.h>
 #include <stdarg.h>
@@ -43,6 +48,7 @@ struct refvm {
     ir_box (*in_box)[IR_MAX_INPUTS];
     ir_box (*out_box)[IR_MAX_OUTPUTS];
     int32_t tokens_buf, logits_buf, next_token_buf;
+    int32_t pos_buf;            /* AMK's pos input, or -1 */
     bool bound;
     bool last_done;
     int64_t max_seq;
@@ -244,6 +250,23 @@ static int32_t find_io(const ir_program *p, ir_kind kind, ir_dtype dt, const cha
     return found;
 }
 
+/* The token input: "tokens" (ours), "token_id" (AMK), else the first I32 IO_INPUT that is not
+ * the position or a reshape-ids input. */
+static int32_t find_token_input(const ir_program *p)
+{
+    int32_t first = -1;
+    for (int32_t i = 0; i < p->n_buffers; i++) {
+        const ir_buffer *b = &p->buffers[i];
+        if (b->kind != IR_IO_INPUT || b->dtype != IR_I32)
+            continue;
+        if (!strcmp(b->name, "tokens") || !strcmp(b->name, "token_id"))
+            return i;
+        if (first < 0 && strcmp(b->name, "pos") && strncmp(b->name, "reshape", 7))
+            first = i;
+    }
+    return first;
+}
+
 /* Prepare p. See refvm.h. */
 ir_status refvm_new(const ir_program *p, const refvm_opts *o, refvm **out, ir_error *err)
 {
@@ -294,15 +317,22 @@ ir_status refvm_new(const ir_program *p, const refvm_opts *o, refvm **out, ir_er
     }
     if ((s = alloc_storage(vm, err)) != IR_OK)
         goto fail;
-    vm->tokens_buf = find_io(p, IR_IO_INPUT, IR_I32, "tokens");
+    vm->tokens_buf = find_token_input(p);
+    vm->pos_buf = -1;
+    for (int32_t i = 0; i < p->n_buffers; i++)
+        if (p->buffers[i].kind == IR_IO_INPUT && p->buffers[i].dtype == IR_I32 &&
+            !strcmp(p->buffers[i].name, "pos"))
+            vm->pos_buf = i;
     vm->logits_buf = find_io(p, IR_IO_OUTPUT, IR_F32, "logits");
     vm->next_token_buf = find_io(p, IR_IO_OUTPUT, IR_I32, "next_token");
     vm->max_seq = p->has_decode ? p->decode.max_seq : 0;
     if (!p->has_decode)
-        for (int32_t i = 0; i < p->n_buffers; i++)
-            if (p->buffers[i].kind == IR_KV_CACHE && p->buffers[i].rank >= 1 &&
-                (vm->max_seq == 0 || p->buffers[i].shape[0] < vm->max_seq))
-                vm->max_seq = p->buffers[i].shape[0];
+        for (int32_t i = 0; i < p->n_buffers; i++) {
+            const ir_buffer *b = &p->buffers[i];
+            int64_t rows = b->rank == 4 ? b->shape[1] : b->rank >= 1 ? b->shape[0] : 0;
+            if (b->kind == IR_KV_CACHE && b->rank >= 1 && (vm->max_seq == 0 || rows < vm->max_seq))
+                vm->max_seq = rows;
+        }
     if (vm->max_seq < 1)
         vm->max_seq = 1;
     vm->bound = true;
@@ -327,6 +357,26 @@ static const refvm_tensor *tensor_for(const refvm *vm, const refvm_st *st, const
     return t;
 }
 
+/* The safetensors dtype an integer weight buffer binds, or NULL for F32/F16/BF16 buffers (which
+ * bind their own dtype): I8 an I8 tensor, U8 a U8 tensor, and I4 AMK's packed storage, a U8
+ * tensor whose last dimension holds two nibbles per byte (SPEC 10.1). */
+static const char *int_weight_dtype(ir_dtype d)
+{
+    return d == IR_I8 ? "I8" : d == IR_I4 || d == IR_U8 ? "U8" : NULL;
+}
+
+/* Unpack AMK's int4 storage: byte j of a row holds column 2j in its low nibble and 2j+1 in its
+ * high nibble. dst gets rows x K nibble values (0..15). */
+static void unpack_nibbles(const refvm_tensor *t, int64_t K, float *dst)
+{
+    int64_t kp = t->rank ? t->shape[t->rank - 1] : 1, rows = kp ? t->numel / kp : 0;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t k = 0; k < K; k++) {
+            unsigned char byte = t->data[r * kp + k / 2];
+            dst[r * K + k] = (float)(k % 2 ? byte >> 4 : byte & 0xF);
+        }
+}
+
 /* Bind weights. Every buffer is checked against the file before any tensor is converted, so a
  * mismatch is refused before the (possibly long) conversion starts. See refvm.h. */
 ir_status refvm_bind(refvm *vm, const refvm_st *st, ir_error *err)
@@ -344,14 +394,16 @@ ir_status refvm_bind(refvm *vm, const refvm_st *st, ir_error *err)
         if (!t)
             return ir_fail(err, IR_ERR_MALFORMED, where, "tensor '%.100s' (for %.60s) is not in %s",
                            b->source, b->name, st->path);
-        if (!t->supported || t->dtype != b->dtype)
+        const char *want = int_weight_dtype(b->dtype);
+        if (want ? strcmp(t->st_dtype, want) != 0 : !t->supported || t->dtype != b->dtype)
             return ir_fail(err, IR_ERR_MALFORMED, where,
                            "dtype mismatch: program says %s, tensor '%.100s' in the file is %s",
                            ir_dtype_name(b->dtype), t->name, t->st_dtype);
         int rank = b->rank;
         bool same = t->rank == rank;
-        for (int k = 0; same && k < rank; k++)
-            same = t->shape[k] == b->shape[k];
+        for (int k = 0; same && k < rank; k++)   /* I4: two nibbles per byte of the last dim */
+            same = t->shape[k] == (b->dtype == IR_I4 && k == rank - 1 ? (b->shape[k] + 1) / 2
+                                                                       : b->shape[k]);
         if (rank == 0)
             same = t->numel == 1;
         if (!same) {
@@ -381,17 +433,25 @@ ir_status refvm_bind(refvm *vm, const refvm_st *st, ir_error *err)
         /* Buffers bound to one tensor share its storage (e.g. a tied lm_head). */
         for (int32_t j = 0; j < i && !v->data; j++) {
             const ir_buffer *o = &p->buffers[j];
-            if ((o->kind == IR_WEIGHT || o->kind == IR_CONST) && tensor_for(vm, st, o) == t)
+            if ((o->kind == IR_WEIGHT || o->kind == IR_CONST) && o->dtype == b->dtype &&
+                tensor_for(vm, st, o) == t)
                 v->data = vm->buf[j].data;
         }
         if (v->data)
             continue;
-        v->data = malloc((size_t)(t->numel ? t->numel : 1) * sizeof(float));
+        int64_t n = b->dtype == IR_I4 ? ir_buffer_numel(b) : t->numel;
+        v->data = malloc((size_t)(n ? n : 1) * sizeof(float));
         if (!v->data)
             return ir_fail(err, IR_ERR_NOMEM, b->name, "out of memory for %lld weights",
-                           (long long)t->numel);
+                           (long long)n);
         v->owns = true;
-        ir_status s = refvm_st_to_f32(st, t, v->data, err);
+        ir_status s = IR_OK;
+        if (b->dtype == IR_I4)
+            unpack_nibbles(t, b->rank ? b->shape[b->rank - 1] : 1, v->data);
+        else if (int_weight_dtype(b->dtype))
+            s = refvm_st_ints_to_f32(st, t, v->data, err);
+        else
+            s = refvm_st_to_f32(st, t, v->data, err);
         if (s != IR_OK)
             return s;
     }
@@ -472,22 +532,29 @@ static double dot(const float *a, const float *b, int64_t n)
 
 #define TRY(x) do { ir_status s_ = (x); if (s_ != IR_OK) return s_; } while (0)
 
+/* EMBED gathers table rows by id and views them as the output, as AMK's index_select + view_as:
+ * rows of R = numel(table) / rows(table) elements, numel(ids) of them. Our embedding (ids [1],
+ * table [V, H], out [1, H]) and AMK's reshape (ids reshape_id0 = [0], table a flat [1, n]
+ * activation, out head-shaped) are both this. hidden, when given, must divide R (AMK's reshapes
+ * set it to head_dim). */
 static ir_status op_embed(op_ctx *c)
 {
     TRY(need_arity(c, 2, 1));
     const ir_buffer *tb = in_b(c, 1);
-    if (tb->rank != 2)
-        return op_fail(c, "table must be [V, H]");
-    int64_t V = tb->shape[0], H = tb->shape[1], hidden = H;
+    if (tb->rank < 1)
+        return op_fail(c, "table must have rank >= 1");
+    int64_t V = tb->shape[0], R = in_n(c, 1) / V, n_ids = in_n(c, 0), hidden = R;
     if (ir_task_param(c->t, "hidden"))
         TRY(iparam(c, "hidden", &hidden));
-    if (hidden != H || out_n(c, 0) < H || in_n(c, 0) < 1)
-        return op_fail(c, "hidden %lld does not fit table [%lld, %lld] / output %lld",
-                       (long long)hidden, (long long)V, (long long)H, (long long)out_n(c, 0));
-    float id = in(c, 0)[0];
-    if (!(id >= 0 && id < (float)V) || id != floorf(id))
-        return op_fail(c, "token id %g outside the table's %lld rows", (double)id, (long long)V);
-    memcpy(outp(c, 0), in(c, 1) + (int64_t)id * H, (size_t)H * sizeof(float));
+    if (hidden < 1 || R % hidden || n_ids < 1 || out_n(c, 0) != n_ids * R)
+        return op_fail(c, "hidden %lld, %lld ids and table rows of %lld do not fit output %lld",
+                       (long long)hidden, (long long)n_ids, (long long)R, (long long)out_n(c, 0));
+    for (int64_t i = 0; i < n_ids; i++) {
+        float id = in(c, 0)[i];
+        if (!(id >= 0 && id < (float)V) || id != floorf(id))
+            return op_fail(c, "token id %g outside the table's %lld rows", (double)id, (long long)V);
+        memcpy(outp(c, 0) + i * R, in(c, 1) + (int64_t)id * R, (size_t)R * sizeof(float));
+    }
     return IR_OK;
 }
 
@@ -511,9 +578,11 @@ static ir_status op_rmsnorm(op_ctx *c)
     TRY(rparam(c, "eps", &eps));
     if (ir_task_param(c->t, "hidden"))
         TRY(iparam(c, "hidden", &H));
-    if (H < 1 || in_n(c, 0) < H || in_n(c, 1) < H || out_n(c, 0) < H)
+    /* every row of hidden elements on its own: [1, H] here, [B, H] in AMK's batched decode */
+    if (H < 1 || in_n(c, 0) % H || in_n(c, 1) < H || out_n(c, 0) < in_n(c, 0))
         return op_fail(c, "hidden %lld does not fit its buffers", (long long)H);
-    rms_apply(in(c, 0), in(c, 1), H, eps, outp(c, 0));
+    for (int64_t r = 0; r < in_n(c, 0) / H; r++)
+        rms_apply(in(c, 0) + r * H, in(c, 1), H, eps, outp(c, 0) + r * H);
     return IR_OK;
 }
 
@@ -538,9 +607,57 @@ static ir_status gemv_tile(op_ctx *c, const float *x, int32_t wbuf, const float 
     return IR_OK;
 }
 
+static ir_status scores_reserve(refvm *vm, int64_t n);
+
+/* AMK's weight-only quantized GEMV tile: inputs [x, qW, scales (, zeros)], params qdtype (I8 or
+ * I4) and group (default K). qW [N, K] holds I8 values or I4 nibbles; scales and zeros are
+ * [N, n_groups]. W[n, k] = (q - (8 for I4) - zero[n, g]) * scale[n, g] with
+ * g = min(k / group, n_groups - 1), the last group covering a ragged tail. */
+static ir_status gemv_quant(op_ctx *c, int64_t qdtype)
+{
+    int64_t K = 0, nt = 0, off = 0, group = 0;
+    TRY(iparam(c, "K", &K));
+    TRY(iparam(c, "N_tile", &nt));
+    TRY(iparam(c, "n_off", &off));
+    group = K;
+    if (ir_task_param(c->t, "group"))
+        TRY(iparam(c, "group", &group));
+    const ir_buffer *wb = in_b(c, 1), *sb = in_b(c, 2);
+    const ir_buffer *zb = c->t->n_inputs > 3 ? in_b(c, 3) : NULL;
+    if (wb->rank != 2 || wb->shape[1] != K || (int64_t)wb->dtype != qdtype || K < 1 || group < 1)
+        return op_fail(c, "quantized weight %s must be %s [N, K=%lld], group >= 1", wb->name,
+                       ir_dtype_name((ir_dtype)qdtype), (long long)K);
+    int64_t N = wb->shape[0], G = sb->rank == 2 ? sb->shape[1] : 0;
+    if (sb->rank != 2 || sb->shape[0] != N || G < 1 ||
+        (zb && (zb->rank != 2 || zb->shape[0] != N || zb->shape[1] != G)))
+        return op_fail(c, "scales %s (and zeros) must be [N=%lld, n_groups]", sb->name,
+                       (long long)N);
+    if (nt < 0 || off < 0 || nt > N || off > N - nt || off + nt > out_n(c, 0) || in_n(c, 0) < K)
+        return op_fail(c, "tile [%lld, %lld) x K %lld outside its buffers", (long long)off,
+                       (long long)(off + nt), (long long)K);
+    if (scores_reserve(c->vm, K) != IR_OK)
+        return ir_fail(c->err, IR_ERR_NOMEM, "refvm", "out of memory");
+    const float *x = in(c, 0), *q = in(c, 1), *sc = in(c, 2), *z = zb ? in(c, 3) : NULL;
+    float *w = c->vm->scores, *y = outp(c, 0);
+    float shift = qdtype == IR_I4 ? 8.0f : 0.0f;   /* symmetric int4 stores q + 8 */
+    for (int64_t n = off; n < off + nt; n++) {
+        for (int64_t k = 0; k < K; k++) {
+            int64_t g = k / group < G ? k / group : G - 1;
+            w[k] = (q[n * K + k] - shift - (z ? z[n * G + g] : 0.0f)) * sc[n * G + g];
+        }
+        y[n] = (float)dot(x, w, K);
+    }
+    return IR_OK;
+}
+
 static ir_status op_gemv(op_ctx *c)
 {
     TRY(need_arity(c, 2, 1));
+    int64_t qdtype = 0;
+    if (ir_task_param(c->t, "qdtype"))
+        TRY(iparam(c, "qdtype", &qdtype));
+    if ((qdtype == IR_I8 || qdtype == IR_I4) && c->t->n_inputs >= 3)
+        return gemv_quant(c, qdtype);
     const float *bias = c->t->n_inputs > 2 ? in(c, 2) : NULL;
     return gemv_tile(c, in(c, 0), c->t->inputs[1], bias, bias ? in_n(c, 2) : 0, outp(c, 0),
                      out_n(c, 0));
@@ -556,6 +673,8 @@ static ir_status op_gemm(op_ctx *c)
     TRY(iparam(c, "N_tile", &nt));
     TRY(iparam(c, "n_off", &off));
     TRY(iparam(c, "M_tile", &mt));
+    if (ir_task_param(c->t, "qdtype"))
+        return op_fail(c, "quantized GEMM_TILE is not executed by the reference VM");
     if (ir_task_param(c->t, "m_off"))
         TRY(iparam(c, "m_off", &moff));
     const ir_buffer *xb = in_b(c, 0), *wb = in_b(c, 1), *yb = out_b(c, 0);
@@ -626,7 +745,6 @@ static ir_status op_softmax(op_ctx *c)
     return IR_OK;
 }
 
-static ir_status scores_reserve(refvm *vm, int64_t n);
 static ir_status rope_into(op_ctx *c, const float *x, int64_t n, float *y);
 static ir_status op_rope_attention(op_ctx *c);
 
@@ -707,22 +825,52 @@ void refvm_rope_angles(const refvm_rope *r, int64_t pos, double *cs)
     }
 }
 
-/* Rotate-half RoPE of every head of x at the step's position. */
+static ir_status rope_at(op_ctx *c, const float *x, int64_t n, float *y, int64_t pos);
+
+/* Rotate-half RoPE of every head. ROPE [x] (ours) rotates x as consecutive heads at the param
+ * pos. ROPE [x, pos] (AMK) takes the position from the pos input and rotates the last dimension,
+ * which must be head_dim: x [n_heads, head_dim] at pos[0], or x [B, n_heads, head_dim] with row
+ * b at pos[b] (AMK's batched decode). */
 static ir_status op_rope(op_ctx *c)
 {
     TRY(need_arity(c, 1, 1));
     if (out_n(c, 0) < in_n(c, 0))
         return op_fail(c, "output shorter than its input");
-    return rope_into(c, in(c, 0), in_n(c, 0), outp(c, 0));
+    if (c->t->n_inputs < 2)
+        return rope_into(c, in(c, 0), in_n(c, 0), outp(c, 0));
+    const ir_buffer *xb = in_b(c, 0);
+    int64_t hd = 0;
+    TRY(iparam(c, "head_dim", &hd));
+    if ((xb->rank != 2 && xb->rank != 3) || xb->shape[xb->rank - 1] != hd)
+        return op_fail(c, "ROPE [x, pos] needs x [n_heads, head_dim=%lld] or [B, n_heads, "
+                       "head_dim]: AMK rotates the last dimension", (long long)hd);
+    int64_t rows = xb->rank == 3 ? xb->shape[0] : 1, per = in_n(c, 0) / rows;
+    if (xb->rank == 3 ? in_n(c, 1) != rows : in_n(c, 1) < 1)
+        return op_fail(c, "pos input %s holds %lld positions for %lld rows", in_b(c, 1)->name,
+                       (long long)in_n(c, 1), (long long)rows);
+    for (int64_t r = 0; r < rows; r++) {
+        float pos = in(c, 1)[r];
+        if (!(pos >= 0 && pos < 2147483648.0f) || pos != floorf(pos))
+            return op_fail(c, "position %g is not an integer in [0, 2^31)", (double)pos);
+        TRY(rope_at(c, in(c, 0) + r * per, per, outp(c, 0) + r * per, (int64_t)pos));
+    }
+    return IR_OK;
 }
 
-/* RoPE of the n elements of x (whole heads) into y, with c's task params. */
+/* RoPE of the n elements of x (whole heads) into y, at the task's pos param. */
 static ir_status rope_into(op_ctx *c, const float *x, int64_t n, float *y)
 {
-    int64_t hd = 0, pos = 0;
+    int64_t pos = 0;
+    TRY(iparam(c, "pos", &pos));
+    return rope_at(c, x, n, y, pos);
+}
+
+/* RoPE of the n elements of x (whole heads) into y at position pos, with c's task params. */
+static ir_status rope_at(op_ctx *c, const float *x, int64_t n, float *y, int64_t pos)
+{
+    int64_t hd = 0;
     double theta = 0;
     TRY(iparam(c, "head_dim", &hd));
-    TRY(iparam(c, "pos", &pos));
     TRY(rparam(c, "theta", &theta));
     if (hd < 2 || hd % 2 || n % hd || hd > 4096)
         return op_fail(c, "head_dim %lld does not divide %lld elements", (long long)hd,
@@ -751,17 +899,27 @@ static ir_status rope_into(op_ctx *c, const float *x, int64_t n, float *y)
     return IR_OK;
 }
 
+/* KV_APPEND writes the source into position pos of the cache: KV_APPEND [src] (ours) row pos of
+ * a [S, D] cache; KV_APPEND [src, cache] (AMK, the cache written in place) row pos of a [S, D] or
+ * [S, nkv, hd] cache from a one-row source [1, ...], or slot pos of every sequence of a
+ * [B, S, nkv, hd] cache from a source [B, ...]. */
 static ir_status op_kv_append(op_ctx *c)
 {
     TRY(need_arity(c, 1, 1));
     int64_t pos = 0;
     TRY(iparam(c, "pos", &pos));
-    const ir_buffer *cb = out_b(c, 0);
-    if (cb->rank != 2 || pos < 0 || pos >= cb->shape[0] || in_n(c, 0) < cb->shape[1])
+    const ir_buffer *cb = out_b(c, 0), *sb = in_b(c, 0);
+    bool amk = c->t->n_inputs > 1, batched = cb->rank == 4;
+    int64_t B = batched ? cb->shape[0] : 1, S = cb->rank >= 2 ? cb->shape[batched ? 1 : 0] : 0;
+    int64_t W = S ? out_n(c, 0) / (B * S) : 0;    /* elements per row */
+    if (cb->rank < 2 || (!amk && cb->rank != 2) || pos < 0 || pos >= S)
         return op_fail(c, "row %lld outside cache %s or source too short", (long long)pos,
                        cb->name);
-    int64_t W = cb->shape[1];
-    memcpy(outp(c, 0) + pos * W, in(c, 0), (size_t)W * sizeof(float));
+    if (!amk ? in_n(c, 0) < W : sb->rank < 2 || sb->shape[0] != B || in_n(c, 0) != B * W)
+        return op_fail(c, "source %s must be %s row%s of %lld elements of cache %s", sb->name,
+                       B > 1 ? "B" : "one", B > 1 ? "s" : "", (long long)W, cb->name);
+    for (int64_t b = 0; b < B; b++)
+        memcpy(outp(c, 0) + (b * S + pos) * W, in(c, 0) + b * W, (size_t)W * sizeof(float));
     return IR_OK;
 }
 
@@ -822,23 +980,44 @@ static void attend(const attn_window *a, float *sc, bool partial, float *o)
     }
 }
 
+/* Sequences and rows of a KV cache: [S, nkv*hd] (ours), [S, nkv, hd] (AMK) or [B, S, nkv, hd]
+ * (AMK's batched decode, one history per sequence); a row is nkv*hd contiguous elements, KV head
+ * g at [g*hd, (g+1)*hd) in each. False for any other shape. */
+static bool cache_layout(const ir_buffer *b, int64_t nkv, int64_t hd, int64_t *batch, int64_t *S)
+{
+    const int64_t *d = b->shape;
+    *batch = b->rank == 4 ? d[0] : 1;
+    *S = b->rank == 4 ? d[1] : d[0];
+    switch (b->rank) {
+    case 2: return d[1] == nkv * hd;
+    case 3: return d[1] == nkv && d[2] == hd;
+    case 4: return d[2] == nkv && d[3] == hd;
+    default: return false;
+    }
+}
+
 /* Head geometry shared by ATTENTION_TILE and FUSED recipe 6: head_dim, n_heads, n_kv_heads and
- * the KV head range, checked against q (nq elements) and caches [S, nkv*hd]. */
+ * the KV head range, checked against q (nq elements) and the caches; *batch sequences of *S rows
+ * each (cache_layout). */
 static ir_status attn_geometry(op_ctx *c, attn_window *a, int64_t nq, const ir_buffer *kb,
-                               const ir_buffer *vb)
+                               const ir_buffer *vb, int64_t *batch, int64_t *S)
 {
     int64_t nh = 0;
     TRY(iparam(c, "head_dim", &a->hd));
     TRY(iparam(c, "n_heads", &nh));
     TRY(iparam(c, "n_kv_heads", &a->nkv));
     TRY(rparam(c, "scale", &a->scale));
-    int64_t hd = a->hd, nkv = a->nkv;
-    if (hd < 1 || nh < 1 || nkv < 1 || hd > (1 << 20) || nh > (1 << 20) || nh % nkv || nq < nh * hd)
+    int64_t hd = a->hd, nkv = a->nkv, vbatch, vS;
+    if (hd < 1 || nh < 1 || nkv < 1 || hd > (1 << 20) || nh > (1 << 20) || nh % nkv)
         return op_fail(c, "heads %lld/%lld x head_dim %lld do not fit q", (long long)nh,
                        (long long)nkv, (long long)hd);
-    if (kb->rank != 2 || vb->rank != 2 || kb->shape[1] != nkv * hd || vb->shape[1] != nkv * hd ||
-        kb->shape[0] != vb->shape[0])
-        return op_fail(c, "caches must be [S, n_kv_heads * head_dim]");
+    if (!cache_layout(kb, nkv, hd, batch, S) || !cache_layout(vb, nkv, hd, &vbatch, &vS) ||
+        vbatch != *batch || vS != *S)
+        return op_fail(c, "caches must be [S, n_kv_heads * head_dim], [S, n_kv_heads, head_dim] "
+                       "or [B, S, n_kv_heads, head_dim], both alike");
+    if (nq < *batch * nh * hd)
+        return op_fail(c, "heads %lld/%lld x head_dim %lld do not fit q", (long long)nh,
+                       (long long)nkv, (long long)hd);
     if (!ir_attention_heads(c->t, nkv, &a->g0, &a->gn) || a->g0 < 0 || a->gn < 1 ||
         a->g0 > nkv - a->gn)
         return op_fail(c, "KV head range [%lld, +%lld) outside [0, %lld)", (long long)a->g0,
@@ -848,30 +1027,45 @@ static ir_status attn_geometry(op_ctx *c, attn_window *a, int64_t nq, const ir_b
 }
 
 /* Attention of the task's query heads over cache rows [kv_start, kv_start + kv_len): the
- * normalized output, or (with m_off) the partial row acc, m, l of SPEC 5 for a later combine. */
+ * normalized output, or a flash partial acc | m | l per head (SPEC 5) for a later combine: with
+ * m_off (ours) row m_off of a [nb, n_heads*(head_dim+2)] buffer, with flags bit 2 (AMK's
+ * PARTIAL_WRITE) the whole [n_heads, head_dim+2] output. Over [B, S, nkv, hd] caches each of the
+ * B sequences attends with its own query rows and writes its own output rows. */
 static ir_status op_attention(op_ctx *c)
 {
     TRY(need_arity(c, 3, 1));
     attn_window a = {in(c, 0), in(c, 1), in(c, 2), NULL, NULL, 0, 0, 0, 0, 0, 0, 0, 0};
-    int64_t moff = -1;
+    int64_t moff = -1, flags = 0, batch = 1, S = 0;
     const ir_buffer *kb = in_b(c, 1), *ob = out_b(c, 0);
-    TRY(attn_geometry(c, &a, in_n(c, 0), kb, in_b(c, 2)));
+    TRY(attn_geometry(c, &a, in_n(c, 0), kb, in_b(c, 2), &batch, &S));
     TRY(iparam(c, "kv_start", &a.start));
     TRY(iparam(c, "kv_len", &a.len));
-    bool partial = ir_task_param(c->t, "m_off") != NULL;
-    if (partial)
+    if (ir_task_param(c->t, "flags"))
+        TRY(iparam(c, "flags", &flags));
+    bool by_row = ir_task_param(c->t, "m_off") != NULL, partial = by_row || (flags & 2);
+    if (by_row)
         TRY(iparam(c, "m_off", &moff));
-    int64_t nh = a.group * a.nkv, hd = a.hd;
-    if (a.start < 0 || a.len < 0 || a.start > kb->shape[0] || a.len > kb->shape[0] - a.start)
+    int64_t nh = a.group * a.nkv, hd = a.hd, row = a.nkv * hd;
+    if (a.start < 0 || a.len < 0 || a.start > S || a.len > S - a.start)
         return op_fail(c, "window [%lld, %lld) outside the %lld cache rows", (long long)a.start,
-                       (long long)(a.start + a.len), (long long)kb->shape[0]);
-    if (partial ? (ob->rank != 2 || moff < 0 || moff >= ob->shape[0] || ob->shape[1] != nh * (hd + 2))
-                : out_n(c, 0) < nh * hd)
+                       (long long)(a.start + a.len), (long long)S);
+    if (partial && kb->rank == 4)
+        return op_fail(c, "attention over [B, S, n_kv_heads, head_dim] caches writes no partials");
+    if (by_row ? (ob->rank != 2 || moff < 0 || moff >= ob->shape[0] || ob->shape[1] != nh * (hd + 2))
+        : partial ? out_n(c, 0) != nh * (hd + 2) : out_n(c, 0) < batch * nh * hd)
         return op_fail(c, "output %s does not fit %s", ob->name,
-                       partial ? "a partials row [nb, n_heads*(head_dim+2)]" : "n_heads*head_dim");
+                       by_row ? "a partials row [nb, n_heads*(head_dim+2)]"
+                       : partial ? "a partial [n_heads, head_dim+2]" : "n_heads*head_dim");
     if (scores_reserve(c->vm, a.len + 1) != IR_OK)
         return ir_fail(c->err, IR_ERR_NOMEM, "refvm", "out of memory");
-    attend(&a, c->vm->scores, partial, partial ? outp(c, 0) + moff * nh * (hd + 2) : outp(c, 0));
+    for (int64_t b = 0; b < batch; b++) {
+        attn_window ab = a;
+        ab.q = a.q + b * nh * hd;
+        ab.K = a.K + b * S * row;
+        ab.V = a.V + b * S * row;
+        float *o = by_row ? outp(c, 0) + moff * nh * (hd + 2) : outp(c, 0) + b * nh * hd;
+        attend(&ab, c->vm->scores, partial, o);
+    }
     return IR_OK;
 }
 
@@ -884,7 +1078,10 @@ static ir_status op_rope_attention(op_ctx *c)
     attn_window a = {NULL, in(c, 3), in(c, 4), NULL, in(c, 2), 0, 0, 0, 0, 0, 0, 0, 0};
     int64_t pos = 0;
     const ir_buffer *kb = in_b(c, 3);
-    TRY(attn_geometry(c, &a, in_n(c, 0), kb, in_b(c, 4)));
+    int64_t batch, S;
+    TRY(attn_geometry(c, &a, in_n(c, 0), kb, in_b(c, 4), &batch, &S));
+    if (kb->rank != 2)
+        return op_fail(c, "FUSED recipe 6 needs caches [S, n_kv_heads * head_dim]");
     TRY(iparam(c, "pos", &pos));
     int64_t hd = a.hd, nh = a.group * a.nkv, kvd = a.nkv * hd;
     if (pos < 0 || pos >= kb->shape[0] || in_n(c, 1) != kvd || in_n(c, 2) != kvd ||
@@ -911,25 +1108,46 @@ static ir_status op_rope_attention(op_ctx *c)
     return s;
 }
 
-/* Flash-decoding merge: rescale each block's partial to the global max, sum, normalize. */
+/* Partial row r (of n_heads*(head_dim+2) elements) of a combine's inputs, taken in order. */
+static const float *partial_row(op_ctx *c, int64_t rw, int64_t r)
+{
+    for (int k = 0; k < c->t->n_inputs; k++) {
+        int64_t rows = in_n(c, k) / rw;
+        if (r < rows)
+            return in(c, k) + r * rw;
+        r -= rows;
+    }
+    return NULL;
+}
+
+/* Flash-decoding merge: rescale each partial to the global max, sum, normalize. The partials
+ * are the rows of the inputs in order: one [nb, n_heads*(head_dim+2)] buffer (ours) or 2..8
+ * [n_heads, head_dim+2] buffers (AMK). n_heads defaults, as in AMK, to the first input's
+ * numel / (head_dim+2). */
 static ir_status op_attention_combine(op_ctx *c)
 {
     TRY(need_arity(c, 1, 1));
-    int64_t hd = 0, nh = 0;
+    int64_t hd = 0, nh = 0, nb = 0;
     TRY(iparam(c, "head_dim", &hd));
-    TRY(iparam(c, "n_heads", &nh));
-    const ir_buffer *pb = in_b(c, 0);
-    if (hd < 1 || nh < 1 || hd > (1 << 20) || nh > (1 << 20) || pb->rank != 2 ||
-        pb->shape[1] != nh * (hd + 2) || out_n(c, 0) < nh * hd)
-        return op_fail(c, "partials %s must be [nb, n_heads*(head_dim+2)] and output n_heads*head_dim",
-                       pb->name);
-    int64_t nb = pb->shape[0], rw = nh * (hd + 2);
-    const float *P = in(c, 0);
+    if (ir_task_param(c->t, "n_heads"))
+        TRY(iparam(c, "n_heads", &nh));
+    else if (hd >= 1)
+        nh = in_n(c, 0) / (hd + 2);
+    if (hd < 1 || nh < 1 || hd > (1 << 20) || nh > (1 << 20) || out_n(c, 0) < nh * hd)
+        return op_fail(c, "head_dim %lld, n_heads %lld do not fit output n_heads*head_dim",
+                       (long long)hd, (long long)nh);
+    int64_t rw = nh * (hd + 2);
+    for (int k = 0; k < c->t->n_inputs; k++) {
+        if (in_n(c, k) % rw)
+            return op_fail(c, "partials %s must be rows of n_heads*(head_dim+2) = %lld elements",
+                           in_b(c, k)->name, (long long)rw);
+        nb += in_n(c, k) / rw;
+    }
     float *o = outp(c, 0);
     for (int64_t h = 0; h < nh; h++) {
         double M = -INFINITY;
         for (int64_t b = 0; b < nb; b++) {
-            const float *r = P + b * rw + h * (hd + 2);
+            const float *r = partial_row(c, rw, b) + h * (hd + 2);
             if (r[hd + 1] > 0 && r[hd] > M)
                 M = r[hd];
         }
@@ -939,7 +1157,7 @@ static ir_status op_attention_combine(op_ctx *c)
         if (M == -INFINITY)
             continue;                       /* every block empty: o = 0 */
         for (int64_t b = 0; b < nb; b++) {
-            const float *r = P + b * rw + h * (hd + 2);
+            const float *r = partial_row(c, rw, b) + h * (hd + 2);
             if (!(r[hd + 1] > 0))
                 continue;
             double w = exp(r[hd] - M);
@@ -978,9 +1196,13 @@ static ir_status op_elementwise(op_ctx *c)
 static ir_status op_argmax(op_ctx *c)
 {
     TRY(need_arity(c, 1, 1));
-    if (out_n(c, 0) < 1 || in_n(c, 0) < 1)
-        return op_fail(c, "empty logits or token buffer");
-    outp(c, 0)[0] = (float)refvm_argmax(in(c, 0), in_n(c, 0));
+    int64_t rows = out_n(c, 0);    /* one token per logits row: [B, V] -> [B] */
+    if (rows < 1 || in_n(c, 0) < rows || in_n(c, 0) % rows)
+        return op_fail(c, "%lld logits do not split into %lld rows", (long long)in_n(c, 0),
+                       (long long)rows);
+    int64_t V = in_n(c, 0) / rows;
+    for (int64_t r = 0; r < rows; r++)
+        outp(c, 0)[r] = (float)refvm_argmax(in(c, 0) + r * V, V);
     return IR_OK;
 }
 
@@ -1030,12 +1252,10 @@ static ir_status concrete_box(refvm *vm, const ir_task *t, const ir_box *box, in
 }
 
 /* Visit every flat index of box [lo, hi) of a buffer of the given shape; fn returns false to
- * stop, and visit returns the index where it stopped (or -1). Rows (dim 0) below skip_rows are
- * not visited: persistent KV cache rows. */
+ * stop, and visit returns the index where it stopped (or -1). */
 typedef bool (*elem_fn)(refvm *vm, int32_t b, int64_t idx);
 
-static int64_t visit_box(refvm *vm, int32_t b, const int64_t *lo, const int64_t *hi,
-                         int64_t skip_rows, elem_fn fn)
+static int64_t visit_box(refvm *vm, int32_t b, const int64_t *lo, const int64_t *hi, elem_fn fn)
 {
     const ir_buffer *bb = &vm->p->buffers[b];
     int r = bb->rank;
@@ -1045,7 +1265,7 @@ static int64_t visit_box(refvm *vm, int32_t b, const int64_t *lo, const int64_t 
     for (int d = 1; d < r; d++)
         inner *= bb->shape[d];
     int64_t idx[IR_MAX_RANK];
-    for (int64_t row = lo[0] > skip_rows ? lo[0] : skip_rows; row < hi[0]; row++) {
+    for (int64_t row = lo[0]; row < hi[0]; row++) {
         for (int d = 1; d < r; d++) {
             idx[d] = lo[d];
             if (lo[d] >= hi[d])
@@ -1204,10 +1424,15 @@ ir_status refvm_step(refvm *vm, int32_t token, int64_t pos, refvm_result *r, ir_
         next = 1;
     }
     vm->stamp_base = (uint32_t)next;
-    if (vm->tokens_buf >= 0) {
-        vm_buf *tb = &vm->buf[vm->tokens_buf];
-        for (int64_t i = 0; i < tb->numel; i++)
-            tb->data[i] = (float)token;
+    /* Inputs: the token (every entry of a batch decodes it), AMK's pos (every entry), and any
+     * other I32 input, AMK's reshape ids, 0, 1, 2, ... (row b of a [B, n] projection). */
+    for (int32_t b = 0; b < p->n_buffers; b++) {
+        if (p->buffers[b].kind != IR_IO_INPUT || p->buffers[b].dtype != IR_I32)
+            continue;
+        vm_buf *ib = &vm->buf[b];
+        for (int64_t i = 0; i < ib->numel; i++)
+            ib->data[i] = b == vm->tokens_buf ? (float)token : b == vm->pos_buf ? (float)pos
+                                                                               : (float)i;
     }
     for (int32_t i = 0; i < p->n_counters; i++)
         vm->counters[i] = p->counters[i].init;
@@ -1250,8 +1475,12 @@ ir_status refvm_step(refvm *vm, int32_t token, int64_t pos, refvm_result *r, ir_
                 return s;
             if (!vm->buf[b].stamp)
                 continue;                  /* weights, constants, inputs: valid from the start */
-            int64_t skip = p->buffers[b].kind == IR_KV_CACHE ? pos : 0;
-            int64_t bad = visit_box(vm, b, lo, hi, skip, elem_written);
+            /* KV positions below pos persist from earlier launches: axis 0, or axis 1 of a
+             * [B, S, nkv, hd] cache */
+            int ax = p->buffers[b].rank == 4 ? 1 : 0;
+            if (p->buffers[b].kind == IR_KV_CACHE && lo[ax] < pos)
+                lo[ax] = pos < hi[ax] ? pos : hi[ax];
+            int64_t bad = visit_box(vm, b, lo, hi, elem_written);
             if (bad >= 0) {
                 r->outcome = REFVM_UNWRITTEN_READ;
                 r->tasks_run = ran;
@@ -1274,7 +1503,7 @@ ir_status refvm_step(refvm *vm, int32_t token, int64_t pos, refvm_result *r, ir_
             return s;
         for (int k = 0; k < t->n_outputs; k++) {
             concrete_box(vm, t, &vm->out_box[t->id][k], t->outputs[k], true, k, lo, hi, err);
-            visit_box(vm, t->outputs[k], lo, hi, 0, elem_mark);
+            visit_box(vm, t->outputs[k], lo, hi, elem_mark);
         }
         vm->counters[t->out_counter]++;
         vm->head[q]++;
@@ -1348,4 +1577,33 @@ const float *refvm_buffer(const refvm *vm, int32_t b, int64_t *n)
 int64_t refvm_max_seq(const refvm *vm)
 {
     return vm->max_seq;
+}
+
+/* Copy persistent state between VMs. See refvm.h. */
+ir_status refvm_kv_copy(refvm *dst, const refvm *src, ir_error *err)
+{
+    const ir_program *dp = dst->p, *sp = src->p;
+    char where[64];
+    for (int32_t i = 0; i < dp->n_buffers; i++) {
+        const ir_buffer *db = &dp->buffers[i];
+        if (db->kind != IR_KV_CACHE)
+            continue;
+        int32_t j = 0;
+        while (j < sp->n_buffers &&
+               (sp->buffers[j].kind != IR_KV_CACHE || strcmp(sp->buffers[j].name, db->name)))
+            j++;
+        snprintf(where, sizeof where, "buffers[%d]", i);
+        if (j == sp->n_buffers)
+            return ir_fail(err, IR_ERR_MALFORMED, where, "KV cache %s has no namesake in the "
+                           "source program", db->name);
+        const ir_buffer *sb = &sp->buffers[j];
+        bool same = sb->rank == db->rank;
+        for (int d = 0; same && d < db->rank; d++)
+            same = sb->shape[d] == db->shape[d];
+        if (!same)
+            return ir_fail(err, IR_ERR_MALFORMED, where, "KV cache %s has another shape in the "
+                           "source program", db->name);
+        memcpy(dst->buf[i].data, src->buf[j].data, (size_t)dst->buf[i].numel * sizeof(float));
+    }
+    return IR_OK;
 }

@@ -5,6 +5,7 @@
  */
 #include <criterion/criterion.h>
 #include <criterion/redirect.h>
+#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1441,6 +1442,289 @@ Test(lower_output, every_task_is_in_exactly_one_queue_after_its_dependencies)
     ir_program_free(p);
 }
 
+/* ---------------------------------------------------------------- the amk dialect (SPEC 8.8) */
+
+static ir_program *lower_amk(const char *model, const char *config_json, int64_t max_seq,
+                             bool argmax)
+{
+    lower_model m;
+    ir_error err = {0};
+    cr_assert_eq(lower_model_load(model, &m, &err), IR_OK, "%s: %s", err.where, err.why);
+    ir_config c = config_from(config_json);
+    lower_opts o;
+    lower_opts_default(&o);
+    o.max_seq = max_seq;
+    o.sample_argmax = argmax;
+    o.dialect = LOWER_DIALECT_AMK;
+    ir_program *p = NULL;
+    ir_status s = lower_program(&m, &c, ir_target_builtin("h100"), &o, &p, &err);
+    ir_config_free(&c);
+    cr_assert_eq(s, IR_OK, "lowering %s (amk): %s at %s: %s", model, ir_status_name(s), err.where,
+                 err.why);
+    return p;
+}
+
+static ir_error lower_amk_refused(const char *model, const char *config_json)
+{
+    lower_model m;
+    ir_error err = {0};
+    cr_assert_eq(lower_model_load(model, &m, &err), IR_OK);
+    ir_config c = config_from(config_json);
+    lower_opts o;
+    lower_opts_default(&o);
+    o.dialect = LOWER_DIALECT_AMK;
+    ir_program *p = NULL;
+    cr_assert_eq(lower_program(&m, &c, ir_target_builtin("h100"), &o, &p, &err),
+                 IR_ERR_UNSUPPORTED, "%s: %s", err.where, err.why);
+    cr_assert_null(p);
+    ir_config_free(&c);
+    return err;
+}
+
+static char *file_text(const char *path, size_t *len)
+{
+    char *text;
+    ir_error err = {0};
+    cr_assert_eq(ir_read_text_file(path, (size_t)1 << 30, &text, len, &err), IR_OK, "%s", err.why);
+    return text;
+}
+
+/* The op forms AMK's validate() and reference ops need, on every task and buffer of p. */
+static void assert_amk_forms(const ir_program *p, const lower_model *m)
+{
+    int tok = find_buffer(p, "token_id"), pos = find_buffer(p, "pos"), rid = find_buffer(p, "reshape_id0");
+    cr_assert(tok >= 0 && pos >= 0 && rid >= 0, "%s: token_id, pos, reshape_id0 inputs", m->name);
+    cr_assert_eq(find_buffer(p, "tokens"), -1);
+    for (int b = 0; b < p->n_buffers; b++) {
+        const ir_buffer *bb = &p->buffers[b];
+        if (b == tok || b == pos || b == rid)
+            cr_assert(bb->kind == IR_IO_INPUT && bb->dtype == IR_I32 && bb->rank == 1 &&
+                      bb->shape[0] == 1);
+        if (bb->kind == IR_KV_CACHE)
+            cr_assert(bb->rank == 3 && bb->shape[0] == p->decode.max_seq &&
+                      bb->shape[1] == m->n_kv_heads && bb->shape[2] == m->head_dim,
+                      "%s: cache %s is not [S, n_kv, head_dim]", m->name, bb->name);
+    }
+    int ropes = 0, appends = 0;
+    for (int i = 0; i < p->n_tasks; i++) {
+        const ir_task *t = &p->tasks[i];
+        cr_assert_neq(t->op, IR_OP_FUSED, "%s: FUSED task %s", m->name, t->label);
+        cr_assert_leq(t->n_outputs, 1);
+        for (int w = 0; w < t->n_waits; w++)
+            cr_assert_geq(t->waits[w].threshold, 1);
+        if (t->op == IR_OP_ROPE) {
+            ropes++;
+            const ir_buffer *x = &p->buffers[t->inputs[0]];
+            cr_assert(t->n_inputs == 2 && t->inputs[1] == pos, "%s: %s is not ROPE [x, pos]",
+                      m->name, t->label);
+            cr_assert(x->shape[x->rank - 1] == m->head_dim && (x->rank == 2 || x->rank == 3),
+                      "%s: %s rotates a tensor that is not head-shaped", m->name, t->label);
+            cr_assert_eq(ir_task_param(t, "pos"), NULL, "ROPE takes pos from its input");
+            /* its x is the EMBED reshape of the flat projection, ids = reshape_id0 */
+            const ir_task *r = &p->tasks[i - 1];
+            cr_assert(r->op == IR_OP_EMBED && r->inputs[0] == rid && r->outputs[0] == t->inputs[0]);
+        }
+        if (t->op == IR_OP_KV_APPEND) {
+            appends++;
+            cr_assert(t->n_inputs == 2 && t->inputs[1] == t->outputs[0] &&
+                      p->buffers[t->outputs[0]].kind == IR_KV_CACHE,
+                      "%s: %s is not KV_APPEND [src, cache] -> [cache]", m->name, t->label);
+            const ir_buffer *src = &p->buffers[t->inputs[0]];
+            cr_assert_eq(src->shape[0], 1, "KV_APPEND sources are one row");
+        }
+        if (t->op == IR_OP_ATTENTION_COMBINE)
+            cr_assert(t->n_inputs >= 2 && t->n_inputs <= LOWER_AMK_MAX_PARTIALS);
+    }
+    cr_assert_eq(ropes, 2 * m->n_layers);
+    cr_assert_eq(appends, 2 * m->n_layers);
+    cJSON *meta = cJSON_Parse(p->meta_json);
+    cr_assert_str_eq(cJSON_GetObjectItem(meta, "dialect")->valuestring, "amk");
+    cJSON_Delete(meta);
+}
+
+Test(lower_amk, every_preset_uses_the_op_forms_amk_validates)
+{
+    for (int i = 0; i < lower_preset_count(); i++) {
+        lower_model m;
+        ir_error err = {0};
+        cr_assert_eq(lower_model_preset(lower_preset_at(i), &m, &err), IR_OK);
+        ir_program *p = lower_amk(lower_preset_at(i), NULL, 0, i == 0);
+        assert_amk_forms(p, &m);
+        ir_program_free(p);
+    }
+}
+
+Test(lower_amk, the_default_dialect_is_ours_and_unchanged)
+{
+    lower_opts o;
+    lower_opts_default(&o);
+    cr_assert_eq(o.dialect, LOWER_DIALECT_OURS);
+    lower_dialect d;
+    cr_assert(lower_dialect_parse("amk", &d) && d == LOWER_DIALECT_AMK);
+    cr_assert(lower_dialect_parse("ours", &d) && d == LOWER_DIALECT_OURS);
+    cr_assert_not(lower_dialect_parse("AMK", &d));
+    ir_program *p = lower_simple("toy", NULL);
+    cr_assert_geq(find_buffer(p, "tokens"), 0);
+    cr_assert_eq(find_buffer(p, "pos"), -1);
+    cr_assert_eq(p->buffers[find_buffer(p, "L0.k_cache")].rank, 2);
+    cr_assert_null(strstr(p->meta_json, "dialect"));
+    ir_program_free(p);
+}
+
+/* Written, read back by our reader and written again: the same bytes, and no warning (every key
+ * of the amk dialect is one our reader knows). */
+Test(lower_amk, output_round_trips_through_our_reader_byte_identical)
+{
+    const char *cfgs[] = {NULL, "{\"tiling\": {\"attention\": {\"kv_block\": 64}}}",
+                          "{\"fusion_grouping\": [[\"gate\", \"up\"]]}"};
+    const char *models[] = {"toy", "toy", "llama-3.2-1b"};
+    for (int i = 0; i < 3; i++) {
+        ir_program *p = lower_amk(models[i], cfgs[i], 0, true);
+        size_t la, lb;
+        char *a = to_json(p, &la);
+        ir_program *q = NULL;
+        ir_error err = {0};
+        cr_assert_eq(ir_read_json(a, la, NULL, &q, &err), IR_OK, "%s: %s at %s: %s", models[i],
+                     ir_status_name(err.status), err.where, err.why);
+        cr_assert_eq(q->warnings.n, 0, "%s: %s", models[i], q->warnings.n ? q->warnings.items[0] : "");
+        char *b = to_json(q, &lb);
+        cr_assert_eq(la, lb, "%s: %zu vs %zu bytes", models[i], la, lb);
+        cr_assert_eq(memcmp(a, b, la), 0, "%s: rewritten JSON differs", models[i]);
+        free(a);
+        free(b);
+        ir_program_free(q);
+        ir_program_free(p);
+    }
+}
+
+/* kv_block B over S rows: nb = ceil(S/B) ATTENTION_TILEs (flags 2, no m_off) each writing its
+ * own [n_heads, head_dim+2] partial, one ATTENTION_COMBINE of all nb; nb = 1 is the single
+ * whole-window tile. */
+Test(lower_amk, split_attention_writes_one_partial_per_tile_and_combines_them)
+{
+    ir_program *p = lower_amk("toy", "{\"tiling\": {\"attention\": {\"kv_block\": 64}}}", 256, false);
+    cr_assert_eq(count_tasks(p, "L0.attention[", IR_OP_ATTENTION_TILE), 4);
+    const ir_task *c = find_task(p, "L0.attention_combine");
+    cr_assert_not_null(c);
+    cr_assert_eq(c->n_inputs, 4);
+    for (int b = 0; b < 4; b++) {
+        char label[32];
+        snprintf(label, sizeof label, "L0.attention[%d]", b);
+        const ir_task *t = find_task(p, label);
+        cr_assert_eq(int_param(t, "flags"), 2);
+        cr_assert_null(ir_task_param(t, "m_off"));
+        cr_assert_eq(int_param(t, "kv_start"), 64 * b);
+        const ir_buffer *part = &p->buffers[t->outputs[0]];
+        cr_assert(part->rank == 2 && part->shape[0] == 4 && part->shape[1] == 18, "%s", part->name);
+        cr_assert_eq(c->inputs[b], t->outputs[0]);
+        cr_assert_eq(t->out_counter, find_task(p, "L0.attention[0]")->out_counter);
+    }
+    cr_assert_eq(c->waits[0].threshold, 4);
+    ir_program_free(p);
+    p = lower_amk("toy", "{\"tiling\": {\"attention\": {\"kv_block\": 256}}}", 256, false);
+    cr_assert_eq(count_tasks(p, "L0.attention", IR_OP_ATTENTION_COMBINE), 0);
+    const ir_task *t = find_task(p, "L0.attention");
+    cr_assert_not_null(t);
+    cr_assert_null(ir_task_param(t, "flags"));
+    cr_assert_eq(int_param(t, "kv_len"), 1);
+    ir_program_free(p);
+}
+
+/* Every fusion group is lowered unfused and listed in meta.unfused: the same task list as
+ * without the groups. */
+Test(lower_amk, fusion_groups_are_lowered_unfused_and_listed_in_meta)
+{
+    ir_program *plain = lower_amk("toy", "{\"tiling\": {\"gemv\": {\"stage_tiles\": 16}, "
+                                  "\"attention\": {\"kv_block\": 32}}}", 0, false);
+    size_t len;
+    char *cfg = file_text(DATA "amk_every_group.json", &len);
+    ir_program *p = lower_amk("toy", cfg, 0, false);
+    free(cfg);
+    cr_assert_eq(p->n_tasks, plain->n_tasks);
+    for (int i = 0; i < p->n_tasks; i++) {
+        cr_assert_eq(p->tasks[i].op, plain->tasks[i].op);
+        cr_assert_str_eq(p->tasks[i].label, plain->tasks[i].label);
+    }
+    cJSON *meta = cJSON_Parse(p->meta_json);
+    const cJSON *unfused = cJSON_GetObjectItem(meta, "unfused");
+    cr_assert_eq(cJSON_GetArraySize(unfused), 6);
+    cr_assert_str_eq(cJSON_GetArrayItem(cJSON_GetArrayItem(unfused, 1), 0)->valuestring, "rope_k");
+    cJSON_Delete(meta);
+    cr_assert_null(strstr(plain->meta_json, "unfused"));
+    ir_program_free(p);
+    ir_program_free(plain);
+}
+
+Test(lower_amk, refuses_kv_head_split_and_more_partials_than_one_combine_merges)
+{
+    ir_error e = lower_amk_refused("toy", "{\"tiling\": {\"attention\": {\"kv_heads\": 1}}}");
+    cr_assert_str_eq(e.where, "config.tiling.attention.kv_heads");
+    cr_assert(strstr(e.why, "n_kv_heads = 2"), "%s", e.why);
+    /* toy: S = 256; kv_block 16 gives 16 tiles, more than one combine's 8 inputs */
+    e = lower_amk_refused("toy", "{\"tiling\": {\"attention\": {\"kv_block\": 16}}}");
+    cr_assert_str_eq(e.where, "config.tiling.attention.kv_block");
+    cr_assert(strstr(e.why, "16 attention tiles") && strstr(e.why, "kv_block >= 32"), "%s", e.why);
+    /* kv_heads covering every KV head is no split */
+    ir_program *p = lower_amk("toy", "{\"tiling\": {\"attention\": {\"kv_heads\": 2}}}", 0, false);
+    cr_assert_null(ir_task_param(find_task(p, "L0.attention"), "kv_head_off"));
+    ir_program_free(p);
+}
+
+/* AMK's own validate() (tests/data/lower/amk_validate.py, run with every check on) accepts the
+ * amk dialect of every preset, and of the small models under every sample config. Skipped,
+ * saying why, unless AMK_SRC names an AutoMegaKernel checkout. */
+Test(lower_amk, every_preset_passes_amks_own_validate)
+{
+    const char *src = getenv("AMK_SRC");
+    if (!src || !*src)
+        cr_skip_test("AMK_SRC is not set (an AutoMegaKernel checkout; SPEC 8.8)");
+    char dir[] = "/tmp/amk_test_validate_XXXXXX", cmd[8192], path[256];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(cmd, sizeof cmd, "python3 " DATA "amk_validate.py --amk '%s' --full", src);
+    int n = 0;
+    for (int i = 0; i < lower_preset_count(); i++) {
+        ir_program *p = lower_amk(lower_preset_at(i), NULL, 0, i == 0);
+        snprintf(path, sizeof path, "%s/%s.json", dir, lower_preset_at(i));
+        ir_error err = {0};
+        cr_assert_eq(ir_write_file(p, path, &err), IR_OK, "%s", err.why);
+        snprintf(cmd + strlen(cmd), sizeof cmd - strlen(cmd), " %s", path);
+        ir_program_free(p);
+        n++;
+    }
+    const char *cfgs[] = {"n_tile_128", "kv_block_64", "fuse_gate_up", "round_robin",
+                          "pages_linear", "pages_none", "full", "amk_every_group"};
+    const char *models[] = {"toy", DATA "hf_smollm2_135m.json"};   /* 256 KV rows each */
+    for (size_t i = 0; i < sizeof cfgs / sizeof cfgs[0]; i++)
+        for (size_t j = 0; j < 2; j++) {
+            char cfg_path[128];
+            size_t len;
+            snprintf(cfg_path, sizeof cfg_path, DATA "%s.json", cfgs[i]);
+            char *cfg = file_text(cfg_path, &len);
+            ir_program *p = lower_amk(models[j], cfg, 256, true);
+            free(cfg);
+            snprintf(path, sizeof path, "%s/%s_%zu.json", dir, cfgs[i], j);
+            ir_error err = {0};
+            cr_assert_eq(ir_write_file(p, path, &err), IR_OK, "%s", err.why);
+            snprintf(cmd + strlen(cmd), sizeof cmd - strlen(cmd), " %s", path);
+            ir_program_free(p);
+            n++;
+        }
+    snprintf(path, sizeof path, "%s/report.txt", dir);
+    snprintf(cmd + strlen(cmd), sizeof cmd - strlen(cmd), " > %s 2>&1", path);
+    int rc = system(cmd);
+    size_t len;
+    char *report = file_text(path, &len);
+    cr_log_info("AMK validate:\n%s", report);
+    cr_assert_eq(rc, 0, "AMK's validate() rejected a program:\n%s", report);
+    int ok = 0;
+    for (const char *s = report; (s = strstr(s, " ok tasks=")); s++)
+        ok++;
+    cr_assert_eq(ok, n, "%d of %d programs reported ok:\n%s", ok, n, report);
+    free(report);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
 /* The CLI tests keep the command's stdout and stderr out of the test log. */
 static void quiet(void)
 {
@@ -1481,11 +1765,38 @@ Test(lower_cli, writes_a_program_and_refuses_bad_input_with_exit_2, .init = quie
     cr_assert_eq(cmd_lower(7, bad_target), AMK_EXIT_MALFORMED);
     char *bad_pos[] = {"lower", "--model", "toy", "--target", "h100", "--pos", "x", "-o", out};
     cr_assert_eq(cmd_lower(9, bad_pos), AMK_EXIT_MALFORMED);
+    char *bad_dialect[] = {"lower", "--model", "toy", "--target", "h100", "--dialect", "torch",
+                           "-o", out};
+    cr_assert_eq(cmd_lower(9, bad_dialect), AMK_EXIT_MALFORMED);
+    char *amk_heads[] = {"lower", "--model", "toy", "--target", "h100", "--dialect", "amk",
+                         "--config", DATA "fused_heads.json", "-o", out};
+    cr_assert_eq(cmd_lower(11, amk_heads), AMK_EXIT_MALFORMED, "kv_heads 1 has no amk form");
     char *missing[] = {"lower", "--model", "toy"};
     cr_assert_eq(cmd_lower(3, missing), AMK_EXIT_MALFORMED);
     char *help[] = {"lower", "--help"};
     cr_assert_eq(cmd_lower(2, help), AMK_EXIT_OK);
     cr_assert_neq(access(out, F_OK), 0, "a refused lowering left an output file");
+}
+
+Test(lower_cli, dialect_amk_writes_the_amk_forms, .init = quiet)
+{
+    char out[] = "/tmp/amk_lower_cli_XXXXXX";
+    int fd = mkstemp(out);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    char *args[] = {"lower", "--model", "toy", "--target", "h100", "--dialect", "amk", "--config",
+                    DATA "kv_block_64.json", "--pos", "3", "-o", out};
+    cr_assert_eq(cmd_lower(13, args), AMK_EXIT_OK);
+    ir_program *p = NULL;
+    ir_error err = {0};
+    cr_assert_eq(ir_read_file(out, NULL, &p, &err), IR_OK, "%s", err.why);
+    lower_model m;
+    cr_assert_eq(lower_model_preset("toy", &m, &err), IR_OK);
+    assert_amk_forms(p, &m);
+    cr_assert_eq(p->decode.pos, 3);
+    cr_assert_eq(find_task(p, "L1.attention_combine")->n_inputs, 4);
+    ir_program_free(p);
+    unlink(out);
 }
 
 Test(lower_cli, every_sample_config_lowers_every_small_model, .init = quiet)

@@ -316,6 +316,388 @@ Test(vm, matches_hf_all_steps_bf16_llama3_rope_fused_gate_up)
     vm_matches_hf("llama_gqa2_bf16_rope3", 32, 48, true);
 }
 
+/* ---------------------------------------------------------------- the amk dialect (SPEC 8.8) */
+
+/* The fixture lowered in the amk dialect with the SAMPLE_ARGMAX tail: kv_block splits attention
+ * into [n_heads, head_dim+2] partials merged by one multi-input ATTENTION_COMBINE; every fusion
+ * group the config names is lowered unfused. */
+static ir_program *lower_fixture_amk(const fixture *fx, int64_t kv_block, bool fusion_groups)
+{
+    ir_config c;
+    ir_config_default(&c);
+    ir_tiling tiles[2] = {{"gemv", "N_tile", 24}, {"attention", "kv_block", kv_block}};
+    c.tiling = tiles;
+    c.n_tiling = kv_block ? 2 : 1;
+    char g0[3][IR_MAX_NAME] = {"mlp_norm", "gate", "up"}, g1[4][IR_MAX_NAME] = {"attn_norm", "q", "k", "v"};
+    char g2[2][IR_MAX_NAME] = {"final_norm", "lm_head"}, g3[2][IR_MAX_NAME] = {"o", "resid_attn"};
+    char g4[3][IR_MAX_NAME] = {"silu_mul", "down", "resid_mlp"}, g5[2][IR_MAX_NAME] = {"rope_k", "kv_append_k"};
+    ir_fusion_group all[6] = {{3, g0}, {4, g1}, {2, g2}, {2, g3}, {3, g4}, {2, g5}};
+    if (fusion_groups) {
+        c.groups = all;
+        c.n_groups = 6;
+    }
+    lower_opts o;
+    lower_opts_default(&o);
+    o.dtype = fx->dtype;
+    o.sample_argmax = true;
+    o.dialect = LOWER_DIALECT_AMK;
+    ir_program *p = NULL;
+    ir_error err = {0};
+    cr_assert_eq(lower_program(&fx->m, &c, ir_target_builtin("h100"), &o, &p, &err), IR_OK,
+                 "lower: %s: %s", err.where, err.why);
+    for (int i = 0; i < p->n_tasks; i++)
+        cr_assert_neq(p->tasks[i].op, IR_OP_FUSED, "task %s is FUSED", p->tasks[i].label);
+    return p;
+}
+
+static void vm_amk_matches_hf(const char *name, int64_t kv_block, bool fusion_groups)
+{
+    fixture fx;
+    fixture_load(name, &fx);
+    ir_program *p = lower_fixture_amk(&fx, kv_block, fusion_groups);
+    int n_combine = 0;
+    for (int i = 0; i < p->n_tasks; i++)
+        if (p->tasks[i].op == IR_OP_ATTENTION_COMBINE) {
+            n_combine++;
+            cr_assert_eq(p->tasks[i].n_inputs, (p->decode.max_seq + kv_block - 1) / kv_block);
+        }
+    cr_assert_eq(n_combine, kv_block ? fx.m.n_layers : 0);
+    refvm_opts o;
+    refvm_opts_default(&o);
+    o.tie_embeddings = fx.m.tie_embeddings;
+    vm_decode(&fx, p, &o, NULL);
+    ir_program_free(p);
+    fixture_free(&fx);
+}
+
+Test(vm, amk_dialect_matches_hf_all_steps_gqa2_f32)
+{
+    vm_amk_matches_hf("llama_gqa2_f32", 0, false);
+}
+Test(vm, amk_dialect_matches_hf_all_steps_gqa4_tied_four_partials)
+{
+    vm_amk_matches_hf("llama_gqa4_tied_f32", 48, false);
+}
+Test(vm, amk_dialect_matches_hf_all_steps_bf16_llama3_rope_fusion_groups_unfused)
+{
+    vm_amk_matches_hf("llama_gqa2_bf16_rope3", 24, true);
+}
+
+/* The toy preset in the amk dialect on random weights: the VM against the eager forward at a
+ * run of positions, the KV caches (rank 3) carried across launches, and the rotated keys the VM
+ * appended equal to the eager forward's. */
+Test(vm, amk_dialect_toy_matches_eager_at_several_positions)
+{
+    lower_model m;
+    ir_error err = {0};
+    cr_assert_eq(lower_model_preset("toy", &m, &err), IR_OK);
+    const char *path = "/tmp/amk_test_refvm_toy_amk.safetensors";
+    cr_assert_eq(refvm_weights_random(&m, 7, IR_F32, path, &err), IR_OK, "%s", err.why);
+    refvm_st *st;
+    cr_assert_eq(refvm_st_open(path, &st, &err), IR_OK, "%s", err.why);
+    ir_config c;
+    ir_config_default(&c);
+    lower_opts o;
+    lower_opts_default(&o);
+    o.dtype = IR_F32;
+    o.max_seq = 32;
+    o.dialect = LOWER_DIALECT_AMK;
+    ir_program *p;
+    cr_assert_eq(lower_program(&m, &c, ir_target_builtin("h100"), &o, &p, &err), IR_OK, "%s", err.why);
+    refvm *vm;
+    refvm_eager *e;
+    cr_assert_eq(refvm_new(p, NULL, &vm, &err), IR_OK, "%s: %s", err.where, err.why);
+    cr_assert_eq(refvm_bind(vm, st, &err), IR_OK, "%s", err.why);
+    cr_assert_eq(refvm_eager_new(&m, st, 32, &e, &err), IR_OK, "%s", err.why);
+    int32_t tok = 3;
+    for (int pos = 0; pos < 12; pos++) {
+        refvm_result r;
+        cr_assert_eq(refvm_step(vm, tok, pos, &r, &err), IR_OK, "pos %d: %s: %s", pos, err.where,
+                     err.why);
+        cr_assert_eq(r.outcome, REFVM_DONE, "pos %d: %s", pos, r.detail);
+        refvm_result_free(&r);
+        int64_t n;
+        const float *lg = refvm_logits(vm, &n), *ref;
+        cr_assert_eq(n, m.vocab);
+        cr_assert_eq(refvm_eager_forward(e, tok, pos, &ref, &err), IR_OK, "%s", err.why);
+        refvm_gate_cmp g = refvm_gate_compare(lg, ref, n, REFVM_GATE_REL_TOL);
+        cr_assert(g.pass, "pos %d: max abs err %g of %g, top %d vs %d", pos, g.max_abs_err,
+                  g.max_abs_ref, g.top_a, g.top_b);
+        tok = (int32_t)((refvm_next_token(vm) * 7 + pos) % m.vocab);   /* vary the inputs */
+    }
+    /* the rank-3 [S, nkv, hd] caches got exactly the fed positions 0..11, one slot each */
+    int32_t kc = -1;
+    for (int32_t i = 0; i < p->n_buffers; i++)
+        if (!strcmp(p->buffers[i].name, "L1.k_cache"))
+            kc = i;
+    cr_assert_geq(kc, 0);
+    cr_assert_eq(p->buffers[kc].rank, 3);
+    int64_t n, row = m.n_kv_heads * m.head_dim;
+    const float *k = refvm_buffer(vm, kc, &n);
+    cr_assert_eq(n, 32 * row);
+    for (int64_t r = 0; r < 32; r++) {
+        float big = 0;
+        for (int64_t i = 0; i < row; i++)
+            big = fmaxf(big, fabsf(k[r * row + i]));
+        cr_assert(r < 12 ? big > 0 : big == 0, "L1.k_cache slot %lld: max |k| %g", (long long)r,
+                  (double)big);
+    }
+    refvm_eager_free(e);
+    refvm_free(vm);
+    ir_program_free(p);
+    refvm_st_close(st);
+    unlink(path);
+}
+
+/* AMK's own lowering (tests/data/lower/amk_lower.py drives the checkout named by AMK_SRC) of the
+ * toy shape, one program per position as AMK holds positions as constants: each runs in a fresh
+ * VM continuing the previous one's KV caches (refvm_kv_copy), and every sequence's logits must
+ * pass the gate against the eager forward. With quant_bits, AMK lowers its weight-only quantized
+ * GEMV tiles, the VM binds the quantized weights and the eager forward their dequantized values.
+ * Skipped, saying why, without AMK_SRC. */
+static void amk_own_lowering_matches_eager(int batch, int partitions, int n_pos, int quant_bits)
+{
+    const char *src = getenv("AMK_SRC");
+    if (!src || !*src)
+        cr_skip_test("AMK_SRC is not set (an AutoMegaKernel checkout; SPEC 8.8)");
+    char dir[] = "/tmp/amk_test_own_XXXXXX", cmd[1024], path[256], positions[512] = "";
+    cr_assert_not_null(mkdtemp(dir));
+    for (int pos = 0; pos < n_pos; pos++)
+        snprintf(positions + strlen(positions), sizeof positions - strlen(positions), "%s%d",
+                 pos ? "," : "", pos);
+    lower_model m;
+    ir_error err = {0};
+    cr_assert_eq(lower_model_preset("toy", &m, &err), IR_OK);
+    snprintf(path, sizeof path, "%s/w.safetensors", dir);
+    cr_assert_eq(refvm_weights_random(&m, 11, IR_F32, path, &err), IR_OK, "%s", err.why);
+    snprintf(cmd, sizeof cmd, "python3 tests/data/lower/amk_lower.py --amk '%s' --out %s "
+             "--positions %s --max-seq 64 --batch %d --partitions %d --quant %d --weights %s",
+             src, dir, positions, batch, partitions, quant_bits, path);
+    cr_assert_eq(system(cmd), 0, "%s failed", cmd);
+    refvm_st *st, *est;
+    cr_assert_eq(refvm_st_open(path, &est, &err), IR_OK, "%s", err.why);
+    if (quant_bits) {
+        refvm_st_close(est);
+        snprintf(path, sizeof path, "%s/q.safetensors", dir);
+        cr_assert_eq(refvm_st_open(path, &st, &err), IR_OK, "%s", err.why);
+        snprintf(path, sizeof path, "%s/deq.safetensors", dir);
+        cr_assert_eq(refvm_st_open(path, &est, &err), IR_OK, "%s", err.why);
+    } else {
+        st = est;
+    }
+    refvm_eager *e;
+    cr_assert_eq(refvm_eager_new(&m, est, 64, &e, &err), IR_OK, "%s", err.why);
+    refvm *prev = NULL;
+    ir_program *prev_p = NULL;
+    int32_t tok = 5;
+    int combines = 0, quantized = 0;
+    for (int pos = 0; pos < n_pos; pos++) {
+        ir_program *p;
+        snprintf(path, sizeof path, "%s/amk_p%d.json", dir, pos);
+        cr_assert_eq(ir_read_file(path, NULL, &p, &err), IR_OK, "%s: %s: %s", path, err.where,
+                     err.why);
+        for (int i = 0; i < p->n_tasks; i++) {
+            combines += p->tasks[i].op == IR_OP_ATTENTION_COMBINE;
+            quantized += ir_task_param(&p->tasks[i], "qdtype") != NULL;
+        }
+        refvm *vm;
+        cr_assert_eq(refvm_new(p, NULL, &vm, &err), IR_OK, "pos %d: %s: %s", pos, err.where, err.why);
+        cr_assert_eq(refvm_bind(vm, st, &err), IR_OK, "%s: %s", err.where, err.why);
+        if (prev) {
+            cr_assert_eq(refvm_kv_copy(vm, prev, &err), IR_OK, "%s: %s", err.where, err.why);
+            refvm_free(prev);
+            ir_program_free(prev_p);
+        }
+        refvm_result r;
+        cr_assert_eq(refvm_step(vm, tok, pos, &r, &err), IR_OK, "pos %d: %s: %s", pos, err.where,
+                     err.why);
+        cr_assert_eq(r.outcome, REFVM_DONE, "pos %d: %s", pos, r.detail);
+        refvm_result_free(&r);
+        int64_t n;
+        const float *lg = refvm_logits(vm, &n), *ref;
+        cr_assert_eq(n, batch * m.vocab);
+        cr_assert_eq(refvm_eager_forward(e, tok, pos, &ref, &err), IR_OK, "%s", err.why);
+        for (int b = 0; b < batch; b++) {
+            refvm_gate_cmp g = refvm_gate_compare(lg + b * m.vocab, ref, m.vocab, REFVM_GATE_REL_TOL);
+            cr_assert(g.pass, "pos %d sequence %d: max abs err %g of %g, top %d vs %d", pos, b,
+                      g.max_abs_err, g.max_abs_ref, g.top_a, g.top_b);
+        }
+        tok = (int32_t)((refvm_argmax(ref, m.vocab) * 13 + pos) % m.vocab);
+        prev = vm;
+        prev_p = p;
+    }
+    if (partitions > 1)
+        cr_assert_gt(combines, 0, "no program split its attention");
+    cr_assert(quant_bits ? quantized > 0 : quantized == 0, "%d quantized tiles", quantized);
+    refvm_free(prev);
+    ir_program_free(prev_p);
+    refvm_eager_free(e);
+    if (st != est)
+        refvm_st_close(est);
+    refvm_st_close(st);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+Test(vm, amk_own_lowering_of_toy_matches_eager)
+{
+    amk_own_lowering_matches_eager(1, 1, 8, 0);
+}
+Test(vm, amk_own_split_kv_lowering_of_toy_matches_eager)
+{
+    amk_own_lowering_matches_eager(1, 4, 40, 0);
+}
+Test(vm, amk_own_batched_lowering_of_toy_matches_eager_per_sequence)
+{
+    amk_own_lowering_matches_eager(2, 1, 6, 0);
+}
+Test(vm, amk_own_int8_lowering_of_toy_matches_eager_on_dequantized_weights)
+{
+    amk_own_lowering_matches_eager(1, 1, 6, 8);
+}
+Test(vm, amk_own_int4_lowering_of_toy_matches_eager_on_dequantized_weights)
+{
+    amk_own_lowering_matches_eager(1, 1, 6, 4);
+}
+
+/* Hand-made safetensors: a header of the given entries, then the data bytes. */
+static void raw_safetensors(const char *path, const char *entries, const void *data, size_t n)
+{
+    char header[2048];
+    int len = snprintf(header, sizeof header, "{%s}", entries);
+    while (len % 8)
+        header[len++] = ' ';
+    FILE *f = fopen(path, "wb");
+    cr_assert_not_null(f);
+    uint64_t hl = (uint64_t)len;
+    unsigned char le[8];
+    for (int i = 0; i < 8; i++)
+        le[i] = (unsigned char)(hl >> (8 * i));
+    cr_assert_eq(fwrite(le, 1, 8, f), 8u);
+    cr_assert_eq(fwrite(header, 1, (size_t)len, f), (size_t)len);
+    cr_assert_eq(fwrite(data, 1, n, f), n);
+    fclose(f);
+}
+
+/* AMK's weight-only quantized GEMV tiles [x, qW, scales (, zeros)] with params qdtype and group:
+ * K = 10 in groups of 4 with scales for two groups only (AMK's ragged tail: the last group's
+ * scale and zero also cover k = 8, 9), two tiles of 3 output columns. I8 symmetric: w = q * s; I4 with zeros, nibbles packed two per byte (low nibble = even
+ * column): w = (nibble - 8 - z) * s. The VM's y must equal the dequantized matvec. */
+static void quantized_gemv_matches_dequantized(bool int4)
+{
+    enum { V = 2, K = 10, N = 6, G = 2 };
+    float table[V * K];
+    for (int i = 0; i < V * K; i++)
+        table[i] = (float)(i % 7) * 0.25f - 0.5f;
+    int q[N * K];
+    float sc[N * G], z[N * G];
+    for (int i = 0; i < N * K; i++)
+        q[i] = int4 ? (i * 5) % 16 : (i * 37) % 255 - 127;
+    for (int i = 0; i < N * G; i++) {
+        sc[i] = 0.25f * (float)(1 + i % 5);
+        z[i] = (float)(i % 3);
+    }
+    /* data: table F32, qW (I8 [N, K] or U8 [N, K/2]), scales F16, zeros F16 */
+    unsigned char data[V * K * 4 + N * K + 4 * N * G];
+    size_t off = 0;
+    memcpy(data, table, sizeof table);
+    off += sizeof table;
+    size_t qbytes = int4 ? N * K / 2 : N * K;
+    for (int n = 0; n < N; n++)
+        for (int k = 0; k < K; k++) {
+            if (!int4)
+                data[off + (size_t)(n * K + k)] = (unsigned char)(int8_t)q[n * K + k];
+            else if (k % 2 == 0)
+                data[off + (size_t)(n * K + k) / 2] = (unsigned char)(q[n * K + k] | q[n * K + k + 1] << 4);
+        }
+    off += qbytes;
+    for (int i = 0; i < N * G; i++) {
+        uint16_t h = refvm_f32_to_f16(sc[i]), hz = refvm_f32_to_f16(z[i]);
+        data[off + 2 * (size_t)i] = (unsigned char)h;
+        data[off + 2 * (size_t)i + 1] = (unsigned char)(h >> 8);
+        data[off + 2 * (size_t)(N * G + i)] = (unsigned char)hz;
+        data[off + 2 * (size_t)(N * G + i) + 1] = (unsigned char)(hz >> 8);
+    }
+    off += 4 * N * G;
+    char entries[1024];
+    size_t t0 = sizeof table, t1 = t0 + qbytes, t2 = t1 + 2 * N * G, t3 = t2 + 2 * N * G;
+    snprintf(entries, sizeof entries,
+             "\"table\":{\"dtype\":\"F32\",\"shape\":[%d,%d],\"data_offsets\":[0,%zu]},"
+             "\"w\":{\"dtype\":\"%s\",\"shape\":[%d,%d],\"data_offsets\":[%zu,%zu]},"
+             "\"w.scales\":{\"dtype\":\"F16\",\"shape\":[%d,%d],\"data_offsets\":[%zu,%zu]},"
+             "\"w.zeros\":{\"dtype\":\"F16\",\"shape\":[%d,%d],\"data_offsets\":[%zu,%zu]}",
+             V, K, t0, int4 ? "U8" : "I8", N, int4 ? K / 2 : K, t0, t1, N, G, t1, t2, N, G, t2, t3);
+    const char *path = int4 ? "/tmp/amk_test_refvm_q4.safetensors" : "/tmp/amk_test_refvm_q8.safetensors";
+    raw_safetensors(path, entries, data, off);
+
+    ir_program *p = ir_program_new();
+    int64_t one[1] = {1}, tab[2] = {V, K}, xs[2] = {1, K}, ws[2] = {N, K}, ss[2] = {N, G}, ys[2] = {1, N};
+    int32_t tok = ir_add_buffer(p, "tokens", IR_IO_INPUT, IR_I32, 1, one, IR_HBM, NULL);
+    int32_t tb = ir_add_buffer(p, "table", IR_WEIGHT, IR_F32, 2, tab, IR_HBM, "table");
+    int32_t x = ir_add_buffer(p, "x", IR_ACTIVATION, IR_F32, 2, xs, IR_GLOBAL_SCRATCH, NULL);
+    int32_t w = ir_add_buffer(p, "w", IR_WEIGHT, int4 ? IR_I4 : IR_I8, 2, ws, IR_HBM, "w");
+    int32_t s = ir_add_buffer(p, "w.scales", IR_WEIGHT, IR_F16, 2, ss, IR_HBM, "w.scales");
+    int32_t zb = ir_add_buffer(p, "w.zeros", IR_WEIGHT, IR_F16, 2, ss, IR_HBM, "w.zeros");
+    int32_t y = ir_add_buffer(p, "logits", IR_IO_OUTPUT, IR_F32, 2, ys, IR_HBM, NULL);
+    int32_t c0 = ir_add_counter(p, "embed"), c1 = ir_add_counter(p, "gemv");
+    ir_task *t = ir_add_task(p, IR_OP_EMBED, c0, "embed");
+    ir_task_add_input(t, tok);
+    ir_task_add_input(t, tb);
+    ir_task_add_output(t, x);
+    ir_task_set_int(t, "hidden", K);
+    for (int tile = 0; tile < 2; tile++) {
+        t = ir_add_task(p, IR_OP_GEMV_TILE, c1, tile ? "gemv[1]" : "gemv[0]");
+        ir_task_add_input(t, x);
+        ir_task_add_input(t, w);
+        ir_task_add_input(t, s);
+        if (int4)
+            ir_task_add_input(t, zb);
+        ir_task_add_output(t, y);
+        ir_task_add_wait(t, c0, 1);
+        ir_task_set_int(t, "K", K);
+        ir_task_set_int(t, "N_tile", 3);
+        ir_task_set_int(t, "n_off", 3 * tile);
+        ir_task_set_int(t, "qdtype", int4 ? IR_I4 : IR_I8);
+        ir_task_set_int(t, "group", 4);
+    }
+    refvm_st *st;
+    refvm *vm;
+    ir_error err = {0};
+    cr_assert_eq(refvm_st_open(path, &st, &err), IR_OK, "%s: %s", err.where, err.why);
+    cr_assert_eq(refvm_new(p, NULL, &vm, &err), IR_OK, "%s: %s", err.where, err.why);
+    cr_assert_eq(refvm_bind(vm, st, &err), IR_OK, "%s: %s", err.where, err.why);
+    refvm_result r;
+    cr_assert_eq(refvm_step(vm, 1, 0, &r, &err), IR_OK, "%s: %s", err.where, err.why);
+    cr_assert_eq(r.outcome, REFVM_DONE, "%s", r.detail);
+    refvm_result_free(&r);
+    int64_t n;
+    const float *out = refvm_logits(vm, &n);
+    cr_assert_eq(n, N);
+    for (int o = 0; o < N; o++) {
+        double want = 0;
+        for (int k = 0; k < K; k++) {
+            int g = k / 4 < G ? k / 4 : G - 1;
+            double wq = int4 ? (q[o * K + k] - 8 - z[o * G + g]) * sc[o * G + g] : q[o * K + k] * sc[o * G + g];
+            want += table[K + k] * wq;
+        }
+        cr_assert_float_eq(out[o], want, 1e-4, "column %d: VM %g, dequantized %g", o,
+                           (double)out[o], want);
+    }
+    refvm_free(vm);
+    refvm_st_close(st);
+    ir_program_free(p);
+    unlink(path);
+}
+
+Test(vm, quantized_gemv_int8_symmetric_matches_the_dequantized_matvec)
+{
+    quantized_gemv_matches_dequantized(false);
+}
+Test(vm, quantized_gemv_int4_with_zeros_and_ragged_group_matches_the_dequantized_matvec)
+{
+    quantized_gemv_matches_dequantized(true);
+}
+
 /* Every interleaving of a race-free program computes the same bits: counters order every
  * producer before its consumers, and each op is a pure function of its inputs. */
 Test(vm, seeded_interleavings_give_bit_identical_logits)

@@ -38,6 +38,10 @@ static void usage(FILE *f)
             "  --max-seq S         KV cache rows (default min(max_position_embeddings, 4096))\n"
             "  --dtype D           weight dtype: f32, f16 or bf16 (default bf16)\n"
             "  --argmax            append SAMPLE_ARGMAX writing the next token\n"
+            "  --dialect D         ours (default) or amk: the form AMK's validate() and reference\n"
+            "                      ops accept (pos and reshape_id0 inputs, head-shaped ROPE,\n"
+            "                      KV_APPEND [src, cache], rank-3 KV caches, fusion groups\n"
+            "                      lowered unfused; SPEC.md section 8.8)\n"
             "  --json              errors as a JSON object on stdout\n"
             "\n"
             "exit: 0 written, 2 refused model or config, malformed input or bad usage.\n");
@@ -104,6 +108,11 @@ int cmd_lower(int argc, char **argv)
                 ir_fail(&err, IR_ERR_MALFORMED, a, "must be >= 1, got %s", v);
                 goto refused;
             }
+        } else if (!strcmp(a, "--dialect")) {
+            if (!lower_dialect_parse(v, &opts.dialect)) {
+                ir_fail(&err, IR_ERR_MALFORMED, "--dialect", "must be ours or amk, got '%s'", v);
+                goto refused;
+            }
         } else if (!strcmp(a, "--dtype")) {
             if (!strcmp(v, "f32"))
                 opts.dtype = IR_F32;
@@ -154,6 +163,9 @@ int cmd_lower(int argc, char **argv)
 
     ir_program *p;
     s = lower_program(&m, &c, &t, &opts, &p, &err);
+    if (s == IR_OK && opts.dialect == LOWER_DIALECT_AMK && c.n_groups)
+        fprintf(stderr, "amk lower: note: the amk dialect lowers config.fusion_grouping unfused "
+                "(meta.unfused lists the groups)\n");
     ir_config_free(&c);
     if (s != IR_OK)
         goto refused;
@@ -168,9 +180,10 @@ int cmd_lower(int argc, char **argv)
     } else {
         s = ir_write_file(p, out, &err);
         if (s == IR_OK)
-            printf("amk lower: %s on %s (%s weights): %d tasks, %d buffers, %d counters, %d pages, "
+            printf("amk lower: %s on %s (%s weights%s): %d tasks, %d buffers, %d counters, %d pages, "
                    "grid %lld x %lld threads -> %s\n",
-                   m.name, t.name, ir_dtype_name(opts.dtype), p->n_tasks, p->n_buffers,
+                   m.name, t.name, ir_dtype_name(opts.dtype),
+                   opts.dialect == LOWER_DIALECT_AMK ? ", amk dialect" : "", p->n_tasks, p->n_buffers,
                    p->n_counters, p->pages.n_pages, (long long)p->plan.grid,
                    (long long)p->plan.threads_per_block, out);
     }
