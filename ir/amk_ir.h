@@ -484,6 +484,22 @@ typedef enum {
 ir_status ir_program_queues(const ir_program *p, ir_queue_order order, int32_t *n_queues,
                             int32_t **start, int32_t **tasks, ir_error *err);
 
+/* AMK's loader (vm/loader.py), for programs AMK runs without a launch plan of ours. */
+
+/* The dynamic SMEM per block AMK's loader opts into: the config's, raised to what its attention
+ * (two floats of head_dim per warp) and quantized GEMV (K floats, at most 16384) need. */
+int64_t ir_amk_loader_smem(const ir_program *p, int64_t threads);
+
+/* Replace p's launch plan (if any) by the one AMK's loader builds on target t: its topological
+ * order (Kahn, sources and successors in increasing id, first in first out); when some task has
+ * an sm and all are inside the grid, those SMs and SM 0 for the rest, otherwise each task in
+ * that order on the least loaded SM by (est_bytes, est_flops, tasks, SM number); every queue in
+ * the topological order. The grid is t's SM count (the loader launches min(SMs, co-resident
+ * blocks); the resident obligation then checks that a block fits per SM). Threads and SMEM as
+ * the loader sets them; registers unknown (0: the worst case is assumed). Each task's sm is set
+ * to its queue. IR_ERR_MALFORMED when the dependency graph has a cycle (the loader refuses). */
+ir_status ir_amk_loader_plan(ir_program *p, const ir_target *t, ir_error *err);
+
 /* A box of elements: per dimension the half-open range [lo, hi) of a buffer of rank dims,
  * each bound a position expression. */
 typedef struct {

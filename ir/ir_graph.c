@@ -527,3 +527,186 @@ void ir_box_eval(const ir_box *b, int64_t pos, int64_t *lo, int64_t *hi)
         hi[d] = ir_pexpr_eval(b->hi[d], pos);
     }
 }
+
+/* ---------------------------------------------------------------- AMK's loader */
+
+int64_t ir_amk_loader_smem(const ir_program *p, int64_t threads)
+{
+    int64_t dyn = p->has_config ? p->config.smem_bytes_per_block : 0, warps = (threads + 31) / 32;
+    for (int32_t i = 0; i < p->n_tasks; i++) {
+        const ir_task *t = &p->tasks[i];
+        int64_t v;
+        if (t->op == IR_OP_ATTENTION_TILE && ir_task_int(t, "head_dim", &v) && v > 0 &&
+            v < (1 << 20) && warps * 2 * v * 4 > dyn)
+            dyn = warps * 2 * v * 4;            /* q and acc, head_dim floats each, per warp */
+        if (t->op == IR_OP_GEMV_TILE && ir_gemv_quantized(t) && ir_task_int(t, "K", &v) && v > 0 &&
+            (v < 16384 ? v : 16384) * 4 > dyn)
+            dyn = (v < 16384 ? v : 16384) * 4;  /* x cached as floats, K up to 16384 */
+    }
+    return dyn;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* AMK's topological order: Kahn's algorithm over the distinct producer -> waiter edges, each
+ * task's successors in increasing id, a FIFO seeded with the sources in increasing id. */
+static ir_status amk_topo(const ir_program *p, int32_t *order, ir_error *err)
+{
+    int32_t nt = p->n_tasks;
+    ir_graph g;
+    if (ir_graph_build(p, &g) != IR_OK)
+        return ir_fail(err, IR_ERR_NOMEM, "", "out of memory");
+    int64_t ne = 0;
+    for (int32_t t = 0; t < nt; t++)
+        ne += g.pred.start[t + 1] - g.pred.start[t];
+    int64_t *e = malloc(((size_t)ne + 1) * sizeof *e);
+    int32_t *indeg = calloc((size_t)nt + 1, sizeof *indeg), *start = calloc((size_t)nt + 2, sizeof *start);
+    int32_t *succ = malloc(((size_t)ne + 1) * sizeof *succ);
+    if (!e || !indeg || !start || !succ) {
+        free(e), free(indeg), free(start), free(succ);
+        ir_graph_free(&g);
+        return ir_fail(err, IR_ERR_NOMEM, "", "out of memory");
+    }
+    ne = 0;
+    for (int32_t t = 0; t < nt; t++)
+        for (int32_t k = g.pred.start[t]; k < g.pred.start[t + 1]; k++)
+            e[ne++] = (int64_t)g.pred.idx[k] * nt + t;
+    ir_graph_free(&g);
+    qsort(e, (size_t)ne, sizeof *e, cmp_i64);
+    int64_t nu = 0;
+    for (int64_t i = 0; i < ne; i++)
+        if (!nu || e[nu - 1] != e[i])
+            e[nu++] = e[i];
+    for (int64_t i = 0; i < nu; i++) {
+        start[e[i] / nt + 1]++;
+        indeg[e[i] % nt]++;
+    }
+    for (int32_t t = 0; t < nt; t++)
+        start[t + 1] += start[t];
+    for (int64_t i = 0; i < nu; i++)
+        succ[i] = (int32_t)(e[i] % nt);   /* sorted by (from, to): already grouped by from */
+    int32_t head = 0, tail = 0;
+    for (int32_t t = 0; t < nt; t++)
+        if (!indeg[t])
+            order[tail++] = t;
+    while (head < tail) {
+        int32_t t = order[head++];
+        for (int32_t k = start[t]; k < start[t + 1]; k++)
+            if (--indeg[succ[k]] == 0)
+                order[tail++] = succ[k];
+    }
+    free(e), free(indeg), free(start), free(succ);
+    if (tail < nt)
+        return ir_fail(err, IR_ERR_MALFORMED, "tasks", "the dependency graph has a cycle, so "
+                       "there is no topological order: AMK's loader refuses to load it");
+    return IR_OK;
+}
+
+/* A min-heap of SM loads, ordered like AMK's (bytes, flops, count, sm) tuples. */
+typedef struct {
+    int64_t k[4];
+} sm_load;
+
+static bool load_less(const sm_load *a, const sm_load *b)
+{
+    for (int i = 0; i < 4; i++)
+        if (a->k[i] != b->k[i])
+            return a->k[i] < b->k[i];
+    return false;
+}
+
+static void heap_down(sm_load *h, int64_t n, int64_t i)
+{
+    for (;;) {
+        int64_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < n && load_less(&h[l], &h[m]))
+            m = l;
+        if (r < n && load_less(&h[r], &h[m]))
+            m = r;
+        if (m == i)
+            return;
+        sm_load t = h[i];
+        h[i] = h[m];
+        h[m] = t;
+        i = m;
+    }
+}
+
+ir_status ir_amk_loader_plan(ir_program *p, const ir_target *t, ir_error *err)
+{
+    int32_t nt = p->n_tasks;
+    int64_t g = t->num_sms;
+    if (g < 1 || g > (1 << 20))
+        return ir_fail(err, IR_ERR_MALFORMED, "target.num_sms", "must be in [1, 2^20]");
+    if (p->has_config && (p->config.threads_per_block < 1 || p->config.threads_per_block > 256))
+        return ir_fail(err, IR_ERR_UNSUPPORTED, "config.threads_per_block", "%lld: AMK's loader "
+                       "refuses more than 256 threads per block",
+                       (long long)p->config.threads_per_block);
+    int32_t *order = malloc(((size_t)nt + 1) * sizeof *order);
+    int32_t *sm_of = malloc(((size_t)nt + 1) * sizeof *sm_of);
+    sm_load *h = malloc((size_t)g * sizeof *h);
+    if (!order || !sm_of || !h) {
+        free(order), free(sm_of), free(h);
+        return ir_fail(err, IR_ERR_NOMEM, "", "out of memory");
+    }
+    ir_status s = amk_topo(p, order, err);
+    bool has_sm = false, in_range = true;
+    for (int32_t i = 0; i < nt; i++) {
+        has_sm |= p->tasks[i].sm >= 0;
+        in_range &= p->tasks[i].sm < g;
+    }
+    if (s == IR_OK && has_sm && in_range) {
+        /* the tasks' own SMs, the unassigned ones on SM 0 */
+        for (int32_t i = 0; i < nt; i++)
+            sm_of[i] = p->tasks[i].sm >= 0 ? p->tasks[i].sm : 0;
+    } else if (s == IR_OK) {
+        /* least-loaded SM first (est_bytes, then est_flops, then count, then SM number) */
+        for (int64_t q = 0; q < g; q++)
+            h[q] = (sm_load){{0, 0, 0, q}};
+        for (int32_t k = 0; k < nt; k++) {
+            const ir_task *x = &p->tasks[order[k]];
+            sm_of[order[k]] = (int32_t)h[0].k[3];
+            h[0].k[0] += x->est_bytes;
+            h[0].k[1] += x->est_flops;
+            h[0].k[2]++;
+            heap_down(h, g, 0);
+        }
+    }
+    if (s == IR_OK) {
+        ir_plan plan = {0};
+        s = ir_plan_alloc(&plan, g, nt);
+        if (s != IR_OK) {
+            s = ir_fail(err, IR_ERR_NOMEM, "", "out of memory");
+        } else {
+            for (int32_t i = 0; i < nt; i++)
+                plan.queue_start[sm_of[i] + 1]++;
+            for (int64_t q = 0; q < g; q++)
+                plan.queue_start[q + 1] += plan.queue_start[q];
+            int32_t *fill = malloc((size_t)g * sizeof *fill);
+            if (!fill) {
+                ir_plan_free(&plan);
+                s = ir_fail(err, IR_ERR_NOMEM, "", "out of memory");
+            } else {
+                memcpy(fill, plan.queue_start, (size_t)g * sizeof *fill);
+                for (int32_t k = 0; k < nt; k++)   /* each queue in the topological order */
+                    plan.queue_tasks[fill[sm_of[order[k]]]++] = order[k];
+                free(fill);
+                plan.threads_per_block = p->has_config ? p->config.threads_per_block : 256;
+                plan.dynamic_smem_bytes = ir_amk_loader_smem(p, plan.threads_per_block);
+                plan.pipelining_depth = p->has_config ? p->config.pipelining_depth : 0;
+                if (p->has_plan)
+                    ir_plan_free(&p->plan);
+                p->plan = plan;
+                p->has_plan = true;
+                for (int32_t i = 0; i < nt; i++)
+                    p->tasks[i].sm = sm_of[i];
+            }
+        }
+    }
+    free(order), free(sm_of), free(h);
+    return s;
+}

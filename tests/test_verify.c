@@ -4,6 +4,7 @@
  */
 #include <cjson/cJSON.h>
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -662,6 +663,74 @@ Test(verify, planless_amk_program_uses_sm_queues_in_list_or_topo_order)
     o.queue_order = IR_ORDER_TOPO;
     ir_error err = {0};
     cr_assert_eq(verify_program(p, &o, &r, &err), IR_OK);
+    cr_assert_eq(r.verdict, VERIFY_PROVED, "%s", r.ob[VERIFY_DEADLOCK].detail);
+    verify_result_free(&r);
+    ir_program_free(p);
+}
+
+/* The plan AMK's loader builds (tests/amk_corpus/loader/: its queues, printed by AMK's own
+ * _assign_sms): identical queues for its least-loaded assignment (toy, 1B) and for a program
+ * whose split-KV tasks carry SMs (the rest on SM 0); and the planned program is PROVED. */
+Test(verify, amk_loader_plan_equals_amks_own_queues_and_is_proved)
+{
+    const char *names[] = {"toy_p5.json", "toy_split4_p40.json", "l1b_nt64_p100.json.gz"};
+    for (size_t n = 0; n < sizeof names / sizeof names[0]; n++) {
+        char path[256], golden[256];
+        snprintf(path, sizeof path, "tests/amk_corpus/%s", names[n]);
+        snprintf(golden, sizeof golden, "tests/amk_corpus/loader/%.*s.json",
+                 (int)strcspn(names[n], "."), names[n]);
+        ir_program *p = NULL;
+        ir_error err = {0};
+        cr_assert_eq(ir_read_file(path, NULL, &p, &err), IR_OK, "%s: %s", path, err.why);
+        cr_assert_not(p->has_plan);
+        cr_assert_eq(ir_amk_loader_plan(p, &p->target, &err), IR_OK, "%s", err.why);
+        char *text = NULL;
+        size_t len = 0;
+        cr_assert_eq(ir_read_text_file(golden, (size_t)1 << 24, &text, &len, &err), IR_OK);
+        cJSON *q = cJSON_Parse(text);
+        free(text);
+        cr_assert(cJSON_IsArray(q));
+        cr_assert_eq(cJSON_GetArraySize(q), p->plan.grid, "%s", golden);
+        int64_t k = 0;
+        for (int qi = 0; qi < cJSON_GetArraySize(q); qi++) {
+            const cJSON *list = cJSON_GetArrayItem(q, qi);
+            cr_assert_eq(cJSON_GetArraySize(list), p->plan.queue_start[qi + 1] - p->plan.queue_start[qi],
+                         "%s queue %d length", names[n], qi);
+            for (const cJSON *e = list->child; e; e = e->next, k++)
+                cr_assert_eq(e->valueint, p->plan.queue_tasks[k], "%s queue %d", names[n], qi);
+        }
+        cJSON_Delete(q);
+        verify_result r = run_verify(p);
+        cr_assert_eq(r.verdict, VERIFY_PROVED, "%s: %s / %s", names[n], r.ob[VERIFY_DEADLOCK].detail,
+                     r.ob[VERIFY_RESIDENT].detail);
+        verify_result_free(&r);
+        ir_program_free(p);
+    }
+}
+
+/* AMK's loader refuses a cycle (no topological order) and more than 256 threads. */
+Test(verify, amk_loader_plan_refuses_a_cycle_and_wide_blocks)
+{
+    ir_program *p = prog();
+    int32_t y, x = io(p, &y, 4);
+    int32_t h = act(p, "h", 4);
+    int32_t c0 = ir_add_counter(p, "a"), c1 = ir_add_counter(p, "b");
+    ir_task_add_wait(op(p, c0, x, -1, h), c1, 1);
+    ir_task_add_wait(op(p, c1, h, -1, y), c0, 1);
+    ir_error err = {0};
+    cr_assert_eq(ir_amk_loader_plan(p, &p->target, &err), IR_ERR_MALFORMED);
+    cr_assert(strstr(err.why, "AMK's loader refuses"), "%s", err.why);
+    p->tasks[0].n_waits = 0;
+    p->has_config = true;
+    ir_config_default(&p->config);
+    p->config.threads_per_block = 512;
+    cr_assert_eq(ir_amk_loader_plan(p, &p->target, &err), IR_ERR_UNSUPPORTED);
+    cr_assert_str_eq(err.where, "config.threads_per_block");
+    p->config.threads_per_block = 256;
+    cr_assert_eq(ir_amk_loader_plan(p, &p->target, &err), IR_OK, "%s", err.why);
+    cr_assert_eq(p->plan.grid, 132);
+    cr_assert_eq(p->plan.threads_per_block, 256);
+    verify_result r = run_verify(p);
     cr_assert_eq(r.verdict, VERIFY_PROVED, "%s", r.ob[VERIFY_DEADLOCK].detail);
     verify_result_free(&r);
     ir_program_free(p);

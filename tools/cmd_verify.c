@@ -15,11 +15,16 @@ static void usage(FILE *f)
             "usage: amk-verify PROGRAM.json [--target NAME | --target-file F]\n"
             "                  [--format text|json|sarif] [--cert OUT.json] [--witness OUT.json]\n"
             "                  [--timeout-ms N] [--rlimit N] [--queue-order list|topo]\n"
+            "                  [--plan amk-loader [--plan-out OUT.json]]\n"
             "\n"
             "Proves the program's launch plan well-formed, deadlock-free, race-free, resident on\n"
             "the target and complete (every read written first), or refutes it with a witness.\n"
             "Programs without a launch plan run one queue per sm value (--queue-order list: task\n"
-            "list order, AMK's model; topo: one global topological order).\n"
+            "list order, AMK's model; topo: one global topological order), each task with a null\n"
+            "sm on a worker of its own: that covers every assignment AMK's loader can make.\n"
+            "--plan amk-loader replaces any launch plan with the exact one AMK's loader builds\n"
+            "(its topological order, its SM assignment, its threads and SMEM) and proves that;\n"
+            "--plan-out writes the program with that plan (the certificate's program).\n"
             "Target: the program's own, else --target / --target-file (which override it).\n"
             "--timeout-ms (default 30000) and --rlimit (default 50000000, deterministic) bound\n"
             "each Z3 query; hitting either makes the verdict UNKNOWN.\n"
@@ -120,7 +125,7 @@ static void print_text(const char *file, const verify_result *r)
 int cmd_verify(int argc, char **argv)
 {
     const char *file = NULL, *target = NULL, *target_file = NULL, *format = "text";
-    const char *cert = NULL, *witness = NULL;
+    const char *cert = NULL, *witness = NULL, *plan = NULL, *plan_out = NULL;
     verify_opts o;
     verify_opts_default(&o);
     for (int i = 1; i < argc; i++) {
@@ -157,6 +162,14 @@ int cmd_verify(int argc, char **argv)
                 return AMK_EXIT_MALFORMED;
             }
             o.rlimit = v;
+        } else if (!strcmp(a, "--plan") && has) {
+            plan = argv[++i];
+            if (strcmp(plan, "amk-loader")) {
+                fprintf(stderr, "amk-verify: --plan must be amk-loader\n");
+                return AMK_EXIT_MALFORMED;
+            }
+        } else if (!strcmp(a, "--plan-out") && has) {
+            plan_out = argv[++i];
         } else if (!strcmp(a, "--queue-order") && has) {
             const char *v = argv[++i];
             if (!strcmp(v, "list"))
@@ -177,6 +190,10 @@ int cmd_verify(int argc, char **argv)
             fprintf(stderr, "amk-verify: more than one PROGRAM given\n");
             return AMK_EXIT_MALFORMED;
         }
+    }
+    if (plan_out && !plan) {
+        fprintf(stderr, "amk-verify: --plan-out needs --plan amk-loader\n");
+        return AMK_EXIT_MALFORMED;
     }
     if (!file || (target && target_file) ||
         (strcmp(format, "text") && strcmp(format, "json") && strcmp(format, "sarif"))) {
@@ -204,6 +221,19 @@ int cmd_verify(int argc, char **argv)
     ir_program *p;
     if (ir_read_file(file, NULL, &p, &err) != IR_OK)
         goto fail;
+    if (plan) {
+        const ir_target *pt = o.target ? o.target : p->has_target ? &p->target : NULL;
+        if (!pt) {
+            ir_fail(&err, IR_ERR_MALFORMED, "target", "--plan amk-loader needs a target: the "
+                    "program has none and no --target was given");
+        } else if (ir_amk_loader_plan(p, pt, &err) == IR_OK && plan_out) {
+            ir_write_file(p, plan_out, &err);
+        }
+        if (err.status != IR_OK) {
+            ir_program_free(p);
+            goto fail;
+        }
+    }
     verify_result r;
     if (verify_program(p, &o, &r, &err) != IR_OK) {
         ir_program_free(p);

@@ -38,21 +38,9 @@ static void compute(const vctx *c, occupancy *o)
         /* No launch plan: AMK's loader launches min(num_SMs, co-resident blocks) blocks of the
            config's threads (256 without one) and puts every task on one of them; the
            deadlock and race obligations covered every such assignment (each unassigned task
-           its own worker). Its dynamic SMEM is the config's, raised to what its attention
-           (two floats of head_dim per warp) and quantized GEMV (x cached, K floats up to
-           16384) kernels need. */
+           its own worker), with the dynamic SMEM the loader opts into. */
         o->threads = p->has_config ? p->config.threads_per_block : 256;
-        o->dyn = p->has_config ? p->config.smem_bytes_per_block : 0;
-        int64_t warps = (o->threads + 31) / 32, v;
-        for (int32_t i = 0; i < p->n_tasks; i++) {
-            const ir_task *tk = &p->tasks[i];
-            if (tk->op == IR_OP_ATTENTION_TILE && ir_task_int(tk, "head_dim", &v) && v > 0 &&
-                v < (1 << 20) && warps * 2 * v * 4 > o->dyn)
-                o->dyn = warps * 2 * v * 4;
-            if (ir_gemv_quantized(tk) && ir_task_int(tk, "K", &v) && v > 0 &&
-                (v < 16384 ? v : 16384) * 4 > o->dyn)
-                o->dyn = (v < 16384 ? v : 16384) * 4;
-        }
+        o->dyn = ir_amk_loader_smem(p, o->threads);
         o->grid = t->num_sms;
     }
     /* A plan that does not bound registers is held to the worst case. */
