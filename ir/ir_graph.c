@@ -207,8 +207,9 @@ ir_status ir_program_queues(const ir_program *p, ir_queue_order order, int32_t *
         if (!g.topo) {
             ir_graph_free(&g);
             free(rank);
-            return ir_fail(err, IR_ERR_MALFORMED, "tasks",
-                           "--queue-order topo needs an acyclic dependency graph");
+            return ir_fail(err, IR_ERR_MALFORMED, "tasks", "the dependency graph has a cycle, "
+                           "so there is no topological queue order (AMK's loader refuses to "
+                           "load such a program)");
         }
         for (int32_t i = 0; i < nt; i++)
             rank[g.topo[i]] = i;
