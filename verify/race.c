@@ -465,21 +465,33 @@ static void assert_cut(race_ctx *rc, vz3 *z, Z3_ast *s, Z3_ast *r, int32_t lo, i
 
 /* ---------------------------------------------------------------- obligation */
 
+/* Start a witness of kind naming the two accesses: tasks, labels, accesses, buffers. False when
+ * a witness was already started. */
+static bool witness_pair(vctx *c, const char *kind, const vaccess *x, const vaccess *y)
+{
+    const ir_program *p = c->p;
+    if (!vwitness_begin(c, kind))
+        return false;
+    vbuf *w = &c->witness;
+    vb_fmt(w, ", \"tasks\": [%d, %d], \"labels\": [", x->task, y->task);
+    vb_qstr(w, p->tasks[x->task].label);
+    vb_put(w, ", ");
+    vb_qstr(w, p->tasks[y->task].label);
+    vb_fmt(w, "], \"accesses\": [\"%s\", \"%s\"], \"buffers\": [%d, %d]",
+           x->write ? "write" : "read", y->write ? "write" : "read", x->buffer, y->buffer);
+    return true;
+}
+
 static void write_witness(vctx *c, const vaccess *x, const vaccess *y, int32_t page,
                           const vrun *m)
 {
     const ir_program *p = c->p;
     const char *kind = page >= 0 && x->buffer != y->buffer ? "page_race"
                      : p->buffers[x->buffer].kind == IR_KV_CACHE ? "kv_race" : "race";
-    if (!vwitness_begin(c, kind))
+    if (!witness_pair(c, kind, x, y))
         return;
     vbuf *w = &c->witness;
-    vb_fmt(w, ", \"tasks\": [%d, %d], \"labels\": [", x->task, y->task);
-    vb_qstr(w, p->tasks[x->task].label);
-    vb_put(w, ", ");
-    vb_qstr(w, p->tasks[y->task].label);
-    vb_fmt(w, "], \"accesses\": [\"%s\", \"%s\"], \"buffers\": [%d, %d], \"page\": ",
-           x->write ? "write" : "read", y->write ? "write" : "read", x->buffer, y->buffer);
+    vb_put(w, ", \"page\": ");
     if (page >= 0)
         vb_fmt(w, "%d", page);
     else
@@ -1164,17 +1176,10 @@ out:
 static void write_page_witness(vctx *c, const char *kind, const vaccess *x, const vaccess *y,
                                int32_t page, int64_t first, int64_t end)
 {
-    const ir_program *p = c->p;
-    if (!vwitness_begin(c, kind))
+    if (!witness_pair(c, kind, x, y))
         return;
     vbuf *w = &c->witness;
-    vb_fmt(w, ", \"tasks\": [%d, %d], \"labels\": [", x->task, y->task);
-    vb_qstr(w, p->tasks[x->task].label);
-    vb_put(w, ", ");
-    vb_qstr(w, p->tasks[y->task].label);
-    vb_fmt(w, "], \"accesses\": [\"%s\", \"%s\"], \"buffers\": [%d, %d], \"page\": %d, "
-           "\"overlap_bytes\": [%lld, %lld]", x->write ? "write" : "read",
-           y->write ? "write" : "read", x->buffer, y->buffer, page, (long long)first,
+    vb_fmt(w, ", \"page\": %d, \"overlap_bytes\": [%lld, %lld]", page, (long long)first,
            (long long)end);
     if (c->pi[x->task] >= 0) {
         /* the greedy run up to the read: the other tenant's write is its last write there */
