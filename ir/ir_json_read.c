@@ -1255,11 +1255,14 @@ ir_status ir_read_text_file(const char *path, size_t max_bytes, char **text, siz
     ir_status s = IR_OK;
     for (;;) {
         if (n + 1 >= cap) {
-            if (cap > max_bytes) {
+            if (n > max_bytes) {
                 s = ir_fail(err, IR_ERR_MALFORMED, path, "larger than %zu bytes", max_bytes);
                 break;
             }
+            /* grow, but never past the cap plus the byte that shows it is exceeded */
             cap = cap ? 2 * cap : 65536;
+            if (cap > max_bytes + 2)
+                cap = max_bytes + 2;
             char *nb = realloc(buf, cap);
             if (!nb) {
                 s = ir_fail(err, IR_ERR_NOMEM, path, "out of memory");
