@@ -40,7 +40,7 @@ TEST_SRC   := $(sort $(wildcard tests/test_*.c))
 TEST_BIN   := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 DEBIAN_PKGS := libcjson-dev libcriterion-dev libz3-dev zlib1g-dev lcov valgrind clang libclang-rt-14-dev
 
-.PHONY: all deps test debug coverage clean demo bench-verify
+.PHONY: all deps test debug coverage clean demo bench-verify bench-amk-validate
 .DEFAULT_GOAL := all
 
 # all: the amk CLI, the amk-verify alias binary and the static library the parts share.
@@ -144,6 +144,10 @@ bench-verify: all $(BUILD)/bench_verify
 $(BUILD)/bench_verify: bench/bench_verify_main.c $(BUILD)/libamk.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libamk.a $(LDLIBS)
+
+# bench-amk-validate: amk-verify vs AMK's validate() (race cap lifted) on AMK's 1B-70B programs; needs AMK_SRC.
+bench-amk-validate: all
+	python3 bench/bench_amk_validate.py --amk "$(AMK_SRC)" --verify $(BUILD)/amk-verify $(if $(PAIRS),--pairs $(PAIRS))
 
 clean:
 	rm -rf build build-debug build-cov
