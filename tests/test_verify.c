@@ -668,6 +668,55 @@ Test(verify, planless_amk_program_uses_sm_queues_in_list_or_topo_order)
     ir_program_free(p);
 }
 
+/* AMK's FUSED recipe object, verified by its steps: y = silu(x) * x through a scratch step. */
+static ir_program *fused_recipe(const char *steps)
+{
+    char text[2048];
+    snprintf(text, sizeof text,
+             "{\"ir_version\": \"0.2.0\", \"abi_version\": \"0.2\", \"meta\": {}, "
+             "\"target\": null, \"buffers\": ["
+             "{\"id\": 0, \"name\": \"x\", \"kind\": \"IO_INPUT\", \"dtype\": \"F32\", \"shape\": [1, 8], \"space\": \"HBM\", \"source\": null},"
+             "{\"id\": 1, \"name\": \"y\", \"kind\": \"IO_OUTPUT\", \"dtype\": \"F32\", \"shape\": [1, 8], \"space\": \"HBM\", \"source\": null}],"
+             "\"counters\": [{\"id\": 0, \"init\": 0, \"note\": \"\"}], \"tasks\": ["
+             "{\"id\": 0, \"op\": \"FUSED\", \"inputs\": [0], \"outputs\": [1], \"out_counter\": 0, "
+             "\"waits\": [], \"params\": {\"recipe\": {\"steps\": %s}}, \"sm\": null, "
+             "\"est_bytes\": 0, \"est_flops\": 0, \"label\": \"fused\"}], \"pages\": null, "
+             "\"config\": null}", steps);
+    ir_program *p = NULL;
+    ir_error err = {0};
+    cr_assert_eq(ir_read_json(text, strlen(text), NULL, &p, &err), IR_OK, "%s: %s", err.where, err.why);
+    p->has_target = true;
+    p->target = *ir_target_builtin("h100");
+    return p;
+}
+
+Test(verify, checks_amks_fused_recipe_object_step_by_step)
+{
+    ir_program *p = fused_recipe("[{\"op\": 9, \"args\": [{\"in\": 0}, {\"in\": 0}], \"out\": 0},"
+                                 " {\"op\": 1, \"args\": [{\"s\": 0}], \"out\": \"final\"}]");
+    verify_result r = run_verify(p);
+    cr_assert_eq(r.verdict, VERIFY_PROVED, "%s", r.ob[VERIFY_WELLFORMED].detail);
+    verify_result_free(&r);
+    ir_program_free(p);
+    const char *bad[][2] = {
+        {"[{\"op\": 1, \"args\": [{\"s\": 3}], \"out\": \"final\"}]", "scratch written by an earlier step"},
+        {"[{\"op\": 1, \"args\": [{\"in\": 1}], \"out\": \"final\"}]", "input in [0, 1)"},
+        {"[{\"op\": 19, \"args\": [{\"in\": 0}], \"out\": \"final\"}]", "non-FUSED opcode"},
+        {"[{\"op\": 1, \"args\": [{\"in\": 0}], \"out\": 0}]", "no step writes the final output"},
+        {"[]", "non-empty list"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        p = fused_recipe(bad[i][0]);
+        r = run_verify(p);
+        cr_expect_eq(r.ob[VERIFY_WELLFORMED].status, VERIFY_REFUTED, "%s", bad[i][0]);
+        cr_expect_str_eq(r.witness_kind, "params", "%s", bad[i][0]);
+        cr_expect(strstr(r.ob[VERIFY_WELLFORMED].detail, bad[i][1]), "%s: %s", bad[i][0],
+                  r.ob[VERIFY_WELLFORMED].detail);
+        verify_result_free(&r);
+        ir_program_free(p);
+    }
+}
+
 /* The plan AMK's loader builds (tests/amk_corpus/loader/: its queues, printed by AMK's own
  * _assign_sms): identical queues for its least-loaded assignment (toy, 1B) and for a program
  * whose split-KV tasks carry SMs (the rest on SM 0); and the planned program is PROVED. */

@@ -542,7 +542,9 @@ void verify_wellformed(vctx *c)
             }
         for (int k = 0; k < t->n_params; k++) {
             const ir_param *q = &t->params[k];
-            if (in_list(q->key, INT_PARAMS) &&
+            bool recipe_object = t->op == IR_OP_FUSED && !strcmp(q->key, "recipe") &&
+                                 q->type == IR_PARAM_RAW;   /* AMK's, checked by its steps */
+            if (in_list(q->key, INT_PARAMS) && !recipe_object &&
                 (q->type != IR_PARAM_INT || q->i < INT32_MIN || q->i > INT32_MAX)) {
                 refute(c, "params", i, "task %d param '%s' must be an int32", i, q->key);
                 return;
