@@ -785,6 +785,81 @@ Test(verify, amk_loader_plan_refuses_a_cycle_and_wide_blocks)
     ir_program_free(p);
 }
 
+static void count_lines(void *arg, const char *line)
+{
+    (void)line;
+    ++*(int *)arg;
+}
+
+/* A deadline that has passed leaves every undecided obligation UNKNOWN (exit 3), never PROVED;
+ * progress is reported through the callback only, one line per obligation started. */
+Test(verify, deadline_passed_gives_unknown_never_proved)
+{
+    lower_model m;
+    ir_error err = {0};
+    cr_assert_eq(lower_model_preset("toy", &m, &err), IR_OK);
+    ir_config cfg;
+    ir_config_default(&cfg);
+    lower_opts lo;
+    lower_opts_default(&lo);
+    ir_program *p = NULL;
+    cr_assert_eq(lower_program(&m, &cfg, ir_target_builtin("h100"), &lo, &p, &err), IR_OK);
+    verify_opts o;
+    verify_opts_default(&o);
+    int lines = 0;
+    o.progress = count_lines;
+    o.progress_arg = &lines;
+    verify_result r;
+    cr_assert_eq(verify_program(p, &o, &r, &err), IR_OK);
+    cr_assert_eq(r.verdict, VERIFY_PROVED, "no deadline: %s", r.ob[VERIFY_RACE].detail);
+    cr_assert_eq(lines, VERIFY_N_OBLIGATIONS, "one progress line per obligation, got %d", lines);
+    verify_result_free(&r);
+    o.deadline_s = 1e-9;
+    cr_assert_eq(verify_program(p, &o, &r, &err), IR_OK);
+    cr_assert_eq(r.verdict, VERIFY_UNKNOWN);
+    for (int i = 0; i < VERIFY_N_OBLIGATIONS; i++)
+        cr_assert_neq(r.ob[i].status, VERIFY_PROVED, "%s", verify_obligation_name((verify_obligation)i));
+    cr_assert(strstr(r.ob[VERIFY_WELLFORMED].detail, "deadline"), "%s", r.ob[VERIFY_WELLFORMED].detail);
+    cr_assert_null(r.certificate_json);
+    verify_result_free(&r);
+    ir_config_free(&cfg);
+    ir_program_free(p);
+}
+
+/* Llama-3.2-1B with one KV row per attention tile (67k tasks) is far beyond what the race
+ * obligation decides quickly: the run ends at its deadline, UNKNOWN, instead of running on. */
+Test(verify, the_67k_task_program_ends_at_its_deadline, .timeout = 120)
+{
+    lower_model m;
+    ir_error err = {0};
+    cr_assert_eq(lower_model_preset("llama-3.2-1b", &m, &err), IR_OK);
+    const char *json = "{\"tiling\": {\"attention\": {\"kv_block\": 1}}}";
+    ir_config cfg;
+    cr_assert_eq(ir_config_read_json(json, strlen(json), true, &cfg, &err), IR_OK, "%s", err.why);
+    lower_opts lo;
+    lower_opts_default(&lo);
+    ir_program *p = NULL;
+    cr_assert_eq(lower_program(&m, &cfg, ir_target_builtin("h100"), &lo, &p, &err), IR_OK, "%s", err.why);
+    cr_assert_gt(p->n_tasks, 60000);
+    verify_opts o;
+    verify_opts_default(&o);
+    o.deadline_s = 4;
+    verify_result r;
+    cr_assert_eq(verify_program(p, &o, &r, &err), IR_OK);
+    cr_assert_eq(r.verdict, VERIFY_UNKNOWN, "%s", r.ob[VERIFY_RACE].detail);
+    cr_assert(strstr(r.ob[VERIFY_RACE].detail, "deadline") ||
+              strstr(r.ob[VERIFY_DEADLOCK].detail, "deadline") ||
+              strstr(r.ob[VERIFY_WELLFORMED].detail, "deadline"), "%s", r.ob[VERIFY_RACE].detail);
+    /* the obligations started before the deadline each stop within a second or two of it
+       (not asserted under sanitizers, which slow the linear parts tenfold) */
+    if (!getenv("AMK_SANITIZED"))
+        cr_assert_lt(r.seconds, o.deadline_s + 3, "ran %.1f s past a %.0f s deadline", r.seconds,
+                     o.deadline_s);
+    verify_result_free(&r);
+    ir_config_free(&cfg);
+    ir_program_free(p);
+}
+
 Test(verify, solver_resource_limit_gives_unknown_never_proved)
 {
     lower_model m;

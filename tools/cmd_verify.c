@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "tools/cmd.h"
 #include "verify/verify.h"
@@ -15,7 +16,7 @@ static void usage(FILE *f)
             "usage: amk-verify PROGRAM.json [--target NAME | --target-file F]\n"
             "                  [--format text|json|sarif] [--cert OUT.json] [--witness OUT.json]\n"
             "                  [--timeout-ms N] [--rlimit N] [--queue-order list|topo]\n"
-            "                  [--plan amk-loader [--plan-out OUT.json]]\n"
+            "                  [--plan amk-loader [--plan-out OUT.json]] [--deadline-s S]\n"
             "\n"
             "Proves the program's launch plan well-formed, deadlock-free, race-free, resident on\n"
             "the target and complete (every read written first), or refutes it with a witness.\n"
@@ -28,7 +29,21 @@ static void usage(FILE *f)
             "Target: the program's own, else --target / --target-file (which override it).\n"
             "--timeout-ms (default 30000) and --rlimit (default 50000000, deterministic) bound\n"
             "each Z3 query; hitting either makes the verdict UNKNOWN.\n"
+            "--deadline-s (default 300, 0 for none) bounds the whole run: what is not decided by\n"
+            "then is UNKNOWN (exit 3), the rest keeps its verdict. Runs longer than 2 s report\n"
+            "progress on stderr.\n"
             "exit: 0 PROVED, 1 REFUTED, 2 MALFORMED or usage, 3 UNKNOWN (never safe).\n");
+}
+
+/* Progress lines on stderr, once a run has taken 2 s (short runs stay quiet). */
+static void print_progress(void *arg, const char *line)
+{
+    const double *start = arg;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    double t = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9 - *start;
+    if (t >= 2.0)
+        fprintf(stderr, "amk-verify: [%.0f s] %s\n", t, line);
 }
 
 static bool write_text(const char *path, const char *text, ir_error *err)
@@ -128,6 +143,12 @@ int cmd_verify(int argc, char **argv)
     const char *cert = NULL, *witness = NULL, *plan = NULL, *plan_out = NULL;
     verify_opts o;
     verify_opts_default(&o);
+    o.deadline_s = 300;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    double start = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    o.progress = print_progress;
+    o.progress_arg = &start;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         bool has = i + 1 < argc;
@@ -162,6 +183,14 @@ int cmd_verify(int argc, char **argv)
                 return AMK_EXIT_MALFORMED;
             }
             o.rlimit = v;
+        } else if (!strcmp(a, "--deadline-s") && has) {
+            char *end;
+            double v = strtod(argv[++i], &end);
+            if (*end || !(v >= 0 && v <= 1e6)) {
+                fprintf(stderr, "amk-verify: --deadline-s must be a number of seconds in [0, 1e6]\n");
+                return AMK_EXIT_MALFORMED;
+            }
+            o.deadline_s = v;
         } else if (!strcmp(a, "--plan") && has) {
             plan = argv[++i];
             if (strcmp(plan, "amk-loader")) {

@@ -451,6 +451,12 @@ void verify_complete(vctx *c)
     int64_t bad = -1, bad_pos = 0, bad_pt[IR_MAX_RANK] = {0};
     bool c_undecided = false;
     for (int64_t i = 0; i < s.n && bad < 0; i++) {
+        if (vdeadline(c)) {
+            vset(c, VERIFY_COMPLETE, VERIFY_UNKNOWN, "not decided: the deadline of %.0f s "
+                 "passed after %lld of %lld coverage questions", c->o->deadline_s, (long long)i,
+                 (long long)s.n);
+            goto out;
+        }
         int64_t pos, pt[IR_MAX_RANK];
         int u = c_decide(&s.v[i], c->pos_lo, c->max_seq, &pos, pt);
         if (u == 1) {

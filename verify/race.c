@@ -719,6 +719,7 @@ typedef struct {
     vrun run;
     int64_t pairs, residual;
     bool undecided, oom;
+    bool deadline;              /* stopped at the run's deadline (undecided is set too) */
     int64_t alias_a, alias_b;   /* one task's accesses to two tenants of a page that overlap */
     int32_t alias_page;
     bool interleaved;           /* some page's tenants are not chain-separated (clobber check) */
@@ -734,6 +735,12 @@ static void check_pair(race_ctx *rc, finding *f, int64_t ia, int64_t ib, int32_t
     int32_t a = c->acc[ia].task, b = c->acc[ib].task;
     if (ordered(rc, a, b))
         return;
+    if (vdeadline(c)) {
+        f->deadline = f->undecided = true;
+        return;
+    }
+    vprogress(c, false, "race: %lld conflicting pairs so far, %lld decided by an exact run",
+              (long long)f->pairs, (long long)f->residual);
     f->residual++;
     int er = exact_race(rc, a, b, &f->run);
     if (er < 0)
@@ -778,11 +785,19 @@ static void buffer_conflicts(race_ctx *rc, finding *f, zquery *q, zquery *qc, co
     tpair *tp = NULL;
     int64_t ntp = 0, cap = 0;
     for (int64_t i = 0; i < n && !f->undecided && !f->oom; i++) {
+        if (vdeadline(c)) {
+            f->deadline = f->undecided = true;
+            break;
+        }
         const vaccess *x = &c->acc[L[i]];
-        for (int64_t j = i + 1; j < n; j++) {
+        for (int64_t j = i + 1; j < n && !f->undecided; j++) {
             const vaccess *y = &c->acc[L[j]];
             if (x->task == y->task || !(x->write || y->write))
                 continue;
+            if ((j & 1023) == 0 && vdeadline(c)) {
+                f->deadline = f->undecided = true;
+                break;
+            }
             int ov = boxes_overlap(rc, memo, &x->box, &y->box);
             if (ov < 0) {
                 f->undecided = true;
@@ -1202,12 +1217,17 @@ void verify_race(vctx *c)
     for (int32_t b = 0; b < p->n_buffers && !f.undecided && !f.oom; b++)
         buffer_conflicts(&rc, &f, &q, &qc, g.idx + g.start[b], g.start[b + 1] - g.start[b],
                          &memo);
-    for (int32_t pg = 0; p->has_pages && pg < p->pages.n_pages && !f.oom; pg++)
+    for (int32_t pg = 0; p->has_pages && pg < p->pages.n_pages && !f.oom && !f.undecided; pg++)
         page_conflicts(&rc, &f, &q, &qc, &g, pg);
     if (f.oom || q.oom || qc.oom)
         goto nomem;
     if (f.undecided) {
-        vset(c, VERIFY_RACE, VERIFY_UNKNOWN, "Z3 gave up on a position-dependent overlap query");
+        if (f.deadline)
+            vset(c, VERIFY_RACE, VERIFY_UNKNOWN, "not decided: the deadline of %.0f s passed "
+                 "after %lld conflicting pairs", c->o->deadline_s, (long long)f.pairs);
+        else
+            vset(c, VERIFY_RACE, VERIFY_UNKNOWN, "Z3 gave up on a position-dependent overlap "
+                 "query");
         goto out;
     }
     /* The coarse query first: UNSAT there is UNSAT for every pair (each of its classes is a

@@ -133,6 +133,39 @@ void verify_opts_default(verify_opts *o)
 
 /* ---------------------------------------------------------------- Z3 sessions */
 
+static double now(void);
+
+bool vdeadline(const vctx *c) { return c->t_end > 0 && now() > c->t_end; }
+
+void vprogress(vctx *c, bool force, const char *fmt, ...)
+{
+    if (!c->o->progress)
+        return;
+    double t = now();
+    if (!force && t - c->t_progress < 1.0)
+        return;
+    c->t_progress = t;
+    char line[300];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    c->o->progress(c->o->progress_arg, line);
+}
+
+/* The Z3 timeout of the next query: the per-query limit, cut to what is left before the
+ * deadline (at least 1 ms, so a query past it gives up at once). */
+static int64_t query_timeout_ms(const vctx *c)
+{
+    int64_t ms = c->o->timeout_ms;
+    if (c->t_end > 0) {
+        double left = (c->t_end - now()) * 1000.0;
+        if (left < (double)ms)
+            ms = left < 1 ? 1 : (int64_t)left;
+    }
+    return ms;
+}
+
 bool vz3_open(vz3 *z, vctx *c, verify_obligation ob, bool arith)
 {
     memset(z, 0, sizeof *z);
@@ -141,8 +174,9 @@ bool vz3_open(vz3 *z, vctx *c, verify_obligation ob, bool arith)
     Z3_config cfg = Z3_mk_config();
     if (!cfg)
         return false;
+    int64_t tmo = query_timeout_ms(c);
     char buf[32];
-    snprintf(buf, sizeof buf, "%lld", (long long)c->o->timeout_ms);
+    snprintf(buf, sizeof buf, "%lld", (long long)tmo);
     Z3_set_param_value(cfg, "timeout", buf);
     z->ctx = Z3_mk_context(cfg);
     Z3_del_config(cfg);
@@ -158,8 +192,7 @@ bool vz3_open(vz3 *z, vctx *c, verify_obligation ob, bool arith)
     Z3_params prm = Z3_mk_params(z->ctx);
     Z3_params_inc_ref(z->ctx, prm);
     Z3_params_set_uint(z->ctx, prm, Z3_mk_string_symbol(z->ctx, "timeout"),
-                       (unsigned)(c->o->timeout_ms > 0 && c->o->timeout_ms < 4000000000LL
-                                      ? c->o->timeout_ms : 4000000000U));
+                       (unsigned)(tmo > 0 && tmo < 4000000000LL ? tmo : 4000000000U));
     Z3_params_set_uint(z->ctx, prm, Z3_mk_string_symbol(z->ctx, "rlimit"),
                        (unsigned)(c->o->rlimit > 0 && c->o->rlimit < 4000000000LL
                                       ? c->o->rlimit : 4000000000U));
@@ -447,6 +480,13 @@ typedef void (*obligation_fn)(vctx *);
 static void run_obligation(vctx *c, verify_obligation ob, obligation_fn fn)
 {
     double t0 = now();
+    if (vdeadline(c)) {
+        vset(c, ob, VERIFY_UNKNOWN, "not decided: the deadline of %.0f s passed first",
+             c->o->deadline_s);
+        return;
+    }
+    vprogress(c, true, "%s: %d tasks, %.1f s so far", verify_obligation_name(ob), c->p->n_tasks,
+              t0 - c->t_progress_start);
     fn(c);
     c->r->ob[ob].seconds = now() - t0;
 }
@@ -474,6 +514,8 @@ ir_status verify_program(const ir_program *p, const verify_opts *o, verify_resul
     c.o = o;
     c.r = r;
     c.t = o->target ? o->target : p->has_target ? &p->target : NULL;
+    c.t_progress = c.t_progress_start = t0;
+    c.t_end = o->deadline_s > 0 ? t0 + o->deadline_s : 0;
     /* A program without the decode extension was lowered for one position (AMK writes it as
        meta.pos, with kv_len = pos + 1 and the KV slot pos as constants): it is proved at that
        position, rows below it being the state of earlier steps. */

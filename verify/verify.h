@@ -32,6 +32,12 @@ typedef struct {
     ir_queue_order queue_order; /* for programs without a launch plan */
     int64_t timeout_ms;       /* per Z3 query; default 30000 */
     int64_t rlimit;           /* per Z3 query, deterministic; default 50,000,000 */
+    double deadline_s;        /* whole run, wall seconds; 0: none (the default). Past it every
+                                 obligation not yet decided is UNKNOWN, never PROVED */
+    /* Progress, for long runs: called with one line (no newline) when an obligation starts and
+       at most about once a second inside long loops; NULL for none. The library never prints. */
+    void (*progress)(void *arg, const char *line);
+    void *progress_arg;
 } verify_opts;
 
 void verify_opts_default(verify_opts *o);

@@ -63,6 +63,9 @@ typedef struct {
     vrun run;                     /* the unconstrained greedy run (deadlock obligation) */
     bool deadlock_free;
     int32_t *pi;                  /* per task: position in run.order, -1 when it never runs */
+    double t_end;                 /* deadline (monotonic seconds), 0 for none */
+    double t_progress;            /* when progress was last reported */
+    double t_progress_start;      /* when the run started */
     vbuf witness;                 /* REFUTED/MALFORMED witness object */
     vbuf evidence;                /* certificate evidence fragments */
 } vctx;
@@ -76,6 +79,12 @@ void vrun_free(vrun *run);
 bool vrun_enabled(const vctx *c, const vrun *run, int32_t t);
 /* Index of the first wait of t that does not hold in run, or -1. */
 int vrun_blocking_wait(const vctx *c, const vrun *run, int32_t t);
+
+/* Whether the run's deadline has passed. */
+bool vdeadline(const vctx *c);
+/* Report progress (printf-style) if the caller asked for it and a second has passed since the
+ * last report (always when force). */
+void vprogress(vctx *c, bool force, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Obligations. Each fills c->r->ob[...] and, when refuted, c->witness. */
 void verify_wellformed(vctx *c);
