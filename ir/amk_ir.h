@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define AMK_TOOL_VERSION "0.1.0"
 #define AMK_IR_VERSION "0.2.0"  /* on-disk format written; major 0 is accepted on read */
@@ -412,8 +413,26 @@ ir_status ir_read_text_file(const char *path, size_t max_bytes, char **text, siz
 /* Serialize p as canonical JSON (2-space indent, AMK key order, our keys after AMK's). On
  * success *out is a NUL-terminated string of *len bytes that the caller frees with free(). */
 ir_status ir_write_json(const ir_program *p, char **out, size_t *len, ir_error *err);
-/* Same, to a file (written to path.tmp then renamed, so a failure leaves no half file). */
+/* Same, to a file, through ir_out ("-" is standard output; a failure leaves no half file). */
 ir_status ir_write_file(const ir_program *p, const char *path, ir_error *err);
+
+/* An output file written without losing what was there (ir_out.c). A regular file, or no file,
+ * is replaced atomically: the bytes go to a temporary file beside it (same mode as the old file)
+ * that is renamed over it on commit, so a failure leaves the old file intact. A device, FIFO or
+ * other non-regular file is written through, never replaced (-o /dev/null stays a device); a
+ * symlink is followed and its target replaced; "-" is standard output; a directory is refused.
+ * Write to o.f between open and commit; abort discards the temporary file. */
+typedef struct {
+    FILE *f;
+    char *path;               /* what is written (a symlink's target); NULL for stdout */
+    char *tmp;                /* the temporary file, NULL when written through */
+    bool is_stdout;
+} ir_out;
+
+ir_status ir_out_open(ir_out *o, const char *path, ir_error *err);
+/* Flush and close, then rename the temporary file into place. IR_ERR_IO on any write error. */
+ir_status ir_out_commit(ir_out *o, ir_error *err);
+void ir_out_abort(ir_out *o);
 
 /* Parse a ScheduleConfig object from JSON text. strict: unknown keys and bad values are errors
  * naming the field (for `amk lower --config`). Caller frees with ir_config_free. */

@@ -469,26 +469,16 @@ ir_status ir_write_file(const ir_program *p, const char *path, ir_error *err)
     ir_status st = ir_write_json(p, &s, &n, err);
     if (st != IR_OK)
         return st;
-    size_t pl = strlen(path);
-    char *tmp = malloc(pl + 8);
-    if (!tmp) {
-        free(s);
-        return ir_fail(err, IR_ERR_NOMEM, path, "out of memory");
-    }
-    memcpy(tmp, path, pl);
-    memcpy(tmp + pl, ".tmp", 5);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        st = ir_fail(err, IR_ERR_IO, path, "cannot write: %s", strerror(errno));
-    } else {
-        bool ok = fwrite(s, 1, n, f) == n;
-        ok = (fclose(f) == 0) && ok;
-        if (!ok || rename(tmp, path) != 0) {
+    ir_out o;
+    st = ir_out_open(&o, path, err);
+    if (st == IR_OK) {
+        if (fwrite(s, 1, n, o.f) == n)
+            st = ir_out_commit(&o, err);
+        else {
             st = ir_fail(err, IR_ERR_IO, path, "write failed: %s", strerror(errno));
-            remove(tmp);
+            ir_out_abort(&o);
         }
     }
-    free(tmp);
     free(s);
     return st;
 }

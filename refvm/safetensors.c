@@ -388,7 +388,8 @@ typedef struct {
 } st_decl;
 
 struct refvm_st_writer {
-    char *path, *tmp;
+    char *path;
+    ir_out out;              /* the file being written (out.f) */
     FILE *f;
     int n, n_declared;
     st_decl *decl;
@@ -410,19 +411,17 @@ ir_status refvm_st_writer_new(const char *path, int n, refvm_st_writer **out, ir
         return ir_fail(err, IR_ERR_NOMEM, path, "out of memory");
     w->n = n;
     w->path = strdup(path);
-    w->tmp = malloc(strlen(path) + 5);
     w->decl = calloc(n > 0 ? (size_t)n : 1, sizeof *w->decl);
-    if (!w->path || !w->tmp || !w->decl) {
+    if (!w->path || !w->decl) {
         refvm_st_writer_abort(w);
         return ir_fail(err, IR_ERR_NOMEM, path, "out of memory");
     }
-    sprintf(w->tmp, "%s.tmp", path);
-    w->f = fopen(w->tmp, "wb");
-    if (!w->f) {
-        ir_fail(err, IR_ERR_IO, w->tmp, "cannot create: %s", strerror(errno));
+    ir_status s = ir_out_open(&w->out, path, err);
+    if (s != IR_OK) {
         refvm_st_writer_abort(w);
-        return IR_ERR_IO;
+        return s;
     }
+    w->f = w->out.f;
     *out = w;
     return IR_OK;
 }
@@ -491,7 +490,7 @@ static ir_status write_header(refvm_st_writer *w, ir_error *err)
         wok = fputc(' ', w->f) != EOF;
     free(text);
     if (!wok)
-        return ir_fail(err, IR_ERR_IO, w->tmp, "write failed: %s", strerror(errno));
+        return ir_fail(err, IR_ERR_IO, w->path, "write failed: %s", strerror(errno));
     w->header_written = true;
     return IR_OK;
 }
@@ -532,7 +531,7 @@ ir_status refvm_st_writer_put(refvm_st_writer *w, const float *vals, int64_t cou
             }
         }
         if (fwrite(buf, (size_t)eb, (size_t)k, w->f) != (size_t)k)
-            return ir_fail(err, IR_ERR_IO, w->tmp, "write failed: %s", strerror(errno));
+            return ir_fail(err, IR_ERR_IO, w->path, "write failed: %s", strerror(errno));
         vals += k;
         count -= k;
         w->cur_done += k;
@@ -546,7 +545,6 @@ static void writer_release(refvm_st_writer *w)
         free(w->decl[i].name);
     free(w->decl);
     free(w->path);
-    free(w->tmp);
     free(w);
 }
 
@@ -565,12 +563,8 @@ ir_status refvm_st_writer_finish(refvm_st_writer *w, ir_error *err)
         refvm_st_writer_abort(w);
         return s;
     }
-    int rc = fclose(w->f);
     w->f = NULL;
-    if (rc != 0 || rename(w->tmp, w->path) != 0) {
-        s = ir_fail(err, IR_ERR_IO, w->path, "cannot write: %s", strerror(errno));
-        remove(w->tmp);
-    }
+    s = ir_out_commit(&w->out, err);
     writer_release(w);
     return s;
 }
@@ -579,9 +573,6 @@ void refvm_st_writer_abort(refvm_st_writer *w)
 {
     if (!w)
         return;
-    if (w->f) {
-        fclose(w->f);
-        remove(w->tmp);
-    }
+    ir_out_abort(&w->out);
     writer_release(w);
 }

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1289,4 +1290,59 @@ Test(ir_sha256, matches_the_fips_180_test_vectors)
     ir_sha256_hex(a, 1000000, h);
     cr_assert_str_eq(h, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
     free(a);
+}
+
+/* ---------------------------------------------------------------- safe output files */
+
+/* Number of entries of dir whose name starts with prefix. */
+static int count_entries(const char *dir, const char *prefix)
+{
+    DIR *d = opendir(dir);
+    cr_assert_not_null(d);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        n += !strncmp(e->d_name, prefix, strlen(prefix));
+    closedir(d);
+    return n;
+}
+
+/* A device is written through and stays a device; a symlink stays a link and its target is
+ * replaced; a regular file keeps its mode; a directory is refused; nothing is left behind. */
+Test(ir_out, writes_through_devices_and_links_and_keeps_a_files_mode)
+{
+    ir_program *p = read_ok(IRDATA "amk_minimal.json");
+    ir_error err = {0};
+    struct stat st;
+    cr_assert_eq(ir_write_file(p, "/dev/null", &err), IR_OK, "%s", err.why);
+    cr_assert_eq(stat("/dev/null", &st), 0);
+    cr_assert(S_ISCHR(st.st_mode), "/dev/null must stay a character device");
+
+    char dir[] = "/tmp/amk_out_XXXXXX", file[64], link[64], sub[64];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(file, sizeof file, "%s/prog.json", dir);
+    snprintf(link, sizeof link, "%s/link.json", dir);
+    snprintf(sub, sizeof sub, "%s/sub", dir);
+    FILE *f = fopen(file, "w");
+    fputs("old", f);
+    fclose(f);
+    cr_assert_eq(chmod(file, 0640), 0);
+    cr_assert_eq(symlink("prog.json", link), 0);
+    cr_assert_eq(ir_write_file(p, link, &err), IR_OK, "%s", err.why);
+    cr_assert_eq(lstat(link, &st), 0);
+    cr_assert(S_ISLNK(st.st_mode), "the link must stay a link");
+    cr_assert_eq(stat(file, &st), 0);
+    cr_assert_eq(st.st_mode & 0777, 0640, "mode %o", st.st_mode & 0777);
+    ir_program *q = NULL;
+    cr_assert_eq(ir_read_file(file, NULL, &q, &err), IR_OK, "the target holds the program: %s", err.why);
+    ir_program_free(q);
+    cr_assert_eq(mkdir(sub, 0755), 0);
+    cr_assert_eq(ir_write_file(p, sub, &err), IR_ERR_IO);
+    cr_assert(strstr(err.why, "directory"), "%s", err.why);
+    cr_assert_eq(count_entries(dir, "prog.json.tmp"), 0, "no temporary file is left");
+    cr_assert_eq(count_entries(dir, "sub.tmp"), 0);
+    unlink(link);
+    unlink(file);
+    rmdir(sub);
+    rmdir(dir);
+    ir_program_free(p);
 }
