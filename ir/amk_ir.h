@@ -433,6 +433,8 @@ ir_status ir_out_open(ir_out *o, const char *path, ir_error *err);
 /* Flush and close, then rename the temporary file into place. IR_ERR_IO on any write error. */
 ir_status ir_out_commit(ir_out *o, ir_error *err);
 void ir_out_abort(ir_out *o);
+/* Write n bytes to path through ir_out: open, write, commit. */
+ir_status ir_out_write(const char *path, const void *data, size_t n, ir_error *err);
 
 /* Parse a ScheduleConfig object from JSON text. strict: unknown keys and bad values are errors
  * naming the field (for `amk lower --config`). Caller frees with ir_config_free. */

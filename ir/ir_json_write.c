@@ -469,16 +469,7 @@ ir_status ir_write_file(const ir_program *p, const char *path, ir_error *err)
     ir_status st = ir_write_json(p, &s, &n, err);
     if (st != IR_OK)
         return st;
-    ir_out o;
-    st = ir_out_open(&o, path, err);
-    if (st == IR_OK) {
-        if (fwrite(s, 1, n, o.f) == n)
-            st = ir_out_commit(&o, err);
-        else {
-            st = ir_fail(err, IR_ERR_IO, path, "write failed: %s", strerror(errno));
-            ir_out_abort(&o);
-        }
-    }
+    st = ir_out_write(path, s, n, err);
     free(s);
     return st;
 }

@@ -103,6 +103,20 @@ ir_status ir_out_commit(ir_out *o, ir_error *err)
     return s;
 }
 
+ir_status ir_out_write(const char *path, const void *data, size_t n, ir_error *err)
+{
+    ir_out o;
+    ir_status s = ir_out_open(&o, path, err);
+    if (s != IR_OK)
+        return s;
+    if (fwrite(data, 1, n, o.f) != n) {
+        s = ir_fail(err, IR_ERR_IO, path, "write failed: %s", strerror(errno));
+        ir_out_abort(&o);
+        return s;
+    }
+    return ir_out_commit(&o, err);
+}
+
 void ir_out_abort(ir_out *o)
 {
     if (o->f && !o->is_stdout)

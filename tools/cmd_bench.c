@@ -316,13 +316,9 @@ static ir_status write_plot(const bench_ctx *c, const bench_run_result *r, ir_er
     ir_status s = bench_roofline_svg(&pl, &svg, err);
     if (s != IR_OK)
         return s;
-    FILE *f = fopen(c->a->plot, "wb");
-    size_t n = strlen(svg);
-    bool ok = f && fwrite(svg, 1, n, f) == n;
-    if (f && fclose(f) != 0)
-        ok = false;
+    s = ir_out_write(c->a->plot, svg, strlen(svg), err);
     free(svg);
-    return ok ? IR_OK : ir_fail(err, IR_ERR_IO, c->a->plot, "cannot write the plot");
+    return s;
 }
 
 /* The target whose spec bandwidth gives the floor: --target, else the GPU's own built-in

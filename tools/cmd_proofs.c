@@ -246,15 +246,9 @@ static ir_status copy_program(const char *src, const char *path, ir_error *err)
     ir_status s = ir_read_text_file(src, (size_t)1 << 32, &text, &n, err);
     if (s != IR_OK)
         return s;
-    FILE *f = fopen(path, "wb");
-    if (!f) {
-        free(text);
-        return ir_fail(err, IR_ERR_IO, path, "cannot write: %s", strerror(errno));
-    }
-    bool ok = fwrite(text, 1, n, f) == n;
-    ok = fclose(f) == 0 && ok;
+    s = ir_out_write(path, text, n, err);
     free(text);
-    return ok ? IR_OK : ir_fail(err, IR_ERR_IO, path, "write failed");
+    return s;
 }
 
 /* Mutate the program in base into path. */

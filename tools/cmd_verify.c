@@ -46,18 +46,18 @@ static void print_progress(void *arg, const char *line)
         fprintf(stderr, "amk-verify: [%.0f s] %s\n", t, line);
 }
 
+/* text and a newline to path (ir_out: "-" is stdout, devices and links written through). */
 static bool write_text(const char *path, const char *text, ir_error *err)
 {
-    FILE *f = fopen(path, "wb");
-    if (!f) {
-        ir_fail(err, IR_ERR_IO, path, "cannot write: %s", strerror(errno));
+    ir_out o;
+    if (ir_out_open(&o, path, err) != IR_OK)
+        return false;
+    if (fputs(text, o.f) < 0 || fputc('\n', o.f) == EOF) {
+        ir_fail(err, IR_ERR_IO, path, "write failed");
+        ir_out_abort(&o);
         return false;
     }
-    bool ok = fputs(text, f) >= 0 && fputc('\n', f) != EOF;
-    ok = fclose(f) == 0 && ok;
-    if (!ok)
-        ir_fail(err, IR_ERR_IO, path, "write failed");
-    return ok;
+    return ir_out_commit(&o, err) == IR_OK;
 }
 
 static void print_json(const char *file, const verify_result *r, const char *cert_path)
