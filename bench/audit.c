@@ -245,33 +245,11 @@ ir_status bench_claim_parse(const char *text, size_t len, bench_claim *out, ir_e
 ir_status bench_claim_read_file(const char *path, bench_claim *out, ir_error *err)
 {
     memset(out, 0, sizeof *out);
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return ir_fail(err, IR_ERR_IO, path, "cannot open the claim");
     char *text = NULL;
-    size_t len = 0, cap = 0;
-    for (;;) {
-        if (len == cap) {
-            cap = cap ? cap * 2 : 1 << 16;
-            char *b = cap <= ((size_t)256 << 20) ? realloc(text, cap) : NULL;
-            if (!b) {
-                free(text);
-                fclose(f);
-                return ir_fail(err, IR_ERR_IO, path, "too large or out of memory");
-            }
-            text = b;
-        }
-        size_t got = fread(text + len, 1, cap - len, f);
-        len += got;
-        if (got == 0)
-            break;
-    }
-    bool bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(text);
-        return ir_fail(err, IR_ERR_IO, path, "read error");
-    }
+    size_t len = 0;
+    ir_status rs = ir_read_text_file(path, IR_MAX_FILE_BYTES, &text, &len, err);
+    if (rs != IR_OK)
+        return rs;
     ir_status s = bench_claim_parse(text, len, out, err);
     free(text);
     return s;

@@ -404,9 +404,16 @@ ir_status ir_read_json(const char *text, size_t len, const ir_read_opts *opts, i
 ir_status ir_read_file(const char *path, const ir_read_opts *opts, ir_program **out,
                        ir_error *err);
 
-/* Read a whole file of at most max_bytes into a NUL-terminated buffer. On success *text (the
- * caller frees it with free()) holds *len bytes. IR_ERR_IO when the file cannot be opened or
- * read, IR_ERR_MALFORMED when it is larger than max_bytes. */
+/* The one cap on a file read whole (programs, configs, certificates, claims, goldens). */
+#ifndef IR_MAX_FILE_BYTES
+#define IR_MAX_FILE_BYTES ((size_t)1 << 32)
+#endif
+
+/* Read a whole regular file of at most max_bytes (IR_MAX_FILE_BYTES unless a caller needs less)
+ * into a NUL-terminated buffer; a gzip file is read decompressed. On success *text (the caller
+ * frees it with free()) holds *len bytes. IR_ERR_IO when the file cannot be opened or read or is
+ * not a regular file (a device, FIFO or directory: refused before reading), IR_ERR_MALFORMED
+ * when it (or its decompressed text) is larger than max_bytes, checked before allocating. */
 ir_status ir_read_text_file(const char *path, size_t max_bytes, char **text, size_t *len,
                             ir_error *err);
 

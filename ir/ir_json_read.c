@@ -8,11 +8,14 @@
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include "ir/amk_ir.h"
@@ -421,7 +424,7 @@ ir_status ir_target_read_file(const char *path, ir_target *out, ir_error *err)
 {
     char *buf;
     size_t n;
-    ir_status s = ir_read_text_file(path, (size_t)1 << 26, &buf, &n, err);
+    ir_status s = ir_read_text_file(path, IR_MAX_FILE_BYTES, &buf, &n, err);
     if (s != IR_OK)
         return s;
     bool trailing;
@@ -1245,11 +1248,30 @@ ir_status ir_read_text_file(const char *path, size_t max_bytes, char **text, siz
 {
     *text = NULL;
     *len = 0;
-    /* zlib reads a gzip file decompressed and any other file as it is; max_bytes bounds what
-       comes out, so a small compressed file cannot expand past it. */
-    gzFile f = gzopen(path, "rb");
-    if (!f)
-        return ir_fail(err, IR_ERR_IO, path, "cannot open: %s", strerror(errno ? errno : ENOMEM));
+    /* Only a regular file is read (a device such as /dev/zero or a FIFO never ends), and one
+       larger than max_bytes is refused before anything is allocated. zlib then reads a gzip
+       file decompressed and any other file as it is; max_bytes also bounds what comes out,
+       so a small compressed file cannot expand past it. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);   /* a FIFO must not block here */
+    if (fd < 0)
+        return ir_fail(err, IR_ERR_IO, path, "cannot open: %s", strerror(errno));
+    struct stat st = {0};
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return ir_fail(err, IR_ERR_IO, path, "not a regular file%s",
+                       S_ISDIR(st.st_mode) ? " (a directory)" : "");
+    }
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    if ((uint64_t)st.st_size > (uint64_t)max_bytes) {
+        close(fd);
+        return ir_fail(err, IR_ERR_MALFORMED, path, "larger than %zu bytes (%lld)", max_bytes,
+                       (long long)st.st_size);
+    }
+    gzFile f = gzdopen(fd, "rb");
+    if (!f) {
+        close(fd);
+        return ir_fail(err, IR_ERR_NOMEM, path, "out of memory");
+    }
     char *buf = NULL;
     size_t n = 0, cap = 0;
     ir_status s = IR_OK;
@@ -1300,7 +1322,7 @@ ir_status ir_read_file(const char *path, const ir_read_opts *opts, ir_program **
     *out = NULL;
     char *buf;
     size_t n;
-    ir_status s = ir_read_text_file(path, (size_t)1 << 32, &buf, &n, err);
+    ir_status s = ir_read_text_file(path, IR_MAX_FILE_BYTES, &buf, &n, err);
     if (s != IR_OK)
         return s;
     s = ir_read_json(buf, n, opts, out, err);

@@ -375,7 +375,7 @@ ir_status lower_model_from_hf_config(const char *path, lower_model *m, ir_error 
 {
     char *text;
     size_t len;
-    ir_status s = ir_read_text_file(path, (size_t)64 << 20, &text, &len, err);
+    ir_status s = ir_read_text_file(path, IR_MAX_FILE_BYTES, &text, &len, err);
     if (s != IR_OK)
         return s;
     s = lower_model_from_hf_json(text, len, m, err);
@@ -388,7 +388,7 @@ ir_status lower_config_read_file(const char *path, ir_config *c, ir_error *err)
     char *text;
     size_t len;
     ir_config_default(c);
-    ir_status s = ir_read_text_file(path, (size_t)64 << 20, &text, &len, err);
+    ir_status s = ir_read_text_file(path, IR_MAX_FILE_BYTES, &text, &len, err);
     if (s != IR_OK)
         return s;
     s = ir_config_read_json(text, len, true, c, err);

@@ -1346,3 +1346,43 @@ Test(ir_out, writes_through_devices_and_links_and_keeps_a_files_mode)
     rmdir(dir);
     ir_program_free(p);
 }
+
+/* The one whole-file reader: devices, FIFOs and directories are refused before any reading (so
+ * /dev/zero ends at once), an oversized file before any allocation, a gzip file is read
+ * decompressed with the cap on what comes out. */
+Test(ir_read, whole_file_reader_refuses_devices_and_oversize_up_front)
+{
+    char *text = NULL;
+    size_t len = 0;
+    ir_error err = {0};
+    time_t t0 = time(NULL);
+    cr_assert_eq(ir_read_text_file("/dev/zero", IR_MAX_FILE_BYTES, &text, &len, &err), IR_ERR_IO);
+    cr_assert(strstr(err.why, "not a regular file"), "%s", err.why);
+    cr_assert_eq(ir_read_text_file("/tmp", IR_MAX_FILE_BYTES, &text, &len, &err), IR_ERR_IO);
+    cr_assert(strstr(err.why, "directory"), "%s", err.why);
+    cr_assert_leq(time(NULL) - t0, 1);
+    char dir[] = "/tmp/amk_read_XXXXXX", fifo[64], big[64], gz[64];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(fifo, sizeof fifo, "%s/fifo", dir);
+    snprintf(big, sizeof big, "%s/big.json", dir);
+    snprintf(gz, sizeof gz, "%s/p.json.gz", dir);
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+    cr_assert_eq(ir_read_text_file(fifo, IR_MAX_FILE_BYTES, &text, &len, &err), IR_ERR_IO);
+    FILE *f = fopen(big, "w");
+    cr_assert_eq(ftruncate(fileno(f), (off_t)1 << 33), 0);      /* 8 GiB, sparse */
+    fclose(f);
+    cr_assert_eq(ir_read_text_file(big, IR_MAX_FILE_BYTES, &text, &len, &err), IR_ERR_MALFORMED);
+    cr_assert(strstr(err.why, "larger than"), "%s", err.why);
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "gzip -c " IRDATA "amk_minimal.json > %s", gz);
+    cr_assert_eq(system(cmd), 0);
+    cr_assert_eq(ir_read_text_file(gz, IR_MAX_FILE_BYTES, &text, &len, &err), IR_OK, "%s", err.why);
+    cr_assert_eq(text[0], '{');
+    free(text);
+    cr_assert_eq(ir_read_text_file(gz, 100, &text, &len, &err), IR_ERR_MALFORMED,
+                 "the cap bounds the decompressed text");
+    unlink(fifo);
+    unlink(big);
+    unlink(gz);
+    rmdir(dir);
+}

@@ -266,20 +266,8 @@ static int rerun_parse(int argc, char **argv, rerun_args *a)
 /* The whole file as a NUL-terminated malloc'd string (*len bytes), or NULL with err filled. */
 static char *read_whole(const char *path, size_t *len, ir_error *err)
 {
-    FILE *f = fopen(path, "rb");
     char *t = NULL;
-    long n = -1;
-    if (f && fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 &&
-        n < (64L << 20) && (t = malloc((size_t)n + 1))) {
-        *len = fread(t, 1, (size_t)n, f);
-        t[*len] = 0;
-    }
-    if (f)
-        fclose(f);
-    if (!t)
-        ir_fail(err, IR_ERR_IO, path, f ? "cannot read (too large or out of memory)"
-                                        : "cannot open");
-    return t;
+    return ir_read_text_file(path, IR_MAX_FILE_BYTES, &t, len, err) == IR_OK ? t : NULL;
 }
 
 static void rerun_side_text(const char *side, const char *prog, const bench_run_result *r)

@@ -157,28 +157,8 @@ static int parse_args(int argc, char **argv, bench_args *a)
 /* The whole file as a malloc'd string (*len bytes), or NULL with err filled. */
 static char *slurp(const char *path, size_t *len, ir_error *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        ir_fail(err, IR_ERR_IO, path, "cannot open");
-        return NULL;
-    }
-    size_t cap = 1 << 16;
-    char *t = malloc(cap);
-    *len = 0;
-    while (t) {
-        *len += fread(t + *len, 1, cap - *len, f);
-        if (*len < cap)
-            break;
-        char *b = cap < ((size_t)64 << 20) ? realloc(t, cap * 2) : NULL;
-        if (!b)
-            free(t);
-        t = b;
-        cap *= 2;
-    }
-    fclose(f);
-    if (!t)
-        ir_fail(err, IR_ERR_IO, path, "too large or out of memory");
-    return t;
+    char *t = NULL;
+    return ir_read_text_file(path, IR_MAX_FILE_BYTES, &t, len, err) == IR_OK ? t : NULL;
 }
 
 /* Everything the printers need besides the results. */

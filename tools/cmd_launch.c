@@ -122,34 +122,8 @@ static int parse_args(int argc, char **argv, launch_args *a)
 /* Whole file as a NUL-terminated string; NULL (err filled) when unreadable. */
 static char *read_text(const char *path, size_t *len, ir_error *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        ir_fail(err, IR_ERR_IO, path, "cannot open");
-        return NULL;
-    }
-    size_t cap = 1 << 16, n = 0;
-    char *s = malloc(cap);
-    while (s) {
-        n += fread(s + n, 1, cap - n - 1, f);
-        if (n < cap - 1)
-            break;
-        char *t = realloc(s, cap * 2);
-        if (!t) {
-            free(s);
-            s = NULL;
-            break;
-        }
-        s = t;
-        cap *= 2;
-    }
-    fclose(f);
-    if (!s) {
-        ir_fail(err, IR_ERR_NOMEM, path, "out of memory");
-        return NULL;
-    }
-    s[n] = 0;
-    *len = n;
-    return s;
+    char *s = NULL;
+    return ir_read_text_file(path, IR_MAX_FILE_BYTES, &s, len, err) == IR_OK ? s : NULL;
 }
 
 /* meta.model_config.tie_embeddings of a lowered program (false when absent). */

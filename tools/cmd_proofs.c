@@ -243,7 +243,7 @@ static ir_status copy_program(const char *src, const char *path, ir_error *err)
 {
     char *text;
     size_t n;
-    ir_status s = ir_read_text_file(src, (size_t)1 << 32, &text, &n, err);
+    ir_status s = ir_read_text_file(src, IR_MAX_FILE_BYTES, &text, &n, err);
     if (s != IR_OK)
         return s;
     s = ir_out_write(path, text, n, err);

@@ -100,7 +100,7 @@ static ir_status load_witness(const char *path, int32_t **sched, int32_t *n, int
     sha[0] = 0;
     char *text;
     size_t len;
-    ir_status rs = ir_read_text_file(path, (size_t)1 << 30, &text, &len, err);
+    ir_status rs = ir_read_text_file(path, IR_MAX_FILE_BYTES, &text, &len, err);
     if (rs != IR_OK)
         return rs;
     cJSON *root = cJSON_ParseWithLength(text, len);

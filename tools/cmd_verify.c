@@ -316,7 +316,7 @@ int cmd_cert(int argc, char **argv)
     size_t len;
     char *text = NULL;
     ir_program *p = NULL;
-    if (ir_read_text_file(argv[2], (size_t)1 << 30, &text, &len, &err) != IR_OK ||
+    if (ir_read_text_file(argv[2], IR_MAX_FILE_BYTES, &text, &len, &err) != IR_OK ||
         ir_read_file(argv[3], NULL, &p, &err) != IR_OK) {
         free(text);
         if (json)
