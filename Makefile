@@ -93,7 +93,7 @@ test-gpu: all $(BUILD)/tests/test_megakernel
 
 # debug: build everything with ASan and UBSan in build-debug/ and run every test suite there.
 debug: deps
-	$(MAKE) BUILD=build-debug OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+	$(MAKE) BUILD=build-debug OPT="-O1 -g -fsanitize=address,undefined,float-cast-overflow -fno-omit-frame-pointer -fno-sanitize-recover=all" \
 	  all $(patsubst build/%,build-debug/%,$(TEST_BIN))
 	@set -e; export AMK_BIN=$(abspath build-debug/amk); export AMK_VERIFY_BIN=$(abspath build-debug/amk-verify); \
 	export AMK_SANITIZED=1 LSAN_OPTIONS=suppressions=$(abspath tests/lsan.supp):print_suppressions=0; \

@@ -1432,6 +1432,35 @@ Test(cli, run_replays_a_race_witness_into_an_unwritten_read)
     ir_program_free(p);
 }
 
+/* Numbers no int or float holds (1e300, 3e9, -1, 1.5) in a witness are refused by name, not
+ * converted (the conversion itself would be undefined; make debug checks float-cast-overflow). */
+Test(cli, run_refuses_a_witness_with_numbers_out_of_range)
+{
+    ir_program *p = two_task_program(true, 0, 0, 1);
+    p->has_target = true;
+    p->target = *ir_target_builtin("h100");
+    const char *prog = "/tmp/amk_test_badwit.json", *wts = "/tmp/amk_test_badwit.safetensors",
+               *wit = "/tmp/amk_test_badwit_witness.json";
+    write_program(p, prog);
+    refvm_st_close(table_file(wts));
+    char sha[65];
+    ir_error err = {0};
+    cr_assert_eq(ir_program_sha256(p, sha, &err), IR_OK);
+    const char *bad[] = {"\"prefix\": [1e300]", "\"prefix\": [3e9]", "\"prefix\": [-1]",
+                         "\"prefix\": [1.5]", "\"prefix\": [0], \"pos\": 1e300"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        FILE *f = fopen(wit, "w");
+        fprintf(f, "{\"kind\": \"deadlock\", \"program_sha256\": \"%s\", %s}", sha, bad[i]);
+        fclose(f);
+        const char *args[] = {"run", prog, "--weights", wts, "--replay", wit};
+        cr_expect_eq(cli(cmd_run, args, 6), AMK_EXIT_MALFORMED, "%s", bad[i]);
+    }
+    unlink(prog);
+    unlink(wit);
+    unlink(wts);
+    ir_program_free(p);
+}
+
 Test(cli, run_refuses_a_witness_of_another_program)
 {
     ir_program *p = two_task_program(true, 0, 0, 1), *q = two_task_program(false, 0, 1, 2);

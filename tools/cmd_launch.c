@@ -7,6 +7,8 @@
  * refused (certificate, residency) or a CUDA call failed, 2 bad usage, malformed input, no CUDA
  * support in this build or no GPU, 4 TIMEOUT (the watchdog ended a launch).
  */
+#include <float.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -179,10 +181,20 @@ static ir_status golden_read(const char *path, golden *g, ir_error *err)
         s = ir_fail(err, IR_ERR_NOMEM, path, "out of memory");
         goto done;
     }
-    for (int i = 0; i < g->n_prompt; i++)
-        g->prompt[i] = (int32_t)cJSON_GetArrayItem(pr, i)->valuedouble;
-    for (int i = 0; i < g->n_tokens; i++)
-        g->tokens[i] = (int32_t)cJSON_GetArrayItem(tk, i)->valuedouble;
+    for (int i = 0; i < g->n_prompt + g->n_tokens; i++) {
+        int64_t v;
+        bool prompt = i < g->n_prompt;
+        if (!cmd_json_int(cJSON_GetArrayItem(prompt ? pr : tk, prompt ? i : i - g->n_prompt), 0,
+                          INT32_MAX, &v)) {
+            s = ir_fail(err, IR_ERR_MALFORMED, path, "%s[%d] is not a token id in [0, 2^31)",
+                        prompt ? "prompt" : "tokens", prompt ? i : i - g->n_prompt);
+            goto done;
+        }
+        if (prompt)
+            g->prompt[i] = (int32_t)v;
+        else
+            g->tokens[i - g->n_prompt] = (int32_t)v;
+    }
     for (int r = 0; r < g->n_rows; r++) {
         const cJSON *row = cJSON_GetArrayItem(lg, r);
         if (cJSON_GetArraySize(row) != g->width) {
@@ -190,8 +202,14 @@ static ir_status golden_read(const char *path, golden *g, ir_error *err)
             goto done;
         }
         int64_t i = 0;
-        for (const cJSON *v = row->child; v; v = v->next)
+        for (const cJSON *v = row->child; v; v = v->next) {
+            if (!cJSON_IsNumber(v) || !(fabs(v->valuedouble) <= FLT_MAX)) {
+                s = ir_fail(err, IR_ERR_MALFORMED, path, "logits[%d][%lld] is not a finite "
+                            "float", r, (long long)i);
+                goto done;
+            }
             g->logits[r * g->width + i++] = (float)v->valuedouble;
+        }
     }
 done:
     cJSON_Delete(root);

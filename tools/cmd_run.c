@@ -128,8 +128,10 @@ static ir_status load_witness(const char *path, int32_t **sched, int32_t *n, int
     const cJSON *ov = cJSON_GetObjectItemCaseSensitive(w, "overlap");
     if (!cJSON_IsNumber(p) && cJSON_IsObject(ov))
         p = cJSON_GetObjectItemCaseSensitive(ov, "at_pos");
-    if (cJSON_IsNumber(p))
-        *pos = (int64_t)p->valuedouble;
+    if (p && !cmd_json_int(p, 0, INT32_MAX, pos)) {
+        s = ir_fail(err, IR_ERR_MALFORMED, path, "pos must be an integer in [0, 2^31)");
+        goto done;
+    }
     if (!cJSON_IsArray(pre)) {
         s = ir_fail(err, IR_ERR_UNSUPPORTED, path, "a \"%.40s\" witness has no task order to "
                     "replay", kind->valuestring);
@@ -142,16 +144,20 @@ static ir_status load_witness(const char *path, int32_t **sched, int32_t *n, int
         goto done;
     }
     for (int i = 0; i < np; i++) {
-        const cJSON *v = cJSON_GetArrayItem(pre, i);
-        if (!cJSON_IsNumber(v)) {
-            s = ir_fail(err, IR_ERR_MALFORMED, path, "task order entry %d is not a number", i);
+        int64_t v;
+        if (!cmd_json_int(cJSON_GetArrayItem(pre, i), 0, INT32_MAX, &v)) {
+            s = ir_fail(err, IR_ERR_MALFORMED, path, "task order entry %d is not a task id", i);
             goto done;
         }
-        (*sched)[(*n)++] = (int32_t)v->valuedouble;
+        (*sched)[(*n)++] = (int32_t)v;
     }
     if (npair == 2) {
-        int32_t a = (int32_t)cJSON_GetArrayItem(pair, 0)->valuedouble;
-        int32_t b = (int32_t)cJSON_GetArrayItem(pair, 1)->valuedouble;
+        int64_t a, b;
+        if (!cmd_json_int(cJSON_GetArrayItem(pair, 0), 0, INT32_MAX, &a) ||
+            !cmd_json_int(cJSON_GetArrayItem(pair, 1), 0, INT32_MAX, &b)) {
+            s = ir_fail(err, IR_ERR_MALFORMED, path, "then_start must hold two task ids");
+            goto done;
+        }
         const cJSON *acc = cJSON_GetObjectItemCaseSensitive(w, "accesses");
         const cJSON *bufs = cJSON_GetObjectItemCaseSensitive(w, "buffers");
         const cJSON *a0 = cJSON_GetArrayItem(acc, 0), *b0 = cJSON_GetArrayItem(bufs, 0),
@@ -160,8 +166,8 @@ static ir_status load_witness(const char *path, int32_t **sched, int32_t *n, int
                            b0->valuedouble == b1->valuedouble;
         bool a_reads = cJSON_IsString(a0) && !strcmp(a0->valuestring, "read");
         bool a_first = same_buffer ? a_reads : !a_reads;
-        (*sched)[(*n)++] = a_first ? a : b;
-        (*sched)[(*n)++] = a_first ? b : a;
+        (*sched)[(*n)++] = (int32_t)(a_first ? a : b);
+        (*sched)[(*n)++] = (int32_t)(a_first ? b : a);
     }
 done:
     cJSON_Delete(root);
