@@ -175,6 +175,12 @@ static ir_status parse_root(const cJSON *root, bench_claim *c, ir_error *err)
         if ((s = positive(v, "bandwidth_gbs", &c->bandwidth_gbs, err)) != IR_OK)
             return s;
         c->has_bandwidth = true;
+        /* A claim may only make the floor stricter: a bandwidth above the target's spec peak
+           would lower the floor below what the hardware allows (1e308 would make it 0). */
+        if (c->bandwidth_gbs > t->hbm_bandwidth_gbs) {
+            c->bandwidth_gbs = t->hbm_bandwidth_gbs;
+            c->has_bandwidth = false;          /* the target's spec is what sets the floor */
+        }
     }
     if ((s = read_side(root, "baseline", &c->baseline_us, &c->n_baseline, err)) != IR_OK ||
         (s = read_side(root, "candidate", &c->candidate_us, &c->n_candidate, err)) != IR_OK)

@@ -253,7 +253,8 @@ typedef struct {
     char *name;                   /* owned */
     char device[IR_MAX_NAME];     /* a built-in target name */
     int64_t weight_bytes;         /* bytes one step must stream at least once */
-    bool has_bandwidth;           /* bandwidth_gbs given in the claim */
+    bool has_bandwidth;           /* the claim's bandwidth_gbs sets the floor (it is below the
+                                     target's spec; a higher one is capped at the spec) */
     double bandwidth_gbs;         /* the claim's, else the target's spec hbm_bandwidth_gbs */
     double *baseline_us;          /* owned */
     int n_baseline;

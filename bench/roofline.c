@@ -66,7 +66,8 @@ static void put(svg_text *t, const char *fmt, ...)
     for (;;) {
         va_list ap;
         va_start(ap, fmt);
-        int n = vsnprintf(t->buf + t->len, t->cap - t->len, fmt, ap);
+        /* no arithmetic on the NULL of an empty text: vsnprintf(NULL, 0) only measures */
+        int n = vsnprintf(t->buf ? t->buf + t->len : NULL, t->cap - t->len, fmt, ap);
         va_end(ap);
         if (n < 0) {
             t->oom = true;

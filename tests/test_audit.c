@@ -135,6 +135,17 @@ Test(audit, bandwidth_in_the_claim_sets_the_floor)
     cr_assert_eq(r.candidate.n_below_floor, 7);
 }
 
+/* A claim's own bandwidth can only lower the ceiling: 1e308 GB/s would put the floor at 0 and
+ * let the impossible 590 us sample through; the target's spec bandwidth bounds it. */
+Test(audit, a_claimed_bandwidth_above_the_targets_spec_cannot_lower_the_floor)
+{
+    bench_audit_result r = audit_file("bandwidth_above_spec");
+    cr_assert_float_eq(r.bandwidth_gbs, ir_target_builtin("h100")->hbm_bandwidth_gbs, 0.0);
+    cr_assert_gt(r.floor_us, 590.0);
+    cr_assert_eq(r.verdict, BENCH_AUDIT_REFUTED, "got %s", bench_audit_verdict_name(r.verdict));
+    cr_assert(has_reason(&r, BENCH_REASON_CANDIDATE_BELOW_FLOOR));
+}
+
 Test(audit, benchmark_shapes_differing_from_verification_shapes_are_unsupported)
 {
     const char *names[] = {"shapes_differ", "shapes_verified_not_benchmarked"};
