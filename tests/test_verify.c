@@ -9,6 +9,8 @@
 #include <string.h>
 
 #include "lower/lower.h"
+#include "tests/capture.h"
+#include "tools/cmd.h"
 #include "verify/verify.h"
 
 /* ---------------------------------------------------------------- builders */
@@ -886,4 +888,53 @@ Test(verify, solver_resource_limit_gives_unknown_never_proved)
     verify_result_free(&r);
     ir_program_free(p);
     ir_config_free(&c);
+}
+
+/* SARIF: every obligation not PROVED is an error (UNKNOWN is never safe); the witness kind and
+ * the tasks at fault go on the obligation that found them, not on later ones. */
+Test(verify, sarif_marks_unknown_as_error_and_tags_only_the_witness_owner)
+{
+    ir_program *p = clobber_chain(4, false);     /* race REFUTED; complete then skipped */
+    const char *path = "/tmp/amk_test_sarif.json";
+    ir_error err = {0};
+    cr_assert_eq(ir_write_file(p, path, &err), IR_OK);
+    char *out = NULL;
+    const char *args[] = {"amk-verify", path, "--format", "sarif"};
+    cr_assert_eq(run_captured(cmd_verify, args, 4, &out), 1);
+    cJSON *j = cJSON_Parse(out);
+    cr_assert_not_null(j, "%s", out);
+    const cJSON *run = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "runs"), 0);
+    const cJSON *res = cJSON_GetObjectItemCaseSensitive(run, "results");
+    int tagged = 0;
+    for (const cJSON *x = res->child; x; x = x->next) {
+        cr_assert_str_eq(cJSON_GetObjectItemCaseSensitive(x, "level")->valuestring, "error");
+        const cJSON *pr = cJSON_GetObjectItemCaseSensitive(x, "properties");
+        if (pr) {
+            tagged++;
+            cr_assert_str_eq(cJSON_GetObjectItemCaseSensitive(x, "ruleId")->valuestring, "race");
+            cr_assert_str_eq(cJSON_GetObjectItemCaseSensitive(pr, "witness_kind")->valuestring,
+                             "page_clobber");
+            const cJSON *loc = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(x, "locations"), 0);
+            const cJSON *ll = cJSON_GetObjectItemCaseSensitive(loc, "logicalLocations");
+            cr_assert_eq(cJSON_GetArraySize(ll), 2);
+            cr_assert_str_eq(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(ll, 0), "name")->valuestring,
+                             "task 2");
+        }
+    }
+    cr_assert_eq(tagged, 1);
+    cJSON_Delete(j);
+    free(out);
+    /* a deadline that passed: every result UNKNOWN, each an error */
+    const char *args2[] = {"amk-verify", path, "--format", "sarif", "--deadline-s", "0.000000001"};
+    cr_assert_eq(run_captured(cmd_verify, args2, 6, &out), 3);
+    j = cJSON_Parse(out);
+    run = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(j, "runs"), 0);
+    res = cJSON_GetObjectItemCaseSensitive(run, "results");
+    cr_assert_gt(cJSON_GetArraySize(res), 0);
+    for (const cJSON *x = res->child; x; x = x->next)
+        cr_assert_str_eq(cJSON_GetObjectItemCaseSensitive(x, "level")->valuestring, "error");
+    cJSON_Delete(j);
+    free(out);
+    unlink(path);
+    ir_program_free(p);
 }

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <cjson/cJSON.h>
+
 #include "tools/cmd.h"
 #include "verify/verify.h"
 
@@ -99,25 +101,48 @@ static void print_sarif(const char *file, const verify_result *r)
                i ? ", " : "", verify_obligation_name((verify_obligation)i), i + 1,
                verify_obligation_name((verify_obligation)i));
     printf("]}}, \"results\": [");
+    /* The witness belongs to the first obligation, in order, that refuted (or found malformed):
+       the obligations run in order and only the first witness is kept. */
+    int owner = -1;
+    for (int i = 0; i < VERIFY_N_OBLIGATIONS && owner < 0; i++)
+        if (r->ob[i].status == VERIFY_REFUTED || r->ob[i].status == VERIFY_MALFORMED)
+            owner = i;
+    cJSON *w = r->witness_json ? cJSON_Parse(r->witness_json) : NULL;
+    const cJSON *wt = cJSON_GetObjectItemCaseSensitive(w, "task");
+    const cJSON *wts = cJSON_GetObjectItemCaseSensitive(w, "tasks");
     bool first = true;
     for (int i = 0; i < VERIFY_N_OBLIGATIONS; i++) {
         const verify_ob_result *o = &r->ob[i];
         if (o->status == VERIFY_PROVED || o->status == VERIFY_SKIPPED)
             continue;
-        printf("%s{\"ruleId\": \"%s\", \"level\": \"%s\", \"message\": {\"text\": ", first ? "" : ", ",
-               verify_obligation_name((verify_obligation)i),
-               o->status == VERIFY_UNKNOWN ? "warning" : "error");
+        /* UNKNOWN is an error too: it is never safe to launch */
+        printf("%s{\"ruleId\": \"%s\", \"level\": \"error\", \"message\": {\"text\": ",
+               first ? "" : ", ", verify_obligation_name((verify_obligation)i));
         char msg[700];
         snprintf(msg, sizeof msg, "%s: %s", verify_verdict_name(o->status), o->detail);
         cmd_put_json_string(stdout, msg);
         printf("}, \"locations\": [{\"physicalLocation\": {\"artifactLocation\": {\"uri\": ");
         cmd_put_json_string(stdout, file);
-        printf("}}}]");
-        if (i == 0 || r->witness_json)
+        printf("}}");
+        if (i == owner && (cJSON_IsNumber(wt) || cJSON_IsArray(wts))) {
+            /* the task(s) at fault, as logical locations */
+            printf(", \"logicalLocations\": [");
+            int k = 0;
+            if (cJSON_IsNumber(wt))
+                printf("{\"name\": \"task %d\", \"kind\": \"object\"}", wt->valueint), k++;
+            for (const cJSON *e = cJSON_IsArray(wts) ? wts->child : NULL; e; e = e->next)
+                if (cJSON_IsNumber(e))
+                    printf("%s{\"name\": \"task %d\", \"kind\": \"object\"}", k++ ? ", " : "",
+                           e->valueint);
+            printf("]");
+        }
+        printf("}]");
+        if (i == owner)
             printf(", \"properties\": {\"witness_kind\": \"%s\"}", r->witness_kind);
         printf("}");
         first = false;
     }
+    cJSON_Delete(w);
     printf("], \"properties\": {\"verdict\": \"%s\", \"program_sha256\": \"%s\"}}]}\n",
            verify_verdict_name(r->verdict), r->program_sha256);
 }
