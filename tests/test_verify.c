@@ -938,3 +938,67 @@ Test(verify, sarif_marks_unknown_as_error_and_tags_only_the_witness_owner)
     unlink(path);
     ir_program_free(p);
 }
+
+/* Replace the first occurrence of from by to in text (a new string). */
+static char *edited(const char *text, const char *from, const char *to)
+{
+    const char *at = strstr(text, from);
+    cr_assert_not_null(at, "'%s' not in the certificate", from);
+    size_t n = strlen(text) - strlen(from) + strlen(to) + 1, k = (size_t)(at - text);
+    char *out = malloc(n);
+    memcpy(out, text, k);
+    strcpy(out + k, to);
+    strcat(out, at + strlen(from));
+    return out;
+}
+
+/* amk cert check refuses what it cannot vouch for: another format, another tool, limits
+ * amk-verify never accepts, an unknown queue order, positions other than the program's; a text
+ * that is not a certificate is unreadable (exit 2), one that does not hold invalid (exit 1). */
+Test(verify, cert_check_refuses_edited_format_tool_limits_order_and_positions)
+{
+    ir_program *p = clobber_chain(4, true);
+    verify_result r = run_verify(p);
+    cr_assert_eq(r.verdict, VERIFY_PROVED);
+    ir_error err = {0};
+    const char *c = r.certificate_json;
+    cr_assert_eq(verify_cert_check(c, strlen(c), p, &err), IR_OK, "%s", err.why);
+    struct {
+        const char *from, *to, *where;
+        ir_status want;
+    } cases[] = {
+        {"\"format\": 1", "\"format\": 2", "format", IR_ERR_UNSUPPORTED},
+        {"\"tool\": \"amk-verify", "\"tool\": \"other", "tool", IR_ERR_MALFORMED},
+        {"\"timeout_ms\": 30000", "\"timeout_ms\": -5", "limits", IR_ERR_MALFORMED},
+        {"\"queue_order\": \"list\"", "\"queue_order\": \"any\"", "queue_order", IR_ERR_MALFORMED},
+        {"\"positions\": [0, 1]", "\"positions\": [0, 999999]", "positions", IR_ERR_MALFORMED},
+        {"\"kind\": \"amk-verify-certificate\"", "\"kind\": \"other\"", "kind", IR_ERR_IO},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *bad = edited(c, cases[i].from, cases[i].to);
+        cr_expect_eq(verify_cert_check(bad, strlen(bad), p, &err), cases[i].want, "%s", cases[i].to);
+        cr_expect_str_eq(err.where, cases[i].where, "%s: %s", cases[i].to, err.why);
+        free(bad);
+    }
+    cr_assert_eq(verify_cert_check(c, strlen(c) / 2, p, &err), IR_ERR_IO, "a truncated certificate");
+    /* the CLI: 0 valid, 1 invalid, 2 unreadable; --help anywhere is help */
+    const char *prog = "/tmp/amk_test_certcli.json", *cert = "/tmp/amk_test_certcli.cert.json";
+    cr_assert_eq(ir_write_file(p, prog, &err), IR_OK);
+    FILE *f = fopen(cert, "w");
+    fwrite(c, 1, strlen(c) / 2, f);
+    fclose(f);
+    const char *args[] = {"cert", "check", cert, prog};
+    cr_assert_eq(run_captured(cmd_cert, args, 4, NULL), 2, "truncated: unreadable");
+    char *bad = edited(c, "\"positions\": [0, 1]", "\"positions\": [0, 999999]");
+    f = fopen(cert, "w");
+    fputs(bad, f);
+    fclose(f);
+    free(bad);
+    cr_assert_eq(run_captured(cmd_cert, args, 4, NULL), 1, "edited: invalid");
+    const char *help[] = {"cert", "check", "--help"};
+    cr_assert_eq(run_captured(cmd_cert, help, 3, NULL), 0);
+    unlink(prog);
+    unlink(cert);
+    verify_result_free(&r);
+    ir_program_free(p);
+}

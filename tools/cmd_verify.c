@@ -328,10 +328,11 @@ static void cert_usage(FILE *f)
 
 int cmd_cert(int argc, char **argv)
 {
-    if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-        cert_usage(stdout);
-        return AMK_EXIT_OK;
-    }
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            cert_usage(stdout);
+            return AMK_EXIT_OK;
+        }
     bool json = argc == 5 && !strcmp(argv[4], "--json");
     if ((argc != 4 && !json) || strcmp(argv[1], "check")) {
         cert_usage(stderr);
@@ -352,6 +353,12 @@ int cmd_cert(int argc, char **argv)
     ir_status s = verify_cert_check(text, len, p, &err);
     free(text);
     ir_program_free(p);
+    if (s != IR_OK) {
+        /* name the certificate file in front of the field at fault */
+        char where[sizeof err.where];
+        snprintf(where, sizeof where, "%.120s: %.120s", argv[2], err.where);
+        memcpy(err.where, where, sizeof where);
+    }
     if (json) {
         if (s == IR_OK)
             printf("{\"status\": \"VALID\"}\n");

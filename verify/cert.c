@@ -75,16 +75,62 @@ out:
     return s;
 }
 
+/* An integer field in [lo, hi]. */
+static bool int_in(const cJSON *o, const char *k, double lo, double hi)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsNumber(v) && v->valuedouble >= lo && v->valuedouble <= hi &&
+           v->valuedouble == (double)(int64_t)v->valuedouble;
+}
+
 ir_status verify_cert_check(const char *cert_json, size_t len, const ir_program *p,
                             ir_error *err)
 {
     cJSON *root = cJSON_ParseWithLength(cert_json ? cert_json : "", cert_json ? len : 0);
-    if (!root)
-        return ir_fail(err, IR_ERR_MALFORMED, "certificate", "not valid JSON");
+    if (!cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return ir_fail(err, IR_ERR_IO, "certificate", "not a JSON object (truncated?)");
+    }
     ir_status s = IR_OK;
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "kind");
     if (!cJSON_IsString(v) || strcmp(v->valuestring, "amk-verify-certificate")) {
-        s = ir_fail(err, IR_ERR_MALFORMED, "kind", "not an amk-verify certificate");
+        s = ir_fail(err, IR_ERR_IO, "kind", "not an amk-verify certificate");
+        goto out;
+    }
+    /* Refuse what this checker cannot vouch for: another format, another tool, limits or
+       positions other than the ones a run of this program records. */
+    if (!int_in(root, "format", 1, 1)) {
+        s = ir_fail(err, IR_ERR_UNSUPPORTED, "format", "only certificate format 1 is checked");
+        goto out;
+    }
+    v = cJSON_GetObjectItemCaseSensitive(root, "tool");
+    if (!cJSON_IsString(v) || strncmp(v->valuestring, "amk-verify ", 11)) {
+        s = ir_fail(err, IR_ERR_MALFORMED, "tool", "not written by amk-verify");
+        goto out;
+    }
+    const cJSON *lim = cJSON_GetObjectItemCaseSensitive(root, "limits");
+    if (!int_in(lim, "timeout_ms", 1, 3600000) || !int_in(lim, "rlimit", 1, 4000000000.0)) {
+        s = ir_fail(err, IR_ERR_MALFORMED, "limits", "timeout_ms must be in [1, 3600000] and "
+                    "rlimit in [1, 4000000000], as amk-verify accepts them");
+        goto out;
+    }
+    v = cJSON_GetObjectItemCaseSensitive(root, "queue_order");
+    if (!cJSON_IsString(v) || (strcmp(v->valuestring, "list") && strcmp(v->valuestring, "topo"))) {
+        s = ir_fail(err, IR_ERR_MALFORMED, "queue_order", "must be \"list\" or \"topo\"");
+        goto out;
+    }
+    int64_t pos = 0, lo, hi;
+    if (!p->has_decode && (!ir_meta_int(p, "pos", &pos) || pos < 0 || pos > INT32_MAX))
+        pos = 0;
+    lo = p->has_decode ? 0 : pos;
+    hi = p->has_decode ? p->decode.max_seq : pos + 1;
+    const cJSON *ps = cJSON_GetObjectItemCaseSensitive(root, "positions");
+    if (cJSON_GetArraySize(ps) != 2 || !cJSON_IsNumber(cJSON_GetArrayItem(ps, 0)) ||
+        !cJSON_IsNumber(cJSON_GetArrayItem(ps, 1)) ||
+        cJSON_GetArrayItem(ps, 0)->valuedouble != (double)lo ||
+        cJSON_GetArrayItem(ps, 1)->valuedouble != (double)hi) {
+        s = ir_fail(err, IR_ERR_MALFORMED, "positions", "must be [%lld, %lld], the positions "
+                    "this program is proved over", (long long)lo, (long long)hi);
         goto out;
     }
     v = cJSON_GetObjectItemCaseSensitive(root, "verdict");

@@ -76,9 +76,12 @@ void verify_release_memory(void);
 const char *verify_verdict_name(verify_verdict v);
 const char *verify_obligation_name(verify_obligation ob);
 
-/* Re-check a certificate (JSON text) against p without Z3: hash, obligations, and the evidence
- * (ranks consistent with every wait and queue order, ...). IR_OK when it holds; otherwise
- * IR_ERR_MALFORMED with err saying which part failed. */
+/* Re-check a certificate (JSON text) against p without Z3: format 1, tool, limits, queue order
+ * and positions as a run on p records them, hash, obligations, and the evidence (the finish
+ * order an execution of the queues satisfying every wait, occupancy covering the grid). IR_OK
+ * when it holds; IR_ERR_MALFORMED (err says which part) when it does not; IR_ERR_IO when the
+ * text is not an amk-verify certificate at all (not a JSON object, another kind);
+ * IR_ERR_UNSUPPORTED for another certificate format. */
 ir_status verify_cert_check(const char *cert_json, size_t len, const ir_program *p,
                             ir_error *err);
 
