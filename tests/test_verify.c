@@ -1002,3 +1002,17 @@ Test(verify, cert_check_refuses_edited_format_tool_limits_order_and_positions)
     verify_result_free(&r);
     ir_program_free(p);
 }
+
+Test(verify, version_and_help_exit_0_on_stdout)
+{
+    char *out = NULL;
+    const char *v[] = {"amk-verify", "--version"};
+    cr_assert_eq(run_captured(cmd_verify, v, 2, &out), 0);
+    cr_assert(strstr(out, "amk-verify " AMK_TOOL_VERSION), "%s", out);
+    cr_assert(strstr(out, "Z3 "), "%s", out);
+    free(out);
+    const char *h[] = {"amk-verify", "--help"};
+    cr_assert_eq(run_captured(cmd_verify, h, 2, &out), 0);
+    cr_assert(strstr(out, "--deadline-s") && strstr(out, "--plan amk-loader"), "%s", out);
+    free(out);
+}

@@ -19,6 +19,7 @@ static void usage(FILE *f)
             "                  [--format text|json|sarif] [--cert OUT.json] [--witness OUT.json]\n"
             "                  [--timeout-ms N] [--rlimit N] [--queue-order list|topo]\n"
             "                  [--plan amk-loader [--plan-out OUT.json]] [--deadline-s S]\n"
+            "       amk-verify --version | --help\n"
             "\n"
             "Proves the program's launch plan well-formed, deadlock-free, race-free, resident on\n"
             "the target and complete (every read written first), or refutes it with a witness.\n"
@@ -179,6 +180,11 @@ int cmd_verify(int argc, char **argv)
         bool has = i + 1 < argc;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
+            return AMK_EXIT_OK;
+        } else if (!strcmp(a, "--version")) {
+            char z3[64];
+            verify_z3_version(z3);
+            printf("amk-verify %s (IR %s, Z3 %s)\n", AMK_TOOL_VERSION, AMK_IR_VERSION, z3);
             return AMK_EXIT_OK;
         } else if (!strcmp(a, "--target") && has) {
             target = argv[++i];

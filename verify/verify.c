@@ -466,6 +466,13 @@ static void write_certificate(vctx *c)
 
 void verify_release_memory(void) { Z3_finalize_memory(); }
 
+void verify_z3_version(char out[64])
+{
+    unsigned major, minor, build, rev;
+    Z3_get_version(&major, &minor, &build, &rev);
+    snprintf(out, 64, "%u.%u.%u.%u", major, minor, build, rev);
+}
+
 void verify_result_free(verify_result *r)
 {
     if (!r)
@@ -501,9 +508,7 @@ ir_status verify_program(const ir_program *p, const verify_opts *o, verify_resul
     }
     memset(r, 0, sizeof *r);
     double t0 = now();
-    unsigned major, minor, build, rev;
-    Z3_get_version(&major, &minor, &build, &rev);
-    snprintf(r->z3_version, sizeof r->z3_version, "%u.%u.%u.%u", major, minor, build, rev);
+    verify_z3_version(r->z3_version);
     for (int i = 0; i < VERIFY_N_OBLIGATIONS; i++)
         r->ob[i].status = VERIFY_SKIPPED;
     ir_status s = ir_program_sha256(p, r->program_sha256, err);

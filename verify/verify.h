@@ -70,6 +70,9 @@ ir_status verify_program(const ir_program *p, const verify_opts *o, verify_resul
                          ir_error *err);
 void verify_result_free(verify_result *r);
 
+/* The linked Z3's version, "major.minor.build.revision". */
+void verify_z3_version(char out[64]);
+
 /* Release the solver's global caches (call once before exit, for leak checkers). */
 void verify_release_memory(void);
 
