@@ -40,6 +40,7 @@ struct refvm {
     int32_t n_queues;
     int32_t *qstart, *qtasks;   /* queue q runs qtasks[qstart[q] .. qstart[q+1]) */
     int32_t *head;              /* per queue: next position in its list */
+    int32_t *queue_of;          /* per task: its queue (a forced schedule finds it at once) */
     int32_t *enabled;           /* scratch: enabled queue indices */
     int64_t *counters;
     vm_buf *buf;
@@ -135,6 +136,7 @@ void refvm_free(refvm *vm)
     free(vm->qstart);
     free(vm->qtasks);
     free(vm->head);
+    free(vm->queue_of);
     free(vm->enabled);
     free(vm->counters);
     free(vm->in_box);
@@ -286,11 +288,17 @@ ir_status refvm_new(const ir_program *p, const refvm_opts *o, refvm **out, ir_er
     size_t nb = (size_t)(p->n_buffers ? p->n_buffers : 1), nt = (size_t)(p->n_tasks ? p->n_tasks : 1);
     vm->head = calloc((size_t)vm->n_queues + 1, sizeof *vm->head);
     vm->enabled = calloc((size_t)vm->n_queues + 1, sizeof *vm->enabled);
+    vm->queue_of = malloc(nt * sizeof *vm->queue_of);
+    if (vm->queue_of)
+        for (int32_t q = 0; q < vm->n_queues; q++)
+            for (int32_t i = vm->qstart[q]; i < vm->qstart[q + 1]; i++)
+                vm->queue_of[vm->qtasks[i]] = q;
     vm->counters = calloc((size_t)(p->n_counters ? p->n_counters : 1), sizeof *vm->counters);
     vm->buf = calloc(nb, sizeof *vm->buf);
     vm->in_box = calloc(nt, sizeof *vm->in_box);
     vm->out_box = calloc(nt, sizeof *vm->out_box);
-    if (!vm->head || !vm->enabled || !vm->counters || !vm->buf || !vm->in_box || !vm->out_box) {
+    if (!vm->head || !vm->enabled || !vm->queue_of || !vm->counters || !vm->buf || !vm->in_box ||
+        !vm->out_box) {
         s = ir_fail(err, IR_ERR_NOMEM, "refvm", "out of memory");
         goto fail;
     }
@@ -1348,11 +1356,9 @@ static int32_t forced_queue(const refvm *vm, int32_t id)
     const ir_program *p = vm->p;
     if (id < 0 || id >= p->n_tasks)
         return -1;
-    for (int32_t q = 0; q < vm->n_queues; q++) {
-        int32_t at = vm->qstart[q] + vm->head[q];
-        if (at < vm->qstart[q + 1] && vm->qtasks[at] == id)
-            return first_blocking_wait(vm, &p->tasks[id]) < 0 ? q : -1;
-    }
+    int32_t q = vm->queue_of[id], at = vm->qstart[q] + vm->head[q];
+    if (at < vm->qstart[q + 1] && vm->qtasks[at] == id)
+        return first_blocking_wait(vm, &p->tasks[id]) < 0 ? q : -1;
     return -1;
 }
 
@@ -1443,7 +1449,8 @@ ir_status refvm_step(refvm *vm, int32_t token, int64_t pos, refvm_result *r, ir_
     int64_t lo[IR_MAX_RANK], hi[IR_MAX_RANK];
     for (;;) {
         int32_t n_en = 0;
-        for (int32_t q = 0; q < vm->n_queues; q++) {
+        /* a forced schedule names the task: no scan of every queue (quadratic in long runs) */
+        for (int32_t q = 0; ran >= vm->o.n_schedule && q < vm->n_queues; q++) {
             int32_t at = vm->qstart[q] + vm->head[q];
             if (at < vm->qstart[q + 1] && first_blocking_wait(vm, &p->tasks[vm->qtasks[at]]) < 0) {
                 vm->enabled[n_en++] = q;

@@ -143,9 +143,10 @@ static ir_status load_witness(const char *path, int32_t **sched, int32_t *n, int
         s = ir_fail(err, IR_ERR_NOMEM, path, "out of memory");
         goto done;
     }
-    for (int i = 0; i < np; i++) {
+    int i = 0;
+    for (const cJSON *e = pre->child; e; e = e->next, i++) {   /* not GetArrayItem: quadratic */
         int64_t v;
-        if (!cmd_json_int(cJSON_GetArrayItem(pre, i), 0, INT32_MAX, &v)) {
+        if (!cmd_json_int(e, 0, INT32_MAX, &v)) {
             s = ir_fail(err, IR_ERR_MALFORMED, path, "task order entry %d is not a task id", i);
             goto done;
         }
