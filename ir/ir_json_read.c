@@ -1327,5 +1327,7 @@ ir_status ir_read_file(const char *path, const ir_read_opts *opts, ir_program **
         return s;
     s = ir_read_json(buf, n, opts, out, err);
     free(buf);
+    if (s != IR_OK && err && !err->where[0])
+        snprintf(err->where, sizeof err->where, "%s", path);  /* the text as a whole: the file */
     return s;
 }

@@ -1016,3 +1016,21 @@ Test(verify, version_and_help_exit_0_on_stdout)
     cr_assert(strstr(out, "--deadline-s") && strstr(out, "--plan amk-loader"), "%s", out);
     free(out);
 }
+
+/* The text report summarizes a witness in a few lines instead of printing its JSON. */
+Test(verify, text_output_summarizes_the_witness)
+{
+    ir_program *p = clobber_chain(4, false);
+    const char *path = "/tmp/amk_test_text.json";
+    ir_error err = {0};
+    cr_assert_eq(ir_write_file(p, path, &err), IR_OK);
+    char *out = NULL;
+    const char *args[] = {"amk-verify", path};
+    cr_assert_eq(run_captured(cmd_verify, args, 2, &out), 1);
+    cr_assert(strstr(out, "witness: page_clobber, tasks [2,1]"), "%s", out);
+    cr_assert(strstr(out, "--witness FILE"), "%s", out);
+    cr_assert_null(strstr(out, "program_sha256"), "no raw witness JSON: %s", out);
+    free(out);
+    unlink(path);
+    ir_program_free(p);
+}

@@ -148,7 +148,41 @@ static void print_sarif(const char *file, const verify_result *r)
            verify_verdict_name(r->verdict), r->program_sha256);
 }
 
-static void print_text(const char *file, const verify_result *r)
+/* A few lines a person reads: the witness's kind, the tasks, buffers and page it names, how
+ * long the interleaving that reaches it is; the whole object goes to --witness or --format
+ * json (it can be megabytes). */
+static void print_witness_summary(const verify_result *r, const char *witness_path)
+{
+    cJSON *w = cJSON_Parse(r->witness_json);
+    printf("witness: %s", r->witness_kind);
+    const char *keys[] = {"task", "tasks", "label", "labels", "buffers", "buffer", "page", "pos",
+                          "element", "finished"};
+    for (size_t i = 0; w && i < sizeof keys / sizeof keys[0]; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(w, keys[i]);
+        if (!v || cJSON_IsNull(v))
+            continue;
+        char *t = cJSON_PrintUnformatted(v);
+        if (t)
+            printf(", %s %.160s", keys[i], t);
+        free(t);
+    }
+    const cJSON *il = cJSON_GetObjectItemCaseSensitive(w, "interleaving");
+    const cJSON *run = il ? cJSON_GetObjectItemCaseSensitive(il, "run")
+                          : cJSON_GetObjectItemCaseSensitive(w, "prefix");
+    if (cJSON_IsArray(run))
+        printf(", reached after %d tasks finish", cJSON_GetArraySize(run));
+    printf("\n");
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(w, "message");
+    if (cJSON_IsString(m))
+        printf("  %s\n", m->valuestring);
+    if (witness_path)
+        printf("  full witness (replayable with amk run --replay): %s\n", witness_path);
+    else
+        printf("  full witness: --witness FILE (replay it with amk run --replay) or --format json\n");
+    cJSON_Delete(w);
+}
+
+static void print_text(const char *file, const verify_result *r, const char *witness_path)
 {
     printf("amk-verify %s  program %s  sha256 %.16s  z3 %s\n", AMK_TOOL_VERSION, file,
            r->program_sha256, r->z3_version);
@@ -160,7 +194,7 @@ static void print_text(const char *file, const verify_result *r)
     }
     printf("verdict: %s in %.3f s\n", verify_verdict_name(r->verdict), r->seconds);
     if (r->witness_json)
-        printf("witness (%s): %s\n", r->witness_kind, r->witness_json);
+        print_witness_summary(r, witness_path);
 }
 
 int cmd_verify(int argc, char **argv)
@@ -309,7 +343,7 @@ int cmd_verify(int argc, char **argv)
     else if (!strcmp(format, "sarif"))
         print_sarif(file, &r);
     else
-        print_text(file, &r);
+        print_text(file, &r, witness && r.witness_json ? witness : NULL);
     if (cert && !r.certificate_json)
         fprintf(stderr, "amk-verify: no certificate written: verdict is %s\n",
                 verify_verdict_name(r.verdict));
