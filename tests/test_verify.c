@@ -335,6 +335,20 @@ Test(verify, refutes_output_element_never_written)
     ir_program_free(p);
 }
 
+/* Map the listed buffers to one GLOBAL_SCRATCH page of nbytes. */
+static void share_page(ir_program *p, int n, const int32_t *bufs, int64_t nbytes)
+{
+    p->has_pages = true;
+    p->pages.n_pages = 1;
+    p->pages.pages = calloc(1, sizeof *p->pages.pages);
+    p->pages.pages[0] = (ir_page){0, IR_GLOBAL_SCRATCH, nbytes, -1, -1};
+    p->pages.n_map = n;
+    p->pages.map_buffer = malloc((size_t)n * sizeof(int32_t));
+    p->pages.map_page = calloc((size_t)n, sizeof(int32_t));
+    for (int i = 0; i < n; i++)
+        p->pages.map_buffer[i] = bufs[i];
+}
+
 Test(verify, refutes_page_shared_by_buffers_with_overlapping_lifetimes)
 {
     /* t0 writes a, t1 reads a (after t0), t2 writes b concurrently; a and b share page 0. */
@@ -347,15 +361,7 @@ Test(verify, refutes_page_shared_by_buffers_with_overlapping_lifetimes)
     ir_task_add_wait(t1, c0, 1);
     op(p, c2, x, -1, b);
     plan(p, 2, (int32_t[]){0, 1, -1, 2, -1});
-    p->has_pages = true;
-    p->pages.n_pages = 1;
-    p->pages.pages = calloc(1, sizeof *p->pages.pages);
-    p->pages.pages[0] = (ir_page){0, IR_GLOBAL_SCRATCH, 16, 0, 2};
-    p->pages.n_map = 2;
-    p->pages.map_buffer = malloc(2 * sizeof(int32_t));
-    p->pages.map_page = calloc(2, sizeof(int32_t));
-    p->pages.map_buffer[0] = a;
-    p->pages.map_buffer[1] = b;
+    share_page(p, 2, (int32_t[]){a, b}, 16);
     verify_result r = run_verify(p);
     cr_assert_eq(r.ob[VERIFY_RACE].status, VERIFY_REFUTED, "%s", r.ob[VERIFY_RACE].detail);
     cr_assert_str_eq(r.witness_kind, "page_race");
@@ -369,20 +375,6 @@ Test(verify, refutes_page_shared_by_buffers_with_overlapping_lifetimes)
     cr_assert_eq(r.ob[VERIFY_RACE].status, VERIFY_PROVED, "%s", r.ob[VERIFY_RACE].detail);
     verify_result_free(&r);
     ir_program_free(p);
-}
-
-/* Map the listed buffers to one GLOBAL_SCRATCH page of nbytes. */
-static void share_page(ir_program *p, int n, const int32_t *bufs, int64_t nbytes)
-{
-    p->has_pages = true;
-    p->pages.n_pages = 1;
-    p->pages.pages = calloc(1, sizeof *p->pages.pages);
-    p->pages.pages[0] = (ir_page){0, IR_GLOBAL_SCRATCH, nbytes, -1, -1};
-    p->pages.n_map = n;
-    p->pages.map_buffer = malloc((size_t)n * sizeof(int32_t));
-    p->pages.map_page = calloc((size_t)n, sizeof(int32_t));
-    for (int i = 0; i < n; i++)
-        p->pages.map_buffer[i] = bufs[i];
 }
 
 /* One queue: t0 writes a, t1 writes b, t2 reads a into y; a and b share a page. Every pair is
