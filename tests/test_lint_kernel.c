@@ -697,6 +697,27 @@ Test(lint_cli, json_output_is_one_document_with_findings)
     free(out);
 }
 
+/* --format is spelled as amk-verify spells it: the same documents as --json and --sarif. */
+Test(lint_cli, format_option_gives_the_same_output_as_the_flags)
+{
+    const char *kinds[][2] = {{"json", "--json"}, {"sarif", "--sarif"}};
+    for (int k = 0; k < 2; k++) {
+        char *a[] = {"lint-kernel", "--format", (char *)kinds[k][0], "--no-compile",
+                     BAD "l020_cuda_printf.json"};
+        char *b[] = {"lint-kernel", (char *)kinds[k][1], "--no-compile", BAD "l020_cuda_printf.json"};
+        char *oa = NULL, *ob = NULL;
+        cr_assert_eq(run_cli(&oa, 5, a), 1);
+        cr_assert_eq(run_cli(&ob, 4, b), 1);
+        cr_assert_str_eq(oa, ob, "--format %s", kinds[k][0]);
+        free(oa);
+        free(ob);
+    }
+    char *bad[] = {"lint-kernel", "--format", "xml", BAD "l020_cuda_printf.json"};
+    char *out = NULL;
+    cr_assert_eq(run_cli(&out, 4, bad), 2);
+    free(out);
+}
+
 Test(lint_cli, sarif_output_is_a_2_1_0_log_with_results_and_skips)
 {
     char *argv[] = {"lint-kernel", "--sarif", "--no-compile", BAD "l020_cuda_printf.json"};

@@ -26,13 +26,15 @@ typedef struct {
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: amk lint-kernel FILE.json... [--json|--sarif] [--no-compile]\n"
+            "usage: amk lint-kernel FILE.json... [--format text|json|sarif] [--no-compile]\n"
             "\n"
             "Static checks for single-kernel artifacts {\"name\", \"kernel\": {\"kernel_type\",\n"
             "\"source_code\", \"invocation_example\"}}. Prints PASS or FAIL per file with findings.\n"
             "\n"
             "  --json        one JSON document on stdout\n"
             "  --sarif       a SARIF 2.1.0 log on stdout\n"
+            "  --format F    text (default), json or sarif, as amk-verify spells it; --json and\n"
+            "                --sarif are the same\n"
             "  --no-compile  do not run nvcc -c on CUDA sources (reported as skipped)\n"
             "\n"
             "environment: AMK_NVCC (nvcc to use; empty: none), AMK_PYTHON (python3 to use;\n"
@@ -355,6 +357,18 @@ int cmd_lint_kernel(int argc, char **argv)
             json = true;
         } else if (!strcmp(a, "--sarif")) {
             sarif = true;
+        } else if (!strcmp(a, "--format") && i + 1 < argc) {
+            /* spelled as amk-verify spells it: --format text|json|sarif */
+            const char *v = argv[++i];
+            if (!strcmp(v, "json"))
+                json = true;
+            else if (!strcmp(v, "sarif"))
+                sarif = true;
+            else if (strcmp(v, "text")) {
+                fprintf(stderr, "amk lint-kernel: --format must be text, json or sarif\n");
+                free(files);
+                return AMK_EXIT_MALFORMED;
+            }
         } else if (!strcmp(a, "--no-compile")) {
             compile = false;
         } else {
@@ -364,7 +378,7 @@ int cmd_lint_kernel(int argc, char **argv)
         }
     }
     if (json && sarif) {
-        fprintf(stderr, "amk lint-kernel: --json and --sarif exclude each other\n");
+        fprintf(stderr, "amk lint-kernel: json and sarif output exclude each other\n");
         free(files);
         return AMK_EXIT_MALFORMED;
     }
