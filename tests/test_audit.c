@@ -707,6 +707,14 @@ Test(bench_cli, refuses_a_missing_or_mismatched_certificate)
     cr_assert(strstr(out, "REFUSED"), "%s", out);
     cr_assert_null(strstr(out, "latency"), "%s", out);
     free(out);
+    /* a truncated certificate is unreadable input (exit 2), not a certificate that fails */
+    const char *trunc = "/tmp/amk_test_bench_trunc.cert.json";
+    FILE *f = fopen(trunc, "w");
+    fputs("{\"kind\": \"amk-verify-certif", f);
+    fclose(f);
+    const char *cut[] = {"bench", prog, "--cert", trunc, "--weights", FIXTURE "model.safetensors"};
+    cr_assert_eq(run_captured(cmd_bench, cut, 6, NULL), AMK_EXIT_MALFORMED);
+    unlink(trunc);
     unlink(prog);
     unlink(cert);
     unlink(other);

@@ -37,6 +37,8 @@ void cmd_print_error_json(const ir_error *err);
 void cmd_put_json_string(FILE *f, const char *s);
 /* Exit code for a status: IR_OK -> 0, anything else -> 2. */
 int cmd_exit_for(ir_status s);
+/* Put the file an error came from in front of its where ("FILE: where"). */
+void cmd_error_in_file(ir_error *err, const char *file);
 /* A JSON number as an integer in [lo, hi]: false (nothing stored) when v is not a number, not
  * integral or out of range, so no out-of-range float-to-int conversion ever happens. */
 bool cmd_json_int(const void *json_number, int64_t lo, int64_t hi, int64_t *out);

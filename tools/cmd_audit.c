@@ -350,7 +350,13 @@ static int cmd_audit_rerun(int argc, char **argv)
             s = err.status;
             goto fail;
         }
-        if (verify_cert_check(cert[i], cert_len[i], p[i], &err) != IR_OK) {
+        ir_status cs = verify_cert_check(cert[i], cert_len[i], p[i], &err);
+        if (cs != IR_OK && cs != IR_ERR_MALFORMED) {
+            cmd_error_in_file(&err, a.cert[i]);   /* not a certificate at all: exit 2 */
+            s = cs;
+            goto fail;
+        }
+        if (cs != IR_OK) {
             char what[700];
             snprintf(what, sizeof what, "%.200s: %.400s", err.where, err.why);
             exit_code = rerun_refuse(a.json, "REFUSED", "refusing to measure %s: its "

@@ -357,7 +357,14 @@ int cmd_bench(int argc, char **argv)
         s = err.status;
         goto fail;
     }
-    if (verify_cert_check(cert, cert_len, p, &err) != IR_OK) {
+    ir_status cs = verify_cert_check(cert, cert_len, p, &err);
+    if (cs != IR_OK && cs != IR_ERR_MALFORMED) {
+        /* not a certificate at all (truncated, another kind or format): bad input, exit 2 */
+        cmd_error_in_file(&err, a.cert);
+        s = cs;
+        goto fail;
+    }
+    if (cs != IR_OK) {
         if (a.json) {
             printf("{\"verdict\": \"REFUSED\", \"certificate\": ");
             cmd_put_json_string(stdout, a.cert);

@@ -5,6 +5,7 @@
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "tools/cmd.h"
 
@@ -54,4 +55,11 @@ bool cmd_json_int(const void *json_number, int64_t lo, int64_t hi, int64_t *out)
         return false;
     *out = (int64_t)v->valuedouble;
     return true;
+}
+
+void cmd_error_in_file(ir_error *err, const char *file)
+{
+    char where[sizeof err->where];
+    snprintf(where, sizeof where, "%.120s%s%.120s", file, err->where[0] ? ": " : "", err->where);
+    memcpy(err->where, where, sizeof where);
 }

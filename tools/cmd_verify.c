@@ -393,12 +393,8 @@ int cmd_cert(int argc, char **argv)
     ir_status s = verify_cert_check(text, len, p, &err);
     free(text);
     ir_program_free(p);
-    if (s != IR_OK) {
-        /* name the certificate file in front of the field at fault */
-        char where[sizeof err.where];
-        snprintf(where, sizeof where, "%.120s: %.120s", argv[2], err.where);
-        memcpy(err.where, where, sizeof where);
-    }
+    if (s != IR_OK)
+        cmd_error_in_file(&err, argv[2]);     /* the certificate file, then the field */
     if (json) {
         if (s == IR_OK)
             printf("{\"status\": \"VALID\"}\n");
