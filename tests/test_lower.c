@@ -41,8 +41,9 @@ static ir_target target_with_sms(int64_t num_sms)
     return t;
 }
 
-static ir_program *lower_full(const char *model, const char *config_json, const ir_target *t,
-                              int64_t pos, int64_t max_seq, bool argmax)
+/* Lower model under config_json (NULL: defaults) in one dialect; asserts success. */
+static ir_program *lower_in(const char *model, const char *config_json, const ir_target *t,
+                            int64_t pos, int64_t max_seq, bool argmax, lower_dialect dialect)
 {
     lower_model m;
     ir_error err = {0};
@@ -53,12 +54,19 @@ static ir_program *lower_full(const char *model, const char *config_json, const 
     o.pos = pos;
     o.max_seq = max_seq;
     o.sample_argmax = argmax;
+    o.dialect = dialect;
     ir_program *p = NULL;
     ir_status s = lower_program(&m, &c, t, &o, &p, &err);
     ir_config_free(&c);
-    cr_assert_eq(s, IR_OK, "lowering %s: %s at %s: %s", model, ir_status_name(s), err.where,
-                 err.why);
+    cr_assert_eq(s, IR_OK, "lowering %s (%s): %s at %s: %s", model, lower_dialect_name(dialect),
+                 ir_status_name(s), err.where, err.why);
     return p;
+}
+
+static ir_program *lower_full(const char *model, const char *config_json, const ir_target *t,
+                              int64_t pos, int64_t max_seq, bool argmax)
+{
+    return lower_in(model, config_json, t, pos, max_seq, argmax, LOWER_DIALECT_OURS);
 }
 
 static ir_program *lower_simple(const char *model, const char *config_json)
@@ -1447,21 +1455,8 @@ Test(lower_output, every_task_is_in_exactly_one_queue_after_its_dependencies)
 static ir_program *lower_amk(const char *model, const char *config_json, int64_t max_seq,
                              bool argmax)
 {
-    lower_model m;
-    ir_error err = {0};
-    cr_assert_eq(lower_model_load(model, &m, &err), IR_OK, "%s: %s", err.where, err.why);
-    ir_config c = config_from(config_json);
-    lower_opts o;
-    lower_opts_default(&o);
-    o.max_seq = max_seq;
-    o.sample_argmax = argmax;
-    o.dialect = LOWER_DIALECT_AMK;
-    ir_program *p = NULL;
-    ir_status s = lower_program(&m, &c, ir_target_builtin("h100"), &o, &p, &err);
-    ir_config_free(&c);
-    cr_assert_eq(s, IR_OK, "lowering %s (amk): %s at %s: %s", model, ir_status_name(s), err.where,
-                 err.why);
-    return p;
+    return lower_in(model, config_json, ir_target_builtin("h100"), 0, max_seq, argmax,
+                    LOWER_DIALECT_AMK);
 }
 
 static ir_error lower_amk_refused(const char *model, const char *config_json)
