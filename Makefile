@@ -1,5 +1,5 @@
 # amk-verify: one flat Makefile for every part. Outputs go to build/.
-# Parts: ir/ (IR + JSON), lower/, verify/ (the only part that links Z3), refvm/, bench/,
+# Parts: base/ (strings, files, clock, parsers, options, shared limits), ir/ (IR + JSON), lower/, verify/ (the only part that links Z3), refvm/, bench/,
 # megakernel/ (CUDA, only when nvcc is present), tools/ (the amk CLI front end).
 
 CC       ?= gcc
@@ -24,6 +24,7 @@ MK_CU_SRC := $(sort $(wildcard megakernel/*.cu))
 BENCH_CU_SRC := $(sort $(wildcard bench/*.cu))
 endif
 
+BASE_SRC   := $(sort $(wildcard base/*.c))
 IR_SRC     := $(sort $(wildcard ir/*.c))
 LOWER_SRC  := $(sort $(wildcard lower/*.c))
 VERIFY_SRC := $(sort $(wildcard verify/*.c))
@@ -32,7 +33,7 @@ BENCH_SRC  := $(sort $(filter-out bench/bench_%_main.c,$(wildcard bench/*.c)))
 PROOFS_SRC := $(sort $(wildcard proofs/*.c))
 MK_SRC     := $(sort $(filter-out megakernel/bench_%_main.c,$(wildcard megakernel/*.c)))
 TOOLS_SRC  := $(sort $(filter-out tools/amk_verify_main.c,$(wildcard tools/*.c)))
-LIB_SRC    := $(IR_SRC) $(LOWER_SRC) $(VERIFY_SRC) $(REFVM_SRC) $(BENCH_SRC) $(PROOFS_SRC) $(MK_SRC)
+LIB_SRC    := $(BASE_SRC) $(IR_SRC) $(LOWER_SRC) $(VERIFY_SRC) $(REFVM_SRC) $(BENCH_SRC) $(PROOFS_SRC) $(MK_SRC)
 LIB_OBJ    := $(LIB_SRC:%.c=$(BUILD)/%.o) $(MK_CU_SRC:%.cu=$(BUILD)/%.o) $(BENCH_CU_SRC:%.cu=$(BUILD)/%.o)
 TOOLS_OBJ  := $(TOOLS_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ    := $(filter-out $(BUILD)/tools/amk.o,$(TOOLS_OBJ))
