@@ -16,25 +16,94 @@
 /* Limits shared by more than one part (each behind #ifndef so a build may override it).    */
 /* ======================================================================================== */
 
+/* The largest file any reader takes whole (programs, configs, certificates, witnesses, claims,
+ * corpora, goldens): 4 GiB. A larger file is refused before anything is allocated. */
+#ifndef BASE_MAX_FILE_BYTES
+#define BASE_MAX_FILE_BYTES ((size_t)1 << 32)
+#endif
+
 
 /* ======================================================================================== */
 /* Strings: the growable string builder.                                                    */
 /* ======================================================================================== */
+
+/* A growable NUL-terminated string. Zero-initialise it ({0}); append with the functions below;
+ * an allocation failure sets oom, after which appends do nothing (check oom once at the end).
+ * The builder owns s: release it with base_sb_free or take it with base_sb_take. */
+typedef struct {
+    char *s;      /* the text so far, NUL-terminated (NULL while empty) */
+    size_t n;     /* its length in bytes, without the NUL */
+    size_t cap;   /* bytes allocated */
+    bool oom;     /* an allocation failed; the text is incomplete */
+} base_sb;
+
+/* Append n bytes of s. */
+void base_sb_put(base_sb *b, const char *s, size_t n);
+/* Append the C string s. */
+void base_sb_str(base_sb *b, const char *s);
+/* Append printf-formatted text. */
+void base_sb_fmt(base_sb *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Hand the text over: returns it (an empty string when nothing was appended; the caller frees
+ * it with free) and stores its length in *len when len is not NULL; NULL when oom was set or
+ * the final allocation fails. Either way the builder is left empty. */
+char *base_sb_take(base_sb *b, size_t *len);
+/* Free the text and leave the builder empty. */
+void base_sb_free(base_sb *b);
 
 
 /* ======================================================================================== */
 /* Files: the one whole-file reader.                                                        */
 /* ======================================================================================== */
 
+typedef enum {
+    BASE_FILE_OK = 0,
+    BASE_FILE_CANNOT_OPEN,   /* open(2) failed (why holds strerror) */
+    BASE_FILE_NOT_REGULAR,   /* a directory, device, FIFO or socket: never read */
+    BASE_FILE_TOO_LARGE,     /* over max_bytes, on disk or once decompressed */
+    BASE_FILE_READ_ERROR,    /* read failed or the gzip stream is corrupt */
+    BASE_FILE_NO_MEMORY,
+} base_file_status;
+
+/* Read the whole regular file at path into *text (NUL-terminated, length in *len). A file larger
+ * than max_bytes is refused by its size before anything is allocated; a gzip file is read
+ * decompressed when gunzip is true, and max_bytes then bounds what comes out too. A FIFO or
+ * device is refused without blocking. On failure *text is NULL and why (why_len bytes, may be
+ * NULL) says what went wrong in words. The caller frees *text with free. */
+base_file_status base_read_file(const char *path, size_t max_bytes, bool gunzip, char **text,
+                                size_t *len, char *why, size_t why_len);
+
 
 /* ======================================================================================== */
 /* Time and ordering: monotonic clock, qsort comparators.                                   */
 /* ======================================================================================== */
 
+/* Seconds on the monotonic clock (an arbitrary origin: use differences only). */
+double base_now_s(void);
+/* qsort comparator of doubles, ascending (NaN sorts last). */
+int base_cmp_double(const void *a, const void *b);
+/* qsort comparator of int64_t, ascending. */
+int base_cmp_i64(const void *a, const void *b);
+
 
 /* ======================================================================================== */
 /* Parsing: strict integers, numbers and comma-separated lists.                             */
 /* ======================================================================================== */
+
+/* The whole string s as a decimal integer in [lo, hi]: true and *out set, or false and *out
+ * untouched for an empty string, a sign or digit error, trailing characters or a value out of
+ * range (no silent wrap, no atoi). Leading whitespace is refused too. */
+bool base_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out);
+/* base_parse_i64 for an int. */
+bool base_parse_int(const char *s, int lo, int hi, int *out);
+/* A seed or other unsigned 64-bit value: decimal, or hexadecimal with a 0x prefix; no sign, no
+ * trailing characters, no overflow. */
+bool base_parse_u64(const char *s, uint64_t *out);
+/* The whole string s as a finite number in [lo, hi] (strtod syntax, no trailing characters). */
+bool base_parse_double(const char *s, double lo, double hi, double *out);
+/* A comma-separated list of decimal integers, each in [lo, hi] ("1,2,3"; no empty items, no
+ * spaces). Returns the array (the caller frees it) and its length in *n (at least 1); NULL for
+ * an empty or bad list or when memory runs out. */
+int32_t *base_parse_i32_list(const char *s, int32_t lo, int32_t hi, int *n);
 
 
 /* ======================================================================================== */

@@ -21,6 +21,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "base/base.h"
+
 #define AMK_TOOL_VERSION "0.1.0"
 #define AMK_IR_VERSION "0.2.0"  /* on-disk format written; major 0 is accepted on read */
 #define AMK_ABI_VERSION "0.2"
@@ -404,12 +406,11 @@ ir_status ir_read_json(const char *text, size_t len, const ir_read_opts *opts, i
 ir_status ir_read_file(const char *path, const ir_read_opts *opts, ir_program **out,
                        ir_error *err);
 
-/* The one cap on a file read whole (programs, configs, certificates, claims, goldens). */
-#ifndef IR_MAX_FILE_BYTES
-#define IR_MAX_FILE_BYTES ((size_t)1 << 32)
-#endif
+/* The one cap on a file read whole (programs, configs, certificates, claims, goldens): the base
+ * layer's BASE_MAX_FILE_BYTES. */
+#define IR_MAX_FILE_BYTES BASE_MAX_FILE_BYTES
 
-/* Read a whole regular file of at most max_bytes (IR_MAX_FILE_BYTES unless a caller needs less)
+/* base_read_file with IR errors: read a whole regular file of at most max_bytes (IR_MAX_FILE_BYTES unless a caller needs less)
  * into a NUL-terminated buffer; a gzip file is read decompressed. On success *text (the caller
  * frees it with free()) holds *len bytes. IR_ERR_IO when the file cannot be opened or read or is
  * not a regular file (a device, FIFO or directory: refused before reading), IR_ERR_MALFORMED

@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "base/base.h"
 #include "ir/amk_ir.h"
 
 #define MAX_COUNT (1 << 26) /* most buffers, counters, tasks, pages a program may have */
@@ -1246,74 +1247,17 @@ ir_status ir_read_json(const char *text, size_t len, const ir_read_opts *opts, i
 ir_status ir_read_text_file(const char *path, size_t max_bytes, char **text, size_t *len,
                             ir_error *err)
 {
-    *text = NULL;
-    *len = 0;
-    /* Only a regular file is read (a device such as /dev/zero or a FIFO never ends), and one
-       larger than max_bytes is refused before anything is allocated. zlib then reads a gzip
-       file decompressed and any other file as it is; max_bytes also bounds what comes out,
-       so a small compressed file cannot expand past it. */
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);   /* a FIFO must not block here */
-    if (fd < 0)
-        return ir_fail(err, IR_ERR_IO, path, "cannot open: %s", strerror(errno));
-    struct stat st = {0};
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return ir_fail(err, IR_ERR_IO, path, "not a regular file%s",
-                       S_ISDIR(st.st_mode) ? " (a directory)" : "");
+    char why[256];
+    switch (base_read_file(path, max_bytes, true, text, len, why, sizeof why)) {
+    case BASE_FILE_OK:
+        return IR_OK;
+    case BASE_FILE_TOO_LARGE:
+        return ir_fail(err, IR_ERR_MALFORMED, path, "%s", why);
+    case BASE_FILE_NO_MEMORY:
+        return ir_fail(err, IR_ERR_NOMEM, path, "%s", why);
+    default:
+        return ir_fail(err, IR_ERR_IO, path, "%s", why);
     }
-    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-    if ((uint64_t)st.st_size > (uint64_t)max_bytes) {
-        close(fd);
-        return ir_fail(err, IR_ERR_MALFORMED, path, "larger than %zu bytes (%lld)", max_bytes,
-                       (long long)st.st_size);
-    }
-    gzFile f = gzdopen(fd, "rb");
-    if (!f) {
-        close(fd);
-        return ir_fail(err, IR_ERR_NOMEM, path, "out of memory");
-    }
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    ir_status s = IR_OK;
-    for (;;) {
-        if (n + 1 >= cap) {
-            if (n > max_bytes) {
-                s = ir_fail(err, IR_ERR_MALFORMED, path, "larger than %zu bytes", max_bytes);
-                break;
-            }
-            /* grow, but never past the cap plus the byte that shows it is exceeded */
-            cap = cap ? 2 * cap : 65536;
-            if (cap > max_bytes + 2)
-                cap = max_bytes + 2;
-            char *nb = realloc(buf, cap);
-            if (!nb) {
-                s = ir_fail(err, IR_ERR_NOMEM, path, "out of memory");
-                break;
-            }
-            buf = nb;
-        }
-        size_t want = cap - n - 1 < (1u << 30) ? cap - n - 1 : (1u << 30);
-        int k = gzread(f, buf + n, (unsigned)want);
-        if (k < 0) {
-            int zerr;
-            const char *msg = gzerror(f, &zerr);
-            s = ir_fail(err, IR_ERR_IO, path, "read error: %s",
-                        zerr == Z_ERRNO ? "a directory or unreadable file" : msg);
-            break;
-        }
-        n += (size_t)k;
-        if (k == 0)
-            break;
-    }
-    gzclose(f);
-    if (s != IR_OK) {
-        free(buf);
-        return s;
-    }
-    buf[n] = 0;
-    *text = buf;
-    *len = n;
-    return IR_OK;
 }
 
 ir_status ir_read_file(const char *path, const ir_read_opts *opts, ir_program **out,
