@@ -6,7 +6,7 @@ CC       ?= gcc
 CSTD     := -std=c11 -D_GNU_SOURCE
 WARN     := -Wall -Wextra -Werror -Wno-unused-parameter
 OPT      ?= -O2 -g
-CFLAGS   += $(CSTD) $(WARN) $(OPT) -I. -MMD -MP
+CFLAGS   += $(CSTD) $(WARN) $(OPT) -fPIC -I. -MMD -MP
 LDLIBS   := -lcjson -lz3 -lz -lm -lpthread
 BUILD    ?= build
 
@@ -16,7 +16,7 @@ NVCC     ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2
 ifneq ($(strip $(NVCC)),)
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(realpath $(NVCC)))
 NVCCFLAGS ?= -O3 -std=c++17 -I. -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90 \
-             -Xcompiler -Wall,-Wextra,-Werror -Xptxas -warn-spills
+             -Xcompiler -Wall,-Wextra,-Werror,-fPIC -Xptxas -warn-spills
 CFLAGS   += -DAMK_HAVE_CUDA=1
 LDLIBS   += -L$(CUDA_HOME)/lib64 -lcudart_static -ldl -lrt -lstdc++
 MK_CU_SRC := $(sort $(wildcard megakernel/*.cu))
@@ -39,9 +39,10 @@ TOOLS_OBJ  := $(TOOLS_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ    := $(filter-out $(BUILD)/tools/amk.o,$(TOOLS_OBJ))
 TEST_SRC   := $(sort $(wildcard tests/test_*.c))
 TEST_BIN   := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
-DEBIAN_PKGS := libcjson-dev libcriterion-dev libz3-dev zlib1g-dev lcov valgrind clang libclang-rt-14-dev
+DEBIAN_PKGS := libcjson-dev libcriterion-dev libz3-dev zlib1g-dev lcov valgrind clang libclang-rt-14-dev \
+               pkg-config python3-jsonschema
 
-.PHONY: all deps test debug coverage clean demo bench-verify bench-amk-validate
+.PHONY: all deps test debug coverage clean demo bench-verify bench-amk-validate help install
 .DEFAULT_GOAL := all
 
 # all: the amk CLI, the amk-verify alias binary and the static library the parts share.
@@ -70,6 +71,12 @@ $(BUILD)/bench/%.o: bench/%.cu $(wildcard bench/*.h) ir/amk_ir.h
 $(BUILD)/libamk.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
+
+# the shared library of `make install` (same objects: everything is built position-independent)
+VERSION := $(shell sed -n 's/^\#define AMK_TOOL_VERSION "\(.*\)"/\1/p' ir/amk_ir.h)
+SOVERSION := $(firstword $(subst ., ,$(VERSION)))
+$(BUILD)/libamk.so: $(LIB_OBJ)
+	$(CC) -shared -o $@ -Wl,-soname,libamk.so.$(SOVERSION) $^ $(LDLIBS)
 
 $(BUILD)/amk: $(TOOLS_OBJ) $(BUILD)/libamk.a
 	$(CC) $(CFLAGS) -o $@ $(TOOLS_OBJ) $(BUILD)/libamk.a $(LDLIBS)
@@ -241,3 +248,29 @@ fuzz: fuzz-build
 	    build-fuzz/corpus/$$h tests/fuzz/corpus/$$h >build-fuzz/fuzz_$$h.log 2>&1 || rc=$$?; \
 	  grep -E '^stat::number_of_executed_units|^SUMMARY|ERROR' build-fuzz/fuzz_$$h.log || true; \
 	  test $$rc -eq 0 || { echo "fuzz_$$h: exit $$rc, see build-fuzz/fuzz_$$h.log and build-fuzz/crashes/"; exit 1; }; done
+
+# help: list the targets with the one-line comment above each.
+help:
+	@awk 'FNR == NR { if (match($$0, /^[a-z][a-z0-9-]*:/)) is_target[substr($$0, 1, RLENGTH - 1)] = 1; next } \
+	  /^# [a-z][a-z0-9-]*: / { t = $$2; sub(/:$$/, "", t); d = $$0; sub(/^# [^:]*: */, "", d); open = 1; next } \
+	  open && /^# / { d = d " " substr($$0, 3); next } \
+	  open { open = 0; if (t in is_target) { sub(/\. .*/, ".", d); printf "  %-20s %s\n", t, d } }' \
+	  $(firstword $(MAKEFILE_LIST)) $(firstword $(MAKEFILE_LIST)) | sort -u
+
+# install: amk, amk-verify, libamk (static and shared), each part's public header, a pkg-config
+# file (amk.pc) and man pages generated from --help, under $(DESTDIR)$(PREFIX) (default /usr/local).
+PREFIX ?= /usr/local
+PUBLIC_HEADERS = $(wildcard base/base.h ir/amk_ir.h lower/lower.h verify/verify.h refvm/refvm.h \
+                   proofs/proofs.h lint/lint.h search/search.h megakernel/megakernel.h bench/bench.h)
+install: all $(BUILD)/libamk.so
+	@set -e; d="$(DESTDIR)$(PREFIX)"; \
+	install -d "$$d/bin" "$$d/lib/pkgconfig" "$$d/include/amk" "$$d/share/man/man1"; \
+	install -m 755 $(BUILD)/amk $(BUILD)/amk-verify "$$d/bin/"; \
+	install -m 644 $(BUILD)/libamk.a "$$d/lib/"; \
+	install -m 755 $(BUILD)/libamk.so "$$d/lib/libamk.so.$(VERSION)"; \
+	ln -sf libamk.so.$(VERSION) "$$d/lib/libamk.so.$(SOVERSION)"; ln -sf libamk.so.$(SOVERSION) "$$d/lib/libamk.so"; \
+	for h in $(PUBLIC_HEADERS); do install -D -m 644 $$h "$$d/include/amk/$$h"; done; \
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' -e 's|@LIBS@|$(LDLIBS)|' tools/amk.pc.in \
+	  >"$$d/lib/pkgconfig/amk.pc"; \
+	sh tools/make_man.sh $(BUILD) "$$d/share/man/man1" $(VERSION); \
+	echo "install: amk $(VERSION) in $$d (pkg-config: PKG_CONFIG_PATH=$$d/lib/pkgconfig pkg-config --cflags --libs amk)"
