@@ -5,6 +5,9 @@
  *
  * Shapes, named once: H hidden, L layers, nh query heads, nkv KV heads, hd head dim,
  * Q = nh*hd, KV = nkv*hd, I intermediate, V vocab, S max_seq.
+ *
+ * Weight matrices are read from the file's mapping a row at a time (converted to fp32 per row),
+ * so the forward needs no fp32 copy of the model: an 8B model's bf16 weights stay on disk.
  */
 #include <math.h>
 #include <stdio.h>
@@ -13,21 +16,25 @@
 
 #include "refvm/refvm.h"
 
+typedef const refvm_tensor *matrix;   /* a [rows, cols] weight in the mapping */
+
 typedef struct {
     float *attn_norm;        /* [H] */
-    float *wq, *wk, *wv;     /* [Q,H] [KV,H] [KV,H] */
-    float *wo;               /* [H,Q] */
+    matrix wq, wk, wv;       /* [Q,H] [KV,H] [KV,H] */
+    matrix wo;               /* [H,Q] */
     float *mlp_norm;         /* [H] */
-    float *wg, *wu, *wd;     /* [I,H] [I,H] [H,I] */
+    matrix wg, wu, wd;       /* [I,H] [I,H] [H,I] */
 } eager_layer;
 
 struct refvm_eager {
     lower_model m;
     int64_t max_seq;
     int64_t next_pos;        /* positions [0, next_pos) are in the cache */
-    float *embed;            /* [V,H] */
+    refvm_st *st;            /* its own mapping of the weights file */
+    matrix embed;            /* [V,H] */
     float *final_norm;       /* [H] */
-    float *lm_head;          /* [V,H]; == embed when tied */
+    matrix lm_head;          /* [V,H]; == embed when tied */
+    float *row;              /* one weight row as fp32: max(H, Q, I) */
     eager_layer *layers;     /* [L] */
     float *inv_freq;         /* [hd/2], llama3-adjusted when the model says so */
     float *key_cache;        /* [L,S,KV] */
@@ -42,9 +49,9 @@ static void *zalloc(size_t n, size_t size)
     return calloc(n ? n : 1, size);
 }
 
-/* Load tensor name, which must have exactly the shape (d0[, d1]), as fp32. */
-static ir_status load(const refvm_st *st, const char *name, int64_t d0, int64_t d1, float **out,
-                      ir_error *err)
+/* The tensor called name, which must have exactly the shape (d0[, d1]) and a float dtype. */
+static ir_status find(const refvm_st *st, const char *name, int64_t d0, int64_t d1,
+                      const refvm_tensor **out, ir_error *err)
 {
     const refvm_tensor *t = refvm_st_find(st, name);
     if (!t)
@@ -55,6 +62,28 @@ static ir_status load(const refvm_st *st, const char *name, int64_t d0, int64_t 
                        "shape mismatch: the model needs [%lld%s%lld] (rank %d), the file has rank"
                        " %d [%lld, ...]", (long long)d0, d1 ? ", " : "", (long long)(d1 ? d1 : 0),
                        rank, t->rank, (long long)(t->rank ? t->shape[0] : 0));
+    if (!t->supported)
+        return ir_fail(err, IR_ERR_UNSUPPORTED, name, "dtype %s is not F32, F16 or BF16",
+                       t->st_dtype);
+    *out = t;
+    return IR_OK;
+}
+
+/* A weight matrix: checked, left in the mapping. */
+static ir_status map_matrix(const refvm_st *st, const char *name, int64_t d0, int64_t d1,
+                            matrix *out, ir_error *err)
+{
+    return find(st, name, d0, d1, out, err);
+}
+
+/* A vector (norm weight): checked and converted to fp32. */
+static ir_status load(const refvm_st *st, const char *name, int64_t d0, float **out,
+                      ir_error *err)
+{
+    const refvm_tensor *t;
+    ir_status s = find(st, name, d0, 0, &t, err);
+    if (s != IR_OK)
+        return s;
     *out = malloc((size_t)t->numel * sizeof(float));
     if (!*out)
         return ir_fail(err, IR_ERR_NOMEM, name, "out of memory");
@@ -91,15 +120,14 @@ void refvm_eager_free(refvm_eager *e)
     if (e->layers) {
         for (int64_t l = 0; l < e->m.n_layers; l++) {
             eager_layer *w = &e->layers[l];
-            free(w->attn_norm); free(w->wq); free(w->wk); free(w->wv); free(w->wo);
-            free(w->mlp_norm); free(w->wg); free(w->wu); free(w->wd);
+            free(w->attn_norm);
+            free(w->mlp_norm);
         }
     }
     free(e->layers);
-    if (e->lm_head != e->embed)
-        free(e->lm_head);
-    free(e->embed);
     free(e->final_norm);
+    free(e->row);
+    refvm_st_close(e->st);
     free(e->inv_freq);
     free(e->key_cache);
     free(e->value_cache);
@@ -135,27 +163,27 @@ ir_status refvm_eager_new(const lower_model *m, const refvm_st *st, int64_t max_
         s = ir_fail(err, IR_ERR_NOMEM, "eager", "out of memory");
         goto fail;
     }
-    TRY(load(st, "model.embed_tokens.weight", V, H, &e->embed, err));
-    TRY(load(st, "model.norm.weight", H, 0, &e->final_norm, err));
+    TRY(refvm_st_open(st->path, &e->st, err));   /* its own mapping: st may close after */
+    st = e->st;
+    TRY(map_matrix(st, "model.embed_tokens.weight", V, H, &e->embed, err));
+    TRY(load(st, "model.norm.weight", H, &e->final_norm, err));
     if (refvm_st_find(st, "lm_head.weight") || !m->tie_embeddings)
-        TRY(load(st, "lm_head.weight", V, H, &e->lm_head, err));
+        TRY(map_matrix(st, "lm_head.weight", V, H, &e->lm_head, err));
     else
         e->lm_head = e->embed;
     for (int64_t l = 0; l < L; l++) {
         eager_layer *w = &e->layers[l];
-#define LOAD(field, suffix, d0, d1)                                                       \
-        snprintf(name, sizeof name, "model.layers.%lld.%s", (long long)l, suffix);        \
-        TRY(load(st, name, d0, d1, &w->field, err))
-        LOAD(attn_norm, "input_layernorm.weight", H, 0);
-        LOAD(wq, "self_attn.q_proj.weight", Q, H);
-        LOAD(wk, "self_attn.k_proj.weight", KV, H);
-        LOAD(wv, "self_attn.v_proj.weight", KV, H);
-        LOAD(wo, "self_attn.o_proj.weight", H, Q);
-        LOAD(mlp_norm, "post_attention_layernorm.weight", H, 0);
-        LOAD(wg, "mlp.gate_proj.weight", I, H);
-        LOAD(wu, "mlp.up_proj.weight", I, H);
-        LOAD(wd, "mlp.down_proj.weight", H, I);
-#undef LOAD
+#define NAME(suffix) (snprintf(name, sizeof name, "model.layers.%lld.%s", (long long)l, suffix), name)
+        TRY(load(st, NAME("input_layernorm.weight"), H, &w->attn_norm, err));
+        TRY(map_matrix(st, NAME("self_attn.q_proj.weight"), Q, H, &w->wq, err));
+        TRY(map_matrix(st, NAME("self_attn.k_proj.weight"), KV, H, &w->wk, err));
+        TRY(map_matrix(st, NAME("self_attn.v_proj.weight"), KV, H, &w->wv, err));
+        TRY(map_matrix(st, NAME("self_attn.o_proj.weight"), H, Q, &w->wo, err));
+        TRY(load(st, NAME("post_attention_layernorm.weight"), H, &w->mlp_norm, err));
+        TRY(map_matrix(st, NAME("mlp.gate_proj.weight"), I, H, &w->wg, err));
+        TRY(map_matrix(st, NAME("mlp.up_proj.weight"), I, H, &w->wu, err));
+        TRY(map_matrix(st, NAME("mlp.down_proj.weight"), H, I, &w->wd, err));
+#undef NAME
     }
     e->inv_freq = zalloc((size_t)m->head_dim / 2, sizeof(float));
     e->key_cache = zalloc((size_t)(L * S * KV), sizeof(float));
@@ -171,7 +199,8 @@ ir_status refvm_eager_new(const lower_model *m, const refvm_st *st, int64_t max_
     e->up = zalloc((size_t)I, sizeof(float));
     e->scores = zalloc((size_t)S, sizeof(float));
     e->logits = zalloc((size_t)V, sizeof(float));
-    if (!e->inv_freq || !e->key_cache || !e->value_cache || !e->x || !e->xn || !e->q || !e->k ||
+    e->row = zalloc((size_t)(H > Q ? (H > I ? H : I) : (Q > I ? Q : I)), sizeof(float));
+    if (!e->row || !e->inv_freq || !e->key_cache || !e->value_cache || !e->x || !e->xn || !e->q || !e->k ||
         !e->v || !e->att || !e->proj || !e->gate || !e->up || !e->scores || !e->logits) {
         s = ir_fail(err, IR_ERR_NOMEM, "eager", "out of memory for the KV cache and activations");
         goto fail;
@@ -198,11 +227,12 @@ static void rmsnorm(float *out, const float *x, const float *w, int64_t n, doubl
         out[i] = x[i] * r * w[i];
 }
 
-/* out[d] = sum_n W[d,n] x[n]: W is [d_out, n_in] as Hugging Face stores a Linear. */
-static void matmul(float *out, const float *x, const float *W, int64_t n_in, int64_t d_out)
+/* out[d] = sum_n W[d,n] x[n]: W is [d_out, n_in] as Hugging Face stores a Linear; each row is
+ * converted to fp32 into row (n_in floats of scratch) as it is needed. */
+static void matmul(float *out, const float *x, matrix W, int64_t n_in, int64_t d_out, float *row)
 {
     for (int64_t d = 0; d < d_out; d++) {
-        const float *row = W + d * n_in;
+        refvm_st_slice_to_f32(W, d * n_in, n_in, row);
         double acc = 0;
         for (int64_t n = 0; n < n_in; n++)
             acc += (double)row[n] * x[n];
@@ -239,16 +269,16 @@ ir_status refvm_eager_forward(refvm_eager *e, int32_t token, int64_t pos, const 
     if (pos < 0 || pos >= S || pos > e->next_pos)
         return ir_fail(err, IR_ERR_MALFORMED, "pos", "%lld: positions must be fed in order and"
                        " stay below max_seq %lld", (long long)pos, (long long)S);
-    memcpy(e->x, e->embed + (int64_t)token * H, (size_t)H * sizeof(float));
+    refvm_st_slice_to_f32(e->embed, (int64_t)token * H, H, e->x);
     for (int64_t l = 0; l < m->n_layers; l++) {
         const eager_layer *w = &e->layers[l];
         float *kc = e->key_cache + l * S * KV, *vc = e->value_cache + l * S * KV;
 
         /* attention */
         rmsnorm(e->xn, e->x, w->attn_norm, H, m->rms_eps);
-        matmul(e->q, e->xn, w->wq, H, Q);
-        matmul(e->k, e->xn, w->wk, H, KV);
-        matmul(e->v, e->xn, w->wv, H, KV);
+        matmul(e->q, e->xn, w->wq, H, Q, e->row);
+        matmul(e->k, e->xn, w->wk, H, KV, e->row);
+        matmul(e->v, e->xn, w->wv, H, KV, e->row);
         rotary(e->q, nh, hd, e->inv_freq, pos);
         rotary(e->k, nkv, hd, e->inv_freq, pos);
         memcpy(kc + pos * KV, e->k, (size_t)KV * sizeof(float));
@@ -278,24 +308,24 @@ ir_status refvm_eager_forward(refvm_eager *e, int32_t token, int64_t pos, const 
                 oh[i] = (float)(acc / sum);
             }
         }
-        matmul(e->proj, e->att, w->wo, Q, H);
+        matmul(e->proj, e->att, w->wo, Q, H, e->row);
         for (int64_t i = 0; i < H; i++)
             e->x[i] += e->proj[i];
 
         /* feed-forward: down(silu(gate(x)) * up(x)) */
         rmsnorm(e->xn, e->x, w->mlp_norm, H, m->rms_eps);
-        matmul(e->gate, e->xn, w->wg, H, I);
-        matmul(e->up, e->xn, w->wu, H, I);
+        matmul(e->gate, e->xn, w->wg, H, I, e->row);
+        matmul(e->up, e->xn, w->wu, H, I, e->row);
         for (int64_t i = 0; i < I; i++) {
             float g = e->gate[i];
             e->gate[i] = g / (1.0f + expf(-g)) * e->up[i];
         }
-        matmul(e->proj, e->gate, w->wd, I, H);
+        matmul(e->proj, e->gate, w->wd, I, H, e->row);
         for (int64_t i = 0; i < H; i++)
             e->x[i] += e->proj[i];
     }
     rmsnorm(e->x, e->x, e->final_norm, H, m->rms_eps);
-    matmul(e->logits, e->x, e->lm_head, H, m->vocab);
+    matmul(e->logits, e->x, e->lm_head, H, m->vocab, e->row);
     e->next_pos = pos + 1;
     *logits = e->logits;
     return IR_OK;

@@ -69,6 +69,9 @@ const refvm_tensor *refvm_st_find(const refvm_st *st, const char *name);
 /* Convert a whole tensor to fp32 into dst (t->numel floats). IR_ERR_UNSUPPORTED naming the
  * tensor when its dtype is not F32/F16/BF16. */
 ir_status refvm_st_to_f32(const refvm_st *st, const refvm_tensor *t, float *dst, ir_error *err);
+/* Convert elements [first, first + n) of an F32, F16 or BF16 tensor (t->supported) to fp32 into
+ * dst; the caller keeps the range inside t->numel. For reading a large tensor a row at a time. */
+void refvm_st_slice_to_f32(const refvm_tensor *t, int64_t first, int64_t n, float *dst);
 /* Convert an I8 or U8 tensor (quantized weights, packed int4 nibbles) to exact fp32 integers
  * into dst (t->numel floats). IR_ERR_UNSUPPORTED naming the tensor for any other dtype. */
 ir_status refvm_st_ints_to_f32(const refvm_st *st, const refvm_tensor *t, float *dst,
@@ -108,9 +111,11 @@ ir_status refvm_weights_random(const lower_model *m, uint64_t seed, ir_dtype dty
 
 typedef struct refvm_eager refvm_eager;
 
-/* Build the eager forward of m from the Hugging Face tensors of st (converted to fp32; every
- * tensor's shape is checked against m), with a KV cache of max_seq positions. lm_head.weight
- * falls back to model.embed_tokens.weight when m ties embeddings. The caller frees *out with
+/* Build the eager forward of m from the Hugging Face tensors of the file st was opened from
+ * (every tensor's shape is checked against m; F32, F16 or BF16), with a KV cache of max_seq
+ * positions. The eager maps the file itself and reads weight matrices a row at a time (norm
+ * vectors are converted once), so it holds no fp32 copy of the model. lm_head.weight falls back
+ * to model.embed_tokens.weight when m ties embeddings. The caller frees *out with
  * refvm_eager_free; st may be closed afterwards. */
 ir_status refvm_eager_new(const lower_model *m, const refvm_st *st, int64_t max_seq,
                           refvm_eager **out, ir_error *err);
@@ -133,6 +138,11 @@ typedef struct {
     int32_t n_schedule;            /* these task ids, each of which must be an enabled queue
                                       head when its turn comes; then the usual policy goes on.
                                       The array must outlive the VM. */
+    int64_t stream_min_numel;      /* floating-point weight matrices with at least this many
+                                      elements are read from the file a row at a time instead of
+                                      converted to fp32 on bind (0 or the default: 65536;
+                                      INT64_MAX: none).
+                                      Results are identical either way. */
 } refvm_opts;
 
 void refvm_opts_default(refvm_opts *o);
@@ -164,7 +174,10 @@ const char *refvm_outcome_name(refvm_outcome o);
 ir_status refvm_new(const ir_program *p, const refvm_opts *o, refvm **out, ir_error *err);
 void refvm_free(refvm *vm);
 
-/* Bind every WEIGHT and CONST buffer to the tensor named by its source key, converting to fp32.
+/* Bind every WEIGHT and CONST buffer to the tensor named by its source key. The VM maps the file
+ * again itself (st may be closed right after); floating-point weight matrices of at least
+ * opts.stream_min_numel elements are read from that mapping a row at a time, everything else is
+ * converted to fp32 once.
  * Refused before anything runs: a missing tensor, a shape different from the buffer's, a file
  * dtype different from the buffer's dtype. */
 ir_status refvm_bind(refvm *vm, const refvm_st *st, ir_error *err);

@@ -347,19 +347,28 @@ ir_status refvm_st_to_f32(const refvm_st *st, const refvm_tensor *t, float *dst,
         return ir_fail(err, IR_ERR_UNSUPPORTED, where, "dtype %s is not F32, F16 or BF16",
                        t->st_dtype);
     }
-    const unsigned char *p = t->data;
+    refvm_st_slice_to_f32(t, 0, t->numel, dst);
+    return IR_OK;
+}
+
+void refvm_st_slice_to_f32(const refvm_tensor *t, int64_t first, int64_t n, float *dst)
+{
     /* Offsets in a file need not be aligned for the element type: read bytes, little-endian. */
-    for (int64_t i = 0; i < t->numel; i++) {
-        if (t->dtype == IR_F32) {
+    if (t->dtype == IR_F32) {
+        const unsigned char *p = t->data + 4 * first;
+        for (int64_t i = 0; i < n; i++) {
             uint32_t u = (uint32_t)p[4 * i] | (uint32_t)p[4 * i + 1] << 8 |
                          (uint32_t)p[4 * i + 2] << 16 | (uint32_t)p[4 * i + 3] << 24;
             memcpy(&dst[i], &u, 4);
-        } else {
-            uint16_t h = (uint16_t)(p[2 * i] | p[2 * i + 1] << 8);
-            dst[i] = t->dtype == IR_BF16 ? refvm_bf16_to_f32(h) : refvm_f16_to_f32(h);
         }
+        return;
     }
-    return IR_OK;
+    const unsigned char *p = t->data + 2 * first;
+    bool bf16 = t->dtype == IR_BF16;
+    for (int64_t i = 0; i < n; i++) {
+        uint16_t h = (uint16_t)(p[2 * i] | p[2 * i + 1] << 8);
+        dst[i] = bf16 ? refvm_bf16_to_f32(h) : refvm_f16_to_f32(h);
+    }
 }
 
 /* Integer tensor as exact fp32 values. See refvm.h. */

@@ -32,6 +32,8 @@ typedef struct {
     int64_t numel;
     bool owns;               /* data and stamp are freed with this buffer */
     int32_t page;            /* page whose storage it uses, or -1 */
+    const refvm_tensor *raw; /* a streamed weight: its tensor in the VM's own mapping, read a
+                                row at a time (data stays NULL until an op needs it whole) */
 } vm_buf;
 
 struct refvm {
@@ -58,6 +60,9 @@ struct refvm {
     uint64_t rng;
     float *scores;              /* attention scratch */
     int64_t scores_cap;
+    float *wrow;                /* one streamed weight row, converted to fp32 */
+    int64_t wrow_cap;
+    refvm_st *st;               /* the VM's own mapping of the bound weights file */
 };
 
 /* ---------------------------------------------------------------- small helpers */
@@ -66,6 +71,7 @@ void refvm_opts_default(refvm_opts *o)
 {
     memset(o, 0, sizeof *o);
     o->order = IR_ORDER_LIST;
+    o->stream_min_numel = 65536;
 }
 
 const char *refvm_outcome_name(refvm_outcome o)
@@ -142,6 +148,8 @@ void refvm_free(refvm *vm)
     free(vm->in_box);
     free(vm->out_box);
     free(vm->scores);
+    free(vm->wrow);
+    refvm_st_close(vm->st);
     free(vm);
 }
 
@@ -385,6 +393,32 @@ static void unpack_nibbles(const refvm_tensor *t, int64_t K, float *dst)
         }
 }
 
+/* Weights read from the mapping a row at a time: floating-point matrices of at least
+ * stream_min_numel elements (projections, embeddings, lm_head). Small tensors are converted once. */
+static bool streamed(const refvm *vm, const ir_buffer *b, const refvm_tensor *t)
+{
+    int64_t min = vm->o.stream_min_numel > 0 ? vm->o.stream_min_numel : 65536;
+    return b->kind == IR_WEIGHT && b->rank >= 2 && t->numel >= min &&
+           t->supported &&
+           (t->dtype == IR_F32 || t->dtype == IR_F16 || t->dtype == IR_BF16);
+}
+
+/* Convert a streamed weight whole, for an op that reads it other than by rows. */
+static ir_status materialize(refvm *vm, int32_t b, ir_error *err)
+{
+    vm_buf *v = &vm->buf[b];
+    if (!v->raw || v->data)
+        return IR_OK;
+    float *d = malloc((size_t)v->raw->numel * sizeof(float));
+    if (!d)
+        return ir_fail(err, IR_ERR_NOMEM, vm->p->buffers[b].name, "out of memory for %lld weights",
+                       (long long)v->raw->numel);
+    refvm_st_slice_to_f32(v->raw, 0, v->raw->numel, d);
+    v->data = d;
+    v->owns = true;
+    return IR_OK;
+}
+
 /* Bind weights. Every buffer is checked against the file before any tensor is converted, so a
  * mismatch is refused before the (possibly long) conversion starts. See refvm.h. */
 ir_status refvm_bind(refvm *vm, const refvm_st *st, ir_error *err)
@@ -427,17 +461,37 @@ ir_status refvm_bind(refvm *vm, const refvm_st *st, ir_error *err)
                            ps, t->name, fs);
         }
     }
+    /* The VM maps the file itself, so the caller may close st at once; large floating-point
+       weights are then read from the mapping a row at a time instead of converted up front
+       (an 8B model's bf16 weights would take 32 GB as fp32). */
+    refvm_st *own = NULL;
+    ir_status os = refvm_st_open(st->path, &own, err);
+    if (os != IR_OK)
+        return os;
+    for (int32_t i = 0; i < p->n_buffers; i++) {
+        vm_buf *v = &vm->buf[i];
+        if (v->owns && (p->buffers[i].kind == IR_WEIGHT || p->buffers[i].kind == IR_CONST)) {
+            free(v->data);
+            v->owns = false;
+        }
+        if (p->buffers[i].kind == IR_WEIGHT || p->buffers[i].kind == IR_CONST) {
+            v->data = NULL;
+            v->raw = NULL;
+        }
+    }
+    refvm_st_close(vm->st);
+    vm->st = own;
+    st = own;
     for (int32_t i = 0; i < p->n_buffers; i++) {
         const ir_buffer *b = &p->buffers[i];
         vm_buf *v = &vm->buf[i];
         if (b->kind != IR_WEIGHT && b->kind != IR_CONST)
             continue;
-        if (v->owns) {
-            free(v->data);
-            v->data = NULL;
-            v->owns = false;
-        }
         const refvm_tensor *t = tensor_for(vm, st, b);
+        if (streamed(vm, b, t)) {
+            v->raw = t;
+            continue;
+        }
         /* Buffers bound to one tensor share its storage (e.g. a tied lm_head). */
         for (int32_t j = 0; j < i && !v->data; j++) {
             const ir_buffer *o = &p->buffers[j];
@@ -506,7 +560,17 @@ static ir_status rparam(op_ctx *c, const char *key, double *v)
     return IR_OK;
 }
 
-static float *in(op_ctx *c, int k) { return c->vm->buf[c->t->inputs[k]].data; }
+/* An input's fp32 storage. A streamed weight has none until materialized: run_task converts
+ * every streamed input an op does not read by rows (see reads_rows) before the op runs. */
+static ir_status materialize(refvm *vm, int32_t b, ir_error *err);
+static const float *wrow(op_ctx *c, int32_t w, int64_t n, int64_t K);
+static float *in(op_ctx *c, int k)
+{
+    vm_buf *v = &c->vm->buf[c->t->inputs[k]];
+    if (!v->data && v->raw)   /* not expected (run_op converted it), but never a NULL read */
+        materialize(c->vm, c->t->inputs[k], c->err);
+    return v->data;
+}
 static float *outp(op_ctx *c, int k) { return c->vm->buf[c->t->outputs[k]].data; }
 static int64_t in_n(op_ctx *c, int k) { return c->vm->buf[c->t->inputs[k]].numel; }
 static int64_t out_n(op_ctx *c, int k) { return c->vm->buf[c->t->outputs[k]].numel; }
@@ -561,7 +625,10 @@ static ir_status op_embed(op_ctx *c)
         float id = in(c, 0)[i];
         if (!(id >= 0 && id < (float)V) || id != floorf(id))
             return op_fail(c, "token id %g outside the table's %lld rows", (double)id, (long long)V);
-        memcpy(outp(c, 0) + i * R, in(c, 1) + (int64_t)id * R, (size_t)R * sizeof(float));
+        const float *row = wrow(c, c->t->inputs[1], (int64_t)id, R);
+        if (!row)
+            return ir_fail(c->err, IR_ERR_NOMEM, "refvm", "out of memory");
+        memcpy(outp(c, 0) + i * R, row, (size_t)R * sizeof(float));
     }
     return IR_OK;
 }
@@ -594,6 +661,24 @@ static ir_status op_rmsnorm(op_ctx *c)
     return IR_OK;
 }
 
+/* Row n of the [rows, K] weight buffer w as fp32: in its storage, or converted from the mapping
+ * into the VM's row scratch (valid until the next call). NULL when memory runs out. */
+static const float *wrow(op_ctx *c, int32_t w, int64_t n, int64_t K)
+{
+    vm_buf *v = &c->vm->buf[w];
+    if (v->data)
+        return v->data + n * K;
+    if (K > c->vm->wrow_cap) {
+        float *r = realloc(c->vm->wrow, (size_t)K * sizeof(float));
+        if (!r)
+            return NULL;
+        c->vm->wrow = r;
+        c->vm->wrow_cap = K;
+    }
+    refvm_st_slice_to_f32(v->raw, n * K, K, c->vm->wrow);
+    return c->vm->wrow;
+}
+
 /* y[n] = x . W[n, :] (+ bias[n]) for n in [n_off, n_off + N_tile). */
 static ir_status gemv_tile(op_ctx *c, const float *x, int32_t wbuf, const float *bias,
                            int64_t bias_n, float *y, int64_t y_n)
@@ -603,15 +688,18 @@ static ir_status gemv_tile(op_ctx *c, const float *x, int32_t wbuf, const float 
     TRY(iparam(c, "N_tile", &nt));
     TRY(iparam(c, "n_off", &off));
     const ir_buffer *wb = &c->vm->p->buffers[wbuf];
-    const float *W = c->vm->buf[wbuf].data;
     if (wb->rank != 2 || wb->shape[1] != K)
         return op_fail(c, "weight %s is not [N, K=%lld]", wb->name, (long long)K);
     if (nt < 0 || off < 0 || nt > wb->shape[0] || off > wb->shape[0] - nt || off + nt > y_n ||
         (bias && off + nt > bias_n) || in_n(c, 0) < K)
         return op_fail(c, "tile [%lld, %lld) x K %lld outside its buffers", (long long)off,
                        (long long)(off + nt), (long long)K);
-    for (int64_t n = off; n < off + nt; n++)
-        y[n] = (float)(dot(x, W + n * K, K) + (bias ? bias[n] : 0.0f));
+    for (int64_t n = off; n < off + nt; n++) {
+        const float *W = wrow(c, wbuf, n, K);
+        if (!W)
+            return ir_fail(c->err, IR_ERR_NOMEM, "refvm", "out of memory");
+        y[n] = (float)(dot(x, W, K) + (bias ? bias[n] : 0.0f));
+    }
     return IR_OK;
 }
 
@@ -694,12 +782,16 @@ static ir_status op_gemm(op_ctx *c)
         mt > xb->shape[0] || moff > xb->shape[0] - mt || (bb && ir_buffer_numel(bb) < off + nt))
         return op_fail(c, "tile rows [%lld, +%lld) x cols [%lld, +%lld) outside its buffers",
                        (long long)moff, (long long)mt, (long long)off, (long long)nt);
-    const float *x = in(c, 0), *W = in(c, 1), *bias = bb ? in(c, 2) : NULL;
+    const float *x = in(c, 0), *bias = bb ? in(c, 2) : NULL;
     float *y = outp(c, 0);
     int64_t N = wb->shape[0];
-    for (int64_t m = moff; m < moff + mt; m++)
-        for (int64_t n = off; n < off + nt; n++)
-            y[m * N + n] = (float)(dot(x + m * K, W + n * K, K) + (bias ? bias[n] : 0.0f));
+    for (int64_t n = off; n < off + nt; n++) {   /* each weight row read once */
+        const float *W = wrow(c, c->t->inputs[1], n, K);
+        if (!W)
+            return ir_fail(c->err, IR_ERR_NOMEM, "refvm", "out of memory");
+        for (int64_t m = moff; m < moff + mt; m++)
+            y[m * N + n] = (float)(dot(x + m * K, W, K) + (bias ? bias[n] : 0.0f));
+    }
     return IR_OK;
 }
 
@@ -1214,8 +1306,23 @@ static ir_status op_argmax(op_ctx *c)
     return IR_OK;
 }
 
+/* Whether op reads input slot k by rows through wrow (so a streamed weight stays streamed):
+ * the weight of a plain GEMV or GEMM tile, the table of EMBED, the GEMV weights of FUSED. */
+static bool reads_rows(const ir_task *t, int k)
+{
+    switch (t->op) {
+    case IR_OP_GEMV_TILE: return k == 1 && !ir_task_param(t, "qdtype");
+    case IR_OP_GEMM_TILE: case IR_OP_EMBED: return k == 1;
+    case IR_OP_FUSED: return k >= 1;
+    default: return false;
+    }
+}
+
 static ir_status run_op(op_ctx *c)
 {
+    for (int k = 0; k < c->t->n_inputs; k++)
+        if (!reads_rows(c->t, k))
+            TRY(materialize(c->vm, c->t->inputs[k], c->err));
     switch (c->t->op) {
     case IR_OP_NOP: return IR_OK;
     case IR_OP_EMBED: return op_embed(c);
@@ -1571,6 +1678,9 @@ int32_t refvm_next_token(const refvm *vm)
 
 const float *refvm_buffer(const refvm *vm, int32_t b, int64_t *n)
 {
+    ir_error err;
+    if (b >= 0 && b < vm->p->n_buffers && vm->buf[b].raw)   /* storage is a cache of the file */
+        materialize((refvm *)vm, b, &err);
     if (b < 0 || b >= vm->p->n_buffers || !vm->buf[b].data) {
         if (n)
             *n = 0;

@@ -1487,3 +1487,76 @@ Test(cli, run_refuses_a_witness_of_another_program)
     ir_program_free(p);
     ir_program_free(q);
 }
+
+/* Weights read from the file a row at a time compute the same bits as weights converted to fp32
+ * on bind (the conversion of each element is the same; only when it happens differs), for plain,
+ * fused and bf16 programs; and the caller may close its safetensors handle right after binding
+ * (the VM and the eager map the file themselves). */
+static void streamed_weights_are_bit_identical(const char *name, bool fuse_all)
+{
+    fixture fx;
+    fixture_load(name, &fx);
+    ir_program *p = lower_fixture_fused(&fx, 16, 0, fuse_all, fuse_all, true);
+    size_t n = (size_t)fx.n_pos * (size_t)fx.m.vocab;
+    float *whole = malloc(n * sizeof(float)), *rows = malloc(n * sizeof(float));
+    refvm_opts o;
+    refvm_opts_default(&o);
+    o.tie_embeddings = fx.m.tie_embeddings;
+    o.stream_min_numel = INT64_MAX;                /* everything converted on bind */
+    vm_decode(&fx, p, &o, whole);
+    o.stream_min_numel = 1;                        /* every weight matrix streamed */
+    vm_decode(&fx, p, &o, rows);
+    cr_assert_eq(memcmp(whole, rows, n * sizeof(float)), 0, "%s: streaming changed the logits",
+                 name);
+    free(whole);
+    free(rows);
+    ir_program_free(p);
+    fixture_free(&fx);
+}
+
+Test(vm, streamed_weights_give_bit_identical_logits_f32) { streamed_weights_are_bit_identical("llama_gqa2_f32", false); }
+Test(vm, streamed_weights_give_bit_identical_logits_bf16_fused)
+{
+    streamed_weights_are_bit_identical("llama_gqa2_bf16_rope3", true);
+}
+Test(vm, streamed_weights_give_bit_identical_logits_tied) { streamed_weights_are_bit_identical("llama_gqa4_tied_f32", true); }
+
+Test(vm, binding_needs_no_open_handle_afterwards)
+{
+    fixture fx;
+    fixture_load("llama_gqa2_bf16_rope3", &fx);
+    ir_program *p = lower_fixture(&fx, 16, 0, false, false);
+    refvm_opts o;
+    refvm_opts_default(&o);
+    o.stream_min_numel = 1;
+    refvm *vm;
+    refvm_eager *e;
+    ir_error err = {0};
+    cr_assert_eq(refvm_new(p, &o, &vm, &err), IR_OK, "%s", err.why);
+    cr_assert_eq(refvm_bind(vm, fx.st, &err), IR_OK, "%s", err.why);
+    cr_assert_eq(refvm_eager_new(&fx.m, fx.st, refvm_max_seq(vm), &e, &err), IR_OK, "%s", err.why);
+    refvm_st_close(fx.st);                         /* the caller's mapping is gone */
+    fx.st = NULL;
+    refvm_result r;
+    cr_assert_eq(refvm_step(vm, fx.prompt[0], 0, &r, &err), IR_OK, "%s", err.why);
+    cr_assert_eq(r.outcome, REFVM_DONE);
+    refvm_result_free(&r);
+    const float *ref;
+    int64_t nv;
+    cr_assert_eq(refvm_eager_forward(e, fx.prompt[0], 0, &ref, &err), IR_OK);
+    refvm_gate_cmp c = refvm_gate_compare(refvm_logits(vm, &nv), ref, nv, REFVM_GATE_REL_TOL);
+    cr_assert(c.pass, "gate: max abs err %g of %g", c.max_abs_err, c.max_abs_ref);
+    /* a streamed weight is still readable whole */
+    int64_t nw = 0;
+    int32_t wq = -1;
+    for (int32_t i = 0; i < p->n_buffers && wq < 0; i++)
+        if (p->buffers[i].kind == IR_WEIGHT && p->buffers[i].rank == 2)
+            wq = i;
+    cr_assert_geq(wq, 0);
+    cr_assert_not_null(refvm_buffer(vm, wq, &nw));
+    cr_assert_eq(nw, ir_buffer_numel(&p->buffers[wq]));
+    refvm_eager_free(e);
+    refvm_free(vm);
+    ir_program_free(p);
+    fixture_free(&fx);
+}
