@@ -110,5 +110,97 @@ int32_t *base_parse_i32_list(const char *s, int32_t lo, int32_t hi, int *n);
 /* Options: the table-driven command-line option parser.                                    */
 /* ======================================================================================== */
 
+/* One command line is a table of options plus the positional arguments. Every option is
+ * spelled "--name VALUE" or "--name=VALUE" (a short name such as "-o" the same way; "-o -" is a
+ * value "-"); a flag takes no value. An argument that does not start with '-', a lone "-", and
+ * everything after "--" are positional. A repeated option keeps its last value, except a
+ * BASE_OPT_STRINGS option, which collects every value in order. "--help" and "-h" anywhere in
+ * option position win over everything else (nothing is stored). The same table prints the usage
+ * text, so the help and the parser cannot disagree. The parser never prints: an error fills a
+ * one-line message naming the option and what it accepts, e.g.
+ *   --steps: expected an integer in [1, 1000000], got 'x'                                    */
+
+typedef enum {
+    BASE_OPT_FLAG,      /* dst bool *: set true; takes no value */
+    BASE_OPT_STRING,    /* dst const char **: the value itself (points into argv) */
+    BASE_OPT_STRINGS,   /* dst base_opt_strings *: each value appended, at most cap of them */
+    BASE_OPT_INT,       /* dst int *: a decimal integer in [lo, hi] (base_parse_int) */
+    BASE_OPT_I64,       /* dst int64_t *: a decimal integer in [lo, hi] (base_parse_i64) */
+    BASE_OPT_U64,       /* dst uint64_t *: decimal or 0x hex, e.g. a seed (base_parse_u64) */
+    BASE_OPT_DOUBLE,    /* dst double *: a finite number in [dlo, dhi] (base_parse_double) */
+    BASE_OPT_CHOICE,    /* dst int *: the index of the value in choices */
+} base_opt_type;
+
+/* Where a BASE_OPT_STRINGS option collects its values: v holds cap slots the caller owns. */
+typedef struct {
+    const char **v;
+    int n, cap;
+} base_opt_strings;
+
+typedef struct {
+    const char *name;       /* "--steps", "-o" */
+    base_opt_type type;
+    void *dst;              /* see base_opt_type; holds the default before parsing */
+    const char *value;      /* the value's name in the usage text ("N", "FILE"); NULL: flag */
+    const char *help;       /* the usage text; each '\n' starts an indented continuation line */
+    int64_t lo, hi;         /* INT, I64: the accepted range (lo == hi == 0: any int64 / int) */
+    double dlo, dhi;        /* DOUBLE: the accepted range (dhi INFINITY: no upper bound) */
+    const char *const *choices;   /* CHOICE: the accepted words, NULL-terminated */
+    bool required;          /* absent from the command line is an error */
+    bool show_default;      /* the usage text appends " (default X)", X read from dst */
+} base_option;
+
+/* Table rows, one per type; the trailing arguments are more fields, e.g. .required = true or
+ * .show_default = true. */
+#define BASE_FLAG(nm, d, hlp, ...) \
+    {.name = (nm), .type = BASE_OPT_FLAG, .dst = (d), .help = (hlp), __VA_ARGS__}
+#define BASE_STR(nm, d, val, hlp, ...) \
+    {.name = (nm), .type = BASE_OPT_STRING, .dst = (d), .value = (val), .help = (hlp), __VA_ARGS__}
+#define BASE_STRS(nm, d, val, hlp, ...) \
+    {.name = (nm), .type = BASE_OPT_STRINGS, .dst = (d), .value = (val), .help = (hlp), __VA_ARGS__}
+#define BASE_INT(nm, d, val, l, h, hlp, ...) \
+    {.name = (nm), .type = BASE_OPT_INT, .dst = (d), .value = (val), .lo = (l), .hi = (h), \
+     .help = (hlp), __VA_ARGS__}
+#define BASE_I64(nm, d, val, l, h, hlp, ...) \
+    {.name = (nm), .type = BASE_OPT_I64, .dst = (d), .value = (val), .lo = (l), .hi = (h), \
+     .help = (hlp), __VA_ARGS__}
+#define BASE_U64(nm, d, val, hlp, ...) \
+    {.name = (nm), .type = BASE_OPT_U64, .dst = (d), .value = (val), .help = (hlp), __VA_ARGS__}
+#define BASE_DOUBLE(nm, d, val, l, h, hlp, ...) \
+    {.name = (nm), .type = BASE_OPT_DOUBLE, .dst = (d), .value = (val), .dlo = (l), .dhi = (h), \
+     .help = (hlp), __VA_ARGS__}
+#define BASE_CHOICE(nm, d, val, ch, hlp, ...) \
+    {.name = (nm), .type = BASE_OPT_CHOICE, .dst = (d), .value = (val), .choices = (ch), \
+     .help = (hlp), __VA_ARGS__}
+
+/* A command's whole command line: what it is called, its options, its positional arguments and
+ * the text around the option list. */
+typedef struct {
+    const char *prog;             /* "amk run": only for the caller's messages */
+    const char *synopsis;         /* "usage: ..." line(s), each ending in '\n' */
+    const char *about;            /* paragraph(s) after the synopsis, or NULL */
+    const base_option *opts;
+    int n_opts;
+    const char *pos_name;         /* the positionals' name in errors ("PROGRAM"), or NULL */
+    int min_pos, max_pos;         /* accepted count of positionals; max_pos < 0: no limit */
+    const char **pos;             /* where they go: max_pos slots (argc slots when no limit) */
+    int *n_pos;                   /* how many were given; may be NULL when max_pos is 0 */
+    const char *epilog;           /* text after the option list ("exit: ..."), or NULL */
+} base_cmdline;
+
+typedef enum {
+    BASE_OPTS_OK = 0,   /* parsed: every dst given on the command line is set */
+    BASE_OPTS_HELP,     /* --help or -h: nothing was stored; print the usage, exit 0 */
+    BASE_OPTS_ERROR,    /* a usage error: err says which option and what it accepts */
+} base_opts_status;
+
+/* Parse argv[1..argc-1] (argv[0] is the command's name) by cl. On BASE_OPTS_ERROR err (err_len
+ * bytes) holds one line without the program name; dsts before the bad argument may be set. */
+base_opts_status base_opts_parse(const base_cmdline *cl, int argc, char **argv, char *err,
+                                 size_t err_len);
+/* Append cl's usage text to out: the synopsis, the about text, one entry per option (name,
+ * value name, help and, where asked, the default read from dst), then the epilog. */
+void base_opts_usage(const base_cmdline *cl, base_sb *out);
+
 
 #endif

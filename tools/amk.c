@@ -34,7 +34,7 @@ static void usage(FILE *out)
     fprintf(out, "usage: amk <command> [args]   (amk <command> --help for details)\n\ncommands:\n");
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
         fprintf(out, "  %-12s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
-    fprintf(out, "\nexit codes: 0 ok/PROVED, 1 REFUTED/FAIL, 2 MALFORMED or usage, 3 UNKNOWN\n");
+    fprintf(out, "\nexit codes: 0 ok/PROVED, 1 REFUTED/FAIL, 2 MALFORMED or usage, 3 UNKNOWN, 4 TIMEOUT\n");
     fprintf(out, "amk %s, IR %s\n", AMK_TOOL_VERSION, AMK_IR_VERSION);
 }
 

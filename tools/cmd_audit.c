@@ -14,34 +14,18 @@
 #include "tools/cmd.h"
 #include "verify/verify.h"
 
-static int cmd_audit_rerun(int argc, char **argv);
-
-static void usage(FILE *f)
-{
-    fprintf(f,
-            "usage: amk audit CLAIM.json [--json] [--seed N] [--resamples N]\n"
-            "       amk audit --rerun A.json B.json --cert-a CA --cert-b CB --weights W [options]\n"
-            "       (--rerun needs a GPU megakernel build and a GPU; amk audit --rerun --help)\n"
-            "\n"
-            "Audit a speedup claim (format: SPEC.md 14.2) against its own measurements. Every\n"
-            "rule runs and every reason is reported by id:\n"
-            "  correctness_not_pass    correctness.status is not PASS            -> UNSUPPORTED\n"
-            "  candidate_below_floor   a candidate sample < weight_bytes/bandwidth -> REFUTED\n"
-            "  baseline_below_floor    a baseline sample below that floor         -> REFUTED\n"
-            "  shapes_differ           benchmark shapes != verification shapes    -> UNSUPPORTED\n"
-            "  too_few_samples         fewer than %d samples on a side             -> UNSUPPORTED\n"
-            "  claim_outside_ci        claimed speedup outside the bootstrap 95%% CI\n"
-            "                          of median(baseline)/median(candidate)      -> REFUTED\n"
-            "  claim_within_ci, no_significant_speedup (CI includes 1.0): notes\n"
-            "REFUTED beats UNSUPPORTED; no reason that refutes or unsupports: CONFIRMED.\n"
-            "\n"
-            "  --json          one JSON object on stdout\n"
-            "  --seed N        bootstrap seed (default %u)\n"
-            "  --resamples N   bootstrap resamples (default %d)\n"
-            "\n"
-            "exit: 0 CONFIRMED, 1 REFUTED, 3 UNSUPPORTED, 2 malformed claim or bad usage.\n",
-            BENCH_AUDIT_MIN_SAMPLES, (unsigned)BENCH_BOOTSTRAP_SEED, BENCH_BOOTSTRAP_RESAMPLES);
-}
+static const char AUDIT_ABOUT[] =
+    "Audit a speedup claim (format: SPEC.md 14.2) against its own measurements. Every\n"
+    "rule runs and every reason is reported by id:\n"
+    "  correctness_not_pass    correctness.status is not PASS            -> UNSUPPORTED\n"
+    "  candidate_below_floor   a candidate sample < weight_bytes/bandwidth -> REFUTED\n"
+    "  baseline_below_floor    a baseline sample below that floor         -> REFUTED\n"
+    "  shapes_differ           benchmark shapes != verification shapes    -> UNSUPPORTED\n"
+    "  too_few_samples         fewer than %d samples on a side             -> UNSUPPORTED\n"
+    "  claim_outside_ci        claimed speedup outside the bootstrap 95%% CI\n"
+    "                          of median(baseline)/median(candidate)      -> REFUTED\n"
+    "  claim_within_ci, no_significant_speedup (CI includes 1.0): notes\n"
+    "REFUTED beats UNSUPPORTED; no reason that refutes or unsupports: CONFIRMED.\n";
 
 static cJSON *side_json(const bench_latency *l, int n)
 {
@@ -143,131 +127,72 @@ static void print_text(const bench_claim *c, const bench_audit_result *r)
 
 /* ---------------------------------------------------------------- --rerun */
 
-static void rerun_usage(FILE *f)
-{
-    fprintf(f,
-            "usage: amk audit --rerun A.json B.json --cert-a CA --cert-b CB --weights W\n"
-            "                 [--steps N] [--repeats R] [--warmup W] [--claimed-speedup X]\n"
-            "                 [--name S] [--device D] [--seed N] [--resamples N] [--json]\n"
-            "\n"
-            "Measure the claim \"B is X times faster than A\" here and audit it. Both programs must\n"
-            "come with certificates that check (amk cert check). On the GPU each is run by the\n"
-            "megakernel, interleaved A B A B (warm-up pairs first), every timed step of both\n"
-            "checked against reference VM logits of its own program (computed once, same input\n"
-            "tokens for both; tolerance %g). The samples become a claim: baseline = A,\n"
-            "candidate = B, device = the GPU's built-in target (else A's target), weight bytes =\n"
-            "the smaller of the two programs', floor bandwidth = min(spec, measured streaming\n"
-            "read), correctness PASS only when both sides passed (a side that failed contributes\n"
-            "no samples), shapes = each program's model shape. The audit rules of amk audit\n"
-            "decide; without --claimed-speedup the claim is the measured median ratio itself.\n"
-            "\n"
-            "  --cert-a CA, --cert-b CB   certificates of A and B (required)\n"
-            "  --weights W        safetensors weights both programs bind\n"
-            "  --steps N          tokens per repeat, positions 0..N-1 (default 16)\n"
-            "  --repeats R        timed repeats per side (default 10)\n"
-            "  --warmup W         untimed (still gated) pairs first (default 1)\n"
-            "  --claimed-speedup X  the claim to audit, median(A) / median(B)\n"
-            "  --name S           name of the claim (default \"A vs B\")\n"
-            "  --device D         CUDA device ordinal (default 0)\n"
-            "  --seed N, --resamples N  bootstrap settings (defaults %u, %d)\n"
-            "  --json             the amk audit JSON object plus a \"rerun\" object\n"
-            "\n"
-            "exit: 0 CONFIRMED, 1 REFUTED or a program refused (certificate, residency, CUDA\n"
-            "error), 3 UNSUPPORTED, 2 bad usage, malformed input, or no GPU megakernel here\n"
-            "(a build without CUDA, or no device).\n",
-            REFVM_GATE_REL_TOL, (unsigned)BENCH_BOOTSTRAP_SEED, BENCH_BOOTSTRAP_RESAMPLES);
-}
+#define STRINGIFY_(x) #x
+#define STRINGIFY(x) STRINGIFY_(x)
+#define RERUN_TOL STRINGIFY(REFVM_GATE_REL_TOL)
+
+static const char RERUN_ABOUT[] =
+    "Measure the claim \"B is X times faster than A\" here and audit it. Both programs must\n"
+    "come with certificates that check (amk cert check). On the GPU each is run by the\n"
+    "megakernel, interleaved A B A B (warm-up pairs first), every timed step of both\n"
+    "checked against reference VM logits of its own program (computed once, same input\n"
+    "tokens for both; tolerance " RERUN_TOL "). The samples become a claim: baseline = A,\n"
+    "candidate = B, device = the GPU's built-in target (else A's target), weight bytes =\n"
+    "the smaller of the two programs', floor bandwidth = min(spec, measured streaming\n"
+    "read), correctness PASS only when both sides passed (a side that failed contributes\n"
+    "no samples), shapes = each program's model shape. The audit rules of amk audit\n"
+    "decide; without --claimed-speedup the claim is the measured median ratio itself.\n";
 
 typedef struct {
     const char *prog[2], *cert[2], *weights, *name;
     int64_t steps;
-    int repeats, warmup, device, resamples;
+    int repeats, warmup, device, resamples, n_prog;
     uint64_t seed;
     double claimed;
-    bool json;
+    bool json, rerun;
 } rerun_args;
 
 static int rerun_parse(int argc, char **argv, rerun_args *a)
 {
-    memset(a, 0, sizeof *a);
-    a->steps = 16;
-    a->repeats = 10;
-    a->warmup = 1;
-    a->seed = BENCH_BOOTSTRAP_SEED;
-    a->resamples = BENCH_BOOTSTRAP_RESAMPLES;
-    int n_prog = 0;
-    static const struct {
-        const char *flag;
-        long long lo, hi;
-    } ints[] = {{"--steps", 1, 1000000}, {"--repeats", 1, 100000}, {"--warmup", 0, 100000},
-                {"--device", 0, 1023},   {"--resamples", 100, 10000000},
-                {"--seed", 0, 0x7fffffffffffffffLL}};
-    for (int i = 1; i < argc; i++) {
-        const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int which = -1;
-        for (int j = 0; j < (int)(sizeof ints / sizeof ints[0]); j++)
-            if (!strcmp(k, ints[j].flag))
-                which = j;
-        if (!strcmp(k, "--help") || !strcmp(k, "-h")) {
-            rerun_usage(stdout);
-            return -1;
-        } else if (!strcmp(k, "--rerun")) {
-            continue;
-        } else if (!strcmp(k, "--json")) {
-            a->json = true;
-        } else if (!strcmp(k, "--cert-a") && v) {
-            a->cert[0] = argv[++i];
-        } else if (!strcmp(k, "--cert-b") && v) {
-            a->cert[1] = argv[++i];
-        } else if (!strcmp(k, "--weights") && v) {
-            a->weights = argv[++i];
-        } else if (!strcmp(k, "--name") && v) {
-            a->name = argv[++i];
-        } else if (!strcmp(k, "--claimed-speedup") && v) {
-            char *end;
-            a->claimed = strtod(argv[++i], &end);
-            if (*end || !*argv[i] || !(a->claimed > 0) || a->claimed > 1e9) {
-                fprintf(stderr, "amk audit: --claimed-speedup must be a number > 0\n");
-                return AMK_EXIT_MALFORMED;
-            }
-        } else if (which >= 0 && v) {
-            char *end;
-            long long x = strtoll(argv[++i], &end, 10);
-            if (*end || !*argv[i] || x < ints[which].lo || x > ints[which].hi) {
-                fprintf(stderr, "amk audit: %s must be an integer in [%lld, %lld]\n", k,
-                        ints[which].lo, ints[which].hi);
-                return AMK_EXIT_MALFORMED;
-            }
-            switch (which) {
-            case 0: a->steps = x; break;
-            case 1: a->repeats = (int)x; break;
-            case 2: a->warmup = (int)x; break;
-            case 3: a->device = (int)x; break;
-            case 4: a->resamples = (int)x; break;
-            default: a->seed = (uint64_t)x; break;
-            }
-        } else if (k[0] != '-' && n_prog < 2) {
-            a->prog[n_prog++] = k;
-        } else {
-            fprintf(stderr, "amk audit: unknown or incomplete argument '%s'\n", k);
-            rerun_usage(stderr);
-            return AMK_EXIT_MALFORMED;
-        }
-    }
-    if (n_prog != 2 || !a->cert[0] || !a->cert[1] || !a->weights) {
-        fprintf(stderr, "amk audit: --rerun needs PROGRAM_A PROGRAM_B, --cert-a, --cert-b and "
-                "--weights\n");
-        rerun_usage(stderr);
-        return AMK_EXIT_MALFORMED;
-    }
-    return 0;
-}
-
-/* The whole file as a NUL-terminated malloc'd string (*len bytes), or NULL with err filled. */
-static char *read_whole(const char *path, size_t *len, ir_error *err)
-{
-    char *t = NULL;
-    return ir_read_text_file(path, IR_MAX_FILE_BYTES, &t, len, err) == IR_OK ? t : NULL;
+    *a = (rerun_args){.steps = 16, .repeats = 10, .warmup = 1, .seed = BENCH_BOOTSTRAP_SEED,
+                      .resamples = BENCH_BOOTSTRAP_RESAMPLES};
+    const base_option opts[] = {
+        BASE_FLAG("--rerun", &a->rerun, "measure the claim here (this form)"),
+        BASE_STR("--cert-a", &a->cert[0], "CA", "certificate of A", .required = true),
+        BASE_STR("--cert-b", &a->cert[1], "CB", "certificate of B", .required = true),
+        BASE_STR("--weights", &a->weights, "W", "safetensors weights both programs bind",
+                 .required = true),
+        BASE_I64("--steps", &a->steps, "N", 1, 1000000, "tokens per repeat, positions 0..N-1",
+                 .show_default = true),
+        BASE_INT("--repeats", &a->repeats, "R", 1, 100000, "timed repeats per side",
+                 .show_default = true),
+        BASE_INT("--warmup", &a->warmup, "W", 0, 100000, "untimed (still gated) pairs first",
+                 .show_default = true),
+        BASE_DOUBLE("--claimed-speedup", &a->claimed, "X", 1e-9, 1e9, "the claim to audit, "
+                    "median(A) / median(B)"),
+        BASE_STR("--name", &a->name, "S", "name of the claim (default \"A vs B\")"),
+        BASE_INT("--device", &a->device, "D", 0, 1023, "CUDA device ordinal",
+                 .show_default = true),
+        BASE_U64("--seed", &a->seed, "N", "bootstrap seed", .show_default = true),
+        BASE_INT("--resamples", &a->resamples, "N", 100, 10000000, "bootstrap resamples",
+                 .show_default = true),
+        BASE_FLAG("--json", &a->json, "the amk audit JSON object plus a \"rerun\" object"),
+    };
+    const base_cmdline cl = {
+        .prog = "amk audit",
+        .synopsis = "usage: amk audit --rerun A.json B.json --cert-a CA --cert-b CB --weights W\n"
+                    "                 [--steps N] [--repeats R] [--warmup W] "
+                    "[--claimed-speedup X]\n"
+                    "                 [--name S] [--device D] [--seed N] [--resamples N] "
+                    "[--json]\n",
+        .about = RERUN_ABOUT, .opts = opts, .n_opts = sizeof opts / sizeof opts[0],
+        .pos_name = "PROGRAM_A PROGRAM_B", .min_pos = 2, .max_pos = 2, .pos = a->prog,
+        .n_pos = &a->n_prog,
+        .epilog = "exit: 0 CONFIRMED, 1 REFUTED or a program refused (certificate, residency, "
+                  "CUDA\nerror), 3 UNSUPPORTED, 2 bad usage, malformed input, or no GPU "
+                  "megakernel here\n(a build without CUDA, or no device).\n",
+    };
+    return cmd_parse_options(&cl, argc, argv);
 }
 
 static void rerun_side_text(const char *side, const char *prog, const bench_run_result *r)
@@ -319,226 +244,261 @@ static int rerun_refuse(bool json, const char *status, const char *fmt, const ch
     return code;
 }
 
-static int cmd_audit_rerun(int argc, char **argv)
-{
+/* Everything a rerun holds: both programs with their certificates, models, references and
+ * loaded megakernels, the shared weights, the A/B measurement and the claim made of it. */
+typedef struct {
     rerun_args a;
-    int rc = rerun_parse(argc, argv, &a);
-    if (rc)
-        return rc < 0 ? AMK_EXIT_OK : rc;
-    ir_error err = {0};
-    ir_program *p[2] = {NULL, NULL};
-    char *cert[2] = {NULL, NULL};
-    size_t cert_len[2] = {0, 0};
+    ir_program *p[2];
+    char *cert[2];
+    size_t cert_len[2];
     lower_model m[2];
-    refvm_st *st = NULL;
+    refvm_st *st;
     bench_reference ref[2];
-    memset(ref, 0, sizeof ref);
-    bench_gpu *g[2] = {NULL, NULL};
+    bench_gpu *g[2];
     bench_ab_result ab;
-    memset(&ab, 0, sizeof ab);
     bench_claim claim;
-    memset(&claim, 0, sizeof claim);
-    int exit_code = AMK_EXIT_OK;
-    ir_status s = IR_OK;
-    static const char *const label[2] = {"gpu-megakernel A", "gpu-megakernel B"};
-    char device[256] = "", why[256] = "", name[600];
+    bench_audit_result r;
+    const ir_target *t;
+    char device[256];
+} rerun_state;
 
+static void rerun_free(rerun_state *x)
+{
+    bench_claim_free(&x->claim);
+    bench_ab_result_free(&x->ab);
     for (int i = 0; i < 2; i++) {
-        if ((s = ir_read_file(a.prog[i], NULL, &p[i], &err)) != IR_OK)
-            goto fail;
-        if (!(cert[i] = read_whole(a.cert[i], &cert_len[i], &err))) {
-            s = err.status;
-            goto fail;
+        bench_gpu_free(x->g[i]);
+        bench_reference_free(&x->ref[i]);
+        ir_program_free(x->p[i]);
+        free(x->cert[i]);
+    }
+    refvm_st_close(x->st);
+}
+
+/* Both programs and their certificates. CMD_CONTINUE, or the exit code of a refusal (printed);
+ * *s an error status for the caller to report. */
+static int rerun_load(rerun_state *x, ir_status *s, ir_error *err)
+{
+    for (int i = 0; i < 2; i++) {
+        if ((*s = ir_read_file(x->a.prog[i], NULL, &x->p[i], err)) != IR_OK)
+            return CMD_CONTINUE;
+        cmd_cert_status cs = cmd_check_cert(x->a.cert[i], x->p[i], &x->cert[i], &x->cert_len[i],
+                                            err);
+        if (cs == CMD_CERT_UNREADABLE) {
+            *s = err->status;
+            return CMD_CONTINUE;
         }
-        ir_status cs = verify_cert_check(cert[i], cert_len[i], p[i], &err);
-        if (cs != IR_OK && cs != IR_ERR_MALFORMED) {
-            cmd_error_in_file(&err, a.cert[i]);   /* not a certificate at all: exit 2 */
-            s = cs;
-            goto fail;
-        }
-        if (cs != IR_OK) {
+        if (cs == CMD_CERT_INVALID) {
             char what[700];
-            snprintf(what, sizeof what, "%.200s: %.400s", err.where, err.why);
-            exit_code = rerun_refuse(a.json, "REFUSED", "refusing to measure %s: its "
-                                     "certificate does not check (%s)", a.prog[i], what,
-                                     AMK_EXIT_REFUTED);
-            goto done;
+            snprintf(what, sizeof what, "%.200s: %.400s", err->where, err->why);
+            return rerun_refuse(x->a.json, "REFUSED", "refusing to measure %s: its certificate "
+                                "does not check (%s)", x->a.prog[i], what, AMK_EXIT_REFUTED);
         }
     }
-    if (!bench_gpu_available(device, sizeof device, why, sizeof why)) {
-        exit_code = rerun_refuse(a.json, mk_have_cuda() ? "NO_DEVICE" : "NO_CUDA",
-                                 mk_have_cuda() ? "--rerun needs a GPU: %s; nothing was measured%s"
-                                 : "--rerun needs a GPU megakernel build: %s; nothing was "
-                                   "measured%s", why, "", AMK_EXIT_MALFORMED);
-        goto done;
-    }
+    return CMD_CONTINUE;
+}
+
+/* References (B fed A's tokens, so both sides decode the very same inputs) and both
+ * megakernels. CMD_CONTINUE, or the exit code of a refusal (printed); *s as rerun_load. */
+static int rerun_prepare(rerun_state *x, ir_status *s, ir_error *err)
+{
+    static const char *const label[2] = {"gpu-megakernel A", "gpu-megakernel B"};
     for (int i = 0; i < 2; i++)
-        if ((s = lower_model_from_meta(p[i], &m[i], &err)) != IR_OK)
-            goto fail;
-    if ((s = refvm_st_open(a.weights, &st, &err)) != IR_OK)
-        goto fail;
-    /* B's reference is fed A's tokens, so both sides decode the very same inputs */
+        if ((*s = lower_model_from_meta(x->p[i], &x->m[i], err)) != IR_OK)
+            return CMD_CONTINUE;
+    if ((*s = refvm_st_open(x->a.weights, &x->st, err)) != IR_OK)
+        return CMD_CONTINUE;
     for (int i = 0; i < 2; i++)
-        if ((s = bench_reference_compute(p[i], st, m[i].tie_embeddings, a.steps,
-                                         i ? ref[0].tokens : NULL, &ref[i], &err)) != IR_OK)
-            goto fail;
+        if ((*s = bench_reference_compute(x->p[i], x->st, x->m[i].tie_embeddings, x->a.steps,
+                                          i ? x->ref[0].tokens : NULL, &x->ref[i], err)) != IR_OK)
+            return CMD_CONTINUE;
     for (int i = 0; i < 2; i++) {
         mk_status ls = MK_OK;
-        if ((s = bench_gpu_new(p[i], cert[i], cert_len[i], a.weights, m[i].tie_embeddings,
-                               a.device, &ref[i], label[i], &g[i], &ls, &err)) != IR_OK) {
-            if (ls == MK_OK)
-                goto fail;
+        *s = bench_gpu_new(x->p[i], x->cert[i], x->cert_len[i], x->a.weights,
+                           x->m[i].tie_embeddings, x->a.device, &x->ref[i], label[i], &x->g[i],
+                           &ls, err);
+        if (*s != IR_OK && ls != MK_OK) {
             char what[900];
-            snprintf(what, sizeof what, "%s at %.200s: %.400s", mk_status_name(ls), err.where,
-                     err.why);
-            exit_code = rerun_refuse(a.json, mk_status_name(ls), "the megakernel did not load "
-                                     "%s: %s", a.prog[i], what,
-                                     ls == MK_REFUSED || ls == MK_CUDA_ERROR ? AMK_EXIT_REFUTED
-                                                                             : AMK_EXIT_MALFORMED);
-            goto done;
+            snprintf(what, sizeof what, "%s at %.200s: %.400s", mk_status_name(ls), err->where,
+                     err->why);
+            *s = IR_OK;
+            return rerun_refuse(x->a.json, mk_status_name(ls), "the megakernel did not load "
+                                "%s: %s", x->a.prog[i], what,
+                                ls == MK_REFUSED || ls == MK_CUDA_ERROR ? AMK_EXIT_REFUTED
+                                                                        : AMK_EXIT_MALFORMED);
         }
+        if (*s != IR_OK)
+            return CMD_CONTINUE;
     }
-    const char *own = bench_target_for_device(device);
-    const ir_target *t = own ? ir_target_builtin(own) : p[0]->has_target ? &p[0]->target : NULL;
-    if (!t || !ir_target_builtin(t->name) || !(t->hbm_bandwidth_gbs > 0)) {
-        s = ir_fail(&err, IR_ERR_UNSUPPORTED, "device", "%s is not a built-in target and "
-                    "program A names none with a spec bandwidth", device);
-        goto fail;
-    }
-    int64_t wb = ir_weight_bytes(p[0]) < ir_weight_bytes(p[1]) ? ir_weight_bytes(p[0])
-                                                               : ir_weight_bytes(p[1]);
-    bench_timing_source src[2] = {bench_gpu_source(g[0]), bench_gpu_source(g[1])};
+    return CMD_CONTINUE;
+}
+
+/* Measure A and B interleaved, make the claim of it and audit that. */
+static ir_status rerun_measure(rerun_state *x, ir_error *err)
+{
+    const rerun_args *a = &x->a;
+    const char *own = bench_target_for_device(x->device);
+    x->t = own ? ir_target_builtin(own) : x->p[0]->has_target ? &x->p[0]->target : NULL;
+    if (!x->t || !ir_target_builtin(x->t->name) || !(x->t->hbm_bandwidth_gbs > 0))
+        return ir_fail(err, IR_ERR_UNSUPPORTED, "device", "%s is not a built-in target and "
+                       "program A names none with a spec bandwidth", x->device);
+    int64_t wa = ir_weight_bytes(x->p[0]), wb = ir_weight_bytes(x->p[1]);
+    int64_t w = wa < wb ? wa : wb;
+    bench_timing_source src[2] = {bench_gpu_source(x->g[0]), bench_gpu_source(x->g[1])};
     bench_ab_opts o;
     bench_ab_opts_default(&o);
-    o.run = (bench_run_opts){.steps = a.steps, .repeats = a.repeats, .warmup = a.warmup,
-                             .weight_bytes = wb, .spec_bandwidth_gbs = t->hbm_bandwidth_gbs};
-    o.resamples = a.resamples;
-    o.seed = a.seed;
-    if ((s = bench_ab_run(&src[0], &src[1], &o, &ab, &err)) != IR_OK)
-        goto fail;
+    o.run = (bench_run_opts){.steps = a->steps, .repeats = a->repeats, .warmup = a->warmup,
+                             .weight_bytes = w, .spec_bandwidth_gbs = x->t->hbm_bandwidth_gbs};
+    o.resamples = a->resamples;
+    o.seed = a->seed;
+    ir_status s = bench_ab_run(&src[0], &src[1], &o, &x->ab, err);
+    if (s != IR_OK)
+        return s;
     int rank[2] = {7, 7};
     int64_t dims[2][7];
     for (int i = 0; i < 2; i++) {
-        int64_t d[7] = {m[i].n_layers, m[i].hidden, m[i].intermediate, m[i].n_heads,
-                        m[i].n_kv_heads, m[i].head_dim, m[i].vocab};
+        const lower_model *m = &x->m[i];
+        int64_t d[7] = {m->n_layers, m->hidden, m->intermediate, m->n_heads, m->n_kv_heads,
+                        m->head_dim, m->vocab};
         memcpy(dims[i], d, sizeof d);
     }
     const int64_t *dimp[2] = {dims[0], dims[1]};
-    snprintf(name, sizeof name, "%.280s vs %.280s", a.prog[0], a.prog[1]);
-    if ((s = bench_claim_from_ab(&ab, a.name ? a.name : name, t->name, wb, t->hbm_bandwidth_gbs,
-                                 a.claimed, 2, rank, dimp, &claim, &err)) != IR_OK)
-        goto fail;
+    char name[600];
+    snprintf(name, sizeof name, "%.280s vs %.280s", a->prog[0], a->prog[1]);
+    if ((s = bench_claim_from_ab(&x->ab, a->name ? a->name : name, x->t->name, w,
+                                 x->t->hbm_bandwidth_gbs, a->claimed, 2, rank, dimp, &x->claim,
+                                 err)) != IR_OK)
+        return s;
     bench_audit_opts ao;
     bench_audit_opts_default(&ao);
-    ao.seed = a.seed;
-    ao.resamples = a.resamples;
-    bench_audit_result r;
-    if ((s = bench_audit(&claim, &ao, &r, &err)) != IR_OK)
-        goto fail;
-    const bench_run_result *ra = &ab.baseline, *rb = &ab.candidate;
-    if (a.json) {
-        cJSON *o = audit_json(&claim, &r);
-        cJSON *x = cJSON_AddObjectToObject(o, "rerun");
-        cJSON_AddStringToObject(x, "gpu", device);
-        cJSON_AddStringToObject(x, "target", t->name);
-        cJSON_AddNumberToObject(x, "steps", (double)a.steps);
-        cJSON_AddNumberToObject(x, "repeats", a.repeats);
-        cJSON_AddNumberToObject(x, "warmup", a.warmup);
-        cJSON_AddStringToObject(x, "order", "interleaved: A, B, A, B, ...");
-        cJSON_AddNumberToObject(x, "spec_bandwidth_gbs", t->hbm_bandwidth_gbs);
-        if (ra->has_measured_bw)
-            cJSON_AddNumberToObject(x, "measured_bandwidth_gbs", ra->measured_bw_gbs);
-        else
-            cJSON_AddNullToObject(x, "measured_bandwidth_gbs");
-        cJSON_AddBoolToObject(x, "claimed_speedup_given", a.claimed > 0);
-        cJSON_AddItemToObject(x, "a", rerun_side_json(a.prog[0], ra));
-        cJSON_AddItemToObject(x, "b", rerun_side_json(a.prog[1], rb));
-        char *js = cJSON_Print(o);
-        if (js)
-            printf("%s\n", js);
-        cJSON_free(js);
-        cJSON_Delete(o);
-    } else {
-        printf("rerun: %s (A, baseline) vs %s (B, candidate) on %s (target %s), %lld steps x %d "
-               "repeats, interleaved A B A B after %d warm-up pair(s)\n", a.prog[0], a.prog[1],
-               device, t->name, (long long)a.steps, a.repeats, a.warmup);
-        if (ra->has_measured_bw)
-            printf("bandwidth: measured %.6g GB/s (streaming read in this run), %s spec %.6g "
-                   "GB/s\n", ra->measured_bw_gbs, t->name, t->hbm_bandwidth_gbs);
-        rerun_side_text("A", a.prog[0], ra);
-        rerun_side_text("B", a.prog[1], rb);
-        if (a.claimed <= 0)
-            printf("claimed speedup: none given; auditing the measured median ratio\n");
-        print_text(&claim, &r);
-    }
-    exit_code = r.verdict == BENCH_AUDIT_CONFIRMED ? AMK_EXIT_OK
-              : r.verdict == BENCH_AUDIT_REFUTED   ? AMK_EXIT_REFUTED : AMK_EXIT_UNKNOWN;
-    goto done;
-fail:
-    if (a.json)
-        cmd_print_error_json(&err);
+    ao.seed = a->seed;
+    ao.resamples = a->resamples;
+    return bench_audit(&x->claim, &ao, &x->r, err);
+}
+
+static void rerun_print_json(const rerun_state *x)
+{
+    const bench_run_result *ra = &x->ab.baseline, *rb = &x->ab.candidate;
+    cJSON *o = audit_json(&x->claim, &x->r);
+    cJSON *j = cJSON_AddObjectToObject(o, "rerun");
+    cJSON_AddStringToObject(j, "gpu", x->device);
+    cJSON_AddStringToObject(j, "target", x->t->name);
+    cJSON_AddNumberToObject(j, "steps", (double)x->a.steps);
+    cJSON_AddNumberToObject(j, "repeats", x->a.repeats);
+    cJSON_AddNumberToObject(j, "warmup", x->a.warmup);
+    cJSON_AddStringToObject(j, "order", "interleaved: A, B, A, B, ...");
+    cJSON_AddNumberToObject(j, "spec_bandwidth_gbs", x->t->hbm_bandwidth_gbs);
+    if (ra->has_measured_bw)
+        cJSON_AddNumberToObject(j, "measured_bandwidth_gbs", ra->measured_bw_gbs);
     else
-        cmd_print_error("amk audit", &err);
-    exit_code = cmd_exit_for(s);
-    if (!strcmp(err.where, "cuda"))
-        exit_code = AMK_EXIT_REFUTED;
-done:
-    bench_claim_free(&claim);
-    bench_ab_result_free(&ab);
-    for (int i = 0; i < 2; i++) {
-        bench_gpu_free(g[i]);
-        bench_reference_free(&ref[i]);
-        ir_program_free(p[i]);
-        free(cert[i]);
+        cJSON_AddNullToObject(j, "measured_bandwidth_gbs");
+    cJSON_AddBoolToObject(j, "claimed_speedup_given", x->a.claimed > 0);
+    cJSON_AddItemToObject(j, "a", rerun_side_json(x->a.prog[0], ra));
+    cJSON_AddItemToObject(j, "b", rerun_side_json(x->a.prog[1], rb));
+    char *js = cJSON_Print(o);
+    if (js)
+        printf("%s\n", js);
+    cJSON_free(js);
+    cJSON_Delete(o);
+}
+
+static void rerun_print_text(const rerun_state *x)
+{
+    const rerun_args *a = &x->a;
+    const bench_run_result *ra = &x->ab.baseline, *rb = &x->ab.candidate;
+    printf("rerun: %s (A, baseline) vs %s (B, candidate) on %s (target %s), %lld steps x %d "
+           "repeats, interleaved A B A B after %d warm-up pair(s)\n", a->prog[0], a->prog[1],
+           x->device, x->t->name, (long long)a->steps, a->repeats, a->warmup);
+    if (ra->has_measured_bw)
+        printf("bandwidth: measured %.6g GB/s (streaming read in this run), %s spec %.6g "
+               "GB/s\n", ra->measured_bw_gbs, x->t->name, x->t->hbm_bandwidth_gbs);
+    rerun_side_text("A", a->prog[0], ra);
+    rerun_side_text("B", a->prog[1], rb);
+    if (a->claimed <= 0)
+        printf("claimed speedup: none given; auditing the measured median ratio\n");
+    print_text(&x->claim, &x->r);
+}
+
+static int exit_for_verdict(bench_audit_verdict v)
+{
+    return v == BENCH_AUDIT_CONFIRMED ? AMK_EXIT_OK
+         : v == BENCH_AUDIT_REFUTED   ? AMK_EXIT_REFUTED : AMK_EXIT_UNKNOWN;
+}
+
+/* The steps of a rerun; CMD_CONTINUE with *s set when an error is left to report. */
+static int rerun_steps(rerun_state *x, ir_status *s, ir_error *err)
+{
+    char why[256] = "";
+    int rc = rerun_load(x, s, err);
+    if (rc != CMD_CONTINUE || *s != IR_OK)
+        return rc;
+    if (!bench_gpu_available(x->device, sizeof x->device, why, sizeof why))
+        return rerun_refuse(x->a.json, mk_have_cuda() ? "NO_DEVICE" : "NO_CUDA",
+                            mk_have_cuda() ? "--rerun needs a GPU: %s; nothing was measured%s"
+                            : "--rerun needs a GPU megakernel build: %s; nothing was "
+                              "measured%s", why, "", AMK_EXIT_MALFORMED);
+    rc = rerun_prepare(x, s, err);
+    if (rc != CMD_CONTINUE || *s != IR_OK)
+        return rc;
+    if ((*s = rerun_measure(x, err)) != IR_OK)
+        return CMD_CONTINUE;
+    if (x->a.json)
+        rerun_print_json(x);
+    else
+        rerun_print_text(x);
+    return exit_for_verdict(x->r.verdict);
+}
+
+static int cmd_audit_rerun(int argc, char **argv)
+{
+    rerun_state x;
+    memset(&x, 0, sizeof x);
+    int rc = rerun_parse(argc, argv, &x.a);
+    if (rc != CMD_CONTINUE)
+        return rc;
+    ir_error err = {0};
+    ir_status s = IR_OK;
+    rc = rerun_steps(&x, &s, &err);
+    if (rc == CMD_CONTINUE) {
+        cmd_report_error("amk audit", x.a.json, &err);
+        rc = strcmp(err.where, "cuda") ? cmd_exit_for(s) : AMK_EXIT_REFUTED;
     }
-    refvm_st_close(st);
-    return exit_code;
+    rerun_free(&x);
+    return rc;
 }
 
 int cmd_audit(int argc, char **argv)
 {
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--rerun"))
+            return cmd_audit_rerun(argc, argv);
     const char *path = NULL;
-    bool json = false;
+    bool json = false, rerun = false;
     bench_audit_opts o;
     bench_audit_opts_default(&o);
-    for (int i = 1; i < argc; i++) {
-        const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        char *end;
-        if (!strcmp(k, "--help") || !strcmp(k, "-h")) {
-            usage(stdout);
-            return AMK_EXIT_OK;
-        } else if (!strcmp(k, "--rerun")) {
-            return cmd_audit_rerun(argc, argv);
-        } else if (!strcmp(k, "--json")) {
-            json = true;
-        } else if (!strcmp(k, "--seed") && v) {
-            o.seed = strtoull(v, &end, 0);
-            if (*end || !*v || *v == '-') {
-                fprintf(stderr, "amk audit: --seed takes a non-negative integer\n");
-                return AMK_EXIT_MALFORMED;
-            }
-            i++;
-        } else if (!strcmp(k, "--resamples") && v) {
-            long n = strtol(v, &end, 10);
-            if (*end || !*v || n < 100 || n > 10000000) {
-                fprintf(stderr, "amk audit: --resamples must be an integer in [100, 10000000]\n");
-                return AMK_EXIT_MALFORMED;
-            }
-            o.resamples = (int)n;
-            i++;
-        } else if (k[0] != '-' && !path) {
-            path = k;
-        } else {
-            fprintf(stderr, "amk audit: unknown or incomplete argument '%s'\n", k);
-            usage(stderr);
-            return AMK_EXIT_MALFORMED;
-        }
-    }
-    if (!path) {
-        fprintf(stderr, "amk audit: CLAIM.json is required\n");
-        usage(stderr);
-        return AMK_EXIT_MALFORMED;
-    }
+    char about[1600];
+    snprintf(about, sizeof about, AUDIT_ABOUT, BENCH_AUDIT_MIN_SAMPLES);
+    const base_option opts[] = {
+        BASE_FLAG("--json", &json, "one JSON object on stdout"),
+        BASE_U64("--seed", &o.seed, "N", "bootstrap seed", .show_default = true),
+        BASE_INT("--resamples", &o.resamples, "N", 100, 10000000, "bootstrap resamples",
+                 .show_default = true),
+        BASE_FLAG("--rerun", &rerun, "measure a claim here (amk audit --rerun --help)"),
+    };
+    const base_cmdline cl = {
+        .prog = "amk audit",
+        .synopsis = "usage: amk audit CLAIM.json [--json] [--seed N] [--resamples N]\n"
+                    "       amk audit --rerun A.json B.json --cert-a CA --cert-b CB --weights W "
+                    "[options]\n"
+                    "       (--rerun needs a GPU megakernel build and a GPU; amk audit --rerun "
+                    "--help)\n",
+        .about = about, .opts = opts, .n_opts = sizeof opts / sizeof opts[0],
+        .pos_name = "CLAIM.json", .min_pos = 1, .max_pos = 1, .pos = &path,
+        .epilog = "exit: 0 CONFIRMED, 1 REFUTED, 3 UNSUPPORTED, 2 malformed claim or bad usage.\n",
+    };
+    int rc = cmd_parse_options(&cl, argc, argv);
+    if (rc != CMD_CONTINUE)
+        return rc;
     ir_error err = {0};
     bench_claim c;
     bench_audit_result r;
@@ -546,10 +506,7 @@ int cmd_audit(int argc, char **argv)
     if (s == IR_OK)
         s = bench_audit(&c, &o, &r, &err);
     if (s != IR_OK) {
-        if (json)
-            cmd_print_error_json(&err);
-        else
-            cmd_print_error("amk audit", &err);
+        cmd_report_error("amk audit", json, &err);
         bench_claim_free(&c);
         return cmd_exit_for(s);
     }
@@ -558,6 +515,5 @@ int cmd_audit(int argc, char **argv)
     else
         print_text(&c, &r);
     bench_claim_free(&c);
-    return r.verdict == BENCH_AUDIT_CONFIRMED ? AMK_EXIT_OK
-         : r.verdict == BENCH_AUDIT_REFUTED   ? AMK_EXIT_REFUTED : AMK_EXIT_UNKNOWN;
+    return exit_for_verdict(r.verdict);
 }

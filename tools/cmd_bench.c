@@ -16,49 +16,20 @@
 #include "tools/cmd.h"
 #include "verify/verify.h"
 
-static void usage(FILE *f)
-{
-    fprintf(f,
-            "usage: amk bench PROGRAM --cert CERT --weights FILE [options]\n"
-            "\n"
-            "Time a program per token with the correctness gate of the same run. No PASS: no\n"
-            "latency, only the reason. A latency below the roofline floor (weight bytes /\n"
-            "bandwidth, at the target's spec bandwidth and at the device's measured one) is\n"
-            "withheld.\n"
-            "\n"
-            "With a CUDA build and a GPU: the megakernel is timed (label gpu-megakernel; CUDA\n"
-            "events around each launch), every timed step's logits checked against reference VM\n"
-            "logits of the same positions and tokens (computed once, before timing; tolerance %g),\n"
-            "and interleaved with a same-run baseline: the same decode as separate kernels with\n"
-            "cuBLAS projections in one CUDA graph (label gpu-cublas-graph, its own tolerance %g).\n"
-            "The speedup median(baseline) / median(megakernel) comes with a bootstrap 95%% CI.\n"
-            "Without a GPU (or with --cpu) the CPU reference VM is timed (label cpu-reference;\n"
-            "never a GPU figure), each step checked against the eager forward.\n"
-            "\n"
-            "  --cert CERT        PROVED certificate of PROGRAM (amk-verify --cert); required,\n"
-            "                     re-checked without Z3 (amk cert check) before anything runs\n"
-            "  --weights FILE     safetensors weights\n"
-            "  --steps N          tokens per repeat, positions 0..N-1 (default 16)\n"
-            "  --repeats R        timed repeats (default 10); median, p10, p90 over them\n"
-            "  --warmup W         untimed repeats first (default 1; still gated)\n"
-            "  --model MODEL      model for the eager forward and the baseline (default:\n"
-            "                     meta.model_config)\n"
-            "  --target NAME      target whose spec bandwidth gives the floor (default: the\n"
-            "                     GPU's own when it is a built-in target, else the program's)\n"
-            "  --device D         CUDA device ordinal (default 0)\n"
-            "  --cpu              time the CPU reference VM even when a GPU is present\n"
-            "  --no-baseline      GPU: time the megakernel alone\n"
-            "  --seed N           bootstrap seed (default %u)\n"
-            "  --resamples N      bootstrap resamples (default %d)\n"
-            "  --plot FILE.svg    write a roofline chart (latency vs both floors)\n"
-            "  --json             one JSON object on stdout\n"
-            "\n"
-            "exit: 0 the program's latency reported with PASS, 1 gate FAIL or latency withheld,\n"
-            "the certificate does not check, the GPU refused the plan or a CUDA call failed,\n"
-            "2 malformed input or bad usage.\n",
-            REFVM_GATE_REL_TOL, BENCH_BASELINE_REL_TOL, (unsigned)BENCH_BOOTSTRAP_SEED,
-            BENCH_BOOTSTRAP_RESAMPLES);
-}
+static const char BENCH_ABOUT[] =
+    "Time a program per token with the correctness gate of the same run. No PASS: no\n"
+    "latency, only the reason. A latency below the roofline floor (weight bytes /\n"
+    "bandwidth, at the target's spec bandwidth and at the device's measured one) is\n"
+    "withheld.\n"
+    "\n"
+    "With a CUDA build and a GPU: the megakernel is timed (label gpu-megakernel; CUDA\n"
+    "events around each launch), every timed step's logits checked against reference VM\n"
+    "logits of the same positions and tokens (computed once, before timing; tolerance %g),\n"
+    "and interleaved with a same-run baseline: the same decode as separate kernels with\n"
+    "cuBLAS projections in one CUDA graph (label gpu-cublas-graph, its own tolerance %g).\n"
+    "The speedup median(baseline) / median(megakernel) comes with a bootstrap 95%% CI.\n"
+    "Without a GPU (or with --cpu) the CPU reference VM is timed (label cpu-reference;\n"
+    "never a GPU figure), each step checked against the eager forward.\n";
 
 typedef struct {
     const char *program, *cert, *weights, *model, *target, *plot;
@@ -68,97 +39,54 @@ typedef struct {
     bool json, cpu, no_baseline;
 } bench_args;
 
-static bool parse_int(const char *v, long long lo, long long hi, long long *out)
-{
-    char *end;
-    long long x = strtoll(v, &end, 10);
-    if (!*v || *end || x < lo || x > hi)
-        return false;
-    *out = x;
-    return true;
-}
-
 static int parse_args(int argc, char **argv, bench_args *a)
 {
-    memset(a, 0, sizeof *a);
-    a->steps = 16;
-    a->repeats = 10;
-    a->warmup = 1;
-    a->seed = BENCH_BOOTSTRAP_SEED;
-    a->resamples = BENCH_BOOTSTRAP_RESAMPLES;
-    static const struct {
-        const char *flag;
-        long long lo, hi;
-    } ints[] = {{"--steps", 1, 1000000}, {"--repeats", 1, 100000}, {"--warmup", 0, 100000},
-                {"--device", 0, 1023},   {"--resamples", 100, 10000000},
-                {"--seed", 0, 0x7fffffffffffffffLL}};
-    for (int i = 1; i < argc; i++) {
-        const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        long long x;
-        int which = -1;
-        for (int j = 0; j < (int)(sizeof ints / sizeof ints[0]); j++)
-            if (!strcmp(k, ints[j].flag))
-                which = j;
-        if (!strcmp(k, "--help") || !strcmp(k, "-h")) {
-            usage(stdout);
-            return -1;
-        } else if (!strcmp(k, "--json")) {
-            a->json = true;
-        } else if (!strcmp(k, "--cpu")) {
-            a->cpu = true;
-        } else if (!strcmp(k, "--no-baseline")) {
-            a->no_baseline = true;
-        } else if (!strcmp(k, "--cert") && v) {
-            a->cert = argv[++i];
-        } else if (!strcmp(k, "--weights") && v) {
-            a->weights = argv[++i];
-        } else if (!strcmp(k, "--model") && v) {
-            a->model = argv[++i];
-        } else if (!strcmp(k, "--target") && v) {
-            a->target = argv[++i];
-        } else if (!strcmp(k, "--plot") && v) {
-            a->plot = argv[++i];
-        } else if (which >= 0 && v) {
-            if (!parse_int(argv[++i], ints[which].lo, ints[which].hi, &x)) {
-                fprintf(stderr, "amk bench: %s must be an integer in [%lld, %lld]\n", k,
-                        ints[which].lo, ints[which].hi);
-                return AMK_EXIT_MALFORMED;
-            }
-            switch (which) {
-            case 0: a->steps = x; break;
-            case 1: a->repeats = (int)x; break;
-            case 2: a->warmup = (int)x; break;
-            case 3: a->device = (int)x; break;
-            case 4: a->resamples = (int)x; break;
-            default: a->seed = (uint64_t)x; break;
-            }
-        } else if (k[0] != '-' && !a->program) {
-            a->program = k;
-        } else {
-            fprintf(stderr, "amk bench: unknown or incomplete argument '%s'\n", k);
-            usage(stderr);
-            return AMK_EXIT_MALFORMED;
-        }
-    }
-    if (!a->program || !a->weights) {
-        fprintf(stderr, "amk bench: PROGRAM and --weights are required\n");
-        usage(stderr);
-        return AMK_EXIT_MALFORMED;
-    }
-    if (!a->cert) {
+    *a = (bench_args){.steps = 16, .repeats = 10, .warmup = 1, .seed = BENCH_BOOTSTRAP_SEED,
+                      .resamples = BENCH_BOOTSTRAP_RESAMPLES};
+    char about[2000];
+    snprintf(about, sizeof about, BENCH_ABOUT, REFVM_GATE_REL_TOL, BENCH_BASELINE_REL_TOL);
+    const base_option opts[] = {
+        BASE_STR("--cert", &a->cert, "CERT", "PROVED certificate of PROGRAM (amk-verify --cert); "
+                 "required,\nre-checked without Z3 (amk cert check) before anything runs"),
+        BASE_STR("--weights", &a->weights, "FILE", "safetensors weights", .required = true),
+        BASE_I64("--steps", &a->steps, "N", 1, 1000000, "tokens per repeat, positions 0..N-1",
+                 .show_default = true),
+        BASE_INT("--repeats", &a->repeats, "R", 1, 100000, "timed repeats; median, p10, p90 over "
+                 "them", .show_default = true),
+        BASE_INT("--warmup", &a->warmup, "W", 0, 100000, "untimed repeats first (still gated)",
+                 .show_default = true),
+        BASE_STR("--model", &a->model, "MODEL", "model for the eager forward and the baseline "
+                 "(default:\nmeta.model_config)"),
+        BASE_STR("--target", &a->target, "NAME", "target whose spec bandwidth gives the floor "
+                 "(default: the\nGPU's own when it is a built-in target, else the program's)"),
+        BASE_INT("--device", &a->device, "D", 0, 1023, "CUDA device ordinal",
+                 .show_default = true),
+        BASE_FLAG("--cpu", &a->cpu, "time the CPU reference VM even when a GPU is present"),
+        BASE_FLAG("--no-baseline", &a->no_baseline, "GPU: time the megakernel alone"),
+        BASE_U64("--seed", &a->seed, "N", "bootstrap seed", .show_default = true),
+        BASE_INT("--resamples", &a->resamples, "N", 100, 10000000, "bootstrap resamples",
+                 .show_default = true),
+        BASE_STR("--plot", &a->plot, "FILE.svg", "write a roofline chart (latency vs both "
+                 "floors)"),
+        BASE_FLAG("--json", &a->json, "one JSON object on stdout"),
+    };
+    const base_cmdline cl = {
+        .prog = "amk bench",
+        .synopsis = "usage: amk bench PROGRAM --cert CERT --weights FILE [options]\n",
+        .about = about, .opts = opts, .n_opts = sizeof opts / sizeof opts[0],
+        .pos_name = "PROGRAM", .min_pos = 1, .max_pos = 1, .pos = &a->program,
+        .epilog = "exit: 0 the program's latency reported with PASS, 1 gate FAIL or latency "
+                  "withheld,\nthe certificate does not check, the GPU refused the plan or a CUDA "
+                  "call failed,\n2 malformed input or bad usage.\n",
+    };
+    int rc = cmd_parse_options(&cl, argc, argv);
+    if (rc == CMD_CONTINUE && !a->cert) {
         fprintf(stderr, "amk bench: refusing to time %s without --cert: only a program with a "
                 "PROVED certificate is benchmarked (make one with amk-verify %s --cert OUT)\n",
                 a->program, a->program);
         return AMK_EXIT_MALFORMED;
     }
-    return 0;
-}
-
-/* The whole file as a malloc'd string (*len bytes), or NULL with err filled. */
-static char *slurp(const char *path, size_t *len, ir_error *err)
-{
-    char *t = NULL;
-    return ir_read_text_file(path, IR_MAX_FILE_BYTES, &t, len, err) == IR_OK ? t : NULL;
+    return rc;
 }
 
 /* Everything the printers need besides the results. */
@@ -327,171 +255,210 @@ static int exit_for_load(mk_status s)
                                                                      : AMK_EXIT_MALFORMED;
 }
 
+/* Everything one bench run holds, freed by bench_free. */
+typedef struct {
+    bench_args a;
+    bench_ctx c;
+    ir_program *p;
+    refvm_st *st;
+    lower_model m;
+    bench_cpu *cpu;
+    bench_gpu *gpu;
+    bench_baseline *base;
+    bench_reference ref;
+    bench_run_result r;
+    bench_ab_result ab;
+    char *cert;
+    size_t cert_len;
+    const bench_run_result *res;   /* the result reported: r, or ab.candidate */
+    char device[256], why_cpu[256], base_note[600];
+} bench_state;
+
+static void bench_free(bench_state *x)
+{
+    bench_ab_result_free(&x->ab);
+    bench_run_result_free(&x->r);
+    bench_baseline_free(x->base);
+    bench_gpu_free(x->gpu);
+    bench_cpu_free(x->cpu);
+    bench_reference_free(&x->ref);
+    refvm_st_close(x->st);
+    ir_program_free(x->p);
+    free(x->cert);
+}
+
+/* The run options every timed source shares. */
+static bench_run_opts run_opts(const bench_state *x)
+{
+    return (bench_run_opts){.steps = x->a.steps, .repeats = x->a.repeats,
+                            .warmup = x->a.warmup, .weight_bytes = x->c.wb,
+                            .spec_bandwidth_gbs = x->c.t->hbm_bandwidth_gbs};
+}
+
+/* The CPU reference VM timed, each step checked against the eager forward. */
+static ir_status time_cpu(bench_state *x, ir_error *err)
+{
+    x->c.against = "eager reference forward, every timed step";
+    x->c.baseline_note = "needs a GPU: the cuBLAS graph baseline runs next to the megakernel";
+    ir_status s = bench_cpu_new(x->p, x->st, &x->m, &x->cpu, err);
+    if (s != IR_OK)
+        return s;
+    if (x->a.steps > bench_cpu_max_steps(x->cpu))
+        return ir_fail(err, IR_ERR_MALFORMED, "--steps", "%lld steps exceed the program's "
+                       "max_seq %lld", (long long)x->a.steps,
+                       (long long)bench_cpu_max_steps(x->cpu));
+    bench_timing_source src = bench_cpu_source(x->cpu);
+    bench_run_opts o = run_opts(x);
+    return bench_run(&src, &o, &x->r, err);
+}
+
+/* The megakernel timed, interleaved with the cuBLAS baseline when that builds. */
+static ir_status time_gpu_runs(bench_state *x, ir_error *err)
+{
+    bench_timing_source gsrc = bench_gpu_source(x->gpu);
+    if (!x->a.no_baseline) {
+        ir_error berr = {0};
+        if (bench_baseline_new(&x->m, x->st, x->a.device, &x->ref, &x->base, &berr) != IR_OK)
+            snprintf(x->base_note, sizeof x->base_note, "the baseline could not be built: %s at "
+                     "%.200s: %.300s", ir_status_name(berr.status), berr.where, berr.why);
+    } else {
+        snprintf(x->base_note, sizeof x->base_note, "--no-baseline");
+    }
+    x->c.baseline_note = x->base_note;
+    if (!x->base) {
+        bench_run_opts o = run_opts(x);
+        return bench_run(&gsrc, &o, &x->r, err);
+    }
+    bench_timing_source bsrc = bench_baseline_source(x->base);
+    bench_ab_opts o;
+    bench_ab_opts_default(&o);
+    o.run = run_opts(x);
+    o.resamples = x->a.resamples;
+    o.seed = x->a.seed;
+    ir_status s = bench_ab_run(&bsrc, &gsrc, &o, &x->ab, err);
+    if (s == IR_OK) {
+        x->c.ab = &x->ab;
+        x->c.baseline_library = bench_baseline_library(x->base);
+        x->res = &x->ab.candidate;
+    }
+    return s;
+}
+
+/* The GPU path: reference logits, the megakernel loaded, then timed. CMD_CONTINUE, or the exit
+ * code of a load the megakernel refused (printed); *s an error left to report. */
+static int time_gpu(bench_state *x, ir_status *s, ir_error *err)
+{
+    x->c.against = "reference VM logits of the same steps and tokens (computed once), every "
+                   "timed step";
+    if ((*s = bench_reference_compute(x->p, x->st, x->m.tie_embeddings, x->a.steps, NULL,
+                                      &x->ref, err)) != IR_OK)
+        return CMD_CONTINUE;
+    x->c.ref = &x->ref;
+    mk_status ls = MK_OK;
+    *s = bench_gpu_new(x->p, x->cert, x->cert_len, x->a.weights, x->m.tie_embeddings,
+                       x->a.device, &x->ref, NULL, &x->gpu, &ls, err);
+    if (*s != IR_OK && ls != MK_OK) {   /* MK_OK: the load worked; what followed did not */
+        if (x->a.json)
+            cmd_print_status_json(mk_status_name(ls), err);
+        fprintf(stderr, "amk bench: the megakernel did not load: %s at %s: %s\n",
+                mk_status_name(ls), err->where, err->why);
+        *s = IR_OK;
+        return exit_for_load(ls);
+    }
+    if (*s == IR_OK)
+        *s = time_gpu_runs(x, err);
+    return CMD_CONTINUE;
+}
+
+/* A certificate that does not check: nothing is timed (exit 1). */
+static int refuse_cert(const bench_state *x, const ir_error *err)
+{
+    if (x->a.json) {
+        printf("{\"verdict\": \"REFUSED\", \"certificate\": ");
+        cmd_put_json_string(stdout, x->a.cert);
+        printf(", \"why\": ");
+        cmd_put_json_string(stdout, err->why);
+        printf("}\n");
+    }
+    fprintf(stderr, "amk bench: refusing to time %s: certificate %s does not check (%s: %s)\n",
+            x->a.program, x->a.cert, err->where, err->why);
+    return AMK_EXIT_REFUTED;
+}
+
+/* Program, certificate, device, floor target, model and weights. CMD_CONTINUE, or the exit
+ * code of a refused certificate; *s an error left to report. */
+static int bench_prepare(bench_state *x, bool *on_gpu, ir_status *s, ir_error *err)
+{
+    const bench_args *a = &x->a;
+    if ((*s = ir_read_file(a->program, NULL, &x->p, err)) != IR_OK)
+        return CMD_CONTINUE;
+    cmd_cert_status cs = cmd_check_cert(a->cert, x->p, &x->cert, &x->cert_len, err);
+    if (cs == CMD_CERT_INVALID)
+        return refuse_cert(x, err);
+    if (cs == CMD_CERT_UNREADABLE) {
+        *s = err->status;
+        return CMD_CONTINUE;
+    }
+    *on_gpu = !a->cpu && bench_gpu_available(x->device, sizeof x->device, x->why_cpu,
+                                             sizeof x->why_cpu);
+    if (a->cpu)
+        snprintf(x->why_cpu, sizeof x->why_cpu, "--cpu asked for the reference VM");
+    x->c.device = *on_gpu ? x->device : NULL;
+    x->c.gpu_note = *on_gpu ? NULL : x->why_cpu;
+    if (!(x->c.t = floor_target(a, x->p, x->c.device, err))) {
+        *s = err->status;
+        return CMD_CONTINUE;
+    }
+    *s = a->model ? lower_model_load(a->model, &x->m, err) : lower_model_from_meta(x->p, &x->m,
+                                                                                     err);
+    if (*s == IR_OK)
+        *s = refvm_st_open(a->weights, &x->st, err);
+    x->c.wb = ir_weight_bytes(x->p);
+    return CMD_CONTINUE;
+}
+
+/* The steps of a bench; CMD_CONTINUE with *s set when an error is left to report. */
+static int bench_steps(bench_state *x, ir_status *s, ir_error *err)
+{
+    bool on_gpu = false;
+    int rc = bench_prepare(x, &on_gpu, s, err);
+    if (rc != CMD_CONTINUE || *s != IR_OK)
+        return rc;
+    if (!on_gpu)
+        *s = time_cpu(x, err);
+    else if ((rc = time_gpu(x, s, err)) != CMD_CONTINUE)
+        return rc;
+    if (*s != IR_OK)
+        return CMD_CONTINUE;
+    if (x->a.plot && (*s = write_plot(&x->c, x->res, err)) != IR_OK)
+        return CMD_CONTINUE;
+    if (x->a.json) {
+        if ((*s = print_json(&x->c, x->res, err)) != IR_OK)
+            return CMD_CONTINUE;
+    } else {
+        print_text(&x->c, x->res);
+    }
+    return x->res->has_latency ? AMK_EXIT_OK : AMK_EXIT_REFUTED;
+}
+
 int cmd_bench(int argc, char **argv)
 {
-    bench_args a;
-    int rc = parse_args(argc, argv, &a);
-    if (rc)
-        return rc < 0 ? AMK_EXIT_OK : rc;
+    bench_state x;
+    memset(&x, 0, sizeof x);
+    int rc = parse_args(argc, argv, &x.a);
+    if (rc != CMD_CONTINUE)
+        return rc;
+    x.c.a = &x.a;
+    x.res = &x.r;
     ir_error err = {0};
-    ir_program *p = NULL;
-    refvm_st *st = NULL;
-    bench_cpu *cpu = NULL;
-    bench_gpu *gpu = NULL;
-    bench_baseline *base = NULL;
-    bench_reference ref = {0};
-    bench_run_result r = {0};
-    bench_ab_result ab = {0};
-    char *cert = NULL;
-    int exit_code = AMK_EXIT_OK;
-    ir_status s;
-    lower_model m;
-    char device[256] = "", why_cpu[256] = "", base_note[600] = "";
-    bench_ctx c = {.a = &a};
-    const bench_run_result *res = &r;
-
-    if ((s = ir_read_file(a.program, NULL, &p, &err)) != IR_OK)
-        goto fail;
-    size_t cert_len;
-    if (!(cert = slurp(a.cert, &cert_len, &err))) {
-        s = err.status;
-        goto fail;
+    ir_status s = IR_OK;
+    rc = bench_steps(&x, &s, &err);
+    if (rc == CMD_CONTINUE) {
+        cmd_report_error("amk bench", x.a.json, &err);
+        rc = cmd_exit_for(s);
+        if (!strcmp(err.where, "cuda") || !strcmp(err.where, "cublas"))
+            rc = AMK_EXIT_REFUTED;   /* a CUDA call failed, as amk launch says */
     }
-    ir_status cs = verify_cert_check(cert, cert_len, p, &err);
-    if (cs != IR_OK && cs != IR_ERR_MALFORMED) {
-        /* not a certificate at all (truncated, another kind or format): bad input, exit 2 */
-        cmd_error_in_file(&err, a.cert);
-        s = cs;
-        goto fail;
-    }
-    if (cs != IR_OK) {
-        if (a.json) {
-            printf("{\"verdict\": \"REFUSED\", \"certificate\": ");
-            cmd_put_json_string(stdout, a.cert);
-            printf(", \"why\": ");
-            cmd_put_json_string(stdout, err.why);
-            printf("}\n");
-        }
-        fprintf(stderr, "amk bench: refusing to time %s: certificate %s does not check (%s: "
-                "%s)\n", a.program, a.cert, err.where, err.why);
-        exit_code = AMK_EXIT_REFUTED;
-        goto done;
-    }
-    bool on_gpu = a.cpu ? false : bench_gpu_available(device, sizeof device, why_cpu,
-                                                      sizeof why_cpu);
-    if (a.cpu)
-        snprintf(why_cpu, sizeof why_cpu, "--cpu asked for the reference VM");
-    c.device = on_gpu ? device : NULL;
-    c.gpu_note = on_gpu ? NULL : why_cpu;
-    if (!(c.t = floor_target(&a, p, c.device, &err))) {
-        s = err.status;
-        goto fail;
-    }
-    if ((s = a.model ? lower_model_load(a.model, &m, &err) : lower_model_from_meta(p, &m, &err))
-        != IR_OK)
-        goto fail;
-    if ((s = refvm_st_open(a.weights, &st, &err)) != IR_OK)
-        goto fail;
-    c.wb = ir_weight_bytes(p);
-
-    if (!on_gpu) {
-        c.against = "eager reference forward, every timed step";
-        c.baseline_note = "needs a GPU: the cuBLAS graph baseline runs next to the megakernel";
-        if ((s = bench_cpu_new(p, st, &m, &cpu, &err)) != IR_OK)
-            goto fail;
-        if (a.steps > bench_cpu_max_steps(cpu)) {
-            s = ir_fail(&err, IR_ERR_MALFORMED, "--steps", "%lld steps exceed the program's "
-                        "max_seq %lld", (long long)a.steps, (long long)bench_cpu_max_steps(cpu));
-            goto fail;
-        }
-        bench_timing_source src = bench_cpu_source(cpu);
-        bench_run_opts o = {.steps = a.steps, .repeats = a.repeats, .warmup = a.warmup,
-                            .weight_bytes = c.wb, .spec_bandwidth_gbs = c.t->hbm_bandwidth_gbs};
-        if ((s = bench_run(&src, &o, &r, &err)) != IR_OK)
-            goto fail;
-    } else {
-        c.against = "reference VM logits of the same steps and tokens (computed once), every "
-                    "timed step";
-        if ((s = bench_reference_compute(p, st, m.tie_embeddings, a.steps, NULL, &ref, &err))
-            != IR_OK)
-            goto fail;
-        c.ref = &ref;
-        mk_status ls = MK_OK;
-        if ((s = bench_gpu_new(p, cert, cert_len, a.weights, m.tie_embeddings, a.device, &ref,
-                               NULL, &gpu, &ls, &err)) != IR_OK) {
-            if (ls == MK_OK) /* the load worked; what followed did not */
-                goto fail;
-            if (a.json) {
-                printf("{\"status\": \"%s\", \"where\": ", mk_status_name(ls));
-                cmd_put_json_string(stdout, err.where);
-                printf(", \"why\": ");
-                cmd_put_json_string(stdout, err.why);
-                printf("}\n");
-            }
-            fprintf(stderr, "amk bench: the megakernel did not load: %s at %s: %s\n",
-                    mk_status_name(ls), err.where, err.why);
-            exit_code = exit_for_load(ls);
-            goto done;
-        }
-        bench_timing_source gsrc = bench_gpu_source(gpu);
-        if (!a.no_baseline) {
-            ir_error berr = {0};
-            if (bench_baseline_new(&m, st, a.device, &ref, &base, &berr) != IR_OK)
-                snprintf(base_note, sizeof base_note, "the baseline could not be built: %s at "
-                         "%.200s: %.300s", ir_status_name(berr.status), berr.where, berr.why);
-        } else {
-            snprintf(base_note, sizeof base_note, "--no-baseline");
-        }
-        c.baseline_note = base_note;
-        if (base) {
-            bench_timing_source bsrc = bench_baseline_source(base);
-            bench_ab_opts o;
-            bench_ab_opts_default(&o);
-            o.run = (bench_run_opts){.steps = a.steps, .repeats = a.repeats, .warmup = a.warmup,
-                                     .weight_bytes = c.wb,
-                                     .spec_bandwidth_gbs = c.t->hbm_bandwidth_gbs};
-            o.resamples = a.resamples;
-            o.seed = a.seed;
-            if ((s = bench_ab_run(&bsrc, &gsrc, &o, &ab, &err)) != IR_OK)
-                goto fail;
-            c.ab = &ab;
-            c.baseline_library = bench_baseline_library(base);
-            res = &ab.candidate;
-        } else {
-            bench_run_opts o = {.steps = a.steps, .repeats = a.repeats, .warmup = a.warmup,
-                                .weight_bytes = c.wb,
-                                .spec_bandwidth_gbs = c.t->hbm_bandwidth_gbs};
-            if ((s = bench_run(&gsrc, &o, &r, &err)) != IR_OK)
-                goto fail;
-        }
-    }
-    if (a.plot && (s = write_plot(&c, res, &err)) != IR_OK)
-        goto fail;
-    if (a.json) {
-        if ((s = print_json(&c, res, &err)) != IR_OK)
-            goto fail;
-    } else {
-        print_text(&c, res);
-    }
-    exit_code = res->has_latency ? AMK_EXIT_OK : AMK_EXIT_REFUTED;
-    goto done;
-fail:
-    if (a.json)
-        cmd_print_error_json(&err);
-    else
-        cmd_print_error("amk bench", &err);
-    exit_code = cmd_exit_for(s);
-    if (!strcmp(err.where, "cuda") || !strcmp(err.where, "cublas"))
-        exit_code = AMK_EXIT_REFUTED;   /* a CUDA call failed, as amk launch says */
-done:
-    bench_ab_result_free(&ab);
-    bench_run_result_free(&r);
-    bench_baseline_free(base);
-    bench_gpu_free(gpu);
-    bench_cpu_free(cpu);
-    bench_reference_free(&ref);
-    refvm_st_close(st);
-    ir_program_free(p);
-    free(cert);
-    return exit_code;
+    bench_free(&x);
+    return rc;
 }

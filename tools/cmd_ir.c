@@ -7,17 +7,6 @@
 
 #include "tools/cmd.h"
 
-static void usage(FILE *f)
-{
-    fprintf(f,
-            "usage: amk ir check FILE [--json]   parse FILE and print a summary\n"
-            "       amk ir fmt FILE [-o OUT]     canonical rewrite to stdout or OUT\n"
-            "\n"
-            "check prints counts of buffers, counters, tasks and pages, the weight bytes, whether\n"
-            "a launch plan is present, and every warning (unknown keys are ignored but listed).\n"
-            "exit: 0 readable program, 2 malformed input or bad usage.\n");
-}
-
 static int check(const char *path, bool json)
 {
     ir_program *p;
@@ -90,17 +79,7 @@ static int fmt(const char *path, const char *out)
     ir_error err = {0};
     ir_status s = ir_read_file(path, NULL, &p, &err);
     if (s == IR_OK) {
-        if (out) {
-            s = ir_write_file(p, out, &err);
-        } else {
-            char *text;
-            size_t n;
-            s = ir_write_json(p, &text, &n, &err);
-            if (s == IR_OK) {
-                fwrite(text, 1, n, stdout);
-                free(text);
-            }
-        }
+        s = cmd_write_program(p, out, &err);
         for (int i = 0; i < p->warnings.n; i++)
             fprintf(stderr, "amk ir fmt: warning: %s\n", p->warnings.items[i]);
         ir_program_free(p);
@@ -112,41 +91,29 @@ static int fmt(const char *path, const char *out)
 
 int cmd_ir(int argc, char **argv)
 {
-    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? AMK_EXIT_MALFORMED : AMK_EXIT_OK;
-    }
-    const char *file = NULL, *out = NULL;
+    const char *out = NULL, *pos[2];
     bool json = false;
-    for (int i = 2; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            usage(stdout);
-            return AMK_EXIT_OK;
-        } else if (!strcmp(argv[i], "--json")) {
-            json = true;
-        } else if (!strcmp(argv[i], "-o") && i + 1 < argc) {
-            out = argv[++i];
-        } else if (argv[i][0] == '-' && argv[i][1]) {
-            fprintf(stderr, "amk ir: unknown option '%s'\n", argv[i]);
-            usage(stderr);
-            return AMK_EXIT_MALFORMED;
-        } else if (!file) {
-            file = argv[i];
-        } else {
-            fprintf(stderr, "amk ir: more than one FILE given\n");
-            return AMK_EXIT_MALFORMED;
-        }
-    }
-    if (!file) {
-        fprintf(stderr, "amk ir %s: FILE is required\n", argv[1]);
-        usage(stderr);
-        return AMK_EXIT_MALFORMED;
-    }
-    if (!strcmp(argv[1], "check"))
-        return check(file, json);
-    if (!strcmp(argv[1], "fmt"))
-        return fmt(file, out);
-    fprintf(stderr, "amk ir: unknown subcommand '%s'\n", argv[1]);
-    usage(stderr);
-    return AMK_EXIT_MALFORMED;
+    const base_option opts[] = {
+        BASE_FLAG("--json", &json, "check: the summary (or the error) as JSON"),
+        BASE_STR("-o", &out, "OUT", "fmt: write OUT instead of stdout ('-': stdout)"),
+    };
+    const base_cmdline cl = {
+        .prog = "amk ir",
+        .synopsis = "usage: amk ir check FILE [--json]   parse FILE and print a summary\n"
+                    "       amk ir fmt FILE [-o OUT]     canonical rewrite to stdout or OUT\n",
+        .about = "check prints counts of buffers, counters, tasks and pages, the weight bytes,\n"
+                 "whether a launch plan is present, and every warning (unknown keys are ignored\n"
+                 "but listed).\n",
+        .opts = opts, .n_opts = 2,
+        .pos_name = "check|fmt FILE", .min_pos = 2, .max_pos = 2, .pos = pos,
+        .epilog = "exit: 0 readable program, 2 malformed input or bad usage.\n",
+    };
+    int rc = cmd_parse_options(&cl, argc, argv);
+    if (rc != CMD_CONTINUE)
+        return rc;
+    if (!strcmp(pos[0], "check"))
+        return check(pos[1], json);
+    if (!strcmp(pos[0], "fmt"))
+        return fmt(pos[1], out);
+    return cmd_usage_error(&cl, "unknown subcommand '%s'", pos[0]);
 }

@@ -19,36 +19,11 @@
 #include "refvm/refvm.h"
 #include "tools/cmd.h"
 
-#define AMK_EXIT_TIMEOUT 4
-
-static void usage(FILE *f)
-{
-    fprintf(f,
-            "usage: amk launch PROGRAM --cert CERT --weights FILE --prompt T1,T2,... --steps N "
-            "[options]\n"
-            "\n"
-            "Decode on the GPU: one cooperative launch of the plan's grid per token (prompt one\n"
-            "token per launch at pos 0, 1, ..., then N greedy tokens), KV caches kept on the GPU.\n"
-            "Only a plan whose PROVED certificate (amk-verify --cert) matches it is launched, and\n"
-            "only when the device can hold all of its blocks at once.\n"
-            "\n"
-            "  --cert CERT        certificate written by amk-verify for PROGRAM (required)\n"
-            "  --weights FILE     safetensors file; WEIGHT buffers bind by their source key\n"
-            "  --prompt LIST      comma-separated token ids (default: the golden's prompt)\n"
-            "  --steps N          tokens to generate (default 16)\n"
-            "  --check            run the reference VM in lockstep; compare logits every launch\n"
-            "  --golden FILE      compare logits and greedy tokens with a fixture's golden.json\n"
-            "  --tol REL          tolerance relative to max |logit| (default %g)\n"
-            "  --spin-budget N    polls per wait before the watchdog ends the launch (default %d)\n"
-            "  --device D         CUDA device ordinal (default 0)\n"
-            "  --unverified       TEST ONLY: launch without a certificate (shows the watchdog on a\n"
-            "                     plan that deadlocks); residency is still checked\n"
-            "  --json             one JSON object on stdout\n"
-            "\n"
-            "exit: 0 decoded (and PASS), 1 FAIL, plan refused or CUDA error, 2 bad usage,\n"
-            "malformed input, no CUDA support or no GPU, 4 TIMEOUT.\n",
-            REFVM_GATE_REL_TOL, MK_DEFAULT_SPIN_BUDGET);
-}
+static const char LAUNCH_ABOUT[] =
+    "Decode on the GPU: one cooperative launch of the plan's grid per token (prompt one\n"
+    "token per launch at pos 0, 1, ..., then N greedy tokens), KV caches kept on the GPU.\n"
+    "Only a plan whose PROVED certificate (amk-verify --cert) matches it is launched, and\n"
+    "only when the device can hold all of its blocks at once.\n";
 
 typedef struct {
     const char *program, *cert, *weights, *prompt, *golden;
@@ -60,72 +35,43 @@ typedef struct {
 
 static int parse_args(int argc, char **argv, launch_args *a)
 {
-    memset(a, 0, sizeof *a);
-    a->steps = 16;
-    a->tol = REFVM_GATE_REL_TOL;
-    a->spin_budget = MK_DEFAULT_SPIN_BUDGET;
-    for (int i = 1; i < argc; i++) {
-        const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        char *end = NULL;
-        if (!strcmp(k, "--help") || !strcmp(k, "-h")) {
-            usage(stdout);
-            return -1;
-        } else if (!strcmp(k, "--check")) {
-            a->check = true;
-        } else if (!strcmp(k, "--unverified")) {
-            a->unverified = true;
-        } else if (!strcmp(k, "--json")) {
-            a->json = true;
-        } else if (!strcmp(k, "--cert") && v) {
-            a->cert = argv[++i];
-        } else if (!strcmp(k, "--weights") && v) {
-            a->weights = argv[++i];
-        } else if (!strcmp(k, "--prompt") && v) {
-            a->prompt = argv[++i];
-        } else if (!strcmp(k, "--golden") && v) {
-            a->golden = argv[++i];
-        } else if ((!strcmp(k, "--steps") || !strcmp(k, "--spin-budget") || !strcmp(k, "--device"))
-                   && v) {
-            long long n = strtoll(v, &end, 10);
-            if (*end || !*v || n < (strcmp(k, "--device") ? 1 : 0) || n > (1LL << 40)) {
-                fprintf(stderr, "amk launch: %s needs a non-negative integer, got '%s'\n", k, v);
-                return AMK_EXIT_MALFORMED;
-            }
-            if (!strcmp(k, "--steps"))
-                a->steps = n;
-            else if (!strcmp(k, "--spin-budget"))
-                a->spin_budget = n;
-            else
-                a->device = (int)n;
-            i++;
-        } else if (!strcmp(k, "--tol") && v) {
-            a->tol = strtod(v, &end);
-            if (*end || !*v || !(a->tol >= 0)) {
-                fprintf(stderr, "amk launch: --tol must be a number >= 0\n");
-                return AMK_EXIT_MALFORMED;
-            }
-            i++;
-        } else if (k[0] != '-' && !a->program) {
-            a->program = k;
-        } else {
-            fprintf(stderr, "amk launch: unknown or incomplete argument '%s'\n", k);
-            usage(stderr);
-            return AMK_EXIT_MALFORMED;
-        }
-    }
-    if (!a->program || !a->weights || (!a->prompt && !a->golden)) {
-        fprintf(stderr, "amk launch: PROGRAM, --weights and --prompt (or --golden) are required\n");
-        usage(stderr);
-        return AMK_EXIT_MALFORMED;
-    }
-    return 0;
-}
-
-/* Whole file as a NUL-terminated string; NULL (err filled) when unreadable. */
-static char *read_text(const char *path, size_t *len, ir_error *err)
-{
-    char *s = NULL;
-    return ir_read_text_file(path, IR_MAX_FILE_BYTES, &s, len, err) == IR_OK ? s : NULL;
+    *a = (launch_args){.steps = 16, .tol = REFVM_GATE_REL_TOL,
+                       .spin_budget = MK_DEFAULT_SPIN_BUDGET};
+    const base_option opts[] = {
+        BASE_STR("--cert", &a->cert, "CERT", "certificate written by amk-verify for PROGRAM"),
+        BASE_STR("--weights", &a->weights, "FILE", "safetensors file; WEIGHT buffers bind by "
+                 "their source key", .required = true),
+        BASE_STR("--prompt", &a->prompt, "LIST", "comma-separated token ids (default: the "
+                 "golden's prompt)"),
+        BASE_I64("--steps", &a->steps, "N", 1, 1000000, "tokens to generate",
+                 .show_default = true),
+        BASE_FLAG("--check", &a->check, "run the reference VM in lockstep; compare logits every "
+                  "launch"),
+        BASE_STR("--golden", &a->golden, "FILE", "compare logits and greedy tokens with a "
+                 "fixture's golden.json"),
+        BASE_DOUBLE("--tol", &a->tol, "REL", 0, INFINITY, "tolerance relative to max |logit|",
+                    .show_default = true),
+        BASE_I64("--spin-budget", &a->spin_budget, "N", 1, (int64_t)1 << 40, "polls per wait "
+                 "before the watchdog ends the launch", .show_default = true),
+        BASE_INT("--device", &a->device, "D", 0, 1023, "CUDA device ordinal",
+                 .show_default = true),
+        BASE_FLAG("--unverified", &a->unverified, "TEST ONLY: launch without a certificate "
+                  "(shows the watchdog on a\nplan that deadlocks); residency is still checked"),
+        BASE_FLAG("--json", &a->json, "one JSON object on stdout"),
+    };
+    const base_cmdline cl = {
+        .prog = "amk launch",
+        .synopsis = "usage: amk launch PROGRAM --cert CERT --weights FILE --prompt T1,T2,... "
+                    "--steps N [options]\n",
+        .about = LAUNCH_ABOUT, .opts = opts, .n_opts = sizeof opts / sizeof opts[0],
+        .pos_name = "PROGRAM", .min_pos = 1, .max_pos = 1, .pos = &a->program,
+        .epilog = "exit: 0 decoded (and PASS), 1 FAIL, plan refused or CUDA error, 2 bad usage,\n"
+                  "malformed input, no CUDA support or no GPU, 4 TIMEOUT.\n",
+    };
+    int rc = cmd_parse_options(&cl, argc, argv);
+    if (rc == CMD_CONTINUE && !a->prompt && !a->golden)
+        return cmd_usage_error(&cl, "--prompt (or --golden) is required");
+    return rc;
 }
 
 /* meta.model_config.tie_embeddings of a lowered program (false when absent). */
@@ -157,7 +103,7 @@ static ir_status golden_read(const char *path, golden *g, ir_error *err)
 {
     memset(g, 0, sizeof *g);
     size_t len = 0;
-    char *text = read_text(path, &len, err);
+    char *text = cmd_read_text(path, &len, err);
     if (!text)
         return err->status;
     cJSON *root = cJSON_ParseWithLength(text, len);
@@ -218,58 +164,6 @@ done:
     return s;
 }
 
-static int32_t *parse_tokens(const char *s, int *n)
-{
-    int cap = 1;
-    for (const char *c = s; *c; c++)
-        cap += *c == ',';
-    int32_t *t = malloc((size_t)cap * sizeof *t);
-    if (!t)
-        return NULL;
-    *n = 0;
-    for (const char *c = s; *c;) {
-        char *end;
-        long v = strtol(c, &end, 10);
-        if (end == c || v < 0 || v > INT32_MAX || (*end && *end != ',')) {
-            free(t);
-            return NULL;
-        }
-        t[(*n)++] = (int32_t)v;
-        c = *end ? end + 1 : end;
-    }
-    if (!*n) {
-        free(t);
-        return NULL;
-    }
-    return t;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* Largest relative error and agreement of one comparison, folded into running totals. */
-typedef struct {
-    double worst_rel, worst_abs;
-    int64_t agree, compared, first_fail;
-} cmp_totals;
-
-static void fold(cmp_totals *c, const float *a, const float *b, int64_t n, double tol, int64_t pos)
-{
-    refvm_gate_cmp g = refvm_gate_compare(a, b, n, tol);
-    double rel = g.max_abs_ref > 0 ? g.max_abs_err / g.max_abs_ref : g.max_abs_err;
-    if (rel > c->worst_rel || rel != rel)
-        c->worst_rel = rel;
-    if (g.max_abs_err > c->worst_abs)
-        c->worst_abs = g.max_abs_err;
-    c->agree += g.top_a == g.top_b;
-    c->compared++;
-    if (!g.pass && c->first_fail < 0)
-        c->first_fail = pos;
-}
-
 static int exit_for_mk(mk_status s)
 {
     switch (s) {
@@ -280,241 +174,292 @@ static int exit_for_mk(mk_status s)
     }
 }
 
-int cmd_launch(int argc, char **argv)
-{
+/* Everything one GPU decode holds, freed by launch_free. */
+typedef struct {
     launch_args a;
-    int rc = parse_args(argc, argv, &a);
-    if (rc)
-        return rc < 0 ? AMK_EXIT_OK : rc;
-    if (!mk_have_cuda()) {
-        fprintf(stderr, "amk launch: this build has no CUDA support (nvcc was not found when amk "
-                "was built); rebuild with nvcc on PATH to run the megakernel\n");
-        if (a.json)
-            printf("{\"status\": \"NO_CUDA\", \"why\": \"this build has no CUDA support\"}\n");
-        return AMK_EXIT_MALFORMED;
-    }
-
-    ir_error err = {0};
-    ir_program *p = NULL;
-    char *cert = NULL;
-    size_t cert_len = 0;
-    mk_handle *h = NULL;
-    refvm_st *st = NULL;
-    refvm *vm = NULL;
+    ir_program *p;
+    char *cert;
+    size_t cert_len;
+    mk_handle *h;
+    refvm_st *st;
+    refvm *vm;
     golden g;
-    memset(&g, 0, sizeof g);
-    int32_t *prompt = NULL, *gen = NULL;
-    float *logits = NULL;
-    double *ms = NULL;
-    int n_prompt = 0;
-    int exit_code = AMK_EXIT_OK;
-    mk_status ms_status = MK_OK;
+    int32_t *prompt, *gen;
+    int n_prompt;
+    float *logits;
+    double *ms;
+    mk_status status;
     mk_step_status sst;
-    memset(&sst, 0, sizeof sst);
-    const char *verdict = "DONE";
-    cmp_totals vmc = {0, 0, 0, 0, -1}, gdc = {0, 0, 0, 0, -1};
-    int64_t tok_equal = 0, tok_compared = 0, n_gen = 0, launches = 0, timeout_pos = -1;
+    const char *verdict;
+    cmd_gate_totals vmc, gdc;
+    int64_t tok_equal, tok_compared, n_gen, launches, done_launches, timeout_pos;
+    int exit_code;
+    char sst_why[sizeof ((ir_error *)0)->why];   /* the TIMEOUT detail */
+} launch_state;
 
-    if (ir_read_file(a.program, NULL, &p, &err) != IR_OK)
-        goto malformed;
-    if (a.cert && !(cert = read_text(a.cert, &cert_len, &err)))
-        goto malformed;
-    if (a.golden && golden_read(a.golden, &g, &err) != IR_OK)
-        goto malformed;
-    prompt = a.prompt ? parse_tokens(a.prompt, &n_prompt) : NULL;
-    if (!prompt && a.prompt) {
-        ir_fail(&err, IR_ERR_MALFORMED, "--prompt", "must be comma-separated token ids");
-        goto malformed;
+static void launch_free(launch_state *x)
+{
+    mk_free(x->h);
+    refvm_free(x->vm);
+    refvm_st_close(x->st);
+    golden_free(&x->g);
+    ir_program_free(x->p);
+    free(x->cert);
+    free(x->prompt);
+    free(x->gen);
+    free(x->logits);
+    free(x->ms);
+}
+
+/* Program, certificate, golden and prompt (--prompt, else the golden's). */
+static ir_status load_inputs(launch_state *x, ir_error *err)
+{
+    const launch_args *a = &x->a;
+    ir_status s = ir_read_file(a->program, NULL, &x->p, err);
+    if (s != IR_OK)
+        return s;
+    if (a->cert && !(x->cert = cmd_read_text(a->cert, &x->cert_len, err)))
+        return err->status;
+    if (a->golden && (s = golden_read(a->golden, &x->g, err)) != IR_OK)
+        return s;
+    if (a->prompt) {
+        x->prompt = base_parse_i32_list(a->prompt, 0, INT32_MAX, &x->n_prompt);
+        return x->prompt ? IR_OK : ir_fail(err, IR_ERR_MALFORMED, "--prompt", "must be "
+                                           "comma-separated token ids");
     }
-    if (!prompt) {
-        n_prompt = g.n_prompt;
-        prompt = malloc(sizeof *prompt * (size_t)(n_prompt + 1));
-        if (!prompt || !n_prompt) {
-            ir_fail(&err, IR_ERR_MALFORMED, a.golden, "no prompt");
-            goto malformed;
-        }
-        memcpy(prompt, g.prompt, sizeof *prompt * (size_t)n_prompt);
-    }
-    bool tie = ties_embeddings(p);
-    mk_options o;
-    mk_options_default(&o);
-    o.spin_budget = a.spin_budget;
-    o.unverified = a.unverified;
-    o.device = a.device;
-    ms_status = mk_load(p, cert, cert_len, a.weights, tie, &o, &h, &err);
-    if (ms_status != MK_OK) {
-        if (a.json)
-            printf("{\"status\": \"%s\", \"where\": ", mk_status_name(ms_status));
-        else
-            fprintf(stderr, "amk launch: %s at %s: %s\n", mk_status_name(ms_status), err.where,
-                    err.why);
-        if (a.json) {
-            cmd_put_json_string(stdout, err.where);
-            printf(", \"why\": ");
-            cmd_put_json_string(stdout, err.why);
-            printf("}\n");
-        }
-        exit_code = exit_for_mk(ms_status);
-        goto done;
-    }
-    launches = n_prompt + a.steps - 1;
-    if (launches > mk_max_seq(h)) {
-        ir_fail(&err, IR_ERR_MALFORMED, "--steps", "prompt (%d) + steps (%lld) - 1 launches exceed "
-                "max_seq %lld", n_prompt, (long long)a.steps, (long long)mk_max_seq(h));
-        goto malformed;
-    }
-    if (a.check) {
+    x->n_prompt = x->g.n_prompt;
+    x->prompt = malloc(sizeof *x->prompt * (size_t)(x->n_prompt + 1));
+    if (!x->prompt || !x->n_prompt)
+        return ir_fail(err, IR_ERR_MALFORMED, a->golden, "no prompt");
+    memcpy(x->prompt, x->g.prompt, sizeof *x->prompt * (size_t)x->n_prompt);
+    return IR_OK;
+}
+
+/* The reference VM of --check and the buffers of the decode. */
+static ir_status prepare_decode(launch_state *x, bool tie, ir_error *err)
+{
+    x->launches = x->n_prompt + x->a.steps - 1;
+    if (x->launches > mk_max_seq(x->h))
+        return ir_fail(err, IR_ERR_MALFORMED, "--steps", "prompt (%d) + steps (%lld) - 1 "
+                       "launches exceed max_seq %lld", x->n_prompt, (long long)x->a.steps,
+                       (long long)mk_max_seq(x->h));
+    if (x->a.check) {
         refvm_opts vo;
         refvm_opts_default(&vo);
         vo.tie_embeddings = tie;
-        if (refvm_st_open(a.weights, &st, &err) != IR_OK || refvm_new(p, &vo, &vm, &err) != IR_OK ||
-            refvm_bind(vm, st, &err) != IR_OK)
-            goto malformed;
+        ir_status s = refvm_st_open(x->a.weights, &x->st, err);
+        if (s == IR_OK)
+            s = refvm_new(x->p, &vo, &x->vm, err);
+        if (s == IR_OK)
+            s = refvm_bind(x->vm, x->st, err);
+        if (s != IR_OK)
+            return s;
     }
-    gen = calloc((size_t)a.steps + 1, sizeof *gen);
-    logits = malloc(sizeof *logits * (size_t)(mk_vocab(h) + 1));
-    ms = calloc((size_t)launches + 1, sizeof *ms);
-    if (!gen || !logits || !ms) {
-        ir_fail(&err, IR_ERR_NOMEM, "launch", "out of memory");
-        goto malformed;
-    }
-    int32_t tok = prompt[0];
-    int64_t done_launches = 0;
-    for (int64_t pos = 0; pos < launches; pos++) {
-        ms_status = mk_step(h, tok, pos, logits, &sst, &err);
-        if (ms_status == MK_TIMEOUT) {
-            verdict = "TIMEOUT";
-            timeout_pos = pos;
-            exit_code = AMK_EXIT_TIMEOUT;
-            break;
+    x->gen = calloc((size_t)x->a.steps + 1, sizeof *x->gen);
+    x->logits = malloc(sizeof *x->logits * (size_t)(mk_vocab(x->h) + 1));
+    x->ms = calloc((size_t)x->launches + 1, sizeof *x->ms);
+    return x->gen && x->logits && x->ms ? IR_OK : ir_fail(err, IR_ERR_NOMEM, "launch",
+                                                          "out of memory");
+}
+
+/* The reference VM's step at pos, its logits folded into the --check totals. */
+static ir_status check_step(launch_state *x, int32_t tok, int64_t pos, ir_error *err)
+{
+    refvm_result r;
+    ir_status s = refvm_step(x->vm, tok, pos, &r, err);
+    if (s != IR_OK)
+        return s;
+    bool ok = r.outcome == REFVM_DONE;
+    refvm_result_free(&r);
+    if (!ok)
+        return ir_fail(err, IR_ERR_MALFORMED, "refvm", "the reference VM did not finish at pos "
+                       "%lld", (long long)pos);
+    int64_t n = 0;
+    cmd_gate_fold(&x->vmc, x->logits, refvm_logits(x->vm, &n), mk_vocab(x->h), x->a.tol, pos);
+    return IR_OK;
+}
+
+/* Every launch; a TIMEOUT or a failed launch ends the decode with its verdict. */
+static ir_status decode(launch_state *x, ir_error *err)
+{
+    int32_t tok = x->prompt[0];
+    for (int64_t pos = 0; pos < x->launches; pos++) {
+        x->status = mk_step(x->h, tok, pos, x->logits, &x->sst, err);
+        if (x->status != MK_OK) {
+            x->verdict = x->status == MK_TIMEOUT ? "TIMEOUT" : mk_status_name(x->status);
+            x->exit_code = exit_for_mk(x->status);
+            if (x->status == MK_TIMEOUT)
+                x->timeout_pos = pos;
+            else
+                fprintf(stderr, "amk launch: %s at %s: %s\n", x->verdict, err->where, err->why);
+            return IR_OK;
         }
-        if (ms_status != MK_OK) {
-            verdict = mk_status_name(ms_status);
-            exit_code = exit_for_mk(ms_status);
-            fprintf(stderr, "amk launch: %s at %s: %s\n", verdict, err.where, err.why);
-            break;
-        }
-        ms[done_launches++] = sst.ms;
-        if (vm) {
-            refvm_result r;
-            if (refvm_step(vm, tok, pos, &r, &err) != IR_OK)
-                goto malformed;
-            bool ok = r.outcome == REFVM_DONE;
-            refvm_result_free(&r);
-            if (!ok) {
-                ir_fail(&err, IR_ERR_MALFORMED, "refvm", "the reference VM did not finish at pos "
-                        "%lld", (long long)pos);
-                goto malformed;
+        x->ms[x->done_launches++] = x->sst.ms;
+        ir_status s = x->vm ? check_step(x, tok, pos, err) : IR_OK;
+        if (s != IR_OK)
+            return s;
+        if (x->a.golden && pos < x->g.n_rows && x->g.width == mk_vocab(x->h))
+            cmd_gate_fold(&x->gdc, x->logits, x->g.logits + pos * x->g.width, x->g.width,
+                          x->a.tol, pos);
+        if (pos + 1 >= x->n_prompt) {
+            x->gen[x->n_gen] = x->sst.next_token;
+            if (x->a.golden && x->n_gen < x->g.n_tokens) {
+                x->tok_compared++;
+                x->tok_equal += x->gen[x->n_gen] == x->g.tokens[x->n_gen];
             }
-            int64_t n = 0;
-            fold(&vmc, logits, refvm_logits(vm, &n), mk_vocab(h), a.tol, pos);
-        }
-        if (a.golden && pos < g.n_rows && g.width == mk_vocab(h))
-            fold(&gdc, logits, g.logits + pos * g.width, g.width, a.tol, pos);
-        if (pos + 1 >= n_prompt) {
-            gen[n_gen] = sst.next_token;
-            if (a.golden && n_gen < g.n_tokens) {
-                tok_compared++;
-                tok_equal += gen[n_gen] == g.tokens[n_gen];
-            }
-            tok = gen[n_gen++];
+            tok = x->gen[x->n_gen++];
         } else {
-            tok = prompt[pos + 1];
+            tok = x->prompt[pos + 1];
         }
     }
-    bool fail = (vm && vmc.first_fail >= 0) || (a.golden && (gdc.first_fail >= 0 ||
-                                                             tok_equal != tok_compared));
-    if (!strcmp(verdict, "DONE") && (vm || a.golden)) {
-        verdict = fail ? "FAIL" : "PASS";
-        if (fail)
-            exit_code = AMK_EXIT_REFUTED;
+    bool fail = (x->vm && x->vmc.first_fail >= 0) ||
+                (x->a.golden && (x->gdc.first_fail >= 0 || x->tok_equal != x->tok_compared));
+    if (x->vm || x->a.golden) {
+        x->verdict = fail ? "FAIL" : "PASS";
+        x->exit_code = fail ? AMK_EXIT_REFUTED : AMK_EXIT_OK;
     }
-    qsort(ms, (size_t)done_launches, sizeof *ms, cmp_double);
-    double med = done_launches ? ms[done_launches / 2] : 0;
-    if (a.json) {
-        printf("{\"status\": \"%s\", \"verdict\": \"%s\", \"device\": ",
-               mk_status_name(ms_status), verdict);
-        cmd_put_json_string(stdout, mk_device_name(h));
-        printf(", \"verified\": %s, \"tokens\": [", a.unverified ? "false" : "true");
-        for (int64_t i = 0; i < n_gen; i++)
-            printf("%s%d", i ? ", " : "", gen[i]);
-        printf("], \"launches\": %lld, \"ms_per_launch_median\": %.4f, \"spin_budget\": %lld",
-               (long long)done_launches, med, (long long)a.spin_budget);
-        int slots;
-        int64_t slot_bytes, streamed;
-        mk_stream_info(h, &slots, &slot_bytes, &streamed);
-        printf(", \"weight_stream\": {\"slots\": %d, \"slot_bytes\": %lld, \"tasks\": %lld}",
-               slots, (long long)slot_bytes, (long long)streamed);
-        printf(", \"argmax_tiles\": %lld", (long long)mk_argmax_tiles(h));
-        if (vm)
-            printf(", \"check\": {\"tol_rel\": %g, \"max_rel_err\": %.3g, \"top1_agree\": %lld, "
-                   "\"compared\": %lld, \"first_fail_pos\": %lld}", a.tol, vmc.worst_rel,
-                   (long long)vmc.agree, (long long)vmc.compared, (long long)vmc.first_fail);
-        if (a.golden)
-            printf(", \"golden\": {\"max_rel_err\": %.3g, \"positions\": %lld, "
-                   "\"first_fail_pos\": %lld, \"tokens_equal\": %lld, \"tokens_compared\": %lld}",
-                   gdc.worst_rel, (long long)gdc.compared, (long long)gdc.first_fail,
-                   (long long)tok_equal, (long long)tok_compared);
-        if (ms_status == MK_TIMEOUT) {
-            printf(", \"timeout\": {\"pos\": %lld, \"block\": %d, \"task\": %d, \"counter\": %d, "
-                   "\"threshold\": %lld, \"counter_value\": %lld, \"tasks_done\": %lld, \"detail\": ",
-                   (long long)timeout_pos, sst.block, sst.task, sst.counter,
-                   (long long)sst.threshold, (long long)sst.counter_value,
-                   (long long)sst.tasks_done);
-            cmd_put_json_string(stdout, err.why);
-            printf("}");
-        }
-        printf("}\n");
-    } else {
-        printf("device: %s; plan %s%s\n", mk_device_name(h), a.program,
-               a.unverified ? " (UNVERIFIED: test only)" : " (certificate checked)");
-        int slots;
-        int64_t slot_bytes, streamed;
-        mk_stream_info(h, &slots, &slot_bytes, &streamed);
-        if (slots)
-            printf("weight stream: %lld tasks through %d SMEM slots of %lld B\n",
-                   (long long)streamed, slots, (long long)slot_bytes);
-        else
-            printf("weight stream: off (pipelining_depth 0, or too little dynamic SMEM)\n");
-        if (mk_argmax_tiles(h))
-            printf("argmax: over %lld tile %s\n", (long long)mk_argmax_tiles(h),
-                   mk_argmax_tiles(h) == 1 ? "maximum" : "maxima");
-        if (ms_status == MK_TIMEOUT)
-            fprintf(stderr, "amk launch: TIMEOUT at pos %lld: %s\n", (long long)timeout_pos,
-                    err.why);
-        printf("tokens:");
-        for (int64_t i = 0; i < n_gen; i++)
-            printf(" %d", gen[i]);
-        printf("\nlaunches: %lld (prompt %d, generated %lld), GPU %.4f ms/launch (median)\n",
-               (long long)done_launches, n_prompt, (long long)n_gen, med);
-        if (vm)
-            printf("check vs reference VM: %s  max rel err %.3g (tolerance %g), top-1 agreement "
-                   "%lld/%lld\n", vmc.first_fail < 0 && vmc.compared == done_launches && done_launches > 0 ? "PASS"
-                   : "FAIL", vmc.worst_rel, a.tol, (long long)vmc.agree, (long long)vmc.compared);
-        if (a.golden)
-            printf("check vs HF golden: %s  logits max rel err %.3g over %lld positions, greedy "
-                   "tokens %lld/%lld equal\n", gdc.first_fail < 0 && tok_equal == tok_compared && gdc.compared > 0
-                   ? "PASS" : "FAIL", gdc.worst_rel, (long long)gdc.compared,
-                   (long long)tok_equal, (long long)tok_compared);
-        printf("verdict: %s\n", verdict);
+    return IR_OK;
+}
+
+static void print_json_report(const launch_state *x, double med)
+{
+    const launch_args *a = &x->a;
+    printf("{\"status\": \"%s\", \"verdict\": \"%s\", \"device\": ", mk_status_name(x->status),
+           x->verdict);
+    cmd_put_json_string(stdout, mk_device_name(x->h));
+    printf(", \"verified\": %s, \"tokens\": ", a->unverified ? "false" : "true");
+    cmd_print_tokens(x->gen, x->n_gen, true);
+    printf(", \"launches\": %lld, \"ms_per_launch_median\": %.4f, \"spin_budget\": %lld",
+           (long long)x->done_launches, med, (long long)a->spin_budget);
+    int slots;
+    int64_t slot_bytes, streamed;
+    mk_stream_info(x->h, &slots, &slot_bytes, &streamed);
+    printf(", \"weight_stream\": {\"slots\": %d, \"slot_bytes\": %lld, \"tasks\": %lld}",
+           slots, (long long)slot_bytes, (long long)streamed);
+    printf(", \"argmax_tiles\": %lld", (long long)mk_argmax_tiles(x->h));
+    if (x->vm)
+        printf(", \"check\": {\"tol_rel\": %g, \"max_rel_err\": %.3g, \"top1_agree\": %lld, "
+               "\"compared\": %lld, \"first_fail_pos\": %lld}", a->tol, x->vmc.worst_rel,
+               (long long)x->vmc.agree, (long long)x->vmc.compared,
+               (long long)x->vmc.first_fail);
+    if (a->golden)
+        printf(", \"golden\": {\"max_rel_err\": %.3g, \"positions\": %lld, "
+               "\"first_fail_pos\": %lld, \"tokens_equal\": %lld, \"tokens_compared\": %lld}",
+               x->gdc.worst_rel, (long long)x->gdc.compared, (long long)x->gdc.first_fail,
+               (long long)x->tok_equal, (long long)x->tok_compared);
+    if (x->status == MK_TIMEOUT) {
+        const mk_step_status *t = &x->sst;
+        printf(", \"timeout\": {\"pos\": %lld, \"block\": %d, \"task\": %d, \"counter\": %d, "
+               "\"threshold\": %lld, \"counter_value\": %lld, \"tasks_done\": %lld, "
+               "\"detail\": ", (long long)x->timeout_pos, t->block, t->task, t->counter,
+               (long long)t->threshold, (long long)t->counter_value, (long long)t->tasks_done);
+        cmd_put_json_string(stdout, x->sst_why);
+        printf("}");
     }
-    goto done;
-malformed:
-    if (a.json)
-        cmd_print_error_json(&err);
+    printf("}\n");
+}
+
+static void print_text_report(const launch_state *x, double med)
+{
+    const launch_args *a = &x->a;
+    printf("device: %s; plan %s%s\n", mk_device_name(x->h), a->program,
+           a->unverified ? " (UNVERIFIED: test only)" : " (certificate checked)");
+    int slots;
+    int64_t slot_bytes, streamed;
+    mk_stream_info(x->h, &slots, &slot_bytes, &streamed);
+    if (slots)
+        printf("weight stream: %lld tasks through %d SMEM slots of %lld B\n",
+               (long long)streamed, slots, (long long)slot_bytes);
     else
-        cmd_print_error("amk launch", &err);
-    exit_code = cmd_exit_for(err.status ? err.status : IR_ERR_MALFORMED);
-done:
-    mk_free(h);
-    refvm_free(vm);
-    refvm_st_close(st);
-    golden_free(&g);
-    ir_program_free(p);
-    free(cert);
-    free(prompt);
-    free(gen);
-    free(logits);
-    free(ms);
-    return exit_code;
+        printf("weight stream: off (pipelining_depth 0, or too little dynamic SMEM)\n");
+    int64_t tiles = mk_argmax_tiles(x->h);
+    if (tiles)
+        printf("argmax: over %lld tile %s\n", (long long)tiles, tiles == 1 ? "maximum" : "maxima");
+    if (x->status == MK_TIMEOUT)
+        fprintf(stderr, "amk launch: TIMEOUT at pos %lld: %s\n", (long long)x->timeout_pos,
+                x->sst_why);
+    printf("tokens:");
+    cmd_print_tokens(x->gen, x->n_gen, false);
+    printf("\nlaunches: %lld (prompt %d, generated %lld), GPU %.4f ms/launch (median)\n",
+           (long long)x->done_launches, x->n_prompt, (long long)x->n_gen, med);
+    bool vm_pass = x->vmc.first_fail < 0 && x->vmc.compared == x->done_launches &&
+                   x->done_launches > 0;
+    if (x->vm)
+        printf("check vs reference VM: %s  max rel err %.3g (tolerance %g), top-1 agreement "
+               "%lld/%lld\n", vm_pass ? "PASS" : "FAIL", x->vmc.worst_rel, a->tol,
+               (long long)x->vmc.agree, (long long)x->vmc.compared);
+    bool golden_pass = x->gdc.first_fail < 0 && x->tok_equal == x->tok_compared &&
+                       x->gdc.compared > 0;
+    if (a->golden)
+        printf("check vs HF golden: %s  logits max rel err %.3g over %lld positions, greedy "
+               "tokens %lld/%lld equal\n", golden_pass ? "PASS" : "FAIL", x->gdc.worst_rel,
+               (long long)x->gdc.compared, (long long)x->tok_equal, (long long)x->tok_compared);
+    printf("verdict: %s\n", x->verdict);
+}
+
+/* The megakernel loaded from the program, its certificate and the weights; a refusal printed
+ * (its exit code in x->exit_code) returns false. */
+static bool load_kernel(launch_state *x, bool tie, ir_error *err)
+{
+    mk_options o;
+    mk_options_default(&o);
+    o.spin_budget = x->a.spin_budget;
+    o.unverified = x->a.unverified;
+    o.device = x->a.device;
+    mk_status ms = mk_load(x->p, x->cert, x->cert_len, x->a.weights, tie, &o, &x->h, err);
+    if (ms == MK_OK)
+        return true;
+    if (x->a.json)
+        cmd_print_status_json(mk_status_name(ms), err);
+    else
+        fprintf(stderr, "amk launch: %s at %s: %s\n", mk_status_name(ms), err->where, err->why);
+    x->exit_code = exit_for_mk(ms);
+    return false;
+}
+
+/* The steps of a launch; false with err set when an error is left to report. */
+static bool launch_steps(launch_state *x, ir_error *err)
+{
+    if (load_inputs(x, err) != IR_OK)
+        return false;
+    bool tie = ties_embeddings(x->p);
+    if (!load_kernel(x, tie, err))
+        return true;
+    if (prepare_decode(x, tie, err) != IR_OK || decode(x, err) != IR_OK)
+        return false;
+    snprintf(x->sst_why, sizeof x->sst_why, "%s", err->why);
+    qsort(x->ms, (size_t)x->done_launches, sizeof *x->ms, base_cmp_double);
+    double med = x->done_launches ? x->ms[x->done_launches / 2] : 0;
+    if (x->a.json)
+        print_json_report(x, med);
+    else
+        print_text_report(x, med);
+    return true;
+}
+
+int cmd_launch(int argc, char **argv)
+{
+    launch_state x;
+    memset(&x, 0, sizeof x);
+    int rc = parse_args(argc, argv, &x.a);
+    if (rc != CMD_CONTINUE)
+        return rc;
+    if (!mk_have_cuda()) {
+        fprintf(stderr, "amk launch: this build has no CUDA support (nvcc was not found when amk "
+                "was built); rebuild with nvcc on PATH to run the megakernel\n");
+        if (x.a.json)
+            printf("{\"status\": \"NO_CUDA\", \"why\": \"this build has no CUDA support\"}\n");
+        return AMK_EXIT_MALFORMED;
+    }
+    x.verdict = "DONE";
+    x.timeout_pos = -1;
+    cmd_gate_totals_init(&x.vmc);
+    cmd_gate_totals_init(&x.gdc);
+    ir_error err = {0};
+    if (!launch_steps(&x, &err)) {
+        cmd_report_error("amk launch", x.a.json, &err);
+        x.exit_code = cmd_exit_for(err.status ? err.status : IR_ERR_MALFORMED);
+    }
+    launch_free(&x);
+    return x.exit_code;
 }

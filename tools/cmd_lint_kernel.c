@@ -23,27 +23,57 @@ typedef struct {
     bench_lint_report rep;
 } lint_entry;
 
-static void usage(FILE *out)
+/* The text after the option list: environment, the rules, the exit codes (a malloc'd string,
+ * NULL when memory ran out). */
+static char *usage_epilog(void)
 {
-    fprintf(out,
-            "usage: amk lint-kernel FILE.json... [--format text|json|sarif] [--no-compile]\n"
-            "\n"
-            "Static checks for single-kernel artifacts {\"name\", \"kernel\": {\"kernel_type\",\n"
-            "\"source_code\", \"invocation_example\"}}. Prints PASS or FAIL per file with findings.\n"
-            "\n"
-            "  --json        one JSON document on stdout\n"
-            "  --sarif       a SARIF 2.1.0 log on stdout\n"
-            "  --format F    text (default), json or sarif, as amk-verify spells it; --json and\n"
-            "                --sarif are the same\n"
-            "  --no-compile  do not run nvcc -c on CUDA sources (reported as skipped)\n"
-            "\n"
-            "environment: AMK_NVCC (nvcc to use; empty: none), AMK_PYTHON (python3 to use;\n"
-            "empty: none). A missing tool is a skipped check, never a pass.\n"
-            "\nrules:\n");
+    base_sb b = {0};
+    base_sb_str(&b, "environment: AMK_NVCC (nvcc to use; empty: none), AMK_PYTHON (python3 to use;\n"
+                    "empty: none). A missing tool is a skipped check, never a pass.\n\nrules:\n");
     for (int i = 0; i < BENCH_LINT_N_RULES; i++)
-        fprintf(out, "  %-18s %s\n", bench_lint_rule_id((bench_lint_rule)i),
-                bench_lint_rule_text((bench_lint_rule)i));
-    fprintf(out, "\nexit codes: 0 all PASS, 1 any FAIL, 2 unreadable file or bad usage\n");
+        base_sb_fmt(&b, "  %-18s %s\n", bench_lint_rule_id((bench_lint_rule)i),
+                    bench_lint_rule_text((bench_lint_rule)i));
+    base_sb_str(&b, "\nexit codes: 0 all PASS, 1 any FAIL, 2 unreadable file or bad usage\n");
+    return base_sb_take(&b, NULL);
+}
+
+static const char *const FORMATS[] = {"text", "json", "sarif", NULL};
+
+/* The command line: files into files[] (argc slots), the output format and --no-compile.
+ * CMD_CONTINUE, or the exit code of --help or a usage error. */
+static int parse_args(int argc, char **argv, const char **files, int *n_files, out_format *fmt,
+                      bool *compile)
+{
+    bool json = false, sarif = false, no_compile = false;
+    int format = OUT_TEXT;
+    char *epilog = usage_epilog();
+    const base_option opts[] = {
+        BASE_FLAG("--json", &json, "one JSON document on stdout"),
+        BASE_FLAG("--sarif", &sarif, "a SARIF 2.1.0 log on stdout"),
+        BASE_CHOICE("--format", &format, "F", FORMATS, "text (default), json or sarif, as amk-verify "
+         "spells it; --json and\n--sarif are the same"),
+        BASE_FLAG("--no-compile", &no_compile, "do not run nvcc -c on CUDA sources "
+         "(reported as skipped)"),
+    };
+    const base_cmdline cl = {
+        .prog = "amk lint-kernel",
+        .synopsis = "usage: amk lint-kernel FILE.json... [--format text|json|sarif] "
+                    "[--no-compile]\n",
+        .about = "Static checks for single-kernel artifacts {\"name\", \"kernel\": "
+                 "{\"kernel_type\",\n\"source_code\", \"invocation_example\"}}. Prints PASS "
+                 "or FAIL per file with findings.\n",
+        .opts = opts, .n_opts = 4, .pos_name = "an artifact FILE.json", .min_pos = 1,
+        .max_pos = -1, .pos = files, .n_pos = n_files, .epilog = epilog,
+    };
+    int rc = cmd_parse_options(&cl, argc, argv);
+    json |= format == OUT_JSON;
+    sarif |= format == OUT_SARIF;
+    if (rc == CMD_CONTINUE && json && sarif)
+        rc = cmd_usage_error(&cl, "json and sarif output exclude each other");
+    free(epilog);
+    *fmt = json ? OUT_JSON : sarif ? OUT_SARIF : OUT_TEXT;
+    *compile = !no_compile;
+    return rc;
 }
 
 static int count_skipped(const bench_lint_report *r)
@@ -336,58 +366,18 @@ static cJSON *build_sarif(const lint_entry *e, int n, bool *ok)
 int cmd_lint_kernel(int argc, char **argv)
 {
     out_format fmt = OUT_TEXT;
-    bool compile = true, json = false, sarif = false, only_files = false;
+    bool compile = true;
     int n_files = 0;
-    char **files = calloc((size_t)(argc > 0 ? argc : 1), sizeof *files);
+    const char **files = calloc((size_t)(argc > 0 ? argc : 1), sizeof *files);
     if (!files) {
         fprintf(stderr, "amk lint-kernel: out of memory\n");
         return AMK_EXIT_MALFORMED;
     }
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (only_files || a[0] != '-' || !a[1]) {
-            files[n_files++] = argv[i];
-        } else if (!strcmp(a, "--")) {
-            only_files = true;
-        } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            free(files);
-            return AMK_EXIT_OK;
-        } else if (!strcmp(a, "--json")) {
-            json = true;
-        } else if (!strcmp(a, "--sarif")) {
-            sarif = true;
-        } else if (!strcmp(a, "--format") && i + 1 < argc) {
-            /* spelled as amk-verify spells it: --format text|json|sarif */
-            const char *v = argv[++i];
-            if (!strcmp(v, "json"))
-                json = true;
-            else if (!strcmp(v, "sarif"))
-                sarif = true;
-            else if (strcmp(v, "text")) {
-                fprintf(stderr, "amk lint-kernel: --format must be text, json or sarif\n");
-                free(files);
-                return AMK_EXIT_MALFORMED;
-            }
-        } else if (!strcmp(a, "--no-compile")) {
-            compile = false;
-        } else {
-            fprintf(stderr, "amk lint-kernel: unknown option '%s' (see amk lint-kernel --help)\n", a);
-            free(files);
-            return AMK_EXIT_MALFORMED;
-        }
-    }
-    if (json && sarif) {
-        fprintf(stderr, "amk lint-kernel: json and sarif output exclude each other\n");
+    int rc = parse_args(argc, argv, files, &n_files, &fmt, &compile);
+    if (rc != CMD_CONTINUE) {
         free(files);
-        return AMK_EXIT_MALFORMED;
+        return rc;
     }
-    if (!n_files) {
-        fprintf(stderr, "amk lint-kernel: no artifact file given (see amk lint-kernel --help)\n");
-        free(files);
-        return AMK_EXIT_MALFORMED;
-    }
-    fmt = json ? OUT_JSON : sarif ? OUT_SARIF : OUT_TEXT;
 
     bench_lint_opts opts;
     bench_lint_opts_default(&opts);

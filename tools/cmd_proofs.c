@@ -23,7 +23,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -53,24 +52,6 @@ typedef struct {
     proofs_case *cases;
     int n, cap;
 } proofs_run;
-
-static void usage(FILE *f)
-{
-    fprintf(f, "usage: amk proofs [--corpus FILE] [--dir DIR] [--verify AMK_VERIFY] [--junit FILE]\n"
-               "                  [--timeout-ms N]\n"
-               "Regenerates the proof regression corpus (default proofs/corpus.txt) into DIR\n"
-               "(default build/proofs), runs AMK_VERIFY (default build/amk-verify) --format json on\n"
-               "every program and compares verdicts and witness kinds with the expectations.\n"
-               "Prints one row per program and 'N passed, M failed'; writes JUnit XML (default\n"
-               "DIR/junit.xml). exit: 0 all as expected, 1 any difference, 2 bad corpus or usage.\n");
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static proofs_case *add_case(proofs_run *r, const char *name, const char *verdict,
                              const char *witness)
@@ -186,12 +167,12 @@ static void check_program(proofs_run *r, proofs_case *c, const char *file, const
 {
     char *out = NULL;
     int code;
-    double t0 = now_s();
+    double t0 = base_now_s();
     if (!run_verify(r, file, &out, &code)) {
         fail_case(c, "NOT-RUN", "cannot start amk-verify");
         return;
     }
-    c->seconds = now_s() - t0;
+    c->seconds = base_now_s() - t0;
     const char *got_verdict = verdict_of_code(code);
     char got_witness[40] = "-";
     cJSON *j = out ? cJSON_Parse(out) : NULL;
@@ -335,7 +316,7 @@ static bool run_line(proofs_run *r, char **f, int nf, int lineno, ir_error *err)
     snprintf(path, sizeof path, "%s/%s.json", r->dir, f[0]);
     ir_error gen = {0};
     ir_status s;
-    double t0 = now_s();
+    double t0 = base_now_s();
     if (!strcmp(kind, "lower")) {
         s = make_lowered(f[2], f[3], path, &gen);
     } else if (!strcmp(kind, "file")) {
@@ -351,7 +332,7 @@ static bool run_line(proofs_run *r, char **f, int nf, int lineno, ir_error *err)
         snprintf(base, sizeof base, "%s/%s.json", r->dir, f[2]);
         s = make_mutant(base, f[3], seed, path, &gen);
         if (!strcmp(verdict, "NOSITE")) {
-            c->seconds = now_s() - t0;
+            c->seconds = base_now_s() - t0;
             c->pass = s == IR_ERR_UNSUPPORTED;
             snprintf(c->got, sizeof c->got, "%s", s == IR_ERR_UNSUPPORTED ? "NOSITE/-" : s == IR_OK ? "MUTATED" : "ERROR");
             if (!c->pass)
@@ -361,7 +342,7 @@ static bool run_line(proofs_run *r, char **f, int nf, int lineno, ir_error *err)
         }
     }
     if (s != IR_OK) {
-        c->seconds = now_s() - t0;
+        c->seconds = base_now_s() - t0;
         char why[400];
         snprintf(why, sizeof why, "generation failed: %s at %.80s: %.200s",
                  ir_status_name(gen.status), gen.where, gen.why);
@@ -369,7 +350,7 @@ static bool run_line(proofs_run *r, char **f, int nf, int lineno, ir_error *err)
         return true;
     }
     check_program(r, c, path, verdict, witness);
-    c->seconds = now_s() - t0;
+    c->seconds = base_now_s() - t0;
     return true;
 }
 
@@ -422,32 +403,29 @@ int cmd_proofs(int argc, char **argv)
 {
     const char *corpus = "proofs/corpus.txt", *junit = NULL;
     proofs_run r = {.dir = "build/proofs", .verify_bin = "build/amk-verify", .timeout_ms = 30000};
-    for (int i = 1; i < argc; i++) {
-        bool has = i + 1 < argc;
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            usage(stdout);
-            return AMK_EXIT_OK;
-        } else if (!strcmp(argv[i], "--corpus") && has) {
-            corpus = argv[++i];
-        } else if (!strcmp(argv[i], "--dir") && has) {
-            r.dir = argv[++i];
-        } else if (!strcmp(argv[i], "--verify") && has) {
-            r.verify_bin = argv[++i];
-        } else if (!strcmp(argv[i], "--junit") && has) {
-            junit = argv[++i];
-        } else if (!strcmp(argv[i], "--timeout-ms") && has) {
-            char *end;
-            r.timeout_ms = strtoll(argv[++i], &end, 10);
-            if (*end || r.timeout_ms < 1 || r.timeout_ms > 3600000) {
-                fprintf(stderr, "amk proofs: --timeout-ms must be an integer in [1, 3600000]\n");
-                return AMK_EXIT_MALFORMED;
-            }
-        } else {
-            fprintf(stderr, "amk proofs: unknown or incomplete option '%s'\n", argv[i]);
-            usage(stderr);
-            return AMK_EXIT_MALFORMED;
-        }
-    }
+    const base_option opts[] = {
+        BASE_STR("--corpus", &corpus, "FILE", "the corpus recipe", .show_default = true),
+        BASE_STR("--dir", &r.dir, "DIR", "where the programs are written",
+         .show_default = true),
+        BASE_STR("--verify", &r.verify_bin, "AMK_VERIFY", "the amk-verify binary to run",
+         .show_default = true),
+        BASE_STR("--junit", &junit, "FILE", "JUnit XML report (default DIR/junit.xml)"),
+        BASE_I64("--timeout-ms", &r.timeout_ms, "N", 1, 3600000,
+                 "amk-verify --timeout-ms per program", .show_default = true),
+    };
+    const base_cmdline cl = {
+        .prog = "amk proofs",
+        .synopsis = "usage: amk proofs [--corpus FILE] [--dir DIR] [--verify AMK_VERIFY] "
+                    "[--junit FILE]\n                  [--timeout-ms N]\n",
+        .about = "Regenerates the proof regression corpus into DIR, runs AMK_VERIFY --format json\n"
+                 "on every program and compares verdicts and witness kinds with the expectations.\n"
+                 "Prints one row per program and 'N passed, M failed'; writes JUnit XML.\n",
+        .opts = opts, .n_opts = 5,
+        .epilog = "exit: 0 all as expected, 1 any difference, 2 bad corpus or usage.\n",
+    };
+    int rc = cmd_parse_options(&cl, argc, argv);
+    if (rc != CMD_CONTINUE)
+        return rc;
     char junit_default[1024];
     snprintf(junit_default, sizeof junit_default, "%s/junit.xml", r.dir);
     if (!junit)
@@ -469,7 +447,7 @@ int cmd_proofs(int argc, char **argv)
         return AMK_EXIT_MALFORMED;
     }
     printf("%-56s %-30s %-30s %8s\n", "program", "expected", "got", "seconds");
-    double t0 = now_s();
+    double t0 = base_now_s();
     char line[2048];
     int lineno = 0, printed = 0;
     bool ok = true;
@@ -519,7 +497,7 @@ int cmd_proofs(int argc, char **argv)
         free(r.cases);
         return AMK_EXIT_MALFORMED;
     }
-    double total = now_s() - t0;
+    double total = base_now_s() - t0;
     int failed = 0;
     for (int i = 0; i < r.n; i++)
         failed += !r.cases[i].pass;

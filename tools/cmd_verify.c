@@ -1,52 +1,107 @@
 /*
  * cmd_verify.c - `amk-verify PROGRAM ...` (also `amk verify`) and `amk cert check CERT PROGRAM`.
  */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <cjson/cJSON.h>
 
 #include "tools/cmd.h"
 #include "verify/verify.h"
 
-static void usage(FILE *f)
-{
-    fprintf(f,
-            "usage: amk-verify PROGRAM.json [--target NAME | --target-file F]\n"
-            "                  [--format text|json|sarif] [--cert OUT.json] [--witness OUT.json]\n"
-            "                  [--timeout-ms N] [--rlimit N] [--queue-order list|topo]\n"
-            "                  [--plan amk-loader [--plan-out OUT.json]] [--deadline-s S]\n"
-            "       amk-verify --version | --help\n"
-            "\n"
-            "Proves the program's launch plan well-formed, deadlock-free, race-free, resident on\n"
-            "the target and complete (every read written first), or refutes it with a witness.\n"
-            "Programs without a launch plan run one queue per sm value (--queue-order list: task\n"
-            "list order, AMK's model; topo: one global topological order), each task with a null\n"
-            "sm on a worker of its own: that covers every assignment AMK's loader can make.\n"
-            "--plan amk-loader replaces any launch plan with the exact one AMK's loader builds\n"
-            "(its topological order, its SM assignment, its threads and SMEM) and proves that;\n"
-            "--plan-out writes the program with that plan (the certificate's program).\n"
-            "Target: the program's own, else --target / --target-file (which override it).\n"
-            "--timeout-ms (default 30000) and --rlimit (default 50000000, deterministic) bound\n"
-            "each Z3 query; hitting either makes the verdict UNKNOWN.\n"
-            "--deadline-s (default 300, 0 for none) bounds the whole run: what is not decided by\n"
-            "then is UNKNOWN (exit 3), the rest keeps its verdict. Runs longer than 2 s report\n"
-            "progress on stderr.\n"
-            "exit: 0 PROVED, 1 REFUTED, 2 MALFORMED or usage, 3 UNKNOWN (never safe).\n");
-}
-
 /* Progress lines on stderr, once a run has taken 2 s (short runs stay quiet). */
 static void print_progress(void *arg, const char *line)
 {
-    const double *start = arg;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    double t = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9 - *start;
+    double t = base_now_s() - *(const double *)arg;
     if (t >= 2.0)
         fprintf(stderr, "amk-verify: [%.0f s] %s\n", t, line);
+}
+
+typedef enum { FORMAT_TEXT, FORMAT_JSON, FORMAT_SARIF } verify_format;
+
+typedef struct {
+    const char *file, *target, *target_file, *cert, *witness, *plan_out;
+    int format, queue_order, plan;   /* plan: -1 none, 0 amk-loader */
+    bool json, version;
+    int64_t timeout_ms, rlimit;
+    double deadline_s;
+} verify_args;
+
+static const char *const FORMATS[] = {"text", "json", "sarif", NULL};
+static const char *const ORDERS[] = {"list", "topo", NULL};
+static const char *const PLANS[] = {"amk-loader", NULL};
+
+static const char VERIFY_ABOUT[] =
+    "Proves the program's launch plan well-formed, deadlock-free, race-free, resident on\n"
+    "the target and complete (every read written first), or refutes it with a witness.\n"
+    "Programs without a launch plan run one queue per sm value (--queue-order list: task\n"
+    "list order, AMK's model; topo: one global topological order), each task with a null\n"
+    "sm on a worker of its own: that covers every assignment AMK's loader can make.\n"
+    "--plan amk-loader replaces any launch plan with the exact one AMK's loader builds\n"
+    "(its topological order, its SM assignment, its threads and SMEM) and proves that;\n"
+    "--plan-out writes the program with that plan (the certificate's program).\n"
+    "Target: the program's own, else --target / --target-file (which override it).\n"
+    "--timeout-ms and --rlimit (deterministic) bound each Z3 query; hitting either makes\n"
+    "the verdict UNKNOWN. --deadline-s (0 for none) bounds the whole run: what is not\n"
+    "decided by then is UNKNOWN (exit 3), the rest keeps its verdict. Runs longer than 2 s\n"
+    "report progress on stderr.\n";
+
+/* The command line into a (defaults from verify_opts_default, deadline 300 s). CMD_CONTINUE,
+ * or the exit code of --help or a usage error. */
+static int parse_args(int argc, char **argv, verify_args *a)
+{
+    verify_opts d;
+    verify_opts_default(&d);
+    *a = (verify_args){.format = FORMAT_TEXT, .queue_order = d.queue_order == IR_ORDER_TOPO,
+                       .plan = -1, .timeout_ms = d.timeout_ms, .rlimit = d.rlimit,
+                       .deadline_s = 300};
+    const base_option opts[] = {
+        BASE_STR("--target", &a->target, "NAME", "built-in target (h100, h200, a100, ...)"),
+        BASE_STR("--target-file", &a->target_file, "F", "target JSON"),
+        BASE_CHOICE("--format", &a->format, "F", FORMATS, "text, json or sarif",
+                    .show_default = true),
+        BASE_FLAG("--json", &a->json, "the same as --format json"),
+        BASE_STR("--cert", &a->cert, "OUT.json", "write the certificate of a PROVED program"),
+        BASE_STR("--witness", &a->witness, "OUT.json", "write the witness of a refutation"),
+        BASE_I64("--timeout-ms", &a->timeout_ms, "N", 1, 3600000, "per Z3 query",
+                 .show_default = true),
+        BASE_I64("--rlimit", &a->rlimit, "N", 1, 4000000000LL, "Z3 resource limit per query",
+                 .show_default = true),
+        BASE_CHOICE("--queue-order", &a->queue_order, "O", ORDERS, "list or topo (programs "
+                    "without a launch plan)", .show_default = true),
+        BASE_CHOICE("--plan", &a->plan, "amk-loader", PLANS, "prove the plan AMK's loader "
+                    "builds"),
+        BASE_STR("--plan-out", &a->plan_out, "OUT.json", "write the program with that plan"),
+        BASE_DOUBLE("--deadline-s", &a->deadline_s, "S", 0, 1e6, "seconds for the whole run",
+                    .show_default = true),
+        BASE_FLAG("--version", &a->version, "print the versions and exit"),
+    };
+    const base_cmdline cl = {
+        .prog = "amk-verify",
+        .synopsis = "usage: amk-verify PROGRAM.json [--target NAME | --target-file F]\n"
+                    "                  [--format text|json|sarif] [--cert OUT.json] "
+                    "[--witness OUT.json]\n"
+                    "                  [--timeout-ms N] [--rlimit N] [--queue-order list|topo]\n"
+                    "                  [--plan amk-loader [--plan-out OUT.json]] "
+                    "[--deadline-s S]\n"
+                    "       amk-verify --version | --help\n",
+        .about = VERIFY_ABOUT, .opts = opts, .n_opts = sizeof opts / sizeof opts[0],
+        .pos_name = "PROGRAM", .min_pos = 0, .max_pos = 1, .pos = &a->file,
+        .epilog = "exit: 0 PROVED, 1 REFUTED, 2 MALFORMED or usage, 3 UNKNOWN (never safe).\n",
+    };
+    int rc = cmd_parse_options(&cl, argc, argv);
+    if (rc != CMD_CONTINUE || a->version)
+        return rc;
+    if (a->json)
+        a->format = FORMAT_JSON;
+    if (a->plan_out && a->plan < 0)
+        return cmd_usage_error(&cl, "--plan-out needs --plan amk-loader");
+    if (!a->file)
+        return cmd_usage_error(&cl, "PROGRAM is required");
+    if (a->target && a->target_file)
+        return cmd_usage_error(&cl, "give --target or --target-file, not both");
+    return CMD_CONTINUE;
 }
 
 /* text and a newline to path (ir_out: "-" is stdout, devices and links written through). */
@@ -197,193 +252,129 @@ static void print_text(const char *file, const verify_result *r, const char *wit
         print_witness_summary(r, witness_path);
 }
 
+/* The target --target or --target-file names (into *tf), NULL when neither is given. */
+static ir_status option_target(const verify_args *a, ir_target *tf, const ir_target **t,
+                               ir_error *err)
+{
+    *t = NULL;
+    if (a->target && !(*t = ir_target_builtin(a->target)))
+        return ir_fail(err, IR_ERR_MALFORMED, "--target", "unknown target '%s' (built in: h100, "
+                       "h200, a100, b200, rtx5090, l4, l40s, a10g, t4)", a->target);
+    if (a->target_file) {
+        ir_status s = ir_target_read_file(a->target_file, tf, err);
+        if (s != IR_OK)
+            return s;
+        *t = tf;
+    }
+    return IR_OK;
+}
+
+/* --plan amk-loader: replace p's plan with AMK's loader's (and write it to --plan-out). */
+static ir_status apply_plan(const verify_args *a, ir_program *p, const ir_target *t,
+                            ir_error *err)
+{
+    const ir_target *pt = t ? t : p->has_target ? &p->target : NULL;
+    if (!pt)
+        return ir_fail(err, IR_ERR_MALFORMED, "target", "--plan amk-loader needs a target: the "
+                       "program has none and no --target was given");
+    ir_status s = ir_amk_loader_plan(p, pt, err);
+    if (s == IR_OK && a->plan_out)
+        s = ir_write_file(p, a->plan_out, err);
+    return s;
+}
+
+/* Write --cert and --witness, print the verdict in the asked format; the exit code. */
+static int report(const verify_args *a, verify_result *r)
+{
+    ir_error err = {0};
+    if (a->cert && r->certificate_json && !write_text(a->cert, r->certificate_json, &err))
+        cmd_print_error("amk-verify", &err);
+    if (a->witness && r->witness_json && !write_text(a->witness, r->witness_json, &err))
+        cmd_print_error("amk-verify", &err);
+    if (a->format == FORMAT_JSON)
+        print_json(a->file, r, a->cert);
+    else if (a->format == FORMAT_SARIF)
+        print_sarif(a->file, r);
+    else
+        print_text(a->file, r, a->witness && r->witness_json ? a->witness : NULL);
+    if (a->cert && !r->certificate_json)
+        fprintf(stderr, "amk-verify: no certificate written: verdict is %s\n",
+                verify_verdict_name(r->verdict));
+    return (int)r->verdict;
+}
+
 int cmd_verify(int argc, char **argv)
 {
-    const char *file = NULL, *target = NULL, *target_file = NULL, *format = "text";
-    const char *cert = NULL, *witness = NULL, *plan = NULL, *plan_out = NULL;
+    verify_args a;
+    int rc = parse_args(argc, argv, &a);
+    if (rc != CMD_CONTINUE)
+        return rc;
+    if (a.version) {
+        char z3[64];
+        verify_z3_version(z3);
+        printf("amk-verify %s (IR %s, Z3 %s)\n", AMK_TOOL_VERSION, AMK_IR_VERSION, z3);
+        return AMK_EXIT_OK;
+    }
     verify_opts o;
     verify_opts_default(&o);
-    o.deadline_s = 300;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    double start = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    o.timeout_ms = a.timeout_ms;
+    o.rlimit = a.rlimit;
+    o.deadline_s = a.deadline_s;
+    o.queue_order = a.queue_order ? IR_ORDER_TOPO : IR_ORDER_LIST;
+    double start = base_now_s();
     o.progress = print_progress;
     o.progress_arg = &start;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        bool has = i + 1 < argc;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return AMK_EXIT_OK;
-        } else if (!strcmp(a, "--version")) {
-            char z3[64];
-            verify_z3_version(z3);
-            printf("amk-verify %s (IR %s, Z3 %s)\n", AMK_TOOL_VERSION, AMK_IR_VERSION, z3);
-            return AMK_EXIT_OK;
-        } else if (!strcmp(a, "--target") && has) {
-            target = argv[++i];
-        } else if (!strcmp(a, "--target-file") && has) {
-            target_file = argv[++i];
-        } else if (!strcmp(a, "--format") && has) {
-            format = argv[++i];
-        } else if (!strcmp(a, "--json")) {
-            format = "json";
-        } else if (!strcmp(a, "--cert") && has) {
-            cert = argv[++i];
-        } else if (!strcmp(a, "--witness") && has) {
-            witness = argv[++i];
-        } else if (!strcmp(a, "--timeout-ms") && has) {
-            char *end;
-            long long v = strtoll(argv[++i], &end, 10);
-            if (*end || v < 1 || v > 3600000) {
-                fprintf(stderr, "amk-verify: --timeout-ms must be an integer in [1, 3600000]\n");
-                return AMK_EXIT_MALFORMED;
-            }
-            o.timeout_ms = v;
-        } else if (!strcmp(a, "--rlimit") && has) {
-            char *end;
-            long long v = strtoll(argv[++i], &end, 10);
-            if (*end || v < 1 || v > 4000000000LL) {
-                fprintf(stderr, "amk-verify: --rlimit must be an integer in [1, 4000000000]\n");
-                return AMK_EXIT_MALFORMED;
-            }
-            o.rlimit = v;
-        } else if (!strcmp(a, "--deadline-s") && has) {
-            char *end;
-            double v = strtod(argv[++i], &end);
-            if (*end || !(v >= 0 && v <= 1e6)) {
-                fprintf(stderr, "amk-verify: --deadline-s must be a number of seconds in [0, 1e6]\n");
-                return AMK_EXIT_MALFORMED;
-            }
-            o.deadline_s = v;
-        } else if (!strcmp(a, "--plan") && has) {
-            plan = argv[++i];
-            if (strcmp(plan, "amk-loader")) {
-                fprintf(stderr, "amk-verify: --plan must be amk-loader\n");
-                return AMK_EXIT_MALFORMED;
-            }
-        } else if (!strcmp(a, "--plan-out") && has) {
-            plan_out = argv[++i];
-        } else if (!strcmp(a, "--queue-order") && has) {
-            const char *v = argv[++i];
-            if (!strcmp(v, "list"))
-                o.queue_order = IR_ORDER_LIST;
-            else if (!strcmp(v, "topo"))
-                o.queue_order = IR_ORDER_TOPO;
-            else {
-                fprintf(stderr, "amk-verify: --queue-order must be list or topo\n");
-                return AMK_EXIT_MALFORMED;
-            }
-        } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "amk-verify: unknown or incomplete option '%s'\n", a);
-            usage(stderr);
-            return AMK_EXIT_MALFORMED;
-        } else if (!file) {
-            file = a;
-        } else {
-            fprintf(stderr, "amk-verify: more than one PROGRAM given\n");
-            return AMK_EXIT_MALFORMED;
-        }
-    }
-    if (plan_out && !plan) {
-        fprintf(stderr, "amk-verify: --plan-out needs --plan amk-loader\n");
-        return AMK_EXIT_MALFORMED;
-    }
-    if (!file || (target && target_file) ||
-        (strcmp(format, "text") && strcmp(format, "json") && strcmp(format, "sarif"))) {
-        fprintf(stderr, "amk-verify: %s\n", !file ? "PROGRAM is required"
-                : target && target_file ? "give --target or --target-file, not both"
-                : "--format must be text, json or sarif");
-        usage(stderr);
-        return AMK_EXIT_MALFORMED;
-    }
-    bool json = strcmp(format, "text") != 0;
     ir_error err = {0};
     ir_target tf;
-    if (target) {
-        o.target = ir_target_builtin(target);
-        if (!o.target) {
-            ir_fail(&err, IR_ERR_MALFORMED, "--target", "unknown target '%s' (built in: h100, "
-                    "h200, a100, b200, rtx5090, l4, l40s, a10g, t4)", target);
-            goto fail;
-        }
-    } else if (target_file) {
-        if (ir_target_read_file(target_file, &tf, &err) != IR_OK)
-            goto fail;
-        o.target = &tf;
-    }
-    ir_program *p;
-    if (ir_read_file(file, NULL, &p, &err) != IR_OK)
-        goto fail;
-    if (plan) {
-        const ir_target *pt = o.target ? o.target : p->has_target ? &p->target : NULL;
-        if (!pt) {
-            ir_fail(&err, IR_ERR_MALFORMED, "target", "--plan amk-loader needs a target: the "
-                    "program has none and no --target was given");
-        } else if (ir_amk_loader_plan(p, pt, &err) == IR_OK && plan_out) {
-            ir_write_file(p, plan_out, &err);
-        }
-        if (err.status != IR_OK) {
-            ir_program_free(p);
-            goto fail;
-        }
-    }
+    ir_program *p = NULL;
     verify_result r;
-    if (verify_program(p, &o, &r, &err) != IR_OK) {
-        ir_program_free(p);
-        goto fail;
-    }
+    ir_status s = option_target(&a, &tf, &o.target, &err);
+    if (s == IR_OK)
+        s = ir_read_file(a.file, NULL, &p, &err);
+    if (s == IR_OK && a.plan >= 0)
+        s = apply_plan(&a, p, o.target, &err);
+    if (s == IR_OK)
+        s = verify_program(p, &o, &r, &err);
     ir_program_free(p);
-    if (cert && r.certificate_json && !write_text(cert, r.certificate_json, &err))
+    if (s != IR_OK) {
+        if (a.format != FORMAT_TEXT)
+            cmd_print_error_json(&err);
         cmd_print_error("amk-verify", &err);
-    if (witness && r.witness_json && !write_text(witness, r.witness_json, &err))
-        cmd_print_error("amk-verify", &err);
-    if (!strcmp(format, "json"))
-        print_json(file, &r, cert);
-    else if (!strcmp(format, "sarif"))
-        print_sarif(file, &r);
-    else
-        print_text(file, &r, witness && r.witness_json ? witness : NULL);
-    if (cert && !r.certificate_json)
-        fprintf(stderr, "amk-verify: no certificate written: verdict is %s\n",
-                verify_verdict_name(r.verdict));
-    int code = (int)r.verdict;
+        return AMK_EXIT_MALFORMED;
+    }
+    int code = report(&a, &r);
     verify_result_free(&r);
     verify_release_memory();
     return code;
-fail:
-    if (json)
-        cmd_print_error_json(&err);
-    cmd_print_error("amk-verify", &err);
-    return AMK_EXIT_MALFORMED;
-}
-
-static void cert_usage(FILE *f)
-{
-    fprintf(f, "usage: amk cert check CERT.json PROGRAM.json [--json]\n"
-               "Re-checks a PROVED certificate against a program without Z3: the program hash, the\n"
-               "recorded obligations, the finish order (replayed against every wait and queue) and\n"
-               "the occupancy evidence. exit: 0 valid, 1 invalid, 2 unreadable input or usage.\n");
 }
 
 int cmd_cert(int argc, char **argv)
 {
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            cert_usage(stdout);
-            return AMK_EXIT_OK;
-        }
-    bool json = argc == 5 && !strcmp(argv[4], "--json");
-    if ((argc != 4 && !json) || strcmp(argv[1], "check")) {
-        cert_usage(stderr);
-        return AMK_EXIT_MALFORMED;
-    }
+    const char *pos[3];
+    bool json = false;
+    const base_option opts[] = {BASE_FLAG("--json", &json, "the outcome as JSON on stdout")};
+    const base_cmdline cl = {
+        .prog = "amk cert check",
+        .synopsis = "usage: amk cert check CERT.json PROGRAM.json [--json]\n",
+        .about = "Re-checks a PROVED certificate against a program without Z3: the program hash, "
+                 "the\nrecorded obligations, the finish order (replayed against every wait and "
+                 "queue) and\nthe occupancy evidence.\n",
+        .opts = opts, .n_opts = 1, .pos_name = "check CERT.json PROGRAM.json", .min_pos = 3,
+        .max_pos = 3, .pos = pos,
+        .epilog = "exit: 0 valid, 1 invalid, 2 unreadable input or usage.\n",
+    };
+    int rc = cmd_parse_options(&cl, argc, argv);
+    if (rc != CMD_CONTINUE)
+        return rc;
+    if (strcmp(pos[0], "check"))
+        return cmd_usage_error(&cl, "unknown subcommand '%s'", pos[0]);
+    const char *cert = pos[1], *program = pos[2];
     ir_error err = {0};
     size_t len;
     char *text = NULL;
     ir_program *p = NULL;
-    if (ir_read_text_file(argv[2], IR_MAX_FILE_BYTES, &text, &len, &err) != IR_OK ||
-        ir_read_file(argv[3], NULL, &p, &err) != IR_OK) {
+    if (ir_read_text_file(cert, IR_MAX_FILE_BYTES, &text, &len, &err) != IR_OK ||
+        ir_read_file(program, NULL, &p, &err) != IR_OK) {
         free(text);
         if (json)
             cmd_print_error_json(&err);
@@ -394,7 +385,7 @@ int cmd_cert(int argc, char **argv)
     free(text);
     ir_program_free(p);
     if (s != IR_OK)
-        cmd_error_in_file(&err, argv[2]);     /* the certificate file, then the field */
+        cmd_error_in_file(&err, cert);     /* the certificate file, then the field */
     if (json) {
         if (s == IR_OK)
             printf("{\"status\": \"VALID\"}\n");
@@ -406,6 +397,6 @@ int cmd_cert(int argc, char **argv)
         return s == IR_ERR_MALFORMED ? AMK_EXIT_REFUTED : AMK_EXIT_MALFORMED;
     }
     if (!json)
-        printf("certificate %s: VALID for %s\n", argv[2], argv[3]);
+        printf("certificate %s: VALID for %s\n", cert, program);
     return AMK_EXIT_OK;
 }

@@ -10,87 +10,49 @@
 #include "refvm/refvm.h"
 #include "tools/cmd.h"
 
-static void usage(FILE *f)
-{
-    fprintf(f,
-            "usage: amk weights random --model MODEL --seed N [--dtype f32|f16|bf16] -o FILE\n"
-            "       amk weights info FILE [--json]\n"
-            "\n"
-            "random: write a safetensors file with every tensor of MODEL (a preset or a Hugging\n"
-            "  Face config.json) under its Hugging Face name: projections uniform with std 0.02,\n"
-            "  norm weights in [0.9, 1.1]. The same model, seed and dtype give identical bytes.\n"
-            "  lm_head.weight is omitted when the model ties embeddings. Default dtype bf16.\n"
-            "info: validate FILE (offsets, sizes, dtypes) and list its tensors.\n"
-            "\n"
-            "exit: 0 ok, 2 bad usage, unreadable or malformed input.\n");
-}
+static const char SYNOPSIS[] =
+    "usage: amk weights random --model MODEL --seed N [--dtype f32|f16|bf16] -o FILE\n"
+    "       amk weights info FILE [--json]\n";
+static const char ABOUT[] =
+    "random: write a safetensors file with every tensor of MODEL (a preset or a Hugging\n"
+    "  Face config.json) under its Hugging Face name: projections uniform with std 0.02,\n"
+    "  norm weights in [0.9, 1.1]. The same model, seed and dtype give identical bytes.\n"
+    "  lm_head.weight is omitted when the model ties embeddings. Default dtype bf16.\n"
+    "info: validate FILE (offsets, sizes, dtypes) and list its tensors.\n";
+static const char EPILOG[] = "exit: 0 ok, 2 bad usage, unreadable or malformed input.\n";
 
-static bool parse_dtype(const char *s, ir_dtype *out)
-{
-    if (!strcmp(s, "f32") || !strcmp(s, "F32"))
-        *out = IR_F32;
-    else if (!strcmp(s, "f16") || !strcmp(s, "F16"))
-        *out = IR_F16;
-    else if (!strcmp(s, "bf16") || !strcmp(s, "BF16"))
-        *out = IR_BF16;
-    else
-        return false;
-    return true;
-}
+/* The --dtype words: index i names DTYPES[i % 3]. */
+static const char *const DTYPE_WORDS[] = {"f32", "f16", "bf16", "F32", "F16", "BF16", NULL};
+static const ir_dtype DTYPES[] = {IR_F32, IR_F16, IR_BF16};
 
 static int weights_random(int argc, char **argv)
 {
-    const char *model = NULL, *out = NULL, *seed_s = NULL;
-    ir_dtype dtype = IR_BF16;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return AMK_EXIT_OK;
-        } else if (!strcmp(a, "--model") && v) {
-            model = v;
-            i++;
-        } else if (!strcmp(a, "--seed") && v) {
-            seed_s = v;
-            i++;
-        } else if (!strcmp(a, "-o") && v) {
-            out = v;
-            i++;
-        } else if (!strcmp(a, "--dtype") && v) {
-            if (!parse_dtype(v, &dtype)) {
-                fprintf(stderr, "amk weights: --dtype must be f32, f16 or bf16, got '%s'\n", v);
-                return AMK_EXIT_MALFORMED;
-            }
-            i++;
-        } else {
-            fprintf(stderr, "amk weights random: unknown or incomplete argument '%s'\n", a);
-            usage(stderr);
-            return AMK_EXIT_MALFORMED;
-        }
-    }
-    if (!model || !out || !seed_s) {
-        fprintf(stderr, "amk weights random: --model, --seed and -o are required\n");
-        usage(stderr);
-        return AMK_EXIT_MALFORMED;
-    }
-    char *end;
-    unsigned long long seed = strtoull(seed_s, &end, 0);
-    if (!*seed_s || *end || seed_s[0] == '-') {
-        fprintf(stderr, "amk weights random: --seed must be a non-negative integer, got '%s'\n",
-                seed_s);
-        return AMK_EXIT_MALFORMED;
-    }
+    const char *model = NULL, *out = NULL;
+    uint64_t seed = 0;
+    int dtype = 2;
+    const base_option opts[] = {
+        BASE_STR("--model", &model, "MODEL", "preset or config.json", .required = true),
+        BASE_U64("--seed", &seed, "N", "decimal or 0x hex", .required = true),
+        BASE_CHOICE("--dtype", &dtype, "D", DTYPE_WORDS, "f32, f16 or bf16",
+         .show_default = true),
+        BASE_STR("-o", &out, "FILE", "the safetensors file to write", .required = true),
+    };
+    const base_cmdline cl = {.prog = "amk weights random", .synopsis = SYNOPSIS, .about = ABOUT,
+                             .opts = opts, .n_opts = 4, .epilog = EPILOG};
+    int rc = cmd_parse_options(&cl, argc, argv);
+    if (rc != CMD_CONTINUE)
+        return rc;
     lower_model m;
     ir_error err = {0};
     ir_status s = lower_model_load(model, &m, &err);
     if (s == IR_OK)
-        s = refvm_weights_random(&m, (uint64_t)seed, dtype, out, &err);
+        s = refvm_weights_random(&m, seed, DTYPES[dtype % 3], out, &err);
     if (s != IR_OK) {
         cmd_print_error("amk weights", &err);
         return cmd_exit_for(s);
     }
-    printf("wrote %s: model %s, seed %llu, dtype %s\n", out, m.name, seed, ir_dtype_name(dtype));
+    printf("wrote %s: model %s, seed %llu, dtype %s\n", out, m.name, (unsigned long long)seed,
+           ir_dtype_name(DTYPES[dtype % 3]));
     return AMK_EXIT_OK;
 }
 
@@ -98,23 +60,13 @@ static int weights_info(int argc, char **argv)
 {
     const char *path = NULL;
     bool json = false;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--json"))
-            json = true;
-        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            usage(stdout);
-            return AMK_EXIT_OK;
-        } else if (!path && argv[i][0] != '-')
-            path = argv[i];
-        else {
-            fprintf(stderr, "amk weights info: unexpected argument '%s'\n", argv[i]);
-            return AMK_EXIT_MALFORMED;
-        }
-    }
-    if (!path) {
-        usage(stderr);
-        return AMK_EXIT_MALFORMED;
-    }
+    const base_option opts[] = {BASE_FLAG("--json", &json, "one JSON object")};
+    const base_cmdline cl = {.prog = "amk weights info", .synopsis = SYNOPSIS, .about = ABOUT,
+                             .opts = opts, .n_opts = 1, .pos_name = "FILE", .min_pos = 1,
+                             .max_pos = 1, .pos = &path, .epilog = EPILOG};
+    int rc = cmd_parse_options(&cl, argc, argv);
+    if (rc != CMD_CONTINUE)
+        return rc;
     refvm_st *st;
     ir_error err = {0};
     ir_status s = refvm_st_open(path, &st, &err);
@@ -159,15 +111,16 @@ static int weights_info(int argc, char **argv)
 
 int cmd_weights(int argc, char **argv)
 {
-    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? AMK_EXIT_MALFORMED : AMK_EXIT_OK;
-    }
-    if (!strcmp(argv[1], "random"))
+    const base_cmdline cl = {.prog = "amk weights", .synopsis = SYNOPSIS, .about = ABOUT,
+                             .epilog = EPILOG};
+    if (argc >= 2 && !strcmp(argv[1], "random"))
         return weights_random(argc - 1, argv + 1);
-    if (!strcmp(argv[1], "info"))
+    if (argc >= 2 && !strcmp(argv[1], "info"))
         return weights_info(argc - 1, argv + 1);
-    fprintf(stderr, "amk weights: unknown subcommand '%s'\n", argv[1]);
-    usage(stderr);
-    return AMK_EXIT_MALFORMED;
+    if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        cmd_print_usage(&cl, stdout);
+        return AMK_EXIT_OK;
+    }
+    return argc < 2 ? cmd_usage_error(&cl, "random or info is required")
+                    : cmd_usage_error(&cl, "unknown subcommand '%s'", argv[1]);
 }
