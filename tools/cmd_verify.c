@@ -147,16 +147,40 @@ static void print_json(const char *file, const verify_result *r, const char *cer
     printf("}\n");
 }
 
-static void print_sarif(const char *file, const verify_result *r)
+/* The head of amk-verify's SARIF log up to the opening of its results array: the tool and one
+ * rule per obligation, plus "input" for a program that could not be read at all. */
+static void print_sarif_head(void)
 {
     printf("{\"version\": \"2.1.0\", \"$schema\": \"https://json.schemastore.org/sarif-2.1.0.json\", "
            "\"runs\": [{\"tool\": {\"driver\": {\"name\": \"amk-verify\", \"version\": \"%s\", "
            "\"rules\": [", AMK_TOOL_VERSION);
     for (int i = 0; i < VERIFY_N_OBLIGATIONS; i++)
-        printf("%s{\"id\": \"%s\", \"shortDescription\": {\"text\": \"obligation %d: %s\"}}",
-               i ? ", " : "", verify_obligation_name((verify_obligation)i), i + 1,
+        printf("{\"id\": \"%s\", \"shortDescription\": {\"text\": \"obligation %d: %s\"}}, ",
+               verify_obligation_name((verify_obligation)i), i + 1,
                verify_obligation_name((verify_obligation)i));
-    printf("]}}, \"results\": [");
+    printf("{\"id\": \"input\", \"shortDescription\": {\"text\": \"the program file is "
+           "readable and parses as an IR program\"}}]}}, \"results\": [");
+}
+
+/* A program that could not be read, parsed or prepared is a SARIF log too (one error result on
+ * the file), so a consumer of --format sarif never meets another kind of document. */
+static void print_sarif_error(const char *file, const ir_error *err)
+{
+    print_sarif_head();
+    char msg[900];
+    snprintf(msg, sizeof msg, "%s%s%s: %s", ir_status_name(err->status), err->where[0] ? " at " : "",
+             err->where, err->why);
+    printf("{\"ruleId\": \"input\", \"level\": \"error\", \"message\": {\"text\": ");
+    cmd_put_json_string(stdout, msg);
+    printf("}, \"locations\": [{\"physicalLocation\": {\"artifactLocation\": {\"uri\": ");
+    cmd_put_json_string(stdout, file);
+    printf("}}}]}], \"properties\": {\"verdict\": \"MALFORMED\", \"status\": \"%s\"}}]}\n",
+           ir_status_name(err->status));
+}
+
+static void print_sarif(const char *file, const verify_result *r)
+{
+    print_sarif_head();
     /* The witness belongs to the first obligation, in order, that refuted (or found malformed):
        the obligations run in order and only the first witness is kept. */
     int owner = -1;
@@ -337,7 +361,9 @@ int cmd_verify(int argc, char **argv)
         s = verify_program(p, &o, &r, &err);
     ir_program_free(p);
     if (s != IR_OK) {
-        if (a.format != FORMAT_TEXT)
+        if (a.format == FORMAT_SARIF)
+            print_sarif_error(a.file, &err);
+        else if (a.format == FORMAT_JSON)
             cmd_print_error_json(&err);
         cmd_print_error("amk-verify", &err);
         return AMK_EXIT_MALFORMED;
