@@ -1,8 +1,10 @@
 /*
- * cmd.h - the amk subcommands. Each takes the arguments after its name (argv[0] is the
- * subcommand name) and returns the process exit code: 0 ok/PROVED, 1 REFUTED/FAIL,
- * 2 MALFORMED input or usage, 3 UNKNOWN. Commands print results on stdout and diagnostics on
- * stderr; they are the only code in the project that does.
+ * cmd.h - the tools/ part: the amk and amk-verify command lines, one subcommand per cmd_*.c.
+ * Each takes the arguments after its name (argv[0] is the subcommand name) and returns the
+ * process exit code of SPEC.md section 1: 0 ok/PROVED, 1 REFUTED/FAIL, 2 MALFORMED input or
+ * usage, 3 UNKNOWN (or UNSUPPORTED for amk audit), 4 TIMEOUT (amk launch). Commands print
+ * results on stdout and diagnostics on stderr; besides the benchmark drivers (*_main.c), they
+ * are the only code in the project that prints or decides an exit code.
  */
 #ifndef AMK_CMD_H
 #define AMK_CMD_H
