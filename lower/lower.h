@@ -1,6 +1,8 @@
 /*
- * lower.h - lowering a Llama-family decoder plus a ScheduleConfig into a program with an
- * explicit launch plan (one decode step at position pos, persistent KV cache).
+ * lower.h - the lower/ part: Llama-family model shapes (built-in presets and Hugging Face
+ * config.json) and the lowering of such a decoder plus a ScheduleConfig and a GPU target into
+ * a program with an explicit launch plan (one decode step at position pos, persistent KV
+ * cache, pages and queues), in our dialect or AMK's (SPEC.md section 8).
  *
  * The model description (lower_model) is shared with the reference forward in refvm/, which
  * must not depend on the IR: it is plain numbers read from a preset or a Hugging Face

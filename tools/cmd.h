@@ -1,9 +1,11 @@
 /*
- * cmd.h - the amk subcommands. Each takes the arguments after its name (argv[0] is the
- * subcommand name) and returns the process exit code (below, as SPEC.md section 1 lists them).
- * Commands print results on stdout and diagnostics on stderr; they are the only code in the
- * project that does. Every command parses its command line with base_opts_parse through
- * cmd_parse_options, so usage errors and --help behave the same everywhere.
+ * cmd.h - the tools/ part: the amk and amk-verify command lines, one subcommand per cmd_*.c.
+ * Each takes the arguments after its name (argv[0] is the subcommand name) and returns the
+ * process exit code (below, as SPEC.md section 1 lists them). Commands print results on stdout
+ * and diagnostics on stderr; besides the benchmark drivers (*_main.c), they are the only code in
+ * the project that prints or decides an exit code. Every command parses its command line with
+ * base_opts_parse through cmd_parse_options, so usage errors and --help behave the same
+ * everywhere.
  */
 #ifndef AMK_CMD_H
 #define AMK_CMD_H

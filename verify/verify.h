@@ -1,7 +1,10 @@
 /*
  * verify.h - amk-verify: proves a program's launch plan free of deadlock and data races, that it
  * fits the GPU and stays inside its buffers at every decode position, or refutes it with a
- * witness. The only part of the project that links Z3; no Z3 type crosses this header.
+ * witness. The verify/ part owns the five obligations, the witnesses, and the certificates
+ * with their re-check without Z3 (verify_cert_check, which the megakernel and bench rely on;
+ * SPEC.md section 12). The only part of the project that links Z3; no Z3 type crosses this
+ * header.
  */
 #ifndef AMK_VERIFY_H
 #define AMK_VERIFY_H
