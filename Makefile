@@ -229,7 +229,9 @@ valgrind: proofs
 # CUDA); each runs FUZZ_SECONDS (default 60) from its committed seed corpus (tests/fuzz/corpus/);
 # new inputs go to build-fuzz/corpus/, crashes to build-fuzz/crashes/.
 FUZZ_SECONDS ?= 60
-FUZZ_HARNESSES := program_json config_json safetensors verify cert claim
+FUZZ_HARNESSES := program_json config_json safetensors verify cert claim target witness golden
+# inputs up to 64 KiB (libFuzzer's default follows the seeds, often 4 KiB)
+FUZZ_MAX_LEN ?= 65536
 FUZZ_OPT := -O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 .PHONY: fuzz fuzz-build
 fuzz-build: deps
@@ -243,6 +245,7 @@ fuzz: fuzz-build
 	@set -e; mkdir -p build-fuzz/crashes; for h in $(FUZZ_HARNESSES); do mkdir -p build-fuzz/corpus/$$h; \
 	  echo "== fuzz_$$h for $(FUZZ_SECONDS) s"; rc=0; \
 	  build-fuzz/tests/fuzz/fuzz_$$h -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=30 \
+	    -max_len=$(FUZZ_MAX_LEN) \
 	    $(if $(FUZZ_SEED),-seed=$(FUZZ_SEED)) \
 	    -print_final_stats=1 -artifact_prefix=build-fuzz/crashes/$$h- \
 	    build-fuzz/corpus/$$h tests/fuzz/corpus/$$h >build-fuzz/fuzz_$$h.log 2>&1 || rc=$$?; \

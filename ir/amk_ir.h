@@ -459,6 +459,9 @@ int ir_target_count(void);
 const ir_target *ir_target_at(int i);
 /* Read a target from a JSON file holding one target object (AMK field names). */
 ir_status ir_target_read_file(const char *path, ir_target *out, ir_error *err);
+/* The same from JSON text; where names the source in errors. */
+ir_status ir_target_read_json(const char *text, size_t len, const char *where, ir_target *out,
+                              ir_error *err);
 /* Fill our extra fields from sm_arch when a target lacks them. */
 void ir_target_fill_derived(ir_target *t);
 

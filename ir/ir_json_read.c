@@ -421,6 +421,20 @@ static ir_status read_target(reader *r, const cJSON *o, const char *path, ir_tar
     return IR_OK;
 }
 
+ir_status ir_target_read_json(const char *text, size_t len, const char *where, ir_target *out,
+                              ir_error *err)
+{
+    bool trailing;
+    cJSON *root = parse_whole(text, len, NULL, &trailing);
+    if (!root)
+        return ir_fail(err, IR_ERR_MALFORMED, where, "not valid JSON%s",
+                       trailing ? ": data after the target object" : "");
+    reader r = {err, NULL, false};
+    ir_status s = read_target(&r, root, "", out);
+    cJSON_Delete(root);
+    return s;
+}
+
 ir_status ir_target_read_file(const char *path, ir_target *out, ir_error *err)
 {
     char *buf;
@@ -428,15 +442,8 @@ ir_status ir_target_read_file(const char *path, ir_target *out, ir_error *err)
     ir_status s = ir_read_text_file(path, IR_MAX_FILE_BYTES, &buf, &n, err);
     if (s != IR_OK)
         return s;
-    bool trailing;
-    cJSON *root = parse_whole(buf, n, NULL, &trailing);
+    s = ir_target_read_json(buf, n, path, out, err);
     free(buf);
-    if (!root)
-        return ir_fail(err, IR_ERR_MALFORMED, path, "not valid JSON%s",
-                       trailing ? ": data after the target object" : "");
-    reader r = {err, NULL, false};
-    s = read_target(&r, root, "", out);
-    cJSON_Delete(root);
     return s;
 }
 

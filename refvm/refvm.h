@@ -206,6 +206,41 @@ int64_t refvm_max_seq(const refvm *vm);
  * no namesake of the same shape in src; then dst's caches are partly copied. */
 ir_status refvm_kv_copy(refvm *dst, const refvm *src, ir_error *err);
 
+/* ---------------------------------------------------------------- replay and golden inputs */
+
+/* The task order an amk-verify witness gives to replay (refvm_opts.schedule) and its position:
+ * a deadlock or unwritten-read witness's "prefix"; a race's "interleaving.run" and then the
+ * racing pair in the order that shows the race. */
+typedef struct {
+    int32_t *order;                /* owned */
+    int32_t n;
+    int64_t pos;
+    char program_sha256[65];       /* the witness's program hash, "" when it has none */
+} refvm_replay;
+
+/* Read the witness object (or a verdict object holding it under "witness") from JSON text;
+ * where names the source in errors. IR_ERR_UNSUPPORTED for a witness kind without a task order
+ * (e.g. occupancy), IR_ERR_MALFORMED for anything else that is not a witness. The caller frees
+ * r with refvm_replay_free (also safe after a failure). */
+ir_status refvm_replay_from_witness(const char *text, size_t len, const char *where,
+                                    refvm_replay *r, ir_error *err);
+void refvm_replay_free(refvm_replay *r);
+
+/* A Hugging Face fixture's golden.json: prompt, greedy tokens, and one logits row per fed
+ * position, every row of one width, every value a finite float. */
+typedef struct {
+    int32_t *prompt, *tokens;      /* owned */
+    int n_prompt, n_tokens, n_rows;
+    int64_t width;
+    float *logits;                 /* owned, n_rows x width */
+} refvm_golden;
+
+/* Read golden JSON text (where names the source in errors). The caller frees g with
+ * refvm_golden_free (also safe after a failure). */
+ir_status refvm_golden_read(const char *text, size_t len, const char *where, refvm_golden *g,
+                            ir_error *err);
+void refvm_golden_free(refvm_golden *g);
+
 /* ---------------------------------------------------------------- the correctness gate */
 
 /* Tolerance of the VM-vs-eager comparison: max |vm - eager| <= rel * max |eager|.

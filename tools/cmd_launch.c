@@ -84,83 +84,15 @@ static bool ties_embeddings(const ir_program *p)
     return tie;
 }
 
-/* A fixture's golden.json: prompt, greedy tokens, logits rows per fed position. */
-typedef struct {
-    int32_t *prompt, *tokens;
-    int n_prompt, n_tokens, n_rows;
-    int64_t width;
-    float *logits;
-} golden;
-
-static void golden_free(golden *g)
+/* A fixture's golden.json (refvm_golden_read). */
+static ir_status golden_read(const char *path, refvm_golden *g, ir_error *err)
 {
-    free(g->prompt);
-    free(g->tokens);
-    free(g->logits);
-}
-
-static ir_status golden_read(const char *path, golden *g, ir_error *err)
-{
-    memset(g, 0, sizeof *g);
     size_t len = 0;
     char *text = cmd_read_text(path, &len, err);
     if (!text)
         return err->status;
-    cJSON *root = cJSON_ParseWithLength(text, len);
+    ir_status s = refvm_golden_read(text, len, path, g, err);
     free(text);
-    const cJSON *pr = cJSON_GetObjectItemCaseSensitive(root, "prompt");
-    const cJSON *tk = cJSON_GetObjectItemCaseSensitive(root, "tokens");
-    const cJSON *lg = cJSON_GetObjectItemCaseSensitive(root, "logits");
-    ir_status s = IR_OK;
-    if (!cJSON_IsArray(pr) || !cJSON_IsArray(tk) || !cJSON_IsArray(lg) || !cJSON_GetArraySize(lg)) {
-        s = ir_fail(err, IR_ERR_MALFORMED, path, "needs arrays prompt, tokens and logits");
-        goto done;
-    }
-    g->n_prompt = cJSON_GetArraySize(pr);
-    g->n_tokens = cJSON_GetArraySize(tk);
-    g->n_rows = cJSON_GetArraySize(lg);
-    g->width = cJSON_GetArraySize(cJSON_GetArrayItem(lg, 0));
-    g->prompt = malloc(sizeof *g->prompt * (size_t)(g->n_prompt + 1));
-    g->tokens = malloc(sizeof *g->tokens * (size_t)(g->n_tokens + 1));
-    g->logits = malloc(sizeof *g->logits * (size_t)(g->n_rows * g->width + 1));
-    if (!g->prompt || !g->tokens || !g->logits) {
-        s = ir_fail(err, IR_ERR_NOMEM, path, "out of memory");
-        goto done;
-    }
-    for (int i = 0; i < g->n_prompt + g->n_tokens; i++) {
-        int64_t v;
-        bool prompt = i < g->n_prompt;
-        if (!cmd_json_int(cJSON_GetArrayItem(prompt ? pr : tk, prompt ? i : i - g->n_prompt), 0,
-                          INT32_MAX, &v)) {
-            s = ir_fail(err, IR_ERR_MALFORMED, path, "%s[%d] is not a token id in [0, 2^31)",
-                        prompt ? "prompt" : "tokens", prompt ? i : i - g->n_prompt);
-            goto done;
-        }
-        if (prompt)
-            g->prompt[i] = (int32_t)v;
-        else
-            g->tokens[i - g->n_prompt] = (int32_t)v;
-    }
-    for (int r = 0; r < g->n_rows; r++) {
-        const cJSON *row = cJSON_GetArrayItem(lg, r);
-        if (cJSON_GetArraySize(row) != g->width) {
-            s = ir_fail(err, IR_ERR_MALFORMED, path, "logits row %d has the wrong length", r);
-            goto done;
-        }
-        int64_t i = 0;
-        for (const cJSON *v = row->child; v; v = v->next) {
-            if (!cJSON_IsNumber(v) || !(fabs(v->valuedouble) <= FLT_MAX)) {
-                s = ir_fail(err, IR_ERR_MALFORMED, path, "logits[%d][%lld] is not a finite "
-                            "float", r, (long long)i);
-                goto done;
-            }
-            g->logits[r * g->width + i++] = (float)v->valuedouble;
-        }
-    }
-done:
-    cJSON_Delete(root);
-    if (s != IR_OK)
-        golden_free(g);
     return s;
 }
 
@@ -183,7 +115,7 @@ typedef struct {
     mk_handle *h;
     refvm_st *st;
     refvm *vm;
-    golden g;
+    refvm_golden g;
     int32_t *prompt, *gen;
     int n_prompt;
     float *logits;
@@ -202,7 +134,7 @@ static void launch_free(launch_state *x)
     mk_free(x->h);
     refvm_free(x->vm);
     refvm_st_close(x->st);
-    golden_free(&x->g);
+    refvm_golden_free(&x->g);
     ir_program_free(x->p);
     free(x->cert);
     free(x->prompt);

@@ -84,97 +84,15 @@ static int parse_args(int argc, char **argv, run_args *a)
     return CMD_CONTINUE;
 }
 
-/* A witness of amk-verify (the object itself, or a verdict object holding it under "witness"):
- * the task order to replay and the position. Deadlock and unwritten-read witnesses give their
- * "prefix"; a race gives its "interleaving.run" and then the racing pair, the reader first when
- * both touch one buffer (it then reads before its producer) and the writer first when they
- * share a page (the reader then finds its data overwritten). The caller frees *sched. */
-static ir_status load_witness(const char *path, int32_t **sched, int32_t *n, int64_t *pos,
-                              char sha[65], ir_error *err)
+/* The witness file's task order (refvm_replay_from_witness). */
+static ir_status load_witness(const char *path, refvm_replay *r, ir_error *err)
 {
-    *sched = NULL;
-    *n = 0;
-    *pos = 0;
-    sha[0] = 0;
-    char *text;
-    size_t len;
-    ir_status rs = ir_read_text_file(path, IR_MAX_FILE_BYTES, &text, &len, err);
-    if (rs != IR_OK)
-        return rs;
-    cJSON *root = cJSON_ParseWithLength(text, len);
+    size_t len = 0;
+    char *text = cmd_read_text(path, &len, err);
+    if (!text)
+        return err->status;
+    ir_status s = refvm_replay_from_witness(text, len, path, r, err);
     free(text);
-    const cJSON *w = root;
-    if (cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(root, "witness")))
-        w = cJSON_GetObjectItemCaseSensitive(root, "witness");
-    const cJSON *kind = cJSON_GetObjectItemCaseSensitive(w, "kind");
-    ir_status s = IR_OK;
-    if (!cJSON_IsString(kind)) {
-        s = ir_fail(err, IR_ERR_MALFORMED, path, "not a witness object (no \"kind\")");
-        goto done;
-    }
-    const cJSON *h = cJSON_GetObjectItemCaseSensitive(w, "program_sha256");
-    if (cJSON_IsString(h))
-        snprintf(sha, 65, "%s", h->valuestring);
-    const cJSON *pre = cJSON_GetObjectItemCaseSensitive(w, "prefix");
-    const cJSON *il = cJSON_GetObjectItemCaseSensitive(w, "interleaving");
-    const cJSON *pair = NULL;
-    if (cJSON_IsObject(il)) {
-        pre = cJSON_GetObjectItemCaseSensitive(il, "run");
-        pair = cJSON_GetObjectItemCaseSensitive(il, "then_start");
-    }
-    const cJSON *p = cJSON_GetObjectItemCaseSensitive(w, "pos");
-    const cJSON *ov = cJSON_GetObjectItemCaseSensitive(w, "overlap");
-    if (!cJSON_IsNumber(p) && cJSON_IsObject(ov))
-        p = cJSON_GetObjectItemCaseSensitive(ov, "at_pos");
-    if (p && !cmd_json_int(p, 0, INT32_MAX, pos)) {
-        s = ir_fail(err, IR_ERR_MALFORMED, path, "pos must be an integer in [0, 2^31)");
-        goto done;
-    }
-    if (!cJSON_IsArray(pre)) {
-        s = ir_fail(err, IR_ERR_UNSUPPORTED, path, "a \"%.40s\" witness has no task order to "
-                    "replay", kind->valuestring);
-        goto done;
-    }
-    int np = cJSON_GetArraySize(pre), npair = cJSON_IsArray(pair) ? cJSON_GetArraySize(pair) : 0;
-    *sched = malloc(sizeof **sched * (size_t)(np + npair + 1));
-    if (!*sched) {
-        s = ir_fail(err, IR_ERR_NOMEM, path, "out of memory");
-        goto done;
-    }
-    int i = 0;
-    for (const cJSON *e = pre->child; e; e = e->next, i++) {   /* not GetArrayItem: quadratic */
-        int64_t v;
-        if (!cmd_json_int(e, 0, INT32_MAX, &v)) {
-            s = ir_fail(err, IR_ERR_MALFORMED, path, "task order entry %d is not a task id", i);
-            goto done;
-        }
-        (*sched)[(*n)++] = (int32_t)v;
-    }
-    if (npair == 2) {
-        int64_t a, b;
-        if (!cmd_json_int(cJSON_GetArrayItem(pair, 0), 0, INT32_MAX, &a) ||
-            !cmd_json_int(cJSON_GetArrayItem(pair, 1), 0, INT32_MAX, &b)) {
-            s = ir_fail(err, IR_ERR_MALFORMED, path, "then_start must hold two task ids");
-            goto done;
-        }
-        const cJSON *acc = cJSON_GetObjectItemCaseSensitive(w, "accesses");
-        const cJSON *bufs = cJSON_GetObjectItemCaseSensitive(w, "buffers");
-        const cJSON *a0 = cJSON_GetArrayItem(acc, 0), *b0 = cJSON_GetArrayItem(bufs, 0),
-                    *b1 = cJSON_GetArrayItem(bufs, 1);
-        bool same_buffer = cJSON_IsNumber(b0) && cJSON_IsNumber(b1) &&
-                           b0->valuedouble == b1->valuedouble;
-        bool a_reads = cJSON_IsString(a0) && !strcmp(a0->valuestring, "read");
-        bool a_first = same_buffer ? a_reads : !a_reads;
-        (*sched)[(*n)++] = (int32_t)(a_first ? a : b);
-        (*sched)[(*n)++] = (int32_t)(a_first ? b : a);
-    }
-done:
-    cJSON_Delete(root);
-    if (s != IR_OK) {
-        free(*sched);
-        *sched = NULL;
-        *n = 0;
-    }
     return s;
 }
 
@@ -187,10 +105,10 @@ typedef struct {
     refvm_eager *eager;
     lower_model m;
     bool have_model;
-    int32_t *prompt, *gen, *sched;
+    int32_t *prompt, *gen;
     int n_prompt;
-    int32_t n_sched;
-    int64_t replay_pos, n_gen, fault_pos;
+    refvm_replay replay;
+    int64_t n_gen, fault_pos;
     refvm_result res;
     cmd_gate_totals gate;
     double vm_seconds;
@@ -206,7 +124,7 @@ static void run_free(run_state *x)
     ir_program_free(x->p);
     free(x->prompt);
     free(x->gen);
-    free(x->sched);
+    refvm_replay_free(&x->replay);
 }
 
 /* The verifier's verdict on the program: CMD_CONTINUE when PROVED, else the refusal printed and
@@ -253,17 +171,17 @@ static ir_status load_model_and_witness(run_state *x, refvm_opts *o, ir_error *e
     }
     if (!x->a.replay)
         return IR_OK;
-    char want[65], have[65];
-    if ((s = load_witness(x->a.replay, &x->sched, &x->n_sched, &x->replay_pos, want, err))
-        != IR_OK)
+    char have[65];
+    const char *want = x->replay.program_sha256;
+    if ((s = load_witness(x->a.replay, &x->replay, err)) != IR_OK)
         return s;
     if ((s = ir_program_sha256(x->p, have, err)) != IR_OK)
         return s;
     if (want[0] && strcmp(want, have))
         return ir_fail(err, IR_ERR_MALFORMED, x->a.replay, "witness is for program %.16s..., "
                        "this program is %.16s...", want, have);
-    o->schedule = x->sched;
-    o->n_schedule = x->n_sched;
+    o->schedule = x->replay.order;
+    o->n_schedule = x->replay.n;
     x->a.check = false;
     return IR_OK;
 }
@@ -331,8 +249,8 @@ static ir_status run_launch(run_state *x, int64_t pos, int32_t *tok, bool *fault
  * --replay). */
 static ir_status decode(run_state *x, ir_error *err)
 {
-    int64_t first = x->a.replay ? x->replay_pos : 0;
-    int64_t end = x->a.replay ? x->replay_pos + 1 : x->n_prompt + x->a.steps - 1;
+    int64_t first = x->a.replay ? x->replay.pos : 0;
+    int64_t end = x->a.replay ? x->replay.pos + 1 : x->n_prompt + x->a.steps - 1;
     int32_t tok = x->prompt[0];
     bool fault = false;
     for (int64_t pos = first; pos < end && !fault; pos++) {
@@ -384,8 +302,8 @@ static void print_text_report(const run_state *x, int64_t ran, double per_step)
         fprintf(stderr, "amk run: %s at pos %lld\n%s\n", refvm_outcome_name(res->outcome),
                 (long long)x->fault_pos, res->detail ? res->detail : "");
     if (a->replay)
-        printf("replay of %s (%d forced tasks) at pos %lld: %s\n", a->replay, x->n_sched,
-               (long long)x->replay_pos, res->outcome == REFVM_DONE
+        printf("replay of %s (%d forced tasks) at pos %lld: %s\n", a->replay, x->replay.n,
+               (long long)x->replay.pos, res->outcome == REFVM_DONE
                ? "the launch finished without a fault" : refvm_outcome_name(res->outcome));
     printf("tokens:");
     cmd_print_tokens(x->gen, x->n_gen, false);
