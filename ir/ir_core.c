@@ -434,6 +434,21 @@ int64_t ir_weight_bytes(const ir_program *p)
     return s;
 }
 
+int32_t ir_find_io(const ir_program *p, ir_kind kind, ir_dtype dtype, const char *name)
+{
+    int32_t found = -1;
+    for (int32_t i = 0; i < p->n_buffers; i++) {
+        const ir_buffer *b = &p->buffers[i];
+        if (b->kind != kind || b->dtype != dtype)
+            continue;
+        if (!strcmp(b->name, name))
+            return i;
+        if (found < 0)
+            found = i;
+    }
+    return found;
+}
+
 /* ---------------------------------------------------------------- config and plan */
 
 void ir_config_default(ir_config *c)

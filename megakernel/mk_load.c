@@ -248,21 +248,6 @@ static mk_status flatten_task(const ir_program *p, const ir_task *t, int64_t thr
     return MK_OK;
 }
 
-static int32_t find_io(const ir_program *p, ir_kind kind, ir_dtype dt, const char *name)
-{
-    int32_t found = -1;
-    for (int32_t i = 0; i < p->n_buffers; i++) {
-        const ir_buffer *b = &p->buffers[i];
-        if (b->kind != kind || b->dtype != dt)
-            continue;
-        if (!strcmp(b->name, name))
-            return i;
-        if (found < 0)
-            found = i;
-    }
-    return found;
-}
-
 /* ---------------------------------------------------------------- device side of loading */
 
 #ifdef AMK_HAVE_CUDA
@@ -761,9 +746,9 @@ mk_status mk_load(const ir_program *p, const char *cert_json, size_t cert_len,
         for (int k = 0; k < b->rank; k++)
             h->bufs[i].shape[k] = b->shape[k];
     }
-    h->tokens_buf = find_io(p, IR_IO_INPUT, IR_I32, "tokens");
-    h->logits_buf = find_io(p, IR_IO_OUTPUT, IR_F32, "logits");
-    h->next_token_buf = find_io(p, IR_IO_OUTPUT, IR_I32, "next_token");
+    h->tokens_buf = ir_find_io(p, IR_IO_INPUT, IR_I32, "tokens");
+    h->logits_buf = ir_find_io(p, IR_IO_OUTPUT, IR_F32, "logits");
+    h->next_token_buf = ir_find_io(p, IR_IO_OUTPUT, IR_I32, "next_token");
     h->vocab = h->logits_buf >= 0 ? ir_buffer_numel(&p->buffers[h->logits_buf]) : 0;
     h->max_seq = p->has_decode ? p->decode.max_seq : 1;
     h->embed_rows = -1;

@@ -236,22 +236,6 @@ static ir_status alloc_storage(refvm *vm, ir_error *err)
     return IR_OK;
 }
 
-/* The IO buffer of kind and dtype: the one called name when several match, else the first. */
-static int32_t find_io(const ir_program *p, ir_kind kind, ir_dtype dt, const char *name)
-{
-    int32_t found = -1;
-    for (int32_t i = 0; i < p->n_buffers; i++) {
-        const ir_buffer *b = &p->buffers[i];
-        if (b->kind != kind || b->dtype != dt)
-            continue;
-        if (!strcmp(b->name, name))
-            return i;
-        if (found < 0)
-            found = i;
-    }
-    return found;
-}
-
 /* The token input: "tokens" (ours), "token_id" (AMK), else the first I32 IO_INPUT that is not
  * the position or a reshape-ids input. */
 static int32_t find_token_input(const ir_program *p)
@@ -331,8 +315,8 @@ ir_status refvm_new(const ir_program *p, const refvm_opts *o, refvm **out, ir_er
         if (p->buffers[i].kind == IR_IO_INPUT && p->buffers[i].dtype == IR_I32 &&
             !strcmp(p->buffers[i].name, "pos"))
             vm->pos_buf = i;
-    vm->logits_buf = find_io(p, IR_IO_OUTPUT, IR_F32, "logits");
-    vm->next_token_buf = find_io(p, IR_IO_OUTPUT, IR_I32, "next_token");
+    vm->logits_buf = ir_find_io(p, IR_IO_OUTPUT, IR_F32, "logits");
+    vm->next_token_buf = ir_find_io(p, IR_IO_OUTPUT, IR_I32, "next_token");
     vm->max_seq = p->has_decode ? p->decode.max_seq : 0;
     if (!p->has_decode)
         for (int32_t i = 0; i < p->n_buffers; i++) {
