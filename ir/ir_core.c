@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/base.h"
 #include "ir/amk_ir.h"
 
 /* ---------------------------------------------------------------- errors */
@@ -473,7 +474,7 @@ bool ir_config_tiling(const ir_config *c, const char *op, const char *key, int64
 
 ir_status ir_plan_alloc(ir_plan *plan, int64_t grid, int64_t n_entries)
 {
-    if (grid < 0 || grid > (1 << 24) || n_entries < 0 || n_entries > (1LL << 30))
+    if (grid < 0 || grid > BASE_MAX_GRID || n_entries < 0 || n_entries > (1LL << 30))
         return IR_ERR_MALFORMED;
     plan->queue_start = calloc((size_t)grid + 1, sizeof *plan->queue_start);
     plan->queue_tasks = calloc((size_t)n_entries + 1, sizeof *plan->queue_tasks);

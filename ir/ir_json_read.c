@@ -537,7 +537,7 @@ static ir_status read_config(reader *r, const cJSON *o, const char *path, ir_con
                 if (!*a->string || *end || errno || k < 0 || k >= MAX_COUNT)
                     return bad(r, p, a->string, "key must be a task id in decimal");
                 int64_t q;
-                TRY(as_int(r, a, p, a->string, 0, (1 << 24) - 1, &q));
+                TRY(as_int(r, a, p, a->string, 0, BASE_MAX_GRID - 1, &q));
                 c->explicit_task[c->n_explicit] = (int32_t)k;
                 c->explicit_queue[c->n_explicit] = (int32_t)q;
                 c->n_explicit++;
@@ -549,7 +549,8 @@ static ir_status read_config(reader *r, const cJSON *o, const char *path, ir_con
         }
     }
     if ((v = get(o, "pipelining_depth")) && !cJSON_IsNull(v))
-        TRY(as_int(r, v, path, "pipelining_depth", 0, 64, &c->pipelining_depth));
+        TRY(as_int(r, v, path, "pipelining_depth", 0, BASE_MAX_PIPELINING_DEPTH,
+                   &c->pipelining_depth));
     if ((v = get(o, "page_allocation")) && !cJSON_IsNull(v)) {
         if (!cJSON_IsString(v))
             return bad(r, path, "page_allocation", "must be a string, got %s", type_name(v));
@@ -911,7 +912,7 @@ static ir_status read_tasks(reader *r, const cJSON *arr, ir_program *p)
         const cJSON *v = get(o, "sm");
         if (v && !cJSON_IsNull(v)) {
             int64_t sm;
-            TRY(as_int(r, v, path, "sm", 0, (1 << 24) - 1, &sm));
+            TRY(as_int(r, v, path, "sm", 0, BASE_MAX_GRID - 1, &sm));
             t->sm = (int32_t)sm;
         }
         TRY(read_i(r, o, path, "est_bytes", false, 0, (int64_t)1 << 53, &t->est_bytes));
@@ -1015,12 +1016,12 @@ static ir_status read_plan(reader *r, const cJSON *o, ir_program *p)
     TRY(check_keys(r, o, P, PLAN_KEYS));
     ir_plan *pl = &p->plan;
     int64_t grid;
-    TRY(read_i(r, o, P, "grid", true, 1, 1 << 24, &grid));
+    TRY(read_i(r, o, P, "grid", true, 1, BASE_MAX_GRID, &grid));
     const cJSON *qs = get(o, "queues");
     if (!qs)
         return bad(r, P, "queues", "missing");
     int nq;
-    TRY(need_array(r, qs, P, "queues", 1 << 24, &nq));
+    TRY(need_array(r, qs, P, "queues", (int)BASE_MAX_GRID, &nq));
     if (nq != grid)
         return bad(r, P, "queues", "has %d queues but grid is %lld", nq, (long long)grid);
     int64_t total = 0;
@@ -1039,7 +1040,8 @@ static ir_status read_plan(reader *r, const cJSON *o, ir_program *p)
     TRY(read_i(r, o, P, "dynamic_smem_bytes", false, 0, (int64_t)1 << 40, &pl->dynamic_smem_bytes));
     TRY(read_i(r, o, P, "static_smem_bytes", false, 0, (int64_t)1 << 40, &pl->static_smem_bytes));
     TRY(read_i(r, o, P, "regs_per_thread", false, 0, 1 << 16, &pl->regs_per_thread));
-    TRY(read_i(r, o, P, "pipelining_depth", false, 0, 64, &pl->pipelining_depth));
+    TRY(read_i(r, o, P, "pipelining_depth", false, 0, BASE_MAX_PIPELINING_DEPTH,
+               &pl->pipelining_depth));
     unsigned char *seen = calloc((size_t)p->n_tasks + 1, 1);
     if (!seen)
         return ir_fail(r->err, IR_ERR_NOMEM, P, "out of memory");

@@ -13,6 +13,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "base/base.h"
 #include "lower/lower.h"
 
 /* ---------------------------------------------------------------- presets */
@@ -332,10 +333,10 @@ static ir_status read_hf(const cJSON *o, lower_model *m, ir_error *err)
                            (long long)m->hidden, (long long)m->n_heads);
         m->head_dim = m->hidden / m->n_heads;
     }
-    if (m->head_dim < 2 || m->head_dim > 4096 || m->head_dim % 2)
+    if (m->head_dim < 2 || m->head_dim > BASE_MAX_HEAD_DIM || m->head_dim % 2)
         return ir_fail(err, IR_ERR_UNSUPPORTED, "head_dim",
-                       "head_dim must be even and in [2, 4096] for rotate-half RoPE, got %lld",
-                       (long long)m->head_dim);
+                       "head_dim must be even and in [2, %d] for rotate-half RoPE, got %lld",
+                       BASE_MAX_HEAD_DIM, (long long)m->head_dim);
     m->max_pos = 2048;
     TRY(get_int(o, "max_position_embeddings", &m->max_pos, err));
     if (m->max_pos < 1 || m->max_pos > ((int64_t)1 << 31))

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/base.h"
 #include "refvm/refvm.h"
 
 typedef struct {
@@ -864,7 +865,7 @@ static ir_status rope_at(op_ctx *c, const float *x, int64_t n, float *y, int64_t
     double theta = 0;
     TRY(iparam(c, "head_dim", &hd));
     TRY(rparam(c, "theta", &theta));
-    if (hd < 2 || hd % 2 || n % hd || hd > 4096)
+    if (hd < 2 || hd % 2 || n % hd || hd > BASE_MAX_HEAD_DIM)
         return op_fail(c, "head_dim %lld does not divide %lld elements", (long long)hd,
                        (long long)n);
     bool llama3 = ir_task_param(c->t, "rope_factor") != NULL;
@@ -879,7 +880,7 @@ static ir_status rope_at(op_ctx *c, const float *x, int64_t n, float *y, int64_t
             return op_fail(c, "bad llama3 rope scaling params");
     }
     int64_t half = hd / 2;
-    double cs[4096];            /* cos, sin per frequency; hd <= 4096 */
+    double cs[BASE_MAX_HEAD_DIM];   /* cos, sin per frequency; hd <= BASE_MAX_HEAD_DIM */
     refvm_rope r = {hd, theta, llama3, factor, lowf, highf, orig};
     refvm_rope_angles(&r, pos, cs);
     for (int64_t base = 0; base < n; base += hd)
