@@ -16,17 +16,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "base/base.h"
 #include "bench/bench.h"
 #include "bench/gpu_baseline.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* ---------------------------------------------------------------- devices */
 
@@ -90,7 +83,7 @@ ir_status bench_reference_compute(const ir_program *p, const refvm_st *st, bool 
                                   ir_error *err)
 {
     memset(out, 0, sizeof *out);
-    double t0 = now_s();
+    double t0 = base_now_s();
     refvm_opts o;
     refvm_opts_default(&o);
     o.tie_embeddings = tie_embeddings;
@@ -137,7 +130,7 @@ ir_status bench_reference_compute(const ir_program *p, const refvm_st *st, bool 
         if (pos + 1 < steps)
             tok = tokens ? tokens[pos + 1] : refvm_next_token(vm);
     }
-    out->seconds = now_s() - t0;
+    out->seconds = base_now_s() - t0;
 done:
     refvm_result_free(&res);
     refvm_free(vm);
