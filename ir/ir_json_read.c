@@ -625,24 +625,43 @@ static ir_status read_id(reader *r, const cJSON *o, const char *path, int index)
     return IR_OK;
 }
 
+/* The top-level array field (buffers, counters, tasks): its length in *n and a zeroed array of
+ * n + 1 elements of elem bytes in *items, which the caller hands to the program at once. */
+static ir_status item_array(reader *r, const cJSON *arr, const char *field, size_t elem,
+                            void **items, int *n)
+{
+    TRY(need_array(r, arr, "", field, MAX_COUNT, n));
+    *items = calloc((size_t)*n + 1, elem);
+    if (!*items)
+        return ir_fail(r->err, IR_ERR_NOMEM, field, "out of memory");
+    return IR_OK;
+}
+
+/* Item i of the dense array field: an object with only known keys whose id is i. Its JSON path
+ * ("field[i]") is left in path. */
+static ir_status begin_item(reader *r, const cJSON *o, const char *field, int i,
+                            const char *const *keys, char path[64])
+{
+    snprintf(path, 64, "%s[%d]", field, i);
+    TRY(need_object(r, o, path, ""));
+    TRY(check_keys(r, o, path, keys));
+    return read_id(r, o, path, i);
+}
+
 static ir_status read_buffers(reader *r, const cJSON *arr, ir_program *p)
 {
     int n;
-    TRY(need_array(r, arr, "", "buffers", MAX_COUNT, &n));
-    p->buffers = calloc((size_t)n + 1, sizeof *p->buffers);
-    if (!p->buffers)
-        return ir_fail(r->err, IR_ERR_NOMEM, "buffers", "out of memory");
+    void *items;
+    TRY(item_array(r, arr, "buffers", sizeof *p->buffers, &items, &n));
+    p->buffers = items;
     p->cap_buffers = n + 1;
     int i = 0;
     char path[64];
     for (const cJSON *o = arr->child; o; o = o->next, i++) {
-        snprintf(path, sizeof path, "buffers[%d]", i);
-        TRY(need_object(r, o, path, ""));
-        TRY(check_keys(r, o, path, BUFFER_KEYS));
+        TRY(begin_item(r, o, "buffers", i, BUFFER_KEYS, path));
         ir_buffer *b = &p->buffers[i];
         p->n_buffers = i + 1;
         b->id = i;
-        TRY(read_id(r, o, path, i));
         const cJSON *v = get(o, "name");
         if (!v)
             return bad(r, path, "name", "missing");
@@ -690,21 +709,17 @@ static const char *const COUNTER_KEYS[] = {"id", "init", "note", NULL};
 static ir_status read_counters(reader *r, const cJSON *arr, ir_program *p)
 {
     int n;
-    TRY(need_array(r, arr, "", "counters", MAX_COUNT, &n));
-    p->counters = calloc((size_t)n + 1, sizeof *p->counters);
-    if (!p->counters)
-        return ir_fail(r->err, IR_ERR_NOMEM, "counters", "out of memory");
+    void *items;
+    TRY(item_array(r, arr, "counters", sizeof *p->counters, &items, &n));
+    p->counters = items;
     p->cap_counters = n + 1;
     int i = 0;
     char path[64];
     for (const cJSON *o = arr->child; o; o = o->next, i++) {
-        snprintf(path, sizeof path, "counters[%d]", i);
-        TRY(need_object(r, o, path, ""));
-        TRY(check_keys(r, o, path, COUNTER_KEYS));
+        TRY(begin_item(r, o, "counters", i, COUNTER_KEYS, path));
         ir_counter *c = &p->counters[i];
         p->n_counters = i + 1;
         c->id = i;
-        TRY(read_id(r, o, path, i));
         TRY(read_i(r, o, path, "init", false, 0, 0xffffffffLL, &c->init));
         const cJSON *v = get(o, "note");
         if (v && !cJSON_IsNull(v))
@@ -854,22 +869,18 @@ static ir_status read_pos_params(reader *r, const cJSON *v, const char *path, ir
 static ir_status read_tasks(reader *r, const cJSON *arr, ir_program *p)
 {
     int n;
-    TRY(need_array(r, arr, "", "tasks", MAX_COUNT, &n));
-    p->tasks = calloc((size_t)n + 1, sizeof *p->tasks);
-    if (!p->tasks)
-        return ir_fail(r->err, IR_ERR_NOMEM, "tasks", "out of memory");
+    void *items;
+    TRY(item_array(r, arr, "tasks", sizeof *p->tasks, &items, &n));
+    p->tasks = items;
     p->cap_tasks = n + 1;
     int i = 0;
     char path[64];
     for (const cJSON *o = arr->child; o; o = o->next, i++) {
-        snprintf(path, sizeof path, "tasks[%d]", i);
-        TRY(need_object(r, o, path, ""));
-        TRY(check_keys(r, o, path, TASK_KEYS));
+        TRY(begin_item(r, o, "tasks", i, TASK_KEYS, path));
         ir_task *t = &p->tasks[i];
         p->n_tasks = i + 1;
         t->id = i;
         t->sm = -1;
-        TRY(read_id(r, o, path, i));
         int e;
         TRY(read_enum(r, o, path, "op", p_op, &e, "op"));
         t->op = (ir_op)e;
@@ -948,13 +959,10 @@ static ir_status read_pages(reader *r, const cJSON *o, ir_program *p)
     char path[64];
     if (arr)
         for (const cJSON *x = arr->child; x; x = x->next, i++) {
-            snprintf(path, sizeof path, "pages.pages[%d]", i);
-            TRY(need_object(r, x, path, ""));
-            TRY(check_keys(r, x, path, PAGE_KEYS));
+            TRY(begin_item(r, x, "pages.pages", i, PAGE_KEYS, path));
             ir_page *pa = &pg->pages[i];
             pg->n_pages = i + 1;
             pa->id = i;
-            TRY(read_id(r, x, path, i));
             int e;
             TRY(read_enum(r, x, path, "space", p_space, &e, "memory space"));
             pa->space = (ir_space)e;
