@@ -563,14 +563,24 @@ static void rms_apply(const float *x, const float *w, int64_t H, double eps, flo
         y[i] = x[i] * r * w[i];
 }
 
-static ir_status op_rmsnorm(op_ctx *c)
+/* The params RMSNORM and LAYERNORM share: eps, and hidden (the row length; the whole first
+ * input when absent); both need at least x, w and one output. */
+static ir_status norm_params(op_ctx *c, double *eps, int64_t *H)
 {
     TRY(need_arity(c, 2, 1));
-    double eps = 0;
-    int64_t H = in_n(c, 0);
-    TRY(rparam(c, "eps", &eps));
+    *eps = 0;
+    *H = in_n(c, 0);
+    TRY(rparam(c, "eps", eps));
     if (ir_task_param(c->t, "hidden"))
-        TRY(iparam(c, "hidden", &H));
+        TRY(iparam(c, "hidden", H));
+    return IR_OK;
+}
+
+static ir_status op_rmsnorm(op_ctx *c)
+{
+    double eps;
+    int64_t H;
+    TRY(norm_params(c, &eps, &H));
     /* every row of hidden elements on its own: [1, H] here, [B, H] in AMK's batched decode */
     if (H < 1 || in_n(c, 0) % H || in_n(c, 1) < H || out_n(c, 0) < in_n(c, 0))
         return op_fail(c, "hidden %lld does not fit its buffers", (long long)H);
@@ -691,12 +701,9 @@ static ir_status op_gemm(op_ctx *c)
 /* y = (x - mean) / sqrt(var + eps) * w (+ b), over the first `hidden` elements. */
 static ir_status op_layernorm(op_ctx *c)
 {
-    TRY(need_arity(c, 2, 1));
-    double eps = 0;
-    int64_t H = in_n(c, 0);
-    TRY(rparam(c, "eps", &eps));
-    if (ir_task_param(c->t, "hidden"))
-        TRY(iparam(c, "hidden", &H));
+    double eps;
+    int64_t H;
+    TRY(norm_params(c, &eps, &H));
     bool has_b = c->t->n_inputs > 2;
     if (H < 1 || in_n(c, 0) < H || in_n(c, 1) < H || out_n(c, 0) < H || (has_b && in_n(c, 2) < H))
         return op_fail(c, "hidden %lld does not fit its buffers", (long long)H);
