@@ -277,29 +277,6 @@ struct bench_baseline {
     float *logits;               /* [vocab] */
 };
 
-/* Rotary inverse frequencies with the llama3 band adjustment (SPEC.md 8.7), as Hugging Face
- * computes them: long wavelengths slowed by the factor, short ones kept, the band between
- * interpolated. */
-static void inv_freq_of(const lower_model *m, float *out)
-{
-    for (int64_t i = 0; i < m->head_dim / 2; i++) {
-        double f = 1.0 / pow(m->rope_theta, (double)(2 * i) / (double)m->head_dim);
-        if (m->rope_llama3) {
-            double wavelen = 2.0 * M_PI / f;
-            double lo = (double)m->rope_orig_max / m->rope_low_freq;
-            double hi = (double)m->rope_orig_max / m->rope_high_freq;
-            if (wavelen > lo) {
-                f /= m->rope_factor;
-            } else if (wavelen >= hi) {
-                double smooth = ((double)m->rope_orig_max / wavelen - m->rope_low_freq) /
-                                (m->rope_high_freq - m->rope_low_freq);
-                f = (1.0 - smooth) * f / m->rope_factor + smooth * f;
-            }
-        }
-        out[i] = (float)f;
-    }
-}
-
 /* The tensor name, of exactly shape [d0] (d1 == 0) or [d0, d1], in a dtype the baseline reads. */
 static ir_status find_tensor(const refvm_st *st, const char *name, int64_t d0, int64_t d1,
                              const refvm_tensor **out, ir_error *err)
@@ -380,7 +357,7 @@ ir_status bench_baseline_new(const lower_model *m, const refvm_st *st, int devic
         goto done;
     }
     b->ref = ref;
-    inv_freq_of(m, inv_freq);
+    refvm_rope_inv_freq(m, inv_freq);
     d.inv_freq = inv_freq;
     for (int64_t l = 0; l < L; l++) {
         bbl_layer *w = &layers[l];
