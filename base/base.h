@@ -22,15 +22,16 @@
 #define BASE_MAX_FILE_BYTES ((size_t)1 << 32)
 #endif
 
-/* The deepest weight-stream pipelining (tasks whose tiles are fetched ahead of the one running):
- * 64. The config and plan readers, the lowering and the megakernel loader all hold a plan to it;
- * deeper buys no overlap on a GPU and only lengthens the per-block ring bookkeeping. */
+/* The deepest weight-stream pipelining (queue positions whose tiles are fetched ahead of the
+ * running task): 64, the bound SPEC.md 8.2 gives the config. The config and plan readers and the
+ * lowering refuse more and the megakernel loader clamps to it; the stream ring has far fewer
+ * slots (SPEC.md 15.2), so a deeper plan could only wait. */
 #ifndef BASE_MAX_PIPELINING_DEPTH
 #define BASE_MAX_PIPELINING_DEPTH 64
 #endif
 
-/* The most threads per block a launch plan may ask for: 1024, CUDA's per-block hardware limit.
- * The lowering refuses configs above it and the megakernel loader plans above it. */
+/* The most threads per block a launch plan may ask for: 1024, CUDA's per-block hardware limit
+ * (SPEC.md 8.2). The lowering refuses configs above it and the megakernel loader plans above it. */
 #ifndef BASE_MAX_THREADS_PER_BLOCK
 #define BASE_MAX_THREADS_PER_BLOCK 1024
 #endif
