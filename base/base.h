@@ -22,6 +22,39 @@
 #define BASE_MAX_FILE_BYTES ((size_t)1 << 32)
 #endif
 
+/* The deepest weight-stream pipelining (queue positions whose tiles are fetched ahead of the
+ * running task): 64, the bound SPEC.md 8.2 gives the config. The config and plan readers and the
+ * lowering refuse more and the megakernel loader clamps to it; the stream ring has far fewer
+ * slots (SPEC.md 15.2), so a deeper plan could only wait. */
+#ifndef BASE_MAX_PIPELINING_DEPTH
+#define BASE_MAX_PIPELINING_DEPTH 64
+#endif
+
+/* The most threads per block a launch plan may ask for: 1024, CUDA's per-block hardware limit
+ * (SPEC.md 8.2). The lowering refuses configs above it and the megakernel loader plans above it. */
+#ifndef BASE_MAX_THREADS_PER_BLOCK
+#define BASE_MAX_THREADS_PER_BLOCK 1024
+#endif
+
+/* The most blocks (queues, SMs) of one launch: 2^24. The plan and config readers, the plan
+ * allocator and the lowering refuse more; it keeps every queue and SM index an int32 with room
+ * to spare and is far above any GPU's SM count. */
+#ifndef BASE_MAX_GRID
+#define BASE_MAX_GRID ((int64_t)1 << 24)
+#endif
+
+/* The largest RoPE head_dim: 4096. The lowering refuses larger models, the reference VM keeps
+ * one cos/sin row of that many entries on its stack, and the megakernel tabulates no wider. */
+#ifndef BASE_MAX_HEAD_DIM
+#define BASE_MAX_HEAD_DIM 4096
+#endif
+
+/* The largest attention head_dim the megakernel runs: 256, one head held in registers (8
+ * values per lane of a warp). The loader refuses larger programs before the kernel sees them. */
+#ifndef BASE_MAX_KERNEL_HEAD_DIM
+#define BASE_MAX_KERNEL_HEAD_DIM 256
+#endif
+
 
 /* ======================================================================================== */
 /* Strings: the growable string builder.                                                    */

@@ -12,8 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "base/base.h"
 #include "ir/amk_ir.h"
 
 #define N_TASKS 30000
@@ -23,22 +23,9 @@
 #define N_QUEUES 132
 #define REPEATS 5
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 static double median(double *v, int n)
 {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    qsort(v, (size_t)n, sizeof *v, base_cmp_double);
     return v[n / 2];
 }
 
@@ -136,9 +123,9 @@ int main(void)
     int rc = 0;
     for (int r = 0; r < REPEATS && !rc; r++) {
         ir_program *q = NULL;
-        double t0 = now();
+        double t0 = base_now_s();
         ir_status s = ir_read_json(text, len, NULL, &q, &err);
-        t_read[r] = now() - t0;
+        t_read[r] = base_now_s() - t0;
         if (s != IR_OK) {
             fprintf(stderr, "bench-ir: read failed: %s at %s: %s\n", ir_status_name(s),
                     err.where, err.why);
@@ -147,9 +134,9 @@ int main(void)
         }
         char *again = NULL;
         size_t n2 = 0;
-        t0 = now();
+        t0 = base_now_s();
         s = ir_write_json(q, &again, &n2, &err);
-        t_write[r] = now() - t0;
+        t_write[r] = base_now_s() - t0;
         if (s != IR_OK || n2 != len || memcmp(again, text, len) != 0) {
             fprintf(stderr, "bench-ir: the program read back does not write the same bytes\n");
             rc = 1;

@@ -12,9 +12,9 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "base/base.h"
 #include "lower/lower.h"
 
 typedef struct {
@@ -43,13 +43,6 @@ typedef struct {
     char why[1024];
 } bench_result;
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 static bench_result run_case(const bench_case *bc)
 {
     bench_result r = {0};
@@ -69,15 +62,15 @@ static bench_result run_case(const bench_case *bc)
     } else {
         ir_config_default(&c);
     }
-    double t0 = now();
+    double t0 = base_now_s();
     ir_status s = lower_program(&m, &c, ir_target_builtin("h100"), &o, &p, &err);
-    double t1 = now();
+    double t1 = base_now_s();
     ir_config_free(&c);
     if (s != IR_OK)
         goto fail;
     if (ir_write_json(p, &json, &len, &err) != IR_OK)
         goto fail;
-    double t2 = now();
+    double t2 = base_now_s();
     r.ok = 1;
     r.n_tasks = p->n_tasks;
     r.lower_s = t1 - t0;

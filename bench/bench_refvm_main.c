@@ -10,17 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
+#include "base/base.h"
 #include "lower/lower.h"
 #include "refvm/refvm.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int die(const char *what, const ir_error *err)
 {
@@ -57,9 +50,9 @@ static int decode(const lower_model *m, ir_program *p, const refvm_st *st, int64
     int32_t tok = 1;
     for (int64_t pos = 0; s == IR_OK && pos < steps; pos++) {
         refvm_result r;
-        double t0 = now_s();
+        double t0 = base_now_s();
         s = refvm_step(vm, tok, pos, &r, err);
-        out->vm_s += now_s() - t0;
+        out->vm_s += base_now_s() - t0;
         if (s != IR_OK)
             break;
         bool done = r.outcome == REFVM_DONE;
@@ -72,9 +65,9 @@ static int decode(const lower_model *m, ir_program *p, const refvm_st *st, int64
         }
         int64_t n;
         const float *lg = refvm_logits(vm, &n), *ref;
-        t0 = now_s();
+        t0 = base_now_s();
         s = refvm_eager_forward(e, tok, pos, &ref, err);
-        out->eager_s += now_s() - t0;
+        out->eager_s += base_now_s() - t0;
         if (s != IR_OK)
             break;
         refvm_gate_cmp c = refvm_gate_compare(lg, ref, n, REFVM_GATE_REL_TOL);
@@ -167,20 +160,20 @@ int main(int argc, char **argv)
     snprintf(path, sizeof path, "%s/llama-3.2-1b-random-seed1-bf16.safetensors", dir);
     struct stat sb;
     if (stat(path, &sb) != 0) {
-        double t0 = now_s();
+        double t0 = base_now_s();
         if (refvm_weights_random(&m, 1, IR_BF16, path, &err) != IR_OK)
             return die("random weights", &err);
-        printf("wrote %s in %.1f s\n", path, now_s() - t0);
+        printf("wrote %s in %.1f s\n", path, base_now_s() - t0);
     }
     if (refvm_st_open(path, &st, &err) != IR_OK)
         return die("1b weights", &err);
     p = lower_default(&m, IR_BF16, 64, &err);
     if (!p)
         return die("1b lowering", &err);
-    double t0 = now_s();
+    double t0 = base_now_s();
     if (decode(&m, p, st, big_steps, &r, &err))
         return die("1b decode", &err);
-    double total = now_s() - t0;
+    double total = base_now_s() - t0;
     printf("llama-3.2-1b random bf16 weights (%d tasks, %.2f GB of weights, %lld launches): VM "
            "%.3f s/step, eager %.3f s/step; gate %s, max rel err %.2g, top-1 %lld/%lld "
            "(%.1f s total with fp32 conversion)\n",

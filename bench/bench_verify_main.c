@@ -9,24 +9,11 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "base/base.h"
 #include "lower/lower.h"
 #include "verify/verify.h"
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 /* Child: read and verify; exit code is the verdict. */
 static int child(const char *path)
@@ -44,6 +31,15 @@ static int child(const char *path)
     return v;
 }
 
+#define MAX_REPEATS 50   /* the per-preset sample array holds this many */
+
+static int usage(const char *why, const char *arg)
+{
+    fprintf(stderr, "bench_verify: %s%s\nusage: bench_verify [--dir DIR] [--repeats N]   "
+            "(N in [1, %d], default 3)\n", why, arg, MAX_REPEATS);
+    return 2;
+}
+
 int main(int argc, char **argv)
 {
     const char *dir = "build/bench-verify";
@@ -51,11 +47,13 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--dir") && i + 1 < argc)
             dir = argv[++i];
-        else if (!strcmp(argv[i], "--repeats") && i + 1 < argc)
-            repeats = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--repeats") && i + 1 < argc) {
+            if (!base_parse_int(argv[++i], 1, MAX_REPEATS, &repeats))
+                return usage("bad --repeats value: ", argv[i]);
+        } else {
+            return usage("unknown or incomplete argument ", argv[i]);
+        }
     }
-    if (repeats < 1 || repeats > 50)
-        repeats = 3;
     mkdir(dir, 0755);
     const char *presets[] = {"toy", "smollm2-135m", "llama-3.2-1b", "llama-3-8b", "llama-3-70b"};
     printf("bench-verify: full amk-verify (parse + 5 obligations) per lowered preset, h100, "
@@ -89,12 +87,12 @@ int main(int argc, char **argv)
         }
         ir_program_free(p);
         ir_config_free(&c);
-        double t[50];
+        double t[MAX_REPEATS];
         long peak_kb = 0;
         int verdict = -1;
         for (int r = 0; r < repeats; r++) {
             fflush(stdout);
-            double t0 = now();
+            double t0 = base_now_s();
             pid_t pid = fork();
             if (pid == 0)
                 _exit(child(path));
@@ -104,12 +102,12 @@ int main(int argc, char **argv)
                 perror("bench-verify");
                 return 2;
             }
-            t[r] = now() - t0;
+            t[r] = base_now_s() - t0;
             if (ru.ru_maxrss > peak_kb)
                 peak_kb = ru.ru_maxrss;
             verdict = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
         }
-        qsort(t, (size_t)repeats, sizeof t[0], cmp_d);
+        qsort(t, (size_t)repeats, sizeof t[0], base_cmp_double);
         printf("%-14s %8d %9s %10.3f %10.3f %9.1f\n", presets[k], ntasks,
                verdict >= 0 && verdict <= 3 ? verify_verdict_name((verify_verdict)verdict) : "CRASH",
                t[repeats / 2], t[0], (double)peak_kb / 1024.0);

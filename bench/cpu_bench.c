@@ -13,10 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <cjson/cJSON.h>
 
+#include "base/base.h"
 #include "bench/bench.h"
 
 /* ---------------------------------------------------------------- the driver */
@@ -224,13 +224,6 @@ struct bench_cpu {
     refvm_eager *eager;
 };
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 ir_status bench_cpu_new(const ir_program *p, const refvm_st *st, const lower_model *m,
                         bench_cpu **out, ir_error *err)
 {
@@ -285,9 +278,9 @@ static ir_status cpu_run(void *ctx, int64_t steps, double *us_per_token, bench_g
     refvm_result res = {0};
     ir_status s = IR_OK;
     for (int64_t pos = 0; pos < steps; pos++) {
-        double t0 = now_s();
+        double t0 = base_now_s();
         s = refvm_step(c->vm, tok, pos, &res, err);
-        seconds += now_s() - t0;
+        seconds += base_now_s() - t0;
         if (s != IR_OK)
             break;
         if (res.outcome != REFVM_DONE) {

@@ -16,17 +16,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "base/base.h"
 #include "bench/bench.h"
 #include "bench/gpu_baseline.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* ---------------------------------------------------------------- devices */
 
@@ -90,7 +83,7 @@ ir_status bench_reference_compute(const ir_program *p, const refvm_st *st, bool 
                                   ir_error *err)
 {
     memset(out, 0, sizeof *out);
-    double t0 = now_s();
+    double t0 = base_now_s();
     refvm_opts o;
     refvm_opts_default(&o);
     o.tie_embeddings = tie_embeddings;
@@ -137,7 +130,7 @@ ir_status bench_reference_compute(const ir_program *p, const refvm_st *st, bool 
         if (pos + 1 < steps)
             tok = tokens ? tokens[pos + 1] : refvm_next_token(vm);
     }
-    out->seconds = now_s() - t0;
+    out->seconds = base_now_s() - t0;
 done:
     refvm_result_free(&res);
     refvm_free(vm);
@@ -284,29 +277,6 @@ struct bench_baseline {
     float *logits;               /* [vocab] */
 };
 
-/* Rotary inverse frequencies with the llama3 band adjustment (SPEC.md 8.7), as Hugging Face
- * computes them: long wavelengths slowed by the factor, short ones kept, the band between
- * interpolated. */
-static void inv_freq_of(const lower_model *m, float *out)
-{
-    for (int64_t i = 0; i < m->head_dim / 2; i++) {
-        double f = 1.0 / pow(m->rope_theta, (double)(2 * i) / (double)m->head_dim);
-        if (m->rope_llama3) {
-            double wavelen = 2.0 * M_PI / f;
-            double lo = (double)m->rope_orig_max / m->rope_low_freq;
-            double hi = (double)m->rope_orig_max / m->rope_high_freq;
-            if (wavelen > lo) {
-                f /= m->rope_factor;
-            } else if (wavelen >= hi) {
-                double smooth = ((double)m->rope_orig_max / wavelen - m->rope_low_freq) /
-                                (m->rope_high_freq - m->rope_low_freq);
-                f = (1.0 - smooth) * f / m->rope_factor + smooth * f;
-            }
-        }
-        out[i] = (float)f;
-    }
-}
-
 /* The tensor name, of exactly shape [d0] (d1 == 0) or [d0, d1], in a dtype the baseline reads. */
 static ir_status find_tensor(const refvm_st *st, const char *name, int64_t d0, int64_t d1,
                              const refvm_tensor **out, ir_error *err)
@@ -387,7 +357,7 @@ ir_status bench_baseline_new(const lower_model *m, const refvm_st *st, int devic
         goto done;
     }
     b->ref = ref;
-    inv_freq_of(m, inv_freq);
+    refvm_rope_inv_freq(m, inv_freq);
     d.inv_freq = inv_freq;
     for (int64_t l = 0; l < L; l++) {
         bbl_layer *w = &layers[l];

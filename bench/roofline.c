@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/base.h"
 #include "bench/bench.h"
 
 double bench_floor_us(int64_t weight_bytes, double bandwidth_gbs)
@@ -52,54 +53,18 @@ ir_status bench_guard_latency(const double *us, int n, double floor_us, bench_la
 
 /* ---------------------------------------------------------------- SVG */
 
-typedef struct {
-    char *buf;
-    size_t len, cap;
-    bool oom;
-} svg_text;
-
-static void put(svg_text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void put(svg_text *t, const char *fmt, ...)
-{
-    if (t->oom)
-        return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        /* no arithmetic on the NULL of an empty text: vsnprintf(NULL, 0) only measures */
-        int n = vsnprintf(t->buf ? t->buf + t->len : NULL, t->cap - t->len, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            t->oom = true;
-            return;
-        }
-        if ((size_t)n < t->cap - t->len) {
-            t->len += (size_t)n;
-            return;
-        }
-        size_t cap = (t->cap + (size_t)n + 1) * 2;
-        char *b = realloc(t->buf, cap);
-        if (!b) {
-            t->oom = true;
-            return;
-        }
-        t->buf = b;
-        t->cap = cap;
-    }
-}
-
 /* Text with &, <, >, " escaped (truncated at 200 characters). */
-static void put_escaped(svg_text *t, const char *s)
+static void put_escaped(base_sb *t, const char *s)
 {
     for (int i = 0; s && s[i] && i < 200; i++) {
         switch (s[i]) {
-        case '&': put(t, "&amp;"); break;
-        case '<': put(t, "&lt;"); break;
-        case '>': put(t, "&gt;"); break;
-        case '"': put(t, "&quot;"); break;
+        case '&': base_sb_str(t, "&amp;"); break;
+        case '<': base_sb_str(t, "&lt;"); break;
+        case '>': base_sb_str(t, "&gt;"); break;
+        case '"': base_sb_str(t, "&quot;"); break;
         default:
             if ((unsigned char)s[i] >= 0x20)
-                put(t, "%c", s[i]);
+                base_sb_put(t, &s[i], 1);
         }
     }
 }
@@ -120,13 +85,14 @@ static double py(const axes *a, double us)
     return H - MB - (log10(us) - a->y0) / (a->y1 - a->y0) * (H - MT - MB);
 }
 
-static void floor_line(svg_text *t, const axes *a, double gbs, const char *color,
+static void floor_line(base_sb *t, const axes *a, double gbs, const char *color,
                        const char *dash)
 {
     double b0 = pow(10, a->x0), b1 = pow(10, a->x1);
-    put(t, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
-           "stroke-width=\"2\"%s clip-path=\"url(#plot)\"/>\n", px(a, b0),
-        py(a, (double)b0 / (gbs * 1e3)), px(a, b1), py(a, (double)b1 / (gbs * 1e3)), color, dash);
+    base_sb_fmt(t, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
+                   "stroke-width=\"2\"%s clip-path=\"url(#plot)\"/>\n", px(a, b0),
+                py(a, (double)b0 / (gbs * 1e3)), px(a, b1), py(a, (double)b1 / (gbs * 1e3)), color,
+                dash);
 }
 
 ir_status bench_roofline_svg(const bench_plot *pl, char **svg, ir_error *err)
@@ -163,108 +129,110 @@ ir_status bench_roofline_svg(const bench_plot *pl, char **svg, ir_error *err)
     a.y0 = floor(log10(lo)) - 1;
     a.y1 = ceil(log10(hi)) + 1;
 
-    svg_text t = {0};
-    put(&t, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
-            "viewBox=\"0 0 %d %d\" font-family=\"sans-serif\" font-size=\"12\">\n"
-            "<defs><clipPath id=\"plot\"><rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\"/>"
-            "</clipPath></defs>\n"
-            "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n",
-        W, H, W, H, ML, MT, W - ML - MR, H - MT - MB);
-    put(&t, "<text x=\"%d\" y=\"24\" font-size=\"15\" font-weight=\"bold\">Roofline: ", ML);
+    base_sb t = {0};
+    base_sb_fmt(&t, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+                    "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
+                    "viewBox=\"0 0 %d %d\" font-family=\"sans-serif\" font-size=\"12\">\n"
+                    "<defs><clipPath id=\"plot\"><rect x=\"%d\" y=\"%d\" width=\"%d\" "
+                    "height=\"%d\"/></clipPath></defs>\n"
+                    "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n",
+                    W, H, W, H, ML, MT, W - ML - MR, H - MT - MB);
+    base_sb_fmt(&t, "<text x=\"%d\" y=\"24\" font-size=\"15\" font-weight=\"bold\">Roofline: ", ML);
     put_escaped(&t, pl->title ? pl->title : "program");
-    put(&t, "</text>\n<text x=\"%d\" y=\"44\">latency per step vs the floor weight bytes / "
-            "bandwidth; timed on ", ML);
+    base_sb_fmt(&t, "</text>\n<text x=\"%d\" y=\"44\">latency per step vs the floor weight bytes / "
+                    "bandwidth; timed on ", ML);
     put_escaped(&t, pl->label ? pl->label : "?");
-    put(&t, "</text>\n");
+    base_sb_str(&t, "</text>\n");
     /* grid and axes, one line per decade */
     for (int d = (int)a.x0; d <= (int)a.x1; d++) {
         double x = px(&a, pow(10, d));
-        put(&t, "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\" stroke=\"#ddd\"/>\n"
-                "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">1e%d</text>\n",
-            x, MT, x, H - MB, x, H - MB + 16, d);
+        base_sb_fmt(&t, "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\" stroke=\"#ddd\"/>\n"
+                        "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">1e%d</text>\n",
+                        x, MT, x, H - MB, x, H - MB + 16, d);
     }
     for (int d = (int)a.y0; d <= (int)a.y1; d++) {
         double y = py(&a, pow(10, d));
-        put(&t, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#ddd\"/>\n"
-                "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">1e%d</text>\n",
-            ML, y, W - MR, y, ML - 6, y + 4, d);
+        base_sb_fmt(&t, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#ddd\"/>\n"
+                        "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">1e%d</text>\n",
+                        ML, y, W - MR, y, ML - 6, y + 4, d);
     }
-    put(&t, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"none\" stroke=\"black\"/>\n"
-            "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">bytes streamed per step</text>\n"
-            "<text x=\"18\" y=\"%d\" text-anchor=\"middle\" transform=\"rotate(-90 18 %d)\">"
-            "latency per step (us)</text>\n",
-        ML, MT, W - ML - MR, H - MT - MB, (ML + W - MR) / 2, H - MB + 34, (MT + H - MB) / 2,
-        (MT + H - MB) / 2);
+    base_sb_fmt(&t, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"none\" "
+                    "stroke=\"black\"/>\n"
+                    "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">bytes streamed per step"
+                    "</text>\n"
+                    "<text x=\"18\" y=\"%d\" text-anchor=\"middle\" "
+                    "transform=\"rotate(-90 18 %d)\">latency per step (us)</text>\n",
+                    ML, MT, W - ML - MR, H - MT - MB, (ML + W - MR) / 2, H - MB + 34,
+                    (MT + H - MB) / 2, (MT + H - MB) / 2);
     /* the program's bytes */
     double xb = px(&a, (double)pl->weight_bytes);
-    put(&t, "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\" stroke=\"#888\" "
-            "stroke-dasharray=\"2 3\"/>\n", xb, MT, xb, H - MB);
+    base_sb_fmt(&t, "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\" stroke=\"#888\" "
+                    "stroke-dasharray=\"2 3\"/>\n", xb, MT, xb, H - MB);
     floor_line(&t, &a, pl->spec_bandwidth_gbs, "#1f5fbf", "");
     if (has_meas)
         floor_line(&t, &a, pl->measured_bandwidth_gbs, "#2a9d3a", " stroke-dasharray=\"8 4\"");
     if (has_pt) {
-        put(&t, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#c0392b\" "
-                "stroke-width=\"2\"/>\n<circle cx=\"%.1f\" cy=\"%.1f\" r=\"5\" fill=\"#c0392b\"/>\n",
-            xb, py(&a, pl->p10_us), xb, py(&a, pl->p90_us), xb, py(&a, pl->median_us));
+        base_sb_fmt(&t, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#c0392b\" "
+                        "stroke-width=\"2\"/>\n<circle cx=\"%.1f\" cy=\"%.1f\" r=\"5\" "
+                        "fill=\"#c0392b\"/>\n",
+                        xb, py(&a, pl->p10_us), xb, py(&a, pl->p90_us), xb, py(&a, pl->median_us));
     }
     if (has_base) {   /* beside the program's point: same bytes, another marker */
         double xs = xb + 14, ym = py(&a, pl->baseline_median_us);
-        put(&t, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#7d3c98\" "
-                "stroke-width=\"2\"/>\n<rect x=\"%.1f\" y=\"%.1f\" width=\"9\" height=\"9\" "
-                "fill=\"#7d3c98\"/>\n", xs, py(&a, pl->baseline_p10_us), xs,
-            py(&a, pl->baseline_p90_us), xs - 4.5, ym - 4.5);
+        base_sb_fmt(&t, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#7d3c98\" "
+                        "stroke-width=\"2\"/>\n<rect x=\"%.1f\" y=\"%.1f\" width=\"9\" "
+                        "height=\"9\" fill=\"#7d3c98\"/>\n", xs, py(&a, pl->baseline_p10_us), xs,
+                        py(&a, pl->baseline_p90_us), xs - 4.5, ym - 4.5);
     }
     /* legend */
     int ly = H - MB + 56;
-    put(&t, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#1f5fbf\" stroke-width=\"2\"/>"
-            "<text x=\"%d\" y=\"%d\">floor at ", ML, ly - 4, ML + 30, ly - 4, ML + 36, ly);
+    base_sb_fmt(&t, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#1f5fbf\" "
+                    "stroke-width=\"2\"/><text x=\"%d\" y=\"%d\">floor at ",
+                    ML, ly - 4, ML + 30, ly - 4, ML + 36, ly);
     put_escaped(&t, pl->spec_name ? pl->spec_name : "spec");
-    put(&t, " bandwidth %.6g GB/s: %.4g us</text>\n", pl->spec_bandwidth_gbs,
-        bench_floor_us(pl->weight_bytes, pl->spec_bandwidth_gbs));
+    base_sb_fmt(&t, " bandwidth %.6g GB/s: %.4g us</text>\n", pl->spec_bandwidth_gbs,
+                    bench_floor_us(pl->weight_bytes, pl->spec_bandwidth_gbs));
     ly += 18;
     if (has_meas)
-        put(&t, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#2a9d3a\" "
-                "stroke-width=\"2\" stroke-dasharray=\"8 4\"/><text x=\"%d\" y=\"%d\">floor at "
-                "measured bandwidth %.6g GB/s: %.4g us</text>\n", ML, ly - 4, ML + 30, ly - 4,
-            ML + 36, ly, pl->measured_bandwidth_gbs,
-            bench_floor_us(pl->weight_bytes, pl->measured_bandwidth_gbs));
+        base_sb_fmt(&t, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#2a9d3a\" "
+                        "stroke-width=\"2\" stroke-dasharray=\"8 4\"/><text x=\"%d\" y=\"%d\">"
+                        "floor at measured bandwidth %.6g GB/s: %.4g us</text>\n",
+                        ML, ly - 4, ML + 30, ly - 4, ML + 36, ly, pl->measured_bandwidth_gbs,
+                        bench_floor_us(pl->weight_bytes, pl->measured_bandwidth_gbs));
     else
-        put(&t, "<text x=\"%d\" y=\"%d\" fill=\"#555\">measured-bandwidth floor: not measured "
-                "(needs a GPU streaming-read kernel)</text>\n", ML + 36, ly);
+        base_sb_fmt(&t, "<text x=\"%d\" y=\"%d\" fill=\"#555\">measured-bandwidth floor: not "
+                        "measured (needs a GPU streaming-read kernel)</text>\n", ML + 36, ly);
     ly += 18;
     if (has_pt) {
-        put(&t, "<circle cx=\"%d\" cy=\"%d\" r=\"5\" fill=\"#c0392b\"/><text x=\"%d\" y=\"%d\">",
-            ML + 15, ly - 4, ML + 36, ly);
+        base_sb_fmt(&t, "<circle cx=\"%d\" cy=\"%d\" r=\"5\" fill=\"#c0392b\"/>"
+                        "<text x=\"%d\" y=\"%d\">", ML + 15, ly - 4, ML + 36, ly);
         put_escaped(&t, pl->label ? pl->label : "?");
-        put(&t, " median %.6g us per step (bar: p10 %.6g .. p90 %.6g)</text>\n", pl->median_us,
-            pl->p10_us, pl->p90_us);
+        base_sb_fmt(&t, " median %.6g us per step (bar: p10 %.6g .. p90 %.6g)</text>\n",
+                        pl->median_us, pl->p10_us, pl->p90_us);
     } else {
-        put(&t, "<text x=\"%d\" y=\"%d\" fill=\"#c0392b\">no latency shown: ", ML + 36, ly);
+        base_sb_fmt(&t, "<text x=\"%d\" y=\"%d\" fill=\"#c0392b\">no latency shown: ", ML + 36, ly);
         put_escaped(&t, pl->withheld_why ? pl->withheld_why : "none measured");
-        put(&t, "</text>\n");
+        base_sb_str(&t, "</text>\n");
     }
     if (pl->baseline_label) {
         ly += 18;
         if (has_base) {
-            put(&t, "<rect x=\"%d\" y=\"%d\" width=\"9\" height=\"9\" fill=\"#7d3c98\"/>"
-                    "<text x=\"%d\" y=\"%d\">baseline ", ML + 11, ly - 9, ML + 36, ly);
+            base_sb_fmt(&t, "<rect x=\"%d\" y=\"%d\" width=\"9\" height=\"9\" fill=\"#7d3c98\"/>"
+                            "<text x=\"%d\" y=\"%d\">baseline ", ML + 11, ly - 9, ML + 36, ly);
             put_escaped(&t, pl->baseline_label);
-            put(&t, " median %.6g us per step (bar: p10 %.6g .. p90 %.6g)</text>\n",
-                pl->baseline_median_us, pl->baseline_p10_us, pl->baseline_p90_us);
+            base_sb_fmt(&t, " median %.6g us per step (bar: p10 %.6g .. p90 %.6g)</text>\n",
+                            pl->baseline_median_us, pl->baseline_p10_us, pl->baseline_p90_us);
         } else {
-            put(&t, "<text x=\"%d\" y=\"%d\" fill=\"#7d3c98\">baseline ", ML + 36, ly);
+            base_sb_fmt(&t, "<text x=\"%d\" y=\"%d\" fill=\"#7d3c98\">baseline ", ML + 36, ly);
             put_escaped(&t, pl->baseline_label);
-            put(&t, ": no latency shown: ");
+            base_sb_str(&t, ": no latency shown: ");
             put_escaped(&t, pl->baseline_withheld_why ? pl->baseline_withheld_why : "none measured");
-            put(&t, "</text>\n");
+            base_sb_str(&t, "</text>\n");
         }
     }
-    put(&t, "</svg>\n");
-    if (t.oom) {
-        free(t.buf);
+    base_sb_str(&t, "</svg>\n");
+    *svg = base_sb_take(&t, NULL);
+    if (!*svg)
         return ir_fail(err, IR_ERR_NOMEM, "plot", "out of memory");
-    }
-    *svg = t.buf;
     return IR_OK;
 }

@@ -10,13 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/base.h"
 #include "bench/bench.h"
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 double bench_quantile_sorted(const double *sorted, int n, double q)
 {
@@ -55,7 +50,7 @@ ir_status bench_summarize(const double *x, int n, bench_summary *out, ir_error *
     if (!s)
         return ir_fail(err, IR_ERR_NOMEM, "samples", "out of memory");
     memcpy(s, x, (size_t)n * sizeof *s);
-    qsort(s, (size_t)n, sizeof *s, cmp_double);
+    qsort(s, (size_t)n, sizeof *s, base_cmp_double);
     out->n = n;
     out->min = s[0];
     out->max = s[n - 1];
@@ -90,7 +85,7 @@ static double resampled_median(const double *x, int n, double *scratch, uint64_t
 {
     for (int i = 0; i < n; i++)
         scratch[i] = x[draw_index(state, n)];
-    qsort(scratch, (size_t)n, sizeof *scratch, cmp_double);
+    qsort(scratch, (size_t)n, sizeof *scratch, base_cmp_double);
     return bench_quantile_sorted(scratch, n, 0.5);
 }
 
@@ -123,7 +118,7 @@ ir_status bench_bootstrap_ratio(const double *a, int na, const double *b, int nb
         double mb = resampled_median(b, nb, scratch, &state);
         ratios[r] = ma / mb;
     }
-    qsort(ratios, (size_t)resamples, sizeof *ratios, cmp_double);
+    qsort(ratios, (size_t)resamples, sizeof *ratios, base_cmp_double);
     out->estimate = sa.median / sb.median;
     out->lo = bench_quantile_sorted(ratios, resamples, (1 - level) / 2);
     out->hi = bench_quantile_sorted(ratios, resamples, (1 + level) / 2);

@@ -377,6 +377,9 @@ int64_t ir_buffer_numel(const ir_buffer *b);
 int64_t ir_buffer_nbytes(const ir_buffer *b);
 /* Sum of bytes over WEIGHT buffers: what one decode step must stream at least once. */
 int64_t ir_weight_bytes(const ir_program *p);
+/* The buffer of kind and dtype named name, else the first buffer of that kind and dtype (how
+ * the VM and the megakernel find "tokens", "logits" and "next_token"); -1 when there is none. */
+int32_t ir_find_io(const ir_program *p, ir_kind kind, ir_dtype dtype, const char *name);
 
 /* Config defaults and ownership. ir_config_free frees what c owns (not c itself). */
 void ir_config_default(ir_config *c);

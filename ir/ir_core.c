@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/base.h"
 #include "ir/amk_ir.h"
 
 /* ---------------------------------------------------------------- errors */
@@ -434,6 +435,21 @@ int64_t ir_weight_bytes(const ir_program *p)
     return s;
 }
 
+int32_t ir_find_io(const ir_program *p, ir_kind kind, ir_dtype dtype, const char *name)
+{
+    int32_t found = -1;
+    for (int32_t i = 0; i < p->n_buffers; i++) {
+        const ir_buffer *b = &p->buffers[i];
+        if (b->kind != kind || b->dtype != dtype)
+            continue;
+        if (!strcmp(b->name, name))
+            return i;
+        if (found < 0)
+            found = i;
+    }
+    return found;
+}
+
 /* ---------------------------------------------------------------- config and plan */
 
 void ir_config_default(ir_config *c)
@@ -458,7 +474,7 @@ bool ir_config_tiling(const ir_config *c, const char *op, const char *key, int64
 
 ir_status ir_plan_alloc(ir_plan *plan, int64_t grid, int64_t n_entries)
 {
-    if (grid < 0 || grid > (1 << 24) || n_entries < 0 || n_entries > (1LL << 30))
+    if (grid < 0 || grid > BASE_MAX_GRID || n_entries < 0 || n_entries > (1LL << 30))
         return IR_ERR_MALFORMED;
     plan->queue_start = calloc((size_t)grid + 1, sizeof *plan->queue_start);
     plan->queue_tasks = calloc((size_t)n_entries + 1, sizeof *plan->queue_tasks);

@@ -544,7 +544,7 @@ static ir_status read_config(reader *r, const cJSON *o, const char *path, ir_con
                 if (!*a->string || *end || errno || k < 0 || k >= MAX_COUNT)
                     return bad(r, p, a->string, "key must be a task id in decimal");
                 int64_t q;
-                TRY(as_int(r, a, p, a->string, 0, (1 << 24) - 1, &q));
+                TRY(as_int(r, a, p, a->string, 0, BASE_MAX_GRID - 1, &q));
                 c->explicit_task[c->n_explicit] = (int32_t)k;
                 c->explicit_queue[c->n_explicit] = (int32_t)q;
                 c->n_explicit++;
@@ -556,7 +556,8 @@ static ir_status read_config(reader *r, const cJSON *o, const char *path, ir_con
         }
     }
     if ((v = get(o, "pipelining_depth")) && !cJSON_IsNull(v))
-        TRY(as_int(r, v, path, "pipelining_depth", 0, 64, &c->pipelining_depth));
+        TRY(as_int(r, v, path, "pipelining_depth", 0, BASE_MAX_PIPELINING_DEPTH,
+                   &c->pipelining_depth));
     if ((v = get(o, "page_allocation")) && !cJSON_IsNull(v)) {
         if (!cJSON_IsString(v))
             return bad(r, path, "page_allocation", "must be a string, got %s", type_name(v));
@@ -631,24 +632,43 @@ static ir_status read_id(reader *r, const cJSON *o, const char *path, int index)
     return IR_OK;
 }
 
+/* The top-level array field (buffers, counters, tasks): its length in *n and a zeroed array of
+ * n + 1 elements of elem bytes in *items, which the caller hands to the program at once. */
+static ir_status item_array(reader *r, const cJSON *arr, const char *field, size_t elem,
+                            void **items, int *n)
+{
+    TRY(need_array(r, arr, "", field, MAX_COUNT, n));
+    *items = calloc((size_t)*n + 1, elem);
+    if (!*items)
+        return ir_fail(r->err, IR_ERR_NOMEM, field, "out of memory");
+    return IR_OK;
+}
+
+/* Item i of the dense array field: an object with only known keys whose id is i. Its JSON path
+ * ("field[i]") is left in path. */
+static ir_status begin_item(reader *r, const cJSON *o, const char *field, int i,
+                            const char *const *keys, char path[64])
+{
+    snprintf(path, 64, "%s[%d]", field, i);
+    TRY(need_object(r, o, path, ""));
+    TRY(check_keys(r, o, path, keys));
+    return read_id(r, o, path, i);
+}
+
 static ir_status read_buffers(reader *r, const cJSON *arr, ir_program *p)
 {
     int n;
-    TRY(need_array(r, arr, "", "buffers", MAX_COUNT, &n));
-    p->buffers = calloc((size_t)n + 1, sizeof *p->buffers);
-    if (!p->buffers)
-        return ir_fail(r->err, IR_ERR_NOMEM, "buffers", "out of memory");
+    void *items;
+    TRY(item_array(r, arr, "buffers", sizeof *p->buffers, &items, &n));
+    p->buffers = items;
     p->cap_buffers = n + 1;
     int i = 0;
     char path[64];
     for (const cJSON *o = arr->child; o; o = o->next, i++) {
-        snprintf(path, sizeof path, "buffers[%d]", i);
-        TRY(need_object(r, o, path, ""));
-        TRY(check_keys(r, o, path, BUFFER_KEYS));
+        TRY(begin_item(r, o, "buffers", i, BUFFER_KEYS, path));
         ir_buffer *b = &p->buffers[i];
         p->n_buffers = i + 1;
         b->id = i;
-        TRY(read_id(r, o, path, i));
         const cJSON *v = get(o, "name");
         if (!v)
             return bad(r, path, "name", "missing");
@@ -696,21 +716,17 @@ static const char *const COUNTER_KEYS[] = {"id", "init", "note", NULL};
 static ir_status read_counters(reader *r, const cJSON *arr, ir_program *p)
 {
     int n;
-    TRY(need_array(r, arr, "", "counters", MAX_COUNT, &n));
-    p->counters = calloc((size_t)n + 1, sizeof *p->counters);
-    if (!p->counters)
-        return ir_fail(r->err, IR_ERR_NOMEM, "counters", "out of memory");
+    void *items;
+    TRY(item_array(r, arr, "counters", sizeof *p->counters, &items, &n));
+    p->counters = items;
     p->cap_counters = n + 1;
     int i = 0;
     char path[64];
     for (const cJSON *o = arr->child; o; o = o->next, i++) {
-        snprintf(path, sizeof path, "counters[%d]", i);
-        TRY(need_object(r, o, path, ""));
-        TRY(check_keys(r, o, path, COUNTER_KEYS));
+        TRY(begin_item(r, o, "counters", i, COUNTER_KEYS, path));
         ir_counter *c = &p->counters[i];
         p->n_counters = i + 1;
         c->id = i;
-        TRY(read_id(r, o, path, i));
         TRY(read_i(r, o, path, "init", false, 0, 0xffffffffLL, &c->init));
         const cJSON *v = get(o, "note");
         if (v && !cJSON_IsNull(v))
@@ -860,22 +876,18 @@ static ir_status read_pos_params(reader *r, const cJSON *v, const char *path, ir
 static ir_status read_tasks(reader *r, const cJSON *arr, ir_program *p)
 {
     int n;
-    TRY(need_array(r, arr, "", "tasks", MAX_COUNT, &n));
-    p->tasks = calloc((size_t)n + 1, sizeof *p->tasks);
-    if (!p->tasks)
-        return ir_fail(r->err, IR_ERR_NOMEM, "tasks", "out of memory");
+    void *items;
+    TRY(item_array(r, arr, "tasks", sizeof *p->tasks, &items, &n));
+    p->tasks = items;
     p->cap_tasks = n + 1;
     int i = 0;
     char path[64];
     for (const cJSON *o = arr->child; o; o = o->next, i++) {
-        snprintf(path, sizeof path, "tasks[%d]", i);
-        TRY(need_object(r, o, path, ""));
-        TRY(check_keys(r, o, path, TASK_KEYS));
+        TRY(begin_item(r, o, "tasks", i, TASK_KEYS, path));
         ir_task *t = &p->tasks[i];
         p->n_tasks = i + 1;
         t->id = i;
         t->sm = -1;
-        TRY(read_id(r, o, path, i));
         int e;
         TRY(read_enum(r, o, path, "op", p_op, &e, "op"));
         t->op = (ir_op)e;
@@ -918,7 +930,7 @@ static ir_status read_tasks(reader *r, const cJSON *arr, ir_program *p)
         const cJSON *v = get(o, "sm");
         if (v && !cJSON_IsNull(v)) {
             int64_t sm;
-            TRY(as_int(r, v, path, "sm", 0, (1 << 24) - 1, &sm));
+            TRY(as_int(r, v, path, "sm", 0, BASE_MAX_GRID - 1, &sm));
             t->sm = (int32_t)sm;
         }
         TRY(read_i(r, o, path, "est_bytes", false, 0, (int64_t)1 << 53, &t->est_bytes));
@@ -954,13 +966,10 @@ static ir_status read_pages(reader *r, const cJSON *o, ir_program *p)
     char path[64];
     if (arr)
         for (const cJSON *x = arr->child; x; x = x->next, i++) {
-            snprintf(path, sizeof path, "pages.pages[%d]", i);
-            TRY(need_object(r, x, path, ""));
-            TRY(check_keys(r, x, path, PAGE_KEYS));
+            TRY(begin_item(r, x, "pages.pages", i, PAGE_KEYS, path));
             ir_page *pa = &pg->pages[i];
             pg->n_pages = i + 1;
             pa->id = i;
-            TRY(read_id(r, x, path, i));
             int e;
             TRY(read_enum(r, x, path, "space", p_space, &e, "memory space"));
             pa->space = (ir_space)e;
@@ -1022,12 +1031,12 @@ static ir_status read_plan(reader *r, const cJSON *o, ir_program *p)
     TRY(check_keys(r, o, P, PLAN_KEYS));
     ir_plan *pl = &p->plan;
     int64_t grid;
-    TRY(read_i(r, o, P, "grid", true, 1, 1 << 24, &grid));
+    TRY(read_i(r, o, P, "grid", true, 1, BASE_MAX_GRID, &grid));
     const cJSON *qs = get(o, "queues");
     if (!qs)
         return bad(r, P, "queues", "missing");
     int nq;
-    TRY(need_array(r, qs, P, "queues", 1 << 24, &nq));
+    TRY(need_array(r, qs, P, "queues", (int)BASE_MAX_GRID, &nq));
     if (nq != grid)
         return bad(r, P, "queues", "has %d queues but grid is %lld", nq, (long long)grid);
     int64_t total = 0;
@@ -1046,7 +1055,8 @@ static ir_status read_plan(reader *r, const cJSON *o, ir_program *p)
     TRY(read_i(r, o, P, "dynamic_smem_bytes", false, 0, (int64_t)1 << 40, &pl->dynamic_smem_bytes));
     TRY(read_i(r, o, P, "static_smem_bytes", false, 0, (int64_t)1 << 40, &pl->static_smem_bytes));
     TRY(read_i(r, o, P, "regs_per_thread", false, 0, 1 << 16, &pl->regs_per_thread));
-    TRY(read_i(r, o, P, "pipelining_depth", false, 0, 64, &pl->pipelining_depth));
+    TRY(read_i(r, o, P, "pipelining_depth", false, 0, BASE_MAX_PIPELINING_DEPTH,
+               &pl->pipelining_depth));
     unsigned char *seen = calloc((size_t)p->n_tasks + 1, 1);
     if (!seen)
         return ir_fail(r->err, IR_ERR_NOMEM, P, "out of memory");

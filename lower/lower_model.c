@@ -13,6 +13,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "base/base.h"
 #include "lower/lower.h"
 
 /* ---------------------------------------------------------------- presets */
@@ -204,6 +205,45 @@ static bool is_llama_arch(const char *s)
     return !strcmp(s, "LlamaForCausalLM") || !strcmp(s, "MistralForCausalLM");
 }
 
+/* architectures (each entry LlamaForCausalLM-compatible) or, without it, model_type must name a
+ * Llama-family decoder. */
+static ir_status check_llama_arch(const cJSON *o, ir_error *err)
+{
+    const cJSON *arch = cJSON_GetObjectItemCaseSensitive(o, "architectures");
+    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(o, "model_type");
+    if (arch && !cJSON_IsNull(arch)) {
+        if (!cJSON_IsArray(arch) || cJSON_GetArraySize(arch) == 0)
+            return ir_fail(err, IR_ERR_MALFORMED, "architectures", "must be a non-empty list");
+        int i = 0;
+        const cJSON *a;
+        cJSON_ArrayForEach(a, arch)
+        {
+            char where[64];
+            snprintf(where, sizeof where, "architectures[%d]", i++);
+            if (!cJSON_IsString(a))
+                return ir_fail(err, IR_ERR_MALFORMED, where, "must be a string");
+            if (!is_llama_arch(a->valuestring))
+                return ir_fail(err, IR_ERR_UNSUPPORTED, where,
+                               "architecture \"%s\" is not LlamaForCausalLM-compatible "
+                               "(supported: LlamaForCausalLM, MistralForCausalLM without a "
+                               "sliding window)",
+                               a->valuestring);
+        }
+    } else if (!mt || !cJSON_IsString(mt)) {
+        return ir_fail(err, IR_ERR_UNSUPPORTED, "architectures",
+                       "neither architectures nor model_type says this is a Llama-family model");
+    }
+    if (mt && !cJSON_IsNull(mt)) {
+        if (!cJSON_IsString(mt))
+            return ir_fail(err, IR_ERR_MALFORMED, "model_type", "must be a string");
+        if (strcmp(mt->valuestring, "llama") && strcmp(mt->valuestring, "mistral"))
+            return ir_fail(err, IR_ERR_UNSUPPORTED, "model_type",
+                           "model_type \"%s\" is not a Llama-family decoder (llama, mistral)",
+                           mt->valuestring);
+    }
+    return IR_OK;
+}
+
 static ir_status read_hf(const cJSON *o, lower_model *m, ir_error *err)
 {
     if (!cJSON_IsObject(o))
@@ -266,38 +306,7 @@ static ir_status read_hf(const cJSON *o, lower_model *m, ir_error *err)
 
     /* Architecture: only Llama-compatible decoders. Checked after the named features so that
      * e.g. Mixtral is refused as mixture-of-experts, the more useful reason. */
-    const cJSON *arch = cJSON_GetObjectItemCaseSensitive(o, "architectures");
-    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(o, "model_type");
-    if (arch && !cJSON_IsNull(arch)) {
-        if (!cJSON_IsArray(arch) || cJSON_GetArraySize(arch) == 0)
-            return ir_fail(err, IR_ERR_MALFORMED, "architectures", "must be a non-empty list");
-        int i = 0;
-        const cJSON *a;
-        cJSON_ArrayForEach(a, arch)
-        {
-            char where[64];
-            snprintf(where, sizeof where, "architectures[%d]", i++);
-            if (!cJSON_IsString(a))
-                return ir_fail(err, IR_ERR_MALFORMED, where, "must be a string");
-            if (!is_llama_arch(a->valuestring))
-                return ir_fail(err, IR_ERR_UNSUPPORTED, where,
-                               "architecture \"%s\" is not LlamaForCausalLM-compatible "
-                               "(supported: LlamaForCausalLM, MistralForCausalLM without a "
-                               "sliding window)",
-                               a->valuestring);
-        }
-    } else if (!mt || !cJSON_IsString(mt)) {
-        return ir_fail(err, IR_ERR_UNSUPPORTED, "architectures",
-                       "neither architectures nor model_type says this is a Llama-family model");
-    }
-    if (mt && !cJSON_IsNull(mt)) {
-        if (!cJSON_IsString(mt))
-            return ir_fail(err, IR_ERR_MALFORMED, "model_type", "must be a string");
-        if (strcmp(mt->valuestring, "llama") && strcmp(mt->valuestring, "mistral"))
-            return ir_fail(err, IR_ERR_UNSUPPORTED, "model_type",
-                           "model_type \"%s\" is not a Llama-family decoder (llama, mistral)",
-                           mt->valuestring);
-    }
+    TRY(check_llama_arch(o, err));
 
     /* Shapes. */
     static const char *const req[] = {"hidden_size", "num_hidden_layers", "num_attention_heads",
@@ -332,10 +341,10 @@ static ir_status read_hf(const cJSON *o, lower_model *m, ir_error *err)
                            (long long)m->hidden, (long long)m->n_heads);
         m->head_dim = m->hidden / m->n_heads;
     }
-    if (m->head_dim < 2 || m->head_dim > 4096 || m->head_dim % 2)
+    if (m->head_dim < 2 || m->head_dim > BASE_MAX_HEAD_DIM || m->head_dim % 2)
         return ir_fail(err, IR_ERR_UNSUPPORTED, "head_dim",
-                       "head_dim must be even and in [2, 4096] for rotate-half RoPE, got %lld",
-                       (long long)m->head_dim);
+                       "head_dim must be even and in [2, %d] for rotate-half RoPE, got %lld",
+                       BASE_MAX_HEAD_DIM, (long long)m->head_dim);
     m->max_pos = 2048;
     TRY(get_int(o, "max_position_embeddings", &m->max_pos, err));
     if (m->max_pos < 1 || m->max_pos > ((int64_t)1 << 31))

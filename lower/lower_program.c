@@ -18,6 +18,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "base/base.h"
 #include "lower/lower_internal.h"
 
 /* What a consumer must wait for to read a tensor: counter >= threshold. counter -1: nothing
@@ -616,7 +617,7 @@ static ir_status check_model(const lower_model *m, ir_error *err)
         {"model.n_layers", m->n_layers, 1, 1 << 12},
         {"model.n_heads", m->n_heads, 1, 1 << 12},
         {"model.n_kv_heads", m->n_kv_heads, 1, 1 << 12},
-        {"model.head_dim", m->head_dim, 2, 4096},
+        {"model.head_dim", m->head_dim, 2, BASE_MAX_HEAD_DIM},
         {"model.intermediate", m->intermediate, 1, 1 << 22},
         {"model.vocab", m->vocab, 1, 1 << 24},
         {"model.max_pos", m->max_pos, 1, (int64_t)1 << 31},
@@ -824,7 +825,7 @@ ir_status lower_program(const lower_model *m, const ir_config *c, const ir_targe
     if (o->pos < 0 || o->pos >= b.S)
         return ir_fail(err, IR_ERR_MALFORMED, "pos", "must be in [0, max_seq = %lld), got %lld",
                        (long long)b.S, (long long)o->pos);
-    if (t->num_sms < 1 || t->num_sms > (1 << 24))
+    if (t->num_sms < 1 || t->num_sms > BASE_MAX_GRID)
         return ir_fail(err, IR_ERR_MALFORMED, "target.num_sms", "must be in [1, 2^24], got %lld",
                        (long long)t->num_sms);
     int64_t n = count_tasks(m, &b.k, b.S, o->sample_argmax, b.amk);

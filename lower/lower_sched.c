@@ -9,9 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/base.h"
 #include "lower/lower_internal.h"
 
-#define MAX_PIPELINING_DEPTH 64
 #define MAX_SMEM_BYTES ((int64_t)1 << 30)
 #define MAX_TILE ((int64_t)1 << 31)
 
@@ -154,14 +154,15 @@ ir_status lower_config_knobs(const ir_config *c, lower_knobs *k, ir_error *err)
                            "[\"rope_q\", \"attention\"] (FUSED recipe 6) attends over the whole "
                            "window; it cannot be combined with config.tiling.attention.kv_block");
     }
-    if (c->pipelining_depth < 0 || c->pipelining_depth > MAX_PIPELINING_DEPTH)
+    if (c->pipelining_depth < 0 || c->pipelining_depth > BASE_MAX_PIPELINING_DEPTH)
         return ir_fail(err, IR_ERR_MALFORMED, "config.pipelining_depth",
-                       "must be in [0, %d], got %lld", MAX_PIPELINING_DEPTH,
+                       "must be in [0, %d], got %lld", BASE_MAX_PIPELINING_DEPTH,
                        (long long)c->pipelining_depth);
-    if (c->threads_per_block < 32 || c->threads_per_block > 1024 || c->threads_per_block % 32)
+    if (c->threads_per_block < 32 || c->threads_per_block > BASE_MAX_THREADS_PER_BLOCK ||
+        c->threads_per_block % 32)
         return ir_fail(err, IR_ERR_MALFORMED, "config.threads_per_block",
-                       "must be a multiple of 32 in [32, 1024], got %lld",
-                       (long long)c->threads_per_block);
+                       "must be a multiple of 32 in [32, %d], got %lld",
+                       BASE_MAX_THREADS_PER_BLOCK, (long long)c->threads_per_block);
     /* Over the target's opt-in cap is accepted on purpose: the verifier refutes it with a
      * residency witness. Only values no GPU could mean are refused here. */
     if (c->smem_bytes_per_block < 0 || c->smem_bytes_per_block > MAX_SMEM_BYTES)
@@ -309,7 +310,7 @@ static ir_status assign_explicit(ir_program *p, const ir_config *c, int64_t grid
 
 ir_status lower_assign_sms(ir_program *p, const ir_config *c, int64_t grid, ir_error *err)
 {
-    if (grid < 1 || grid > (1 << 24))
+    if (grid < 1 || grid > BASE_MAX_GRID)
         return ir_fail(err, IR_ERR_MALFORMED, "target.num_sms", "must be in [1, 2^24], got %lld",
                        (long long)grid);
     switch (c->sm_policy) {

@@ -18,11 +18,12 @@
 #include <string.h>
 
 extern "C" {
+#include "base/base.h"
 #include "megakernel/mk_internal.h"
 }
 
 #define MK_MAX_THREADS 512             /* register budget: 128 per thread; plans above are refused at load */
-#define MK_MAX_HD 256                  /* attention head_dim held in registers (8 per lane) */
+#define MK_MAX_HD BASE_MAX_KERNEL_HEAD_DIM  /* attention head_dim held in registers (8 per lane) */
 
 /* ---------------------------------------------------------------- memory-model helpers */
 

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/base.h"
 #include "megakernel/mk_internal.h"
 #include "refvm/refvm.h"
 #include "verify/verify.h"
@@ -209,9 +210,9 @@ static mk_status flatten_task(const ir_program *p, const ir_task *t, int64_t thr
     if (attn || t->op == IR_OP_ATTENTION_COMBINE) {
         int64_t hd = 0, nh = 0, nkv = 0, g0 = 0, gn = 0;
         ir_task_int(t, "head_dim", &hd);
-        if (hd > 256) {
-            ir_fail(err, IR_ERR_UNSUPPORTED, where, "head_dim %lld: the kernel holds at most 256 "
-                    "per head in registers", (long long)hd);
+        if (hd > BASE_MAX_KERNEL_HEAD_DIM) {
+            ir_fail(err, IR_ERR_UNSUPPORTED, where, "head_dim %lld: the kernel holds at most %d "
+                    "per head in registers", (long long)hd, BASE_MAX_KERNEL_HEAD_DIM);
             return MK_UNSUPPORTED;
         }
         ir_task_int(t, "n_heads", &nh);
@@ -246,21 +247,6 @@ static mk_status flatten_task(const ir_program *p, const ir_task *t, int64_t thr
     }
     (void)threads;
     return MK_OK;
-}
-
-static int32_t find_io(const ir_program *p, ir_kind kind, ir_dtype dt, const char *name)
-{
-    int32_t found = -1;
-    for (int32_t i = 0; i < p->n_buffers; i++) {
-        const ir_buffer *b = &p->buffers[i];
-        if (b->kind != kind || b->dtype != dt)
-            continue;
-        if (!strcmp(b->name, name))
-            return i;
-        if (found < 0)
-            found = i;
-    }
-    return found;
 }
 
 /* ---------------------------------------------------------------- device side of loading */
@@ -430,7 +416,7 @@ static mk_status rope_table(mk_handle *h, mk_task *tasks, int32_t n, ir_error *e
     if (!first)
         return MK_OK;
     refvm_rope r = rope_of(first);
-    if (r.head_dim < 2 || r.head_dim % 2 || r.head_dim > 4096 ||
+    if (r.head_dim < 2 || r.head_dim % 2 || r.head_dim > BASE_MAX_HEAD_DIM ||
         h->max_seq > MK_ROPE_TABLE_MAX / 8 / r.head_dim)
         return MK_OK;
     size_t per = (size_t)r.head_dim, bytes = (size_t)h->max_seq * per * sizeof(double);
@@ -718,11 +704,13 @@ mk_status mk_load(const ir_program *p, const char *cert_json, size_t cert_len,
         return fail(err, MK_MALFORMED, IR_ERR_MALFORMED, "launch_plan",
                     "the program has no launch plan");
     const ir_plan *plan = &p->plan;
-    if (plan->threads_per_block < 32 || plan->threads_per_block > 1024 ||
-        plan->threads_per_block % 32)
-        return fail(err, MK_UNSUPPORTED, IR_ERR_UNSUPPORTED, "launch_plan.threads_per_block",
-                    "the kernel runs whole warps: threads per block must be a multiple of 32 in "
-                    "[32, 1024]");
+    if (plan->threads_per_block < 32 || plan->threads_per_block > BASE_MAX_THREADS_PER_BLOCK ||
+        plan->threads_per_block % 32) {
+        ir_fail(err, IR_ERR_UNSUPPORTED, "launch_plan.threads_per_block", "the kernel runs whole "
+                "warps: threads per block must be a multiple of 32 in [32, %d]",
+                BASE_MAX_THREADS_PER_BLOCK);
+        return MK_UNSUPPORTED;
+    }
     if (plan->grid > INT32_MAX || plan->dynamic_smem_bytes < 0 ||
         plan->dynamic_smem_bytes > INT32_MAX || plan->queue_start[plan->grid] != p->n_tasks)
         return fail(err, MK_MALFORMED, IR_ERR_MALFORMED, "launch_plan",
@@ -761,9 +749,9 @@ mk_status mk_load(const ir_program *p, const char *cert_json, size_t cert_len,
         for (int k = 0; k < b->rank; k++)
             h->bufs[i].shape[k] = b->shape[k];
     }
-    h->tokens_buf = find_io(p, IR_IO_INPUT, IR_I32, "tokens");
-    h->logits_buf = find_io(p, IR_IO_OUTPUT, IR_F32, "logits");
-    h->next_token_buf = find_io(p, IR_IO_OUTPUT, IR_I32, "next_token");
+    h->tokens_buf = ir_find_io(p, IR_IO_INPUT, IR_I32, "tokens");
+    h->logits_buf = ir_find_io(p, IR_IO_OUTPUT, IR_F32, "logits");
+    h->next_token_buf = ir_find_io(p, IR_IO_OUTPUT, IR_I32, "next_token");
     h->vocab = h->logits_buf >= 0 ? ir_buffer_numel(&p->buffers[h->logits_buf]) : 0;
     h->max_seq = p->has_decode ? p->decode.max_seq : 1;
     h->embed_rows = -1;
@@ -789,7 +777,8 @@ mk_status mk_load(const ir_program *p, const char *cert_json, size_t cert_len,
         s = upload_weights(h, weights_path, tie_embeddings, err);
     if (s == MK_OK)
         s = rope_table(h, tasks, p->n_tasks, err);
-    h->L.pipelining_depth = (int32_t)(plan->pipelining_depth > 64 ? 64 : plan->pipelining_depth);
+    h->L.pipelining_depth = (int32_t)(plan->pipelining_depth > BASE_MAX_PIPELINING_DEPTH
+                                      ? BASE_MAX_PIPELINING_DEPTH : plan->pipelining_depth);
     if (s == MK_OK)
         s = stream_plan(h, tasks, p->n_tasks, plan, err);
     if (s == MK_OK)

@@ -90,9 +90,8 @@ static ir_status load(const refvm_st *st, const char *name, int64_t d0, float **
     return refvm_st_to_f32(st, t, *out, err);
 }
 
-/* Rotary inverse frequencies as Hugging Face computes them, with the llama3 band adjustment:
- * long wavelengths are slowed by `factor`, short ones kept, the band between interpolated. */
-static void rope_inv_freq(const lower_model *m, float *inv_freq)
+/* Long wavelengths are slowed by `factor`, short ones kept, the band between interpolated. */
+void refvm_rope_inv_freq(const lower_model *m, float *inv_freq)
 {
     int64_t half = m->head_dim / 2;
     for (int64_t i = 0; i < half; i++) {
@@ -206,7 +205,7 @@ ir_status refvm_eager_new(const lower_model *m, const refvm_st *st, int64_t max_
         goto fail;
     }
 #undef TRY
-    rope_inv_freq(m, e->inv_freq);
+    refvm_rope_inv_freq(m, e->inv_freq);
     *out = e;
     return IR_OK;
 fail:

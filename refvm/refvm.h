@@ -124,6 +124,10 @@ void refvm_eager_free(refvm_eager *e);
  * *logits points at vocab floats owned by e, valid until the next call. */
 ir_status refvm_eager_forward(refvm_eager *e, int32_t token, int64_t pos, const float **logits,
                               ir_error *err);
+/* The rotary inverse frequencies of m, head_dim / 2 of them into inv_freq, as Hugging Face
+ * computes them (the llama3 band adjustment of SPEC.md 8.7 included): what the eager forward
+ * and the GPU baseline rotate with. Cannot fail. */
+void refvm_rope_inv_freq(const lower_model *m, float *inv_freq);
 
 /* ---------------------------------------------------------------- reference VM */
 

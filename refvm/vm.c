@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/base.h"
 #include "refvm/refvm.h"
 
 typedef struct {
@@ -244,22 +245,6 @@ static ir_status alloc_storage(refvm *vm, ir_error *err)
     return IR_OK;
 }
 
-/* The IO buffer of kind and dtype: the one called name when several match, else the first. */
-static int32_t find_io(const ir_program *p, ir_kind kind, ir_dtype dt, const char *name)
-{
-    int32_t found = -1;
-    for (int32_t i = 0; i < p->n_buffers; i++) {
-        const ir_buffer *b = &p->buffers[i];
-        if (b->kind != kind || b->dtype != dt)
-            continue;
-        if (!strcmp(b->name, name))
-            return i;
-        if (found < 0)
-            found = i;
-    }
-    return found;
-}
-
 /* The token input: "tokens" (ours), "token_id" (AMK), else the first I32 IO_INPUT that is not
  * the position or a reshape-ids input. */
 static int32_t find_token_input(const ir_program *p)
@@ -339,8 +324,8 @@ ir_status refvm_new(const ir_program *p, const refvm_opts *o, refvm **out, ir_er
         if (p->buffers[i].kind == IR_IO_INPUT && p->buffers[i].dtype == IR_I32 &&
             !strcmp(p->buffers[i].name, "pos"))
             vm->pos_buf = i;
-    vm->logits_buf = find_io(p, IR_IO_OUTPUT, IR_F32, "logits");
-    vm->next_token_buf = find_io(p, IR_IO_OUTPUT, IR_I32, "next_token");
+    vm->logits_buf = ir_find_io(p, IR_IO_OUTPUT, IR_F32, "logits");
+    vm->next_token_buf = ir_find_io(p, IR_IO_OUTPUT, IR_I32, "next_token");
     vm->max_seq = p->has_decode ? p->decode.max_seq : 0;
     if (!p->has_decode)
         for (int32_t i = 0; i < p->n_buffers; i++) {
@@ -645,14 +630,24 @@ static void rms_apply(const float *x, const float *w, int64_t H, double eps, flo
         y[i] = x[i] * r * w[i];
 }
 
-static ir_status op_rmsnorm(op_ctx *c)
+/* The params RMSNORM and LAYERNORM share: eps, and hidden (the row length; the whole first
+ * input when absent); both need at least x, w and one output. */
+static ir_status norm_params(op_ctx *c, double *eps, int64_t *H)
 {
     TRY(need_arity(c, 2, 1));
-    double eps = 0;
-    int64_t H = in_n(c, 0);
-    TRY(rparam(c, "eps", &eps));
+    *eps = 0;
+    *H = in_n(c, 0);
+    TRY(rparam(c, "eps", eps));
     if (ir_task_param(c->t, "hidden"))
-        TRY(iparam(c, "hidden", &H));
+        TRY(iparam(c, "hidden", H));
+    return IR_OK;
+}
+
+static ir_status op_rmsnorm(op_ctx *c)
+{
+    double eps;
+    int64_t H;
+    TRY(norm_params(c, &eps, &H));
     /* every row of hidden elements on its own: [1, H] here, [B, H] in AMK's batched decode */
     if (H < 1 || in_n(c, 0) % H || in_n(c, 1) < H || out_n(c, 0) < in_n(c, 0))
         return op_fail(c, "hidden %lld does not fit its buffers", (long long)H);
@@ -798,12 +793,9 @@ static ir_status op_gemm(op_ctx *c)
 /* y = (x - mean) / sqrt(var + eps) * w (+ b), over the first `hidden` elements. */
 static ir_status op_layernorm(op_ctx *c)
 {
-    TRY(need_arity(c, 2, 1));
-    double eps = 0;
-    int64_t H = in_n(c, 0);
-    TRY(rparam(c, "eps", &eps));
-    if (ir_task_param(c->t, "hidden"))
-        TRY(iparam(c, "hidden", &H));
+    double eps;
+    int64_t H;
+    TRY(norm_params(c, &eps, &H));
     bool has_b = c->t->n_inputs > 2;
     if (H < 1 || in_n(c, 0) < H || in_n(c, 1) < H || out_n(c, 0) < H || (has_b && in_n(c, 2) < H))
         return op_fail(c, "hidden %lld does not fit its buffers", (long long)H);
@@ -972,7 +964,7 @@ static ir_status rope_at(op_ctx *c, const float *x, int64_t n, float *y, int64_t
     double theta = 0;
     TRY(iparam(c, "head_dim", &hd));
     TRY(rparam(c, "theta", &theta));
-    if (hd < 2 || hd % 2 || n % hd || hd > 4096)
+    if (hd < 2 || hd % 2 || n % hd || hd > BASE_MAX_HEAD_DIM)
         return op_fail(c, "head_dim %lld does not divide %lld elements", (long long)hd,
                        (long long)n);
     bool llama3 = ir_task_param(c->t, "rope_factor") != NULL;
@@ -987,7 +979,7 @@ static ir_status rope_at(op_ctx *c, const float *x, int64_t n, float *y, int64_t
             return op_fail(c, "bad llama3 rope scaling params");
     }
     int64_t half = hd / 2;
-    double cs[4096];            /* cos, sin per frequency; hd <= 4096 */
+    double cs[BASE_MAX_HEAD_DIM];   /* cos, sin per frequency; hd <= BASE_MAX_HEAD_DIM */
     refvm_rope r = {hd, theta, llama3, factor, lowf, highf, orig};
     refvm_rope_angles(&r, pos, cs);
     for (int64_t base = 0; base < n; base += hd)

@@ -372,6 +372,28 @@ Test(ir_roundtrip, built_program_writes_reads_and_writes_the_same_bytes)
     ir_program_free(p);
 }
 
+Test(ir_buffers, find_io_prefers_the_named_buffer_then_the_first_of_its_kind_and_dtype)
+{
+    ir_program *p = ir_program_new();
+    cr_assert_not_null(p);
+    int64_t s[] = {4};
+    int32_t w = ir_add_buffer(p, "logits", IR_WEIGHT, IR_F32, 1, s, IR_HBM, "w");
+    int32_t h = ir_add_buffer(p, "hidden", IR_IO_OUTPUT, IR_F32, 1, s, IR_HBM, NULL);
+    int32_t i = ir_add_buffer(p, "logits", IR_IO_OUTPUT, IR_I32, 1, s, IR_HBM, NULL);
+    int32_t l = ir_add_buffer(p, "logits", IR_IO_OUTPUT, IR_F32, 1, s, IR_HBM, NULL);
+    cr_assert(w == 0 && h == 1 && i == 2 && l == 3);
+    /* The name wins over an earlier buffer of the same kind and dtype; kind and dtype must both
+     * match, so neither the weight nor the I32 output called "logits" is taken. */
+    cr_assert_eq(ir_find_io(p, IR_IO_OUTPUT, IR_F32, "logits"), l);
+    /* No buffer of that name: the first of the kind and dtype. */
+    cr_assert_eq(ir_find_io(p, IR_IO_OUTPUT, IR_F32, "next_token"), h);
+    cr_assert_eq(ir_find_io(p, IR_IO_OUTPUT, IR_I32, "next_token"), i);
+    /* Nothing of the kind and dtype at all. */
+    cr_assert_eq(ir_find_io(p, IR_IO_INPUT, IR_I32, "tokens"), -1);
+    cr_assert_eq(ir_find_io(p, IR_IO_OUTPUT, IR_F16, "logits"), -1);
+    ir_program_free(p);
+}
+
 Test(ir_roundtrip, program_sha256_is_the_hash_of_the_canonical_json)
 {
     ir_program *p = read_ok(IRDATA "amk_full.json");

@@ -1181,6 +1181,42 @@ Test(vm, position_outside_max_seq_is_refused)
 
 /* ---------------------------------------------------------------- the gate itself */
 
+Test(eager, rope_inv_freq_is_theta_powers_and_agrees_with_the_vm_angles_under_llama3_bands)
+{
+    /* Plain RoPE: theta^(-2i/hd), head_dim 4 and theta 10^4 give 1 and 1/100. */
+    lower_model m;
+    ir_error err = {0};
+    cr_assert_eq(lower_model_preset("toy", &m, &err), IR_OK, "%s", err.why);
+    m.head_dim = 4;
+    m.rope_theta = 10000.0;
+    m.rope_llama3 = false;
+    float f[2];
+    refvm_rope_inv_freq(&m, f);
+    cr_assert_eq(f[0], 1.0f);
+    cr_assert_float_eq(f[1], 0.01f, 1e-9);
+    /* llama3 bands: the eager frequencies and the VM's angles at pos 1 are written apart; they
+     * must agree on every frequency (all below pi, so atan2 gives the angle back). */
+    cr_assert_eq(lower_model_preset("llama-3.2-1b", &m, &err), IR_OK, "%s", err.why);
+    cr_assert(m.rope_llama3);
+    int64_t half = m.head_dim / 2;
+    float inv[256];
+    double cs[512];
+    cr_assert_leq(half, 256);
+    refvm_rope_inv_freq(&m, inv);
+    refvm_rope r = {m.head_dim, m.rope_theta, true, m.rope_factor, m.rope_low_freq,
+                    m.rope_high_freq, m.rope_orig_max};
+    refvm_rope_angles(&r, 1, cs);
+    int slowed = 0;
+    for (int64_t i = 0; i < half; i++) {
+        double plain = pow(m.rope_theta, -2.0 * (double)i / (double)m.head_dim);
+        double ang = atan2(cs[2 * i + 1], cs[2 * i]);
+        cr_assert(fabs(ang - inv[i]) <= 1e-6 * inv[i], "i %lld: vm %.9g, eager %.9g",
+                  (long long)i, ang, (double)inv[i]);
+        slowed += inv[i] < 0.99 * plain;
+    }
+    cr_assert_gt(slowed, 0, "the llama3 bands slow the long wavelengths");
+}
+
 Test(gate, fails_on_error_above_tolerance_or_different_top1)
 {
     float ref[4] = {1.0f, 3.0f, -2.0f, 0.5f};

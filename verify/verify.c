@@ -9,54 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "verify/verify_internal.h"
 
 /* ---------------------------------------------------------------- text buffers */
-
-static void vb_grow(vbuf *b, size_t more)
-{
-    if (b->oom || b->n + more + 1 <= b->cap)
-        return;
-    size_t nc = b->cap ? b->cap : 4096;
-    while (nc < b->n + more + 1)
-        nc *= 2;
-    char *s = realloc(b->s, nc);
-    if (!s) {
-        b->oom = true;
-        return;
-    }
-    b->s = s;
-    b->cap = nc;
-}
-
-void vb_put(vbuf *b, const char *s)
-{
-    size_t n = strlen(s);
-    vb_grow(b, n);
-    if (b->oom)
-        return;
-    memcpy(b->s + b->n, s, n + 1);
-    b->n += n;
-}
-
-void vb_fmt(vbuf *b, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int k = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (k < 0)
-        return;
-    vb_grow(b, (size_t)k);
-    if (b->oom)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(b->s + b->n, (size_t)k + 1, fmt, ap);
-    va_end(ap);
-    b->n += (size_t)k;
-}
 
 void vb_qstr(vbuf *b, const char *s)
 {
@@ -133,15 +89,13 @@ void verify_opts_default(verify_opts *o)
 
 /* ---------------------------------------------------------------- Z3 sessions */
 
-static double now(void);
-
-bool vdeadline(const vctx *c) { return c->t_end > 0 && now() > c->t_end; }
+bool vdeadline(const vctx *c) { return c->t_end > 0 && base_now_s() > c->t_end; }
 
 void vprogress(vctx *c, bool force, const char *fmt, ...)
 {
     if (!c->o->progress)
         return;
-    double t = now();
+    double t = base_now_s();
     if (!force && t - c->t_progress < 1.0)
         return;
     c->t_progress = t;
@@ -159,7 +113,7 @@ static int64_t query_timeout_ms(const vctx *c)
 {
     int64_t ms = c->o->timeout_ms;
     if (c->t_end > 0) {
-        double left = (c->t_end - now()) * 1000.0;
+        double left = (c->t_end - base_now_s()) * 1000.0;
         if (left < (double)ms)
             ms = left < 1 ? 1 : (int64_t)left;
     }
@@ -333,13 +287,6 @@ void vbox_byte_span(const ir_buffer *b, const int64_t *lo, const int64_t *hi, in
 
 /* ---------------------------------------------------------------- context */
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static void ctx_free(vctx *c)
 {
     free(c->qstart);
@@ -486,7 +433,7 @@ typedef void (*obligation_fn)(vctx *);
 
 static void run_obligation(vctx *c, verify_obligation ob, obligation_fn fn)
 {
-    double t0 = now();
+    double t0 = base_now_s();
     if (vdeadline(c)) {
         vset(c, ob, VERIFY_UNKNOWN, "not decided: the deadline of %.0f s passed first",
              c->o->deadline_s);
@@ -495,7 +442,7 @@ static void run_obligation(vctx *c, verify_obligation ob, obligation_fn fn)
     vprogress(c, true, "%s: %d tasks, %.1f s so far", verify_obligation_name(ob), c->p->n_tasks,
               t0 - c->t_progress_start);
     fn(c);
-    c->r->ob[ob].seconds = now() - t0;
+    c->r->ob[ob].seconds = base_now_s() - t0;
 }
 
 ir_status verify_program(const ir_program *p, const verify_opts *o, verify_result *r,
@@ -507,7 +454,7 @@ ir_status verify_program(const ir_program *p, const verify_opts *o, verify_resul
         o = &dflt;
     }
     memset(r, 0, sizeof *r);
-    double t0 = now();
+    double t0 = base_now_s();
     verify_z3_version(r->z3_version);
     for (int i = 0; i < VERIFY_N_OBLIGATIONS; i++)
         r->ob[i].status = VERIFY_SKIPPED;
@@ -570,7 +517,7 @@ ir_status verify_program(const ir_program *p, const verify_opts *o, verify_resul
     if (r->verdict == VERIFY_PROVED)
         write_certificate(&c);
     ctx_free(&c);
-    r->seconds = now() - t0;
+    r->seconds = base_now_s() - t0;
     return IR_OK;
 }
 

@@ -8,17 +8,16 @@
 
 #include <z3.h>
 
+#include "base/base.h"
 #include "verify/verify.h"
 
-/* Growable text buffer for witness and certificate JSON. */
-typedef struct {
-    char *s;
-    size_t n, cap;
-    bool oom;
-} vbuf;
+/* Witness and certificate JSON are built on the base/ string builder: vb_put and vb_fmt are its
+ * appends under the names the obligations use; vb_qstr and vb_ids write a JSON string and an id
+ * list. */
+typedef base_sb vbuf;
 
-void vb_put(vbuf *b, const char *s);
-void vb_fmt(vbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static inline void vb_put(vbuf *b, const char *s) { base_sb_str(b, s); }
+#define vb_fmt base_sb_fmt
 void vb_qstr(vbuf *b, const char *s);
 void vb_ids(vbuf *b, const int32_t *ids, int64_t n);
 
