@@ -1,7 +1,8 @@
 /*
  * verify_internal.h - what the obligations of amk-verify share: the verification context (queues,
  * graph, footprints, the greedy execution), the witness/detail writers and the Z3 session
- * helpers. Private to verify/.
+ * helpers. Private to verify/. The helpers are defined in vctx.c (text buffers, verdicts,
+ * witnesses, deadline and progress, boxes, key sets), vz3.c (Z3 sessions) and vsim.c (greedy runs).
  */
 #ifndef AMK_VERIFY_INTERNAL_H
 #define AMK_VERIFY_INTERNAL_H
