@@ -469,7 +469,6 @@ void verify_complete(vctx *c)
     /* Z3: the disjunction of every distinct question. */
     vz3 z;
     if (!vz3_open(&z, c, VERIFY_COMPLETE, true)) {
-        vz3_close(&z);
         vset(c, VERIFY_COMPLETE, VERIFY_UNKNOWN, "could not start Z3");
         goto out;
     }

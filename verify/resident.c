@@ -234,7 +234,6 @@ void verify_resident(vctx *c)
     /* Z3: exists b >= 1 within every per-SM limit with b * num_sms >= grid, and the caps hold. */
     vz3 z;
     if (!vz3_open(&z, c, VERIFY_RESIDENT, true)) {
-        vz3_close(&z);
         vset(c, VERIFY_RESIDENT, VERIFY_UNKNOWN, "could not start Z3");
         return;
     }

@@ -109,6 +109,8 @@ typedef struct {
     verify_obligation ob;
 } vz3;
 
+/* Open a session for obligation ob (arith: integer terms; otherwise Booleans and cardinalities
+ * only). False when Z3 could not start; then nothing is left to close. */
 bool vz3_open(vz3 *z, vctx *c, verify_obligation ob, bool arith);
 /* Check; adds the query's statistics to the obligation. Z3_L_UNDEF on timeout/limits. */
 Z3_lbool vz3_check(vz3 *z);

@@ -58,7 +58,11 @@ bool vz3_open(vz3 *z, vctx *c, verify_obligation ob, bool arith)
         Z3_params_set_uint(z->ctx, prm, Z3_mk_string_symbol(z->ctx, "arith.solver"), 2);
     Z3_solver_set_params(z->ctx, z->solver, prm);
     Z3_params_dec_ref(z->ctx, prm);
-    return Z3_get_error_code(z->ctx) == Z3_OK;
+    if (Z3_get_error_code(z->ctx) != Z3_OK) {
+        vz3_close(z);
+        return false;
+    }
+    return true;
 }
 
 Z3_lbool vz3_check(vz3 *z)
@@ -130,30 +134,32 @@ Z3_ast vz3_pexpr(vz3 *z, ir_pexpr e, Z3_ast pos)
     return v;
 }
 
-bool vz3_model_int(vz3 *z, Z3_ast a, int64_t *v)
+/* The value of a in the last model (completed where the model leaves a free), or NULL when there
+ * is no model. The value lives in the context (Z3_mk_context keeps every AST it returns until the
+ * context goes), so it outlasts the model. */
+static Z3_ast model_value(vz3 *z, Z3_ast a)
 {
     Z3_model m = Z3_solver_get_model(z->ctx, z->solver);
     if (!m)
-        return false;
+        return NULL;
     Z3_model_inc_ref(z->ctx, m);
     Z3_ast out = NULL;
-    bool ok = Z3_model_eval(z->ctx, m, a, true, &out) && out &&
-              Z3_get_numeral_int64(z->ctx, out, v);
+    if (!Z3_model_eval(z->ctx, m, a, true, &out))
+        out = NULL;
     Z3_model_dec_ref(z->ctx, m);
-    return ok;
+    return out;
+}
+
+bool vz3_model_int(vz3 *z, Z3_ast a, int64_t *v)
+{
+    Z3_ast out = model_value(z, a);
+    return out && Z3_get_numeral_int64(z->ctx, out, v);
 }
 
 bool vz3_model_bool(vz3 *z, Z3_ast a)
 {
-    Z3_model m = Z3_solver_get_model(z->ctx, z->solver);
-    if (!m)
-        return false;
-    Z3_model_inc_ref(z->ctx, m);
-    Z3_ast out = NULL;
-    bool ok = Z3_model_eval(z->ctx, m, a, true, &out) && out &&
-              Z3_get_bool_value(z->ctx, out) == Z3_L_TRUE;
-    Z3_model_dec_ref(z->ctx, m);
-    return ok;
+    Z3_ast out = model_value(z, a);
+    return out && Z3_get_bool_value(z->ctx, out) == Z3_L_TRUE;
 }
 
 void verify_release_memory(void) { Z3_finalize_memory(); }

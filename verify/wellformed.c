@@ -453,7 +453,6 @@ static void prove_bounds(vctx *c, bound_check *bc, int64_t nb)
     vz3 z;
     if (!vz3_open(&z, c, VERIFY_WELLFORMED, true)) {
         vset(c, VERIFY_WELLFORMED, VERIFY_UNKNOWN, "could not start Z3");
-        vz3_close(&z);
         return;
     }
     Z3_ast pos = vz3_int(&z, "pos", 0);
