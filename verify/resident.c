@@ -276,12 +276,8 @@ void verify_resident(vctx *c)
              "%lld B SMEM per block; SMEM page peak %lld B", (long long)o.grid,
              (long long)o.per_sm, (long long)t->num_sms, t->name, (long long)o.smem_per_block,
              (long long)peak);
-        if (c->evidence.n)
-            vb_put(&c->evidence, ", ");
-        vb_fmt(&c->evidence, "\"occupancy\": {\"blocks_per_sm\": %lld, \"grid\": %lld, "
-               "\"threads_per_block\": %lld, \"regs_per_thread\": %lld, \"smem_per_block\": %lld, "
-               "\"smem_page_peak\": %lld}", (long long)o.per_sm, (long long)o.grid,
-               (long long)o.threads, (long long)o.regs, (long long)o.smem_per_block,
-               (long long)peak);
+        c->cert.has_occupancy = true;
+        c->cert.occupancy = (verify_occupancy){o.per_sm, o.grid, o.threads, o.regs,
+                                               o.smem_per_block, peak};
     }
 }

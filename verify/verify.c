@@ -62,7 +62,6 @@ static void ctx_free(vctx *c)
     vrun_free(&c->run);
     free(c->pi);
     free(c->witness.s);
-    free(c->evidence.s);
 }
 
 /* Build queues, graph, producer counts and accesses. IR_ERR_MALFORMED leaves the reason in err. */
@@ -134,42 +133,27 @@ static verify_verdict worst(const verify_result *r)
          : unknown ? VERIFY_UNKNOWN : VERIFY_PROVED;
 }
 
+/* The certificate of a PROVED run: what was proved, with which tool, limits and positions, and the
+ * evidence the obligations left in c->cert. Allocation failure leaves none. */
 static void write_certificate(vctx *c)
 {
-    vbuf b = {0};
+    verify_cert *k = &c->cert;
     const verify_result *r = c->r;
-    vb_put(&b, "{\"kind\": \"amk-verify-certificate\", \"format\": 1, \"verdict\": \"PROVED\"");
-    vb_fmt(&b, ", \"program_sha256\": \"%s\", \"tool\": \"amk-verify %s\", \"z3_version\": ",
-           r->program_sha256, AMK_TOOL_VERSION);
-    vb_qstr(&b, r->z3_version);
-    vb_fmt(&b, ", \"limits\": {\"timeout_ms\": %lld, \"rlimit\": %lld}",
-           (long long)c->o->timeout_ms, (long long)c->o->rlimit);
-    vb_put(&b, ", \"target\": ");
-    vb_qstr(&b, c->t->name);
-    vb_fmt(&b, ", \"queue_order\": \"%s\"", c->o->queue_order == IR_ORDER_TOPO ? "topo" : "list");
-    vb_fmt(&b, ", \"positions\": [%lld, %lld]", (long long)c->pos_lo, (long long)c->max_seq);
-    vb_put(&b, ", \"obligations\": [");
-    for (int i = 0; i < VERIFY_N_OBLIGATIONS; i++) {
-        vb_fmt(&b, "%s{\"name\": \"%s\", \"status\": \"%s\", \"seconds\": %.6f, "
-               "\"solver_queries\": %lld, \"detail\": ", i ? ", " : "",
-               verify_obligation_name((verify_obligation)i),
-               verify_verdict_name(r->ob[i].status), r->ob[i].seconds,
-               (long long)r->ob[i].solver_queries);
-        vb_qstr(&b, r->ob[i].detail);
-        vb_put(&b, "}");
-    }
-    vb_put(&b, "], \"evidence\": {\"finish_order\": ");
-    vb_ids(&b, c->run.order, c->run.n_done);
-    if (c->evidence.n) {
-        vb_put(&b, ", ");
-        vb_put(&b, c->evidence.s);
-    }
-    vb_put(&b, "}}");
-    if (b.oom) {
-        free(b.s);
-        return;
-    }
-    c->r->certificate_json = b.s;
+    snprintf(k->program_sha256, sizeof k->program_sha256, "%s", r->program_sha256);
+    snprintf(k->tool, sizeof k->tool, "%s%s", VERIFY_CERT_TOOL, AMK_TOOL_VERSION);
+    snprintf(k->z3_version, sizeof k->z3_version, "%s", r->z3_version);
+    k->timeout_ms = c->o->timeout_ms;
+    k->rlimit = c->o->rlimit;
+    snprintf(k->target, sizeof k->target, "%s", c->t->name);
+    k->queue_order = c->o->queue_order;
+    k->pos_lo = c->pos_lo;
+    k->pos_end = c->max_seq;
+    memcpy(k->ob, r->ob, sizeof k->ob);
+    k->finish_order = c->run.order;
+    k->n_finish_order = c->run.n_done;
+    ir_error e = {0};
+    verify_cert_write(k, &c->r->certificate_json, &e);
+    k->finish_order = NULL;
 }
 
 void verify_result_free(verify_result *r)

@@ -68,7 +68,8 @@ typedef struct {
     double t_progress;            /* when progress was last reported */
     double t_progress_start;      /* when the run started */
     vbuf witness;                 /* REFUTED/MALFORMED witness object */
-    vbuf evidence;                /* certificate evidence fragments */
+    verify_cert cert;             /* the certificate: evidence from the obligations that prove;
+                                     the driver fills the rest (finish_order borrows run.order) */
 } vctx;
 
 /* Greedy run with up to two tasks disabled (-1 for none): repeatedly runs enabled queue heads
