@@ -205,53 +205,11 @@ static bool is_llama_arch(const char *s)
     return !strcmp(s, "LlamaForCausalLM") || !strcmp(s, "MistralForCausalLM");
 }
 
-/* architectures (each entry LlamaForCausalLM-compatible) or, without it, model_type must name a
- * Llama-family decoder. */
-static ir_status check_llama_arch(const cJSON *o, ir_error *err)
+/* Features that change the math, each refused by name: mixture of experts, latent attention,
+ * projection biases, sliding windows, interleaved or partial RoPE, per-layer variants,
+ * pre-quantized weights, activations other than SiLU. */
+static ir_status refuse_unlowered_features(const cJSON *o, ir_error *err)
 {
-    const cJSON *arch = cJSON_GetObjectItemCaseSensitive(o, "architectures");
-    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(o, "model_type");
-    if (arch && !cJSON_IsNull(arch)) {
-        if (!cJSON_IsArray(arch) || cJSON_GetArraySize(arch) == 0)
-            return ir_fail(err, IR_ERR_MALFORMED, "architectures", "must be a non-empty list");
-        int i = 0;
-        const cJSON *a;
-        cJSON_ArrayForEach(a, arch)
-        {
-            char where[64];
-            snprintf(where, sizeof where, "architectures[%d]", i++);
-            if (!cJSON_IsString(a))
-                return ir_fail(err, IR_ERR_MALFORMED, where, "must be a string");
-            if (!is_llama_arch(a->valuestring))
-                return ir_fail(err, IR_ERR_UNSUPPORTED, where,
-                               "architecture \"%s\" is not LlamaForCausalLM-compatible "
-                               "(supported: LlamaForCausalLM, MistralForCausalLM without a "
-                               "sliding window)",
-                               a->valuestring);
-        }
-    } else if (!mt || !cJSON_IsString(mt)) {
-        return ir_fail(err, IR_ERR_UNSUPPORTED, "architectures",
-                       "neither architectures nor model_type says this is a Llama-family model");
-    }
-    if (mt && !cJSON_IsNull(mt)) {
-        if (!cJSON_IsString(mt))
-            return ir_fail(err, IR_ERR_MALFORMED, "model_type", "must be a string");
-        if (strcmp(mt->valuestring, "llama") && strcmp(mt->valuestring, "mistral"))
-            return ir_fail(err, IR_ERR_UNSUPPORTED, "model_type",
-                           "model_type \"%s\" is not a Llama-family decoder (llama, mistral)",
-                           mt->valuestring);
-    }
-    return IR_OK;
-}
-
-static ir_status read_hf(const cJSON *o, lower_model *m, ir_error *err)
-{
-    if (!cJSON_IsObject(o))
-        return ir_fail(err, IR_ERR_MALFORMED, "$", "config.json must hold a JSON object");
-    memset(m, 0, sizeof *m);
-    snprintf(m->name, sizeof m->name, "hf");
-
-    /* Features that change the math; each is refused by name. */
     static const char *const moe[] = {"num_local_experts", "num_experts", "n_routed_experts",
                                       "moe_intermediate_size"};
     for (int i = 0; i < 4; i++)
@@ -303,12 +261,52 @@ static ir_status read_hf(const cJSON *o, lower_model *m, ir_error *err)
                            "activation \"%s\" is not supported (SILU_MUL needs \"silu\")",
                            act->valuestring);
     }
+    return IR_OK;
+}
 
-    /* Architecture: only Llama-compatible decoders. Checked after the named features so that
-     * e.g. Mixtral is refused as mixture-of-experts, the more useful reason. */
-    TRY(check_llama_arch(o, err));
+/* Architecture: only Llama-compatible decoders. Checked after the named features so that e.g.
+ * Mixtral is refused as mixture-of-experts, the more useful reason. */
+static ir_status check_llama_family(const cJSON *o, ir_error *err)
+{
+    const cJSON *arch = cJSON_GetObjectItemCaseSensitive(o, "architectures");
+    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(o, "model_type");
+    if (arch && !cJSON_IsNull(arch)) {
+        if (!cJSON_IsArray(arch) || cJSON_GetArraySize(arch) == 0)
+            return ir_fail(err, IR_ERR_MALFORMED, "architectures", "must be a non-empty list");
+        int i = 0;
+        const cJSON *a;
+        cJSON_ArrayForEach(a, arch)
+        {
+            char where[64];
+            snprintf(where, sizeof where, "architectures[%d]", i++);
+            if (!cJSON_IsString(a))
+                return ir_fail(err, IR_ERR_MALFORMED, where, "must be a string");
+            if (!is_llama_arch(a->valuestring))
+                return ir_fail(err, IR_ERR_UNSUPPORTED, where,
+                               "architecture \"%s\" is not LlamaForCausalLM-compatible "
+                               "(supported: LlamaForCausalLM, MistralForCausalLM without a "
+                               "sliding window)",
+                               a->valuestring);
+        }
+    } else if (!mt || !cJSON_IsString(mt)) {
+        return ir_fail(err, IR_ERR_UNSUPPORTED, "architectures",
+                       "neither architectures nor model_type says this is a Llama-family model");
+    }
+    if (mt && !cJSON_IsNull(mt)) {
+        if (!cJSON_IsString(mt))
+            return ir_fail(err, IR_ERR_MALFORMED, "model_type", "must be a string");
+        if (strcmp(mt->valuestring, "llama") && strcmp(mt->valuestring, "mistral"))
+            return ir_fail(err, IR_ERR_UNSUPPORTED, "model_type",
+                           "model_type \"%s\" is not a Llama-family decoder (llama, mistral)",
+                           mt->valuestring);
+    }
+    return IR_OK;
+}
 
-    /* Shapes. */
+/* Layers, heads, widths and vocabulary: the required sizes, the KV heads (grouped-query
+ * attention) and the head dimension rotate-half RoPE can take. */
+static ir_status read_shapes(const cJSON *o, lower_model *m, ir_error *err)
+{
     static const char *const req[] = {"hidden_size", "num_hidden_layers", "num_attention_heads",
                                       "intermediate_size", "vocab_size"};
     int64_t *dst[] = {&m->hidden, &m->n_layers, &m->n_heads, &m->intermediate, &m->vocab};
@@ -343,8 +341,22 @@ static ir_status read_hf(const cJSON *o, lower_model *m, ir_error *err)
     }
     if (m->head_dim < 2 || m->head_dim > BASE_MAX_HEAD_DIM || m->head_dim % 2)
         return ir_fail(err, IR_ERR_UNSUPPORTED, "head_dim",
-                       "head_dim must be even and in [2, %d] for rotate-half RoPE, got %lld",
-                       BASE_MAX_HEAD_DIM, (long long)m->head_dim);
+                       "head_dim must be even and in [2, 4096] for rotate-half RoPE, got %lld",
+                       (long long)m->head_dim);
+    return IR_OK;
+}
+
+/* A Hugging Face config.json into m: what cannot be lowered is refused first, by name, then
+ * anything not a Llama-family decoder; then the sizes, norm and RoPE. */
+static ir_status read_hf(const cJSON *o, lower_model *m, ir_error *err)
+{
+    if (!cJSON_IsObject(o))
+        return ir_fail(err, IR_ERR_MALFORMED, "$", "config.json must hold a JSON object");
+    memset(m, 0, sizeof *m);
+    snprintf(m->name, sizeof m->name, "hf");
+    TRY(refuse_unlowered_features(o, err));
+    TRY(check_llama_family(o, err));
+    TRY(read_shapes(o, m, err));
     m->max_pos = 2048;
     TRY(get_int(o, "max_position_embeddings", &m->max_pos, err));
     if (m->max_pos < 1 || m->max_pos > ((int64_t)1 << 31))

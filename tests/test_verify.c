@@ -995,6 +995,116 @@ Test(verify, cert_check_refuses_edited_format_tool_limits_order_and_positions)
     ir_program_free(p);
 }
 
+/* verify_cert_read gives back every field a run wrote, and verify_cert_write turns them into the
+ * very bytes of the certificate: one module writes and reads the format. */
+Test(verify, cert_read_then_write_gives_the_same_bytes_and_fields)
+{
+    ir_program *p = clobber_chain(4, true);
+    verify_result r = run_verify(p);
+    cr_assert_eq(r.verdict, VERIFY_PROVED);
+    const char *text = r.certificate_json;
+    verify_cert c;
+    ir_error err = {0};
+    cr_assert_eq(verify_cert_read(text, strlen(text), &c, &err), IR_OK, "%s", err.why);
+    cr_expect_str_eq(c.program_sha256, r.program_sha256);
+    cr_expect_str_eq(c.tool, VERIFY_CERT_TOOL AMK_TOOL_VERSION);
+    cr_expect_str_eq(c.z3_version, r.z3_version);
+    cr_expect_eq(c.timeout_ms, 30000);
+    cr_expect_eq(c.rlimit, 50000000);
+    cr_expect_str_eq(c.target, "h100");
+    cr_expect_eq(c.queue_order, IR_ORDER_LIST);
+    cr_expect_eq(c.pos_lo, 0);
+    cr_expect_eq(c.pos_end, 1);
+    for (int i = 0; i < VERIFY_N_OBLIGATIONS; i++) {
+        cr_expect_eq(c.ob[i].status, VERIFY_PROVED);
+        cr_expect_eq(c.ob[i].solver_queries, r.ob[i].solver_queries);
+        cr_expect_str_eq(c.ob[i].detail, r.ob[i].detail);
+    }
+    cr_assert_eq(c.n_finish_order, 4);
+    for (int i = 0; i < 4; i++)
+        cr_expect_eq(c.finish_order[i], i, "one queue: the finish order is the queue");
+    cr_expect(c.has_race_pairs);
+    cr_expect_eq(c.race_pairs, 6);
+    cr_expect(c.has_occupancy);
+    cr_expect_eq(c.occupancy.grid, 1);
+    cr_expect_eq(c.occupancy.blocks_per_sm, 8);
+    cr_expect_eq(c.occupancy.smem_per_block, 1024);
+    cr_expect_eq(c.occupancy.threads_per_block, 128);
+    cr_expect_eq(c.occupancy.regs_per_thread, 64);
+    char *again = NULL;
+    cr_assert_eq(verify_cert_write(&c, &again, &err), IR_OK);
+    cr_expect_str_eq(again, text);
+    free(again);
+    /* the format itself: what the fuzz corpus holds, a certificate of the toy preset */
+    verify_cert_free(&c);
+    char *golden = NULL;
+    size_t len = 0;
+    cr_assert_eq(ir_read_text_file("tests/fuzz/corpus/cert/toy_default.cert.json", 1 << 20,
+                                   &golden, &len, &err), IR_OK, "%s", err.why);
+    cr_assert_eq(verify_cert_read(golden, len, &c, &err), IR_OK, "%s", err.why);
+    cr_expect_eq(c.n_finish_order, 37);
+    cr_expect_eq(c.race_pairs, 170);
+    cr_expect_eq(c.occupancy.regs_per_thread, 248);
+    cr_expect_str_eq(c.z3_version, "4.8.12.0");
+    cr_assert_eq(verify_cert_write(&c, &again, &err), IR_OK);
+    cr_expect_eq(strlen(again) + 1, len, "the file is the certificate and a newline");
+    cr_expect_eq(strncmp(again, golden, strlen(again)), 0, "%s\n%s", again, golden);
+    free(again);
+    free(golden);
+    verify_cert_free(&c);
+    verify_result_free(&r);
+    ir_program_free(p);
+}
+
+/* What holds for any program fails in verify_cert_read; what binds a certificate to a program
+ * (positions, hash, evidence) only in verify_cert_check. */
+Test(verify, cert_read_refuses_what_no_program_can_fix_and_leaves_the_rest_to_check)
+{
+    ir_program *p = clobber_chain(4, true);
+    verify_result r = run_verify(p);
+    cr_assert_eq(r.verdict, VERIFY_PROVED);
+    const char *text = r.certificate_json;
+    struct {
+        const char *from, *to, *where;
+    } cases[] = {
+        {"\"verdict\": \"PROVED\"", "\"verdict\": \"UNKNOWN\"", "verdict"},
+        {"\"name\": \"race\", \"status\": \"PROVED\"", "\"name\": \"race\", \"status\": \"SKIPPED\"",
+         "obligations"},
+        {"\"name\": \"complete\"", "\"name\": \"completed\"", "obligations"},
+    };
+    verify_cert c;
+    ir_error err = {0};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *bad = edited(text, cases[i].from, cases[i].to);
+        cr_expect_eq(verify_cert_read(bad, strlen(bad), &c, &err), IR_ERR_MALFORMED, "%s",
+                     cases[i].to);
+        cr_expect_str_eq(err.where, cases[i].where, "%s: %s", cases[i].to, err.why);
+        cr_expect_null(c.finish_order, "nothing is left to release after a refusal");
+        free(bad);
+    }
+    const char *bound[][3] = {
+        {"\"positions\": [0, 1]", "\"positions\": [0, 2]", "positions"},
+        {"\"positions\": [0, 1]", "\"positions\": \"all\"", "positions"},
+        {"\"finish_order\": [0, 1, 2, 3]", "\"finish_order\": [0, 1, 2]", "evidence.finish_order"},
+        {"\"finish_order\": [0, 1, 2, 3]", "\"finish_order\": [0, 1, 2, 9]",
+         "evidence.finish_order"},
+        {"\"blocks_per_sm\": 8", "\"blocks_per_sm\": 0", "evidence.occupancy"},
+        {"\"target\": \"h100\"", "\"target\": \"no-such-gpu\"", "evidence.occupancy"},
+    };
+    for (size_t i = 0; i < sizeof bound / sizeof bound[0]; i++) {
+        char *bad = edited(text, bound[i][0], bound[i][1]);
+        cr_expect_eq(verify_cert_read(bad, strlen(bad), &c, &err), IR_OK, "%s: %s", bound[i][1],
+                     err.why);
+        verify_cert_free(&c);
+        cr_expect_eq(verify_cert_check(bad, strlen(bad), p, &err), IR_ERR_MALFORMED, "%s",
+                     bound[i][1]);
+        cr_expect_str_eq(err.where, bound[i][2], "%s: %s", bound[i][1], err.why);
+        free(bad);
+    }
+    verify_result_free(&r);
+    ir_program_free(p);
+}
+
 Test(verify, version_and_help_exit_0_on_stdout)
 {
     char *out = NULL;

@@ -381,33 +381,42 @@ static Z3_ast z3_question(vz3 *z, const cover_q *q, int64_t idx, int64_t lo, int
     return t;
 }
 
-void verify_complete(vctx *c)
+/* Writers of each buffer among tasks that run, as access indices: widx[wstart[b], wstart[b + 1])
+ * for buffer b. False on allocation failure. */
+static bool index_writers(const vctx *c, int64_t **wstart_out, int64_t **widx_out)
 {
     const ir_program *p = c->p;
-    cover_set s = {0};
-    int32_t *wbuf = NULL;
-    /* Writers of each buffer among tasks that run, as access indices. */
     int64_t *wstart = calloc((size_t)p->n_buffers + 2, sizeof *wstart);
     int64_t *widx = malloc(((size_t)c->n_acc + 1) * sizeof *widx);
-    if (!wstart || !widx)
-        goto nomem;
+    int64_t *fill = malloc(((size_t)p->n_buffers + 1) * sizeof *fill);
+    *wstart_out = wstart;
+    *widx_out = widx;
+    if (!wstart || !widx || !fill) {
+        free(fill);
+        return false;
+    }
     for (int64_t a = 0; a < c->n_acc; a++)
         if (c->acc[a].write && c->pi[c->acc[a].task] >= 0)
             wstart[c->acc[a].buffer + 1]++;
     for (int32_t b = 0; b < p->n_buffers; b++)
         wstart[b + 1] += wstart[b];
-    {
-        int64_t *fill = malloc(((size_t)p->n_buffers + 1) * sizeof *fill);
-        if (!fill)
-            goto nomem;
-        memcpy(fill, wstart, (size_t)p->n_buffers * sizeof *fill);
-        for (int64_t a = 0; a < c->n_acc; a++)
-            if (c->acc[a].write && c->pi[c->acc[a].task] >= 0)
-                widx[fill[c->acc[a].buffer]++] = a;
-        free(fill);
-    }
-    /* Reads. */
-    for (int64_t a = 0; a < c->n_acc; a++) {
+    memcpy(fill, wstart, (size_t)p->n_buffers * sizeof *fill);
+    for (int64_t a = 0; a < c->n_acc; a++)
+        if (c->acc[a].write && c->pi[c->acc[a].task] >= 0)
+            widx[fill[c->acc[a].buffer]++] = a;
+    free(fill);
+    return true;
+}
+
+/* The distinct coverage questions: one per read of a non-read-only buffer by a task that runs
+ * (its writers: those finished before the reader), one per IO_OUTPUT buffer (all its writers).
+ * False on allocation failure. */
+static bool collect_questions(const vctx *c, cover_set *s)
+{
+    const ir_program *p = c->p;
+    int64_t *wstart, *widx;
+    bool ok = index_writers(c, &wstart, &widx);
+    for (int64_t a = 0; ok && a < c->n_acc; a++) {
         const vaccess *y = &c->acc[a];
         const ir_buffer *b = &p->buffers[y->buffer];
         if (y->write || c->pi[y->task] < 0 || ir_kind_is_readonly(b->kind))
@@ -415,19 +424,19 @@ void verify_complete(vctx *c)
         cover_q q = {y->task, y->buffer, a, b->kind == IR_KV_CACHE, y->box, 0, NULL};
         int64_t nw = wstart[y->buffer + 1] - wstart[y->buffer];
         q.w = malloc(((size_t)nw + 1) * sizeof *q.w);
-        if (!q.w)
-            goto nomem;
+        if (!q.w) {
+            ok = false;
+            break;
+        }
         for (int64_t i = wstart[y->buffer]; i < wstart[y->buffer + 1]; i++) {
             const vaccess *x = &c->acc[widx[i]];
             if (x->task != y->task && c->pi[x->task] < c->pi[y->task])
                 q.w[q.nw++] = x->box;
         }
         q.nw = merge_boxes(q.w, q.nw);
-        if (!add_q(&s, &q))
-            goto nomem;
+        ok = add_q(s, &q);
     }
-    /* Outputs. */
-    for (int32_t bi = 0; bi < p->n_buffers; bi++) {
+    for (int32_t bi = 0; ok && bi < p->n_buffers; bi++) {
         const ir_buffer *b = &p->buffers[bi];
         if (b->kind != IR_IO_OUTPUT)
             continue;
@@ -439,60 +448,122 @@ void verify_complete(vctx *c)
         }
         int64_t nw = wstart[bi + 1] - wstart[bi];
         q.w = malloc(((size_t)nw + 1) * sizeof *q.w);
-        if (!q.w)
-            goto nomem;
+        if (!q.w) {
+            ok = false;
+            break;
+        }
         for (int64_t i = wstart[bi]; i < wstart[bi + 1]; i++)
             q.w[q.nw++] = c->acc[widx[i]].box;
         q.nw = merge_boxes(q.w, q.nw);
-        if (!add_q(&s, &q))
-            goto nomem;
+        ok = add_q(s, &q);
     }
-    /* C decisions. */
-    int64_t bad = -1, bad_pos = 0, bad_pt[IR_MAX_RANK] = {0};
-    bool c_undecided = false;
-    for (int64_t i = 0; i < s.n && bad < 0; i++) {
+    free(wstart);
+    free(widx);
+    return ok;
+}
+
+/* The first question C finds open (its position and element), or -1; *undecided when C could
+ * not decide one. False when the deadline passed first (the obligation is then UNKNOWN). */
+static bool c_decide_all(vctx *c, const cover_set *s, int64_t *bad, int64_t *bad_pos,
+                         int64_t bad_pt[IR_MAX_RANK], bool *undecided)
+{
+    *bad = -1;
+    *undecided = false;
+    for (int64_t i = 0; i < s->n && *bad < 0; i++) {
         if (vdeadline(c)) {
             vset(c, VERIFY_COMPLETE, VERIFY_UNKNOWN, "not decided: the deadline of %.0f s "
                  "passed after %lld of %lld coverage questions", c->o->deadline_s, (long long)i,
-                 (long long)s.n);
-            goto out;
+                 (long long)s->n);
+            return false;
         }
         int64_t pos, pt[IR_MAX_RANK];
-        int u = c_decide(&s.v[i], c->pos_lo, c->max_seq, &pos, pt);
+        int u = c_decide(&s->v[i], c->pos_lo, c->max_seq, &pos, pt);
         if (u == 1) {
-            bad = i;
-            bad_pos = pos;
+            *bad = i;
+            *bad_pos = pos;
             memcpy(bad_pt, pt, sizeof pt);
         }
-        c_undecided |= u < 0;
+        *undecided |= u < 0;
     }
-    /* Z3: the disjunction of every distinct question. */
+    return true;
+}
+
+/* Z3 on the disjunction of every distinct question: *res, and *zq the first question true in its
+ * model (-1 for none). False when Z3 did not run: it could not start (the obligation is then
+ * UNKNOWN) or memory ran out (*nomem). */
+static bool z3_decide_all(vctx *c, const cover_set *s, Z3_lbool *res, int64_t *zq, bool *nomem)
+{
     vz3 z;
+    *zq = -1;
     if (!vz3_open(&z, c, VERIFY_COMPLETE, true)) {
-        vz3_close(&z);
         vset(c, VERIFY_COMPLETE, VERIFY_UNKNOWN, "could not start Z3");
-        goto out;
+        return false;
     }
-    Z3_ast *terms = malloc(((size_t)s.n + 1) * sizeof *terms);
-    Z3_ast *poss = malloc(((size_t)s.n + 1) * sizeof *poss);
+    Z3_ast *terms = malloc(((size_t)s->n + 1) * sizeof *terms);
+    Z3_ast *poss = malloc(((size_t)s->n + 1) * sizeof *poss);
     if (!terms || !poss) {
         free(terms);
         free(poss);
         vz3_close(&z);
-        goto nomem;
+        *nomem = true;
+        return false;
     }
-    for (int64_t i = 0; i < s.n; i++)
-        terms[i] = z3_question(&z, &s.v[i], i, c->pos_lo, c->max_seq, &poss[i]);
-    Z3_solver_assert(z.ctx, z.solver, vz3_or(&z, (int)s.n, terms));
-    Z3_lbool res = vz3_check(&z);
-    int64_t zq = -1;
-    if (res == Z3_L_TRUE)
-        for (int64_t i = 0; i < s.n && zq < 0; i++)
+    for (int64_t i = 0; i < s->n; i++)
+        terms[i] = z3_question(&z, &s->v[i], i, c->pos_lo, c->max_seq, &poss[i]);
+    Z3_solver_assert(z.ctx, z.solver, vz3_or(&z, (int)s->n, terms));
+    *res = vz3_check(&z);
+    if (*res == Z3_L_TRUE)
+        for (int64_t i = 0; i < s->n && *zq < 0; i++)
             if (vz3_model_bool(&z, terms[i]))
-                zq = i;
+                *zq = i;
     free(terms);
     free(poss);
     vz3_close(&z);
+    return true;
+}
+
+/* Refute with question q: the element C found open (bad_pt, at bad_pos) when C found one. */
+static void refute_coverage(vctx *c, const cover_q *q, bool c_found, int64_t bad_pos,
+                            const int64_t bad_pt[IR_MAX_RANK])
+{
+    const ir_program *p = c->p;
+    bool out = q->task < 0;
+    const ir_buffer *b = &p->buffers[q->buffer];
+    char el[128] = "";
+    size_t k = 0;
+    for (int d = 0; d < q->need.rank && c_found; d++)
+        k += (size_t)snprintf(el + k, sizeof el - k, d ? ", %lld" : "%lld", (long long)bad_pt[d]);
+    if (out)
+        vset(c, VERIFY_COMPLETE, VERIFY_REFUTED, "output buffer %d '%s' element [%s] is never "
+             "written", q->buffer, b->name, el);
+    else
+        vset(c, VERIFY_COMPLETE, VERIFY_REFUTED, "task %d (%s) reads buffer %d '%s' element "
+             "[%s] at pos %lld before anything writes it", q->task,
+             ir_op_name(p->tasks[q->task].op), q->buffer, b->name, el, (long long)bad_pos);
+    if (vwitness_begin(c, out ? "output_unwritten" : b->kind == IR_KV_CACHE
+                              ? "kv_read_before_append" : "uninitialized_read")) {
+        vb_fmt(&c->witness, ", \"task\": %d, \"buffer\": %d, \"pos\": %lld, \"element\": [%s], "
+               "\"message\": ", q->task, q->buffer, (long long)bad_pos, el);
+        vb_qstr(&c->witness, c->r->ob[VERIFY_COMPLETE].detail);
+        vb_put(&c->witness, ", \"prefix\": ");
+        vb_ids(&c->witness, c->run.order, q->task >= 0 ? c->pi[q->task] : c->run.n_done);
+    }
+}
+
+void verify_complete(vctx *c)
+{
+    cover_set s = {0};
+    int64_t bad = -1, bad_pos = 0, bad_pt[IR_MAX_RANK] = {0}, zq = -1;
+    bool c_undecided = false, nomem = false;
+    Z3_lbool res = Z3_L_UNDEF;
+    if (!collect_questions(c, &s)) {
+        nomem = true;
+        goto out;
+    }
+    /* C decides every question, then Z3 their disjunction; they must agree. */
+    if (!c_decide_all(c, &s, &bad, &bad_pos, bad_pt, &c_undecided) ||
+        !z3_decide_all(c, &s, &res, &zq, &nomem))
+        goto out;
     if (res == Z3_L_UNDEF) {
         vset(c, VERIFY_COMPLETE, VERIFY_UNKNOWN, "Z3 gave up on the coverage query");
     } else if ((res == Z3_L_TRUE) != (bad >= 0) && !(c_undecided && res == Z3_L_TRUE)) {
@@ -500,43 +571,17 @@ void verify_complete(vctx *c)
              "C says %s", res == Z3_L_TRUE ? "incomplete" : "complete",
              bad >= 0 ? "incomplete" : "complete");
     } else if (res == Z3_L_TRUE) {
-        const cover_q *q = &s.v[bad >= 0 ? bad : zq];
-        bool out = q->task < 0;
-        const ir_buffer *b = &p->buffers[q->buffer];
-        char el[128] = "";
-        size_t k = 0;
-        for (int d = 0; d < q->need.rank && bad >= 0; d++)
-            k += (size_t)snprintf(el + k, sizeof el - k, d ? ", %lld" : "%lld", (long long)bad_pt[d]);
-        if (out)
-            vset(c, VERIFY_COMPLETE, VERIFY_REFUTED, "output buffer %d '%s' element [%s] is never "
-                 "written", q->buffer, b->name, el);
-        else
-            vset(c, VERIFY_COMPLETE, VERIFY_REFUTED, "task %d (%s) reads buffer %d '%s' element "
-                 "[%s] at pos %lld before anything writes it", q->task,
-                 ir_op_name(p->tasks[q->task].op), q->buffer, b->name, el, (long long)bad_pos);
-        if (vwitness_begin(c, out ? "output_unwritten" : b->kind == IR_KV_CACHE
-                                  ? "kv_read_before_append" : "uninitialized_read")) {
-            vb_fmt(&c->witness, ", \"task\": %d, \"buffer\": %d, \"pos\": %lld, \"element\": [%s], "
-                   "\"message\": ", q->task, q->buffer, (long long)bad_pos, el);
-            vb_qstr(&c->witness, c->r->ob[VERIFY_COMPLETE].detail);
-            vb_put(&c->witness, ", \"prefix\": ");
-            vb_ids(&c->witness, c->run.order, q->task >= 0 ? c->pi[q->task] : c->run.n_done);
-        }
+        refute_coverage(c, &s.v[bad >= 0 ? bad : zq], bad >= 0, bad_pos, bad_pt);
     } else {
         vset(c, VERIFY_COMPLETE, VERIFY_PROVED, "%lld distinct read/output coverage questions "
              "(every read and output element is written first)", (long long)s.n);
     }
 out:
+    if (nomem)
+        vset(c, VERIFY_COMPLETE, VERIFY_UNKNOWN, "out of memory");
     for (int64_t i = 0; i < s.n; i++)
         free(s.v[i].w);
     free(s.v);
     free(s.hash);
     free(s.slot);
-    free(wstart);
-    free(widx);
-    free(wbuf);
-    return;
-nomem:
-    vset(c, VERIFY_COMPLETE, VERIFY_UNKNOWN, "out of memory");
-    goto out;
 }

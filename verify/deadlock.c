@@ -63,7 +63,6 @@ void verify_deadlock(vctx *c)
         c->pi[c->run.order[i]] = i;
     vz3 z;
     if (!vz3_open(&z, c, VERIFY_DEADLOCK, false)) {
-        vz3_close(&z);
         vset(c, VERIFY_DEADLOCK, VERIFY_UNKNOWN, "could not start Z3");
         return;
     }

@@ -258,10 +258,8 @@ static int boxes_overlap(race_ctx *rc, memo_list *memo, const ir_box *x, const i
             if (!memcmp(memo->m[i].key, om.key, sizeof om.key))
                 return memo->m[i].overlap;
     vz3 z;
-    if (!vz3_open(&z, c, VERIFY_RACE, true)) {
-        vz3_close(&z);
+    if (!vz3_open(&z, c, VERIFY_RACE, true))
         return -1;
-    }
     Z3_ast pos = vz3_int(&z, "pos", 0);
     Z3_ast cl[2 + 2 * IR_MAX_RANK];
     int n = 0;
@@ -374,13 +372,40 @@ static void assert_joins(race_ctx *rc, vz3 *z, Z3_ast *s, Z3_ast lhs, int32_t t)
         Z3_solver_assert(x, z->solver, Z3_mk_implies(x, lhs, s[rc->jidx[j]]));
 }
 
+/* Under lhs, each wait of t (a partial wait that is ambiguous) counts: at least threshold
+ * producers of its counter are in the cut, and with ranks r (NULL for none) ranked before t. */
+static void assert_wait_counts(race_ctx *rc, vz3 *z, Z3_ast *s, Z3_ast *r, Z3_ast lhs, int32_t t)
+{
+    vctx *c = rc->c;
+    Z3_context x = z->ctx;
+    const ir_task *tk = &c->p->tasks[t];
+    for (int w = 0; w < tk->n_waits; w++) {
+        int32_t ctr = tk->waits[w].counter;
+        int64_t np = c->nprod[ctr];
+        const int32_t *prod = c->g.producers.idx + c->g.producers.start[ctr];
+        Z3_ast *v = malloc(((size_t)np + 1) * sizeof *v);
+        if (!v)
+            continue;
+        for (int64_t j = 0; j < np; j++) {
+            v[j] = s[prod[j]];
+            if (r) {
+                Z3_ast both[2] = {v[j], Z3_mk_lt(x, r[prod[j]], r[t])};
+                v[j] = vz3_and(z, 2, both);
+            }
+        }
+        Z3_solver_assert(x, z->solver,
+                         Z3_mk_implies(x, lhs, Z3_mk_atleast(x, (unsigned)np, v,
+                                                             (unsigned)tk->waits[w].threshold)));
+        free(v);
+    }
+}
+
 /* e_t: task t is enabled and unfinished at the cut. */
 static Z3_ast enabled_term(race_ctx *rc, vz3 *z, Z3_ast *s, Z3_ast *e, int32_t t)
 {
     if (e[t])
         return e[t];
     vctx *c = rc->c;
-    const ir_program *p = c->p;
     Z3_context x = z->ctx;
     e[t] = vz3_bool(z, "e", t);
     Z3_solver_assert(x, z->solver, Z3_mk_implies(x, e[t], Z3_mk_not(x, s[t])));
@@ -393,21 +418,7 @@ static Z3_ast enabled_term(race_ctx *rc, vz3 *z, Z3_ast *s, Z3_ast *e, int32_t t
         for (int32_t j = rc->jstart[t]; j < rc->jstart[t + 1]; j++)
             Z3_solver_assert(x, z->solver, Z3_mk_implies(x, e[t], s[rc->jidx[j]]));
     } else {
-        const ir_task *tk = &p->tasks[t];
-        for (int w = 0; w < tk->n_waits; w++) {
-            int32_t ctr = tk->waits[w].counter;
-            int64_t np = c->nprod[ctr];
-            const int32_t *prod = c->g.producers.idx + c->g.producers.start[ctr];
-            Z3_ast *v = malloc(((size_t)np + 1) * sizeof *v);
-            if (!v)
-                continue;
-            for (int64_t j = 0; j < np; j++)
-                v[j] = s[prod[j]];
-            Z3_solver_assert(x, z->solver,
-                             Z3_mk_implies(x, e[t], Z3_mk_atleast(x, (unsigned)np, v,
-                                                                  (unsigned)tk->waits[w].threshold)));
-            free(v);
-        }
+        assert_wait_counts(rc, z, s, NULL, e[t], t);
     }
     return e[t];
 }
@@ -419,7 +430,6 @@ static Z3_ast enabled_term(race_ctx *rc, vz3 *z, Z3_ast *s, Z3_ast *e, int32_t t
 static void assert_cut(race_ctx *rc, vz3 *z, Z3_ast *s, Z3_ast *r, int32_t lo, int32_t hi)
 {
     vctx *c = rc->c;
-    const ir_program *p = c->p;
     Z3_context x = z->ctx;
     bool ranks = rc->n_ambiguous > 0;
     for (int32_t i = lo + 1; i <= hi; i++) {
@@ -443,23 +453,7 @@ static void assert_cut(race_ctx *rc, vz3 *z, Z3_ast *s, Z3_ast *r, int32_t lo, i
             }
             continue;
         }
-        const ir_task *tk = &p->tasks[t];
-        for (int w = 0; w < tk->n_waits; w++) {
-            int32_t ctr = tk->waits[w].counter;
-            int64_t np = c->nprod[ctr];
-            const int32_t *prod = c->g.producers.idx + c->g.producers.start[ctr];
-            Z3_ast *v = malloc(((size_t)np + 1) * sizeof *v);
-            if (!v)
-                continue;
-            for (int64_t j = 0; j < np; j++) {
-                Z3_ast both[2] = {s[prod[j]], Z3_mk_lt(x, r[prod[j]], r[t])};
-                v[j] = vz3_and(z, 2, both);
-            }
-            Z3_solver_assert(x, z->solver,
-                             Z3_mk_implies(x, s[t], Z3_mk_atleast(x, (unsigned)np, v,
-                                                                  (unsigned)tk->waits[w].threshold)));
-            free(v);
-        }
+        assert_wait_counts(rc, z, s, r, s[t], t);
     }
 }
 
@@ -593,10 +587,8 @@ static Z3_lbool solve_window(zquery *q, const zclass *v, int64_t n, int32_t lo, 
     vctx *c = rc->c;
     int32_t nt = rc->nt;
     vz3 z;
-    if (!vz3_open(&z, c, VERIFY_RACE, rc->n_ambiguous > 0)) {
-        vz3_close(&z);
+    if (!vz3_open(&z, c, VERIFY_RACE, rc->n_ambiguous > 0))
         return Z3_L_UNDEF;
-    }
     Z3_lbool res = Z3_L_UNDEF;
     bool global = rc->n_ambiguous > 0;
     /* Windows touch few tasks: s and e are shared arrays reset after use, not filled. */
@@ -1285,9 +1277,8 @@ void verify_race(vctx *c)
              "classes over %lld Z3 windows, all ordered (%lld needed the exact run, %lld "
              "ambiguous partial waits)", (long long)f.pairs, (long long)used->n, (long long)windows,
              (long long)f.residual, (long long)rc.n_ambiguous);
-        if (c->evidence.n)
-            vb_put(&c->evidence, ", ");
-        vb_fmt(&c->evidence, "\"race_pairs\": %lld", (long long)f.pairs);
+        c->cert.has_race_pairs = true;
+        c->cert.race_pairs = f.pairs;
     }
 out:
     free(q.v);

@@ -234,7 +234,6 @@ void verify_resident(vctx *c)
     /* Z3: exists b >= 1 within every per-SM limit with b * num_sms >= grid, and the caps hold. */
     vz3 z;
     if (!vz3_open(&z, c, VERIFY_RESIDENT, true)) {
-        vz3_close(&z);
         vset(c, VERIFY_RESIDENT, VERIFY_UNKNOWN, "could not start Z3");
         return;
     }
@@ -277,12 +276,8 @@ void verify_resident(vctx *c)
              "%lld B SMEM per block; SMEM page peak %lld B", (long long)o.grid,
              (long long)o.per_sm, (long long)t->num_sms, t->name, (long long)o.smem_per_block,
              (long long)peak);
-        if (c->evidence.n)
-            vb_put(&c->evidence, ", ");
-        vb_fmt(&c->evidence, "\"occupancy\": {\"blocks_per_sm\": %lld, \"grid\": %lld, "
-               "\"threads_per_block\": %lld, \"regs_per_thread\": %lld, \"smem_per_block\": %lld, "
-               "\"smem_page_peak\": %lld}", (long long)o.per_sm, (long long)o.grid,
-               (long long)o.threads, (long long)o.regs, (long long)o.smem_per_block,
-               (long long)peak);
+        c->cert.has_occupancy = true;
+        c->cert.occupancy = (verify_occupancy){o.per_sm, o.grid, o.threads, o.regs,
+                                               o.smem_per_block, peak};
     }
 }

@@ -82,12 +82,58 @@ void verify_release_memory(void);
 const char *verify_verdict_name(verify_verdict v);
 const char *verify_obligation_name(verify_obligation ob);
 
-/* Re-check a certificate (JSON text) against p without Z3: format 1, tool, limits, queue order
- * and positions as a run on p records them, hash, obligations, and the evidence (the finish
- * order an execution of the queues satisfying every wait, occupancy covering the grid). IR_OK
- * when it holds; IR_ERR_MALFORMED (err says which part) when it does not; IR_ERR_IO when the
- * text is not an amk-verify certificate at all (not a JSON object, another kind);
- * IR_ERR_UNSUPPORTED for another certificate format. */
+/* ---- Certificates (format 1, SPEC.md 12.4): what a PROVED run writes and what a checker reads
+ * back. verify/cert.c owns the format; nothing else writes or parses a certificate. */
+
+/* What the "tool" field of a certificate starts with; the version follows. */
+#define VERIFY_CERT_TOOL "amk-verify "
+
+/* Occupancy evidence: blocks per SM that fit on the target and the launch they hold. */
+typedef struct {
+    int64_t blocks_per_sm, grid, threads_per_block, regs_per_thread, smem_per_block,
+        smem_page_peak;
+} verify_occupancy;
+
+/* The fields of a certificate. */
+typedef struct {
+    char program_sha256[65];      /* of the canonical program JSON; "" when absent or no hash */
+    char tool[64];                /* VERIFY_CERT_TOOL followed by the tool's version */
+    char z3_version[64];          /* "" when absent */
+    int64_t timeout_ms, rlimit;   /* the per-query limits of the run */
+    char target[IR_MAX_NAME];     /* the GPU target proved against; "" when absent */
+    ir_queue_order queue_order;   /* list or topo */
+    int64_t pos_lo, pos_end;      /* positions proved: [pos_lo, pos_end); read as [-1, -1] when
+                                     not two integers, which no program is proved over */
+    verify_ob_result ob[VERIFY_N_OBLIGATIONS]; /* status, seconds, solver_queries, detail */
+    /* Evidence. finish_order: every task in an order that satisfies every wait; an entry that is
+       not a task id reads as -1, and a list that is missing as n_finish_order -1. Owned after
+       verify_cert_read (verify_cert_free releases it); the writer only reads it. */
+    int32_t *finish_order;
+    int64_t n_finish_order;
+    bool has_race_pairs;          /* race_pairs: conflicting access pairs proved ordered */
+    int64_t race_pairs;
+    bool has_occupancy;           /* occupancy: blocks_per_sm and grid are integers */
+    verify_occupancy occupancy;
+} verify_cert;
+
+/* Write c as certificate JSON (the bytes of SPEC.md 12.4; the obligations' statuses as c holds
+ * them). *json is owned by the caller (free). IR_ERR_NOMEM is the only failure. */
+ir_status verify_cert_write(const verify_cert *c, char **json, ir_error *err);
+
+/* Read a certificate (JSON text, len bytes) into c, checking what holds for any program: kind,
+ * format 1, tool, limits as amk-verify accepts them, queue order, verdict and every obligation
+ * recorded PROVED. c is zeroed first; the caller releases it with verify_cert_free. IR_OK, or
+ * IR_ERR_IO when the text is not an amk-verify certificate at all (not a JSON object, another
+ * kind), IR_ERR_UNSUPPORTED for another format, IR_ERR_MALFORMED (err names the field) when a
+ * field does not hold, IR_ERR_NOMEM. */
+ir_status verify_cert_read(const char *json, size_t len, verify_cert *c, ir_error *err);
+void verify_cert_free(verify_cert *c);
+
+/* Re-check a certificate (JSON text) against p without Z3: verify_cert_read, then the positions
+ * as a run on p records them, the hash, and the evidence (the finish order an execution of the
+ * queues satisfying every wait, occupancy covering the grid). IR_OK when it holds; otherwise
+ * verify_cert_read's statuses, IR_ERR_MALFORMED (err says which part) for a part that does not
+ * hold for p. */
 ir_status verify_cert_check(const char *cert_json, size_t len, const ir_program *p,
                             ir_error *err);
 

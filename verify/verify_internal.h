@@ -1,7 +1,8 @@
 /*
  * verify_internal.h - what the obligations of amk-verify share: the verification context (queues,
  * graph, footprints, the greedy execution), the witness/detail writers and the Z3 session
- * helpers. Private to verify/.
+ * helpers. Private to verify/. The helpers are defined in vctx.c (text buffers, verdicts,
+ * witnesses, deadline and progress, boxes, key sets), vz3.c (Z3 sessions) and vsim.c (greedy runs).
  */
 #ifndef AMK_VERIFY_INTERNAL_H
 #define AMK_VERIFY_INTERNAL_H
@@ -66,7 +67,8 @@ typedef struct {
     double t_progress;            /* when progress was last reported */
     double t_progress_start;      /* when the run started */
     vbuf witness;                 /* REFUTED/MALFORMED witness object */
-    vbuf evidence;                /* certificate evidence fragments */
+    verify_cert cert;             /* the certificate: evidence from the obligations that prove;
+                                     the driver fills the rest (finish_order borrows run.order) */
 } vctx;
 
 /* Greedy run with up to two tasks disabled (-1 for none): repeatedly runs enabled queue heads
@@ -107,6 +109,8 @@ typedef struct {
     verify_obligation ob;
 } vz3;
 
+/* Open a session for obligation ob (arith: integer terms; otherwise Booleans and cardinalities
+ * only). False when Z3 could not start; then nothing is left to close. */
 bool vz3_open(vz3 *z, vctx *c, verify_obligation ob, bool arith);
 /* Check; adds the query's statistics to the obligation. Z3_L_UNDEF on timeout/limits. */
 Z3_lbool vz3_check(vz3 *z);

@@ -191,97 +191,136 @@ static bool check_recipe_object(vctx *c, const ir_task *t, const char *raw)
     return true;
 }
 
+/* Shapes of the GEMV-shaped tasks (GEMV_TILE, FUSED recipes): x (or the two silu operands, or x
+ * plus the norm weight), 1 or 2 weights [N, K], an optional bias [N], one output [.., N] per
+ * weight. Returns false after refuting. */
+static bool check_gemv_shapes(vctx *c, const ir_task *t)
+{
+    const ir_program *p = c->p;
+    int64_t K, hd;
+    int64_t recipe = 0;
+    int w0 = 1, nw = 1, nx = 1;
+    if (t->op == IR_OP_FUSED) {
+        const ir_param *rp = ir_task_param(t, "recipe");
+        if (rp && rp->type == IR_PARAM_RAW)
+            return check_recipe_object(c, t, rp->raw);
+        if (!ir_task_int(t, "recipe", &recipe))
+            return true;
+        if (recipe == IR_RECIPE_ROPE_APPEND) {
+            ir_task_int(t, "head_dim", &hd);
+            double theta;
+            if (t->n_inputs != 1 || t->n_outputs != 1 || hd <= 0 || hd % 2 ||
+                !ir_task_real(t, "theta", &theta) ||
+                p->buffers[t->outputs[0]].rank != 2 || numel(p, t->inputs[0]) % hd ||
+                numel(p, t->inputs[0]) != dim(p, t->outputs[0], 1)) {
+                refute(c, "shape", t->id, "task %d: FUSED recipe 5 (rope_append) takes one "
+                       "input of whole heads (even head_dim) filling one row of a [S, D] cache",
+                       t->id);
+                return false;
+            }
+            return true;
+        }
+        if (recipe == IR_RECIPE_ROPE_ATTENTION)
+            return check_rope_attention(c, t);
+        if (!ir_recipe_weights(recipe, &w0, &nw))
+            return true;                  /* opaque recipe: whole-buffer footprints */
+        nx = w0;
+        double eps;
+        bool norm = recipe == IR_RECIPE_NORM_GEMV || recipe == IR_RECIPE_NORM_GEMV_PAIR;
+        if (norm && (!ir_task_real(t, "eps", &eps) || !(eps >= 0) || !isfinite(eps))) {
+            refute(c, "shape", t->id, "task %d: FUSED recipe %lld needs a finite param eps >= 0",
+                   t->id, (long long)recipe);
+            return false;
+        }
+    }
+    if (t->op == IR_OP_GEMV_TILE && ir_gemv_quantized(t))
+        return check_quantized(c, t);
+    int max_in = w0 + nw + (nw == 1 ? 1 : 0);
+    if (t->n_inputs < w0 + nw || t->n_inputs > max_in || t->n_outputs != nw) {
+        char what[48];
+        if (t->op == IR_OP_FUSED)
+            snprintf(what, sizeof what, "FUSED recipe %lld", (long long)recipe);
+        else
+            snprintf(what, sizeof what, "%s", ir_op_name(t->op));
+        refute(c, "shape", t->id, "task %d: %s takes %d to %d inputs and %d output(s)", t->id,
+               what, w0 + nw, max_in, nw);
+        return false;
+    }
+    ir_task_int(t, "K", &K);
+    if (t->op == IR_OP_FUSED && !ir_task_param(t, "K"))
+        return true;                      /* a recipe object (AMK's steps): opaque */
+    int64_t N = dim(p, t->inputs[w0], 0);
+    for (int i = w0; i < w0 + nw; i++) {
+        int32_t w = t->inputs[i];
+        if (p->buffers[w].rank != 2 || dim(p, w, 1) != K || dim(p, w, 0) != N) {
+            refute(c, "shape", t->id, "task %d: weight buffer %d must be [N=%lld, K=%lld]",
+                   t->id, w, (long long)N, (long long)K);
+            return false;
+        }
+    }
+    for (int i = 0; i < nx; i++) {
+        /* x, or both silu operands; the norm weight (slot 1 of recipes 2, 3) has K too */
+        if (dim(p, t->inputs[i], -1) != K || numel(p, t->inputs[i]) != K) {
+            refute(c, "shape", t->id, "task %d: input buffer %d must hold K=%lld elements",
+                   t->id, t->inputs[i], (long long)K);
+            return false;
+        }
+    }
+    if (t->n_inputs > w0 + nw && dim(p, t->inputs[w0 + nw], -1) != N) {
+        refute(c, "shape", t->id, "task %d: bias buffer %d last dim must equal the weight's "
+               "N=%lld", t->id, t->inputs[w0 + nw], (long long)N);
+        return false;
+    }
+    for (int i = 0; i < t->n_outputs; i++)
+        if (dim(p, t->outputs[i], -1) != N) {
+            refute(c, "shape", t->id, "task %d: output buffer %d last dim must equal the "
+                   "weight's N=%lld", t->id, t->outputs[i], (long long)N);
+            return false;
+        }
+    return true;
+}
+
+/* ATTENTION_TILE: heads and head_dim agree with q and the KV caches (ours [S, n_kv * head_dim],
+ * AMK's [(B,) S, n_kv, head_dim]), and its head range is inside them. */
+static bool check_attention_shapes(vctx *c, const ir_task *t)
+{
+    const ir_program *p = c->p;
+    int64_t hd, nh, nkv;
+    ir_task_int(t, "head_dim", &hd);
+    ir_task_int(t, "n_heads", &nh);
+    ir_task_int(t, "n_kv_heads", &nkv);
+    const ir_buffer *kc = &p->buffers[t->inputs[1]], *vc = &p->buffers[t->inputs[2]];
+    bool ok = hd > 0 && nh > 0 && nkv > 0 && nh % nkv == 0 && kc->rank == vc->rank;
+    for (int d = 0; ok && d < kc->rank; d++)
+        ok = kc->shape[d] == vc->shape[d];
+    int64_t B = kc->rank == 4 ? kc->shape[0] : 1, flags = 0;
+    if (ok && kc->rank == 2)          /* ours: [S, n_kv * head_dim] */
+        ok = kc->shape[1] == nkv * hd;
+    else if (ok && kc->rank >= 3)     /* AMK: [(B,) S, n_kv, head_dim] */
+        ok = kc->shape[kc->rank - 2] == nkv && kc->shape[kc->rank - 1] == hd;
+    else
+        ok = false;
+    ok = ok && numel(p, t->inputs[0]) == B * nh * hd;
+    if (ok && ir_task_int(t, "flags", &flags) && (flags & 2))
+        /* a split-KV partial: [n_heads, head_dim + 2] = acc | running max | denominator */
+        ok = B == 1 && numel(p, t->outputs[0]) == nh * (hd + 2);
+    if (!ok) {
+        refute(c, "shape", t->id, "task %d: ATTENTION_TILE heads/head_dim disagree with its "
+               "q and KV buffers", t->id);
+        return false;
+    }
+    return check_head_range(c, t, "ATTENTION_TILE", nkv);
+}
+
 /* Op-specific shape agreement; returns false after refuting. */
 static bool check_shapes(vctx *c, const ir_task *t)
 {
     const ir_program *p = c->p;
-    int64_t K, hidden, hd, nh, nkv;
+    int64_t K, hidden, hd;
     switch (t->op) {
     case IR_OP_GEMV_TILE:
-    case IR_OP_FUSED: {
-        /* GEMV-shaped tasks: x (or the two silu operands, or x plus the norm weight), 1 or 2
-         * weights [N, K], an optional bias [N], one output [.., N] per weight. */
-        int64_t recipe = 0;
-        int w0 = 1, nw = 1, nx = 1;
-        if (t->op == IR_OP_FUSED) {
-            const ir_param *rp = ir_task_param(t, "recipe");
-            if (rp && rp->type == IR_PARAM_RAW)
-                return check_recipe_object(c, t, rp->raw);
-            if (!ir_task_int(t, "recipe", &recipe))
-                break;
-            if (recipe == IR_RECIPE_ROPE_APPEND) {
-                ir_task_int(t, "head_dim", &hd);
-                double theta;
-                if (t->n_inputs != 1 || t->n_outputs != 1 || hd <= 0 || hd % 2 ||
-                    !ir_task_real(t, "theta", &theta) ||
-                    p->buffers[t->outputs[0]].rank != 2 || numel(p, t->inputs[0]) % hd ||
-                    numel(p, t->inputs[0]) != dim(p, t->outputs[0], 1)) {
-                    refute(c, "shape", t->id, "task %d: FUSED recipe 5 (rope_append) takes one "
-                           "input of whole heads (even head_dim) filling one row of a [S, D] cache",
-                           t->id);
-                    return false;
-                }
-                break;
-            }
-            if (recipe == IR_RECIPE_ROPE_ATTENTION)
-                return check_rope_attention(c, t);
-            if (!ir_recipe_weights(recipe, &w0, &nw))
-                break;                     /* opaque recipe: whole-buffer footprints */
-            nx = w0;
-            double eps;
-            bool norm = recipe == IR_RECIPE_NORM_GEMV || recipe == IR_RECIPE_NORM_GEMV_PAIR;
-            if (norm && (!ir_task_real(t, "eps", &eps) || !(eps >= 0) || !isfinite(eps))) {
-                refute(c, "shape", t->id, "task %d: FUSED recipe %lld needs a finite param eps >= 0",
-                       t->id, (long long)recipe);
-                return false;
-            }
-        }
-        if (t->op == IR_OP_GEMV_TILE && ir_gemv_quantized(t))
-            return check_quantized(c, t);
-        int max_in = w0 + nw + (nw == 1 ? 1 : 0);
-        if (t->n_inputs < w0 + nw || t->n_inputs > max_in || t->n_outputs != nw) {
-            char what[48];
-            if (t->op == IR_OP_FUSED)
-                snprintf(what, sizeof what, "FUSED recipe %lld", (long long)recipe);
-            else
-                snprintf(what, sizeof what, "%s", ir_op_name(t->op));
-            refute(c, "shape", t->id, "task %d: %s takes %d to %d inputs and %d output(s)", t->id,
-                   what, w0 + nw, max_in, nw);
-            return false;
-        }
-        ir_task_int(t, "K", &K);
-        if (t->op == IR_OP_FUSED && !ir_task_param(t, "K"))
-            break;                         /* a recipe object (AMK's steps): opaque */
-        int64_t N = dim(p, t->inputs[w0], 0);
-        for (int i = w0; i < w0 + nw; i++) {
-            int32_t w = t->inputs[i];
-            if (p->buffers[w].rank != 2 || dim(p, w, 1) != K || dim(p, w, 0) != N) {
-                refute(c, "shape", t->id, "task %d: weight buffer %d must be [N=%lld, K=%lld]",
-                       t->id, w, (long long)N, (long long)K);
-                return false;
-            }
-        }
-        for (int i = 0; i < nx; i++) {
-            /* x, or both silu operands; the norm weight (slot 1 of recipes 2, 3) has K too */
-            if (dim(p, t->inputs[i], -1) != K || numel(p, t->inputs[i]) != K) {
-                refute(c, "shape", t->id, "task %d: input buffer %d must hold K=%lld elements",
-                       t->id, t->inputs[i], (long long)K);
-                return false;
-            }
-        }
-        if (t->n_inputs > w0 + nw && dim(p, t->inputs[w0 + nw], -1) != N) {
-            refute(c, "shape", t->id, "task %d: bias buffer %d last dim must equal the weight's "
-                   "N=%lld", t->id, t->inputs[w0 + nw], (long long)N);
-            return false;
-        }
-        for (int i = 0; i < t->n_outputs; i++)
-            if (dim(p, t->outputs[i], -1) != N) {
-                refute(c, "shape", t->id, "task %d: output buffer %d last dim must equal the "
-                       "weight's N=%lld", t->id, t->outputs[i], (long long)N);
-                return false;
-            }
-        break;
-    }
+    case IR_OP_FUSED:
+        return check_gemv_shapes(c, t);
     case IR_OP_GEMM_TILE: {
         /* x [M, K] -> y [M, N]: rows [m_off, m_off + M_tile), columns of the weight's rows */
         ir_task_int(t, "K", &K);
@@ -362,32 +401,8 @@ static bool check_shapes(vctx *c, const ir_task *t)
         }
         break;
     }
-    case IR_OP_ATTENTION_TILE: {
-        ir_task_int(t, "head_dim", &hd);
-        ir_task_int(t, "n_heads", &nh);
-        ir_task_int(t, "n_kv_heads", &nkv);
-        const ir_buffer *kc = &p->buffers[t->inputs[1]], *vc = &p->buffers[t->inputs[2]];
-        bool ok = hd > 0 && nh > 0 && nkv > 0 && nh % nkv == 0 && kc->rank == vc->rank;
-        for (int d = 0; ok && d < kc->rank; d++)
-            ok = kc->shape[d] == vc->shape[d];
-        int64_t B = kc->rank == 4 ? kc->shape[0] : 1, flags = 0;
-        if (ok && kc->rank == 2)          /* ours: [S, n_kv * head_dim] */
-            ok = kc->shape[1] == nkv * hd;
-        else if (ok && kc->rank >= 3)     /* AMK: [(B,) S, n_kv, head_dim] */
-            ok = kc->shape[kc->rank - 2] == nkv && kc->shape[kc->rank - 1] == hd;
-        else
-            ok = false;
-        ok = ok && numel(p, t->inputs[0]) == B * nh * hd;
-        if (ok && ir_task_int(t, "flags", &flags) && (flags & 2))
-            /* a split-KV partial: [n_heads, head_dim + 2] = acc | running max | denominator */
-            ok = B == 1 && numel(p, t->outputs[0]) == nh * (hd + 2);
-        if (!ok) {
-            refute(c, "shape", t->id, "task %d: ATTENTION_TILE heads/head_dim disagree with its "
-                   "q and KV buffers", t->id);
-            return false;
-        }
-        return check_head_range(c, t, "ATTENTION_TILE", nkv);
-    }
+    case IR_OP_ATTENTION_TILE:
+        return check_attention_shapes(c, t);
     default:
         break;
     }
@@ -453,7 +468,6 @@ static void prove_bounds(vctx *c, bound_check *bc, int64_t nb)
     vz3 z;
     if (!vz3_open(&z, c, VERIFY_WELLFORMED, true)) {
         vset(c, VERIFY_WELLFORMED, VERIFY_UNKNOWN, "could not start Z3");
-        vz3_close(&z);
         return;
     }
     Z3_ast pos = vz3_int(&z, "pos", 0);
