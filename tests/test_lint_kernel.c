@@ -19,7 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "bench/bench.h"
+#include "lint/lint.h"
 #include "tests/capture.h"
 #include "tools/cmd.h"
 

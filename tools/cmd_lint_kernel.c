@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bench/bench.h"
+#include "lint/lint.h"
 #include "tools/cmd.h"
 
 typedef enum { OUT_TEXT, OUT_JSON, OUT_SARIF } out_format;

@@ -10,7 +10,7 @@
  * nvcc -c or to python3's ast.parse in a private temporary directory under a time limit; a
  * tool that is missing or unusable yields a SKIPPED finding, never a pass.
  */
-#include "bench/bench.h"
+#include "lint/lint.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
