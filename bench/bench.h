@@ -1,40 +1,32 @@
 /*
- * bench.h - the bench/ part: checks and measurements around GPU kernels and programs.
+ * bench.h - the bench/ part, GPU-free half: honest latency (SPEC.md section 14).
  *
- * Each section below is one tool of the part. Conventions as in ir/amk_ir.h: every function
- * that can fail returns an ir_status and fills an ir_error when given one; nothing here prints,
- * exits or aborts; "the caller frees" always names the matching free function.
- */
-#ifndef AMK_BENCH_H
-#define AMK_BENCH_H
-
-#include <stdbool.h>
-#include <stddef.h>
-
-#include "ir/amk_ir.h"
-
-/* ================================================================ audit and bench
- *
- * Honest latency (SPEC.md section 14). Four pieces, each used by both `amk audit` and
- * `amk bench`:
+ * Everything here is arithmetic on numbers already measured; nothing needs a GPU, a model, the
+ * reference VM or the megakernel, so `amk audit` of a claim file builds on this header alone.
  *   - statistics (bench/stats.c): median and percentiles, and a seeded bootstrap confidence
  *     interval of a ratio of medians;
  *   - the roofline floor guard (bench/roofline.c): floor = weight bytes / bandwidth; a latency
  *     sample below it is physically impossible, so the whole summary is withheld and explained,
  *     never returned as a result; plus the SVG roofline chart;
  *   - the claim audit (bench/audit.c): CONFIRMED, REFUTED or UNSUPPORTED with every reason;
- *   - timing sources (bench/cpu_bench.c, bench/gpu_bench.c): bench_run() drives any
- *     bench_timing_source, bench_ab_run() two of them interleaved. The CPU reference VM
- *     (label "cpu-reference") runs everywhere; the GPU megakernel ("gpu-megakernel") and the
- *     cuBLAS CUDA-graph baseline ("gpu-cublas-graph", bench/gpu_baseline.cu) need a CUDA build
- *     and a device, and are checked against reference VM logits of the very steps they time.
+ *   - the timing harness (bench/cpu_bench.c): bench_run() drives any bench_timing_source,
+ *     bench_ab_run() two of them interleaved, each repeat paired with its correctness gate;
+ *   - the bench report (bench/report.c): what `amk bench --json` prints.
+ * The sources that actually run programs (the reference VM, the megakernel, the cuBLAS
+ * baseline) are in bench/bench_run.h.
+ *
+ * Conventions as in ir/amk_ir.h: every function that can fail returns an ir_status and fills an
+ * ir_error when given one; nothing here prints, exits or aborts; "the caller frees" always names
+ * the matching free function.
  */
+#ifndef AMK_BENCH_H
+#define AMK_BENCH_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
-#include "lower/lower.h"
-#include "megakernel/megakernel.h"
-#include "refvm/refvm.h"
+#include "ir/amk_ir.h"
 
 #ifndef BENCH_BOOTSTRAP_RESAMPLES
 #define BENCH_BOOTSTRAP_RESAMPLES 10000    /* default resamples of the bootstrap */
@@ -46,19 +38,10 @@
 #ifndef BENCH_CLAIM_MAX_SAMPLES
 #define BENCH_CLAIM_MAX_SAMPLES 1000000    /* longer latency lists are refused (MALFORMED) */
 #endif
+/* The sources' labels (bench/bench_run.h), here because reports, charts and claims name them. */
 #define BENCH_CPU_LABEL "cpu-reference"    /* label of every figure timed on the reference VM */
 #define BENCH_GPU_LABEL "gpu-megakernel"   /* label of the megakernel timed on a GPU */
 #define BENCH_BASELINE_LABEL "gpu-cublas-graph"  /* label of the separate-kernel baseline */
-/* The baseline's own tolerance. It multiplies bf16 (or f16) activations with the weights in
- * cuBLAS, so its logits are further from the fp32 reference than the megakernel's
- * (REFVM_GATE_REL_TOL); SPEC.md 14.4 says why this bound and not the gate's. */
-#ifndef BENCH_BASELINE_REL_TOL
-#define BENCH_BASELINE_REL_TOL 2e-2
-#endif
-#ifndef BENCH_BW_PROBE_BYTES
-#define BENCH_BW_PROBE_BYTES ((int64_t)4 << 30)  /* streaming-read probe size (1 GiB if it fails) */
-#endif
-#define BENCH_BW_PROBE_REPEATS 20          /* passes of the probe; the median is taken */
 
 /* ---------------------------------------------------------------- statistics */
 
@@ -113,6 +96,10 @@ typedef struct {
  * > 0. IR_ERR_MALFORMED on bad input, IR_ERR_NOMEM. */
 ir_status bench_guard_latency(const double *us, int n, double floor_us, bench_latency *out,
                               ir_error *err);
+
+/* The built-in target (section 6 of SPEC.md) whose spec numbers describe a device called name
+ * (e.g. "NVIDIA H100 80GB HBM3" -> "h100"), or NULL when none does. */
+const char *bench_target_for_device(const char *name);
 
 /* ---------------------------------------------------------------- claims and the audit */
 
@@ -325,89 +312,6 @@ typedef struct {
 ir_status bench_ab_run(const bench_timing_source *baseline, const bench_timing_source *candidate,
                        const bench_ab_opts *o, bench_ab_result *out, ir_error *err);
 void bench_ab_result_free(bench_ab_result *r);
-
-/* The reference VM as a timing source: the VM and the eager forward built once from p, the
- * weights st and model m; each run decodes greedily from token 0 at positions 0 .. steps-1,
- * timing only the VM steps and comparing every step's logits with the eager forward
- * (REFVM_GATE_REL_TOL). p, st and m must outlive the source; free it with bench_cpu_free. */
-typedef struct bench_cpu bench_cpu;
-ir_status bench_cpu_new(const ir_program *p, const refvm_st *st, const lower_model *m,
-                        bench_cpu **out, ir_error *err);
-void bench_cpu_free(bench_cpu *c);
-/* The timing-source view of c (label BENCH_CPU_LABEL, no bandwidth measurement). */
-bench_timing_source bench_cpu_source(bench_cpu *c);
-/* Largest `steps` the program can decode (its max_seq). */
-int64_t bench_cpu_max_steps(const bench_cpu *c);
-
-/* ---------------------------------------------------------------- GPU timing sources
- *
- * The GPU sources never time anything they have not checked: every step's logits are compared
- * with reference VM logits of the same position and input token. The VM is slow on real
- * models, so those logits are computed once per program (bench_reference) and every repeat is
- * compared against them (teacher forcing: each repeat feeds the reference's tokens). Without
- * CUDA support or a device every constructor here answers IR_ERR_UNSUPPORTED with the reason.
- */
-
-/* Reference VM logits of positions 0 .. steps-1. */
-typedef struct {
-    int64_t steps, vocab;
-    int32_t *tokens;              /* owned, [steps]: the input token of each position */
-    float *logits;                /* owned, [steps * vocab] */
-    double seconds;               /* VM time taken (binding included) */
-} bench_reference;
-
-/* Run the reference VM over p bound to st for `steps` positions. tokens NULL: decode greedily
- * from token 0 (the VM's own picks become the tokens); else feed those `steps` tokens. The VM
- * must finish every step (REFVM_DONE) and write vocab logits, else IR_ERR_MALFORMED naming the
- * position. On success the caller frees *out with bench_reference_free. */
-ir_status bench_reference_compute(const ir_program *p, const refvm_st *st, bool tie_embeddings,
-                                  int64_t steps, const int32_t *tokens, bench_reference *out,
-                                  ir_error *err);
-void bench_reference_free(bench_reference *r);
-
-/* Whether GPU sources can run: true with the first device's name in name; false with the
- * reason in why ("this build has no CUDA support ..." or "no CUDA device found ..."). */
-bool bench_gpu_available(char *name, size_t name_len, char *why, size_t why_len);
-
-/* The built-in target (section 6 of SPEC.md) whose spec numbers describe a device called name
- * (e.g. "NVIDIA H100 80GB HBM3" -> "h100"), or NULL when none does. */
-const char *bench_target_for_device(const char *name);
-
-/* The megakernel as a timing source: p loaded with mk_load (certificate checked there, then
- * residency, ops, weights). Each run decodes positions 0 .. steps-1 with ref's tokens, times
- * every launch with CUDA events (mk_step_status.ms) and gates its logits against ref with
- * REFVM_GATE_REL_TOL (top-1 equal); a watchdog TIMEOUT is a gate failure. measure_bandwidth
- * times a streaming read of BENCH_BW_PROBE_BYTES. label NULL: BENCH_GPU_LABEL (static string
- * expected). p, ref must outlive the source. On failure *load_status (may be NULL) says what
- * mk_load answered. Free with bench_gpu_free. */
-typedef struct bench_gpu bench_gpu;
-ir_status bench_gpu_new(const ir_program *p, const char *cert_json, size_t cert_len,
-                        const char *weights, bool tie_embeddings, int device,
-                        const bench_reference *ref, const char *label, bench_gpu **out,
-                        mk_status *load_status, ir_error *err);
-void bench_gpu_free(bench_gpu *g);
-bench_timing_source bench_gpu_source(bench_gpu *g);
-const char *bench_gpu_device_name(const bench_gpu *g);
-int64_t bench_gpu_max_steps(const bench_gpu *g);
-
-/* The same decode as separate kernels, built from the model shape m and the Hugging Face
- * tensors of st (not from a program): the projections are cuBLAS GEMMs (cublasGemmEx, weights
- * in their file dtype, activations converted to it, fp32 output and accumulation; q/k/v and
- * gate/up each one GEMM over rows stored together), RMSNorm, RoPE (llama3 bands included), KV
- * append, attention and SiLU as small kernels, the whole step captured once in a CUDA graph
- * that reads the token and position from device memory. Each run decodes positions
- * 0 .. steps-1 with ref's tokens, times each graph launch with CUDA events and gates the logits
- * against ref with BENCH_BASELINE_REL_TOL, a different top-1 passing only as a near tie
- * (bench_gate_step). cuBLAS is loaded at run time (libcublas.so.13, .12, or the path in
- * $AMK_CUBLAS); when it cannot be, IR_ERR_UNSUPPORTED says so. st and ref must outlive the
- * source. Free with bench_baseline_free. */
-typedef struct bench_baseline bench_baseline;
-ir_status bench_baseline_new(const lower_model *m, const refvm_st *st, int device,
-                             const bench_reference *ref, bench_baseline **out, ir_error *err);
-void bench_baseline_free(bench_baseline *b);
-bench_timing_source bench_baseline_source(bench_baseline *b);
-/* "cuBLAS 13.0.2"-style description of the library loaded (static string while b lives). */
-const char *bench_baseline_library(const bench_baseline *b);
 
 /* ---------------------------------------------------------------- claims from a re-run */
 
