@@ -195,7 +195,7 @@ $(BUILD)/bench_ir: bench/bench_ir_main.c $(BUILD)/libamk.a
 bench-gpu: $(BUILD)/bench_gpu
 	$(BUILD)/bench_gpu --dir $(BUILD)/bench-gpu
 
-$(BUILD)/bench_gpu: megakernel/bench_gpu_main.c $(BUILD)/libamk.a
+$(BUILD)/bench_gpu: bench/bench_gpu_main.c $(BUILD)/libamk.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libamk.a $(LDLIBS)
 
