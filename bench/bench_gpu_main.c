@@ -121,20 +121,6 @@ static const char *const CONFIGS[] = {
     "\"sm_assignment\": \"round_robin\", \"page_allocation\": \"none\", " FUSE_ALL_ATTN "}",
 };
 
-static const char *op_label(int op)
-{
-    switch (op) {
-    case 20: return "FUSED norm+gemv";
-    case 21: return "FUSED norm+gemv2";
-    case 22: return "FUSED silu+gemv";
-    case 23: return "FUSED rope+append";
-    case 24: return "FUSED rope+attention";
-    case 29: return "(stream: x prep)";
-    case 30: return "(stream: chunk wait)";
-    default: return ir_op_name((ir_op)op);
-    }
-}
-
 /* ---------------------------------------------------------------- the command line */
 
 /* s as a whole decimal integer in [lo, hi]; false (nothing stored) for junk or out of range. */
@@ -421,9 +407,9 @@ static void profile_best(gpu_bench *g, const gpu_args *a, gpu_best *best)
     printf("profile of one launch at pos 50 (best plan, %.3f ms with timers): longest block "
            "%.3f ms; per op, summed over blocks: run ms / wait ms / largest block run ms\n",
            ss.ms, pf.span_ms_max);
-    for (int op = 0; op < 31; op++)
+    for (int op = 0; op < MK_PROF_SPAN; op++)
         if (pf.run_ms[op] > 0 || pf.wait_ms[op] > 0)
-            printf("  %-18s %9.3f %9.3f %8.3f\n", op_label(op), pf.run_ms[op],
+            printf("  %-18s %9.3f %9.3f %8.3f\n", mk_op_label(op), pf.run_ms[op],
                    pf.wait_ms[op], pf.run_ms_max_block[op]);
     if (a->trace_path)
         write_trace(h, p, a->trace_path);

@@ -81,9 +81,9 @@ __device__ __forceinline__ float f16_hi(unsigned u)
 __device__ __forceinline__ float load_elem(const void *p, int dt, int64_t i)
 {
     switch (dt) {
-    case 2: return __uint_as_float((unsigned)((const unsigned short *)p)[i] << 16);   /* BF16 */
-    case 1: return __half2float(((const __half *)p)[i]);                             /* F16 */
-    case 5: return (float)((const int *)p)[i];                                        /* I32 */
+    case IR_BF16: return __uint_as_float((unsigned)((const unsigned short *)p)[i] << 16);
+    case IR_F16: return __half2float(((const __half *)p)[i]);
+    case IR_I32: return (float)((const int *)p)[i];
     default: return ((const float *)p)[i];                                            /* F32 */
     }
 }
@@ -611,7 +611,7 @@ __device__ void stream_tile(const op_env &e, const float *x, float *y, int64_t o
         if (L.prof && threadIdx.x == 0) {   /* profile: time spent waiting for chunks */
             const unsigned long long t = global_ns();
             mbar_wait(&s.full[slot], (unsigned)phase);
-            L.prof[((size_t)blockIdx.x * 32 + MK_PROF_CHUNK_WAIT) * 2] += global_ns() - t;
+            L.prof[((size_t)blockIdx.x * MK_PROF_SLOTS + MK_PROF_CHUNK_WAIT) * 2] += global_ns() - t;
         } else {
             mbar_wait(&s.full[slot], (unsigned)phase);
         }
@@ -685,10 +685,10 @@ __device__ void op_stream(const op_env &e)
     mk_weight_tiles(op, &first);
     const bool planar = e.in(first).dtype != 0;   /* every tile of the task has this dtype */
     const mk_buf *bias = nullptr;
-    if (op == 5 || op == 19) {
+    if (op == IR_OP_GEMV_TILE || op == IR_OP_FUSED) {
         for (int64_t i = threadIdx.x; i < K; i += blockDim.x)
             xa[xa_index(i, K, planar)] = a[i];
-        if (op == 5 && (e.t->flags & MK_F_BIAS))
+        if (op == IR_OP_GEMV_TILE && (e.t->flags & MK_F_BIAS))
             bias = &e.in(2);
     } else if (op == MK_OP_SILU_GEMV) {
         const float *b = (const float *)e.in(1).ptr;
@@ -709,11 +709,11 @@ __device__ void op_stream(const op_env &e)
         for (int64_t i = threadIdx.x; i < K; i += blockDim.x)
             xa[xa_index(i, K, planar)] = xa[xa_index(i, K, planar)] * r * load_elem(g.ptr, g.dtype, i);
     }
-    if (op != 5 && op != 19 && op != MK_OP_NORM_GEMV_PAIR && (e.t->flags & MK_F_BIAS))
+    if (op != IR_OP_GEMV_TILE && op != IR_OP_FUSED && op != MK_OP_NORM_GEMV_PAIR && (e.t->flags & MK_F_BIAS))
         bias = &e.in(3);
     __syncthreads();
     if (e.L->prof && threadIdx.x == 0)   /* profile: preparing the input vector */
-        e.L->prof[((size_t)blockIdx.x * 32 + MK_PROF_STREAM_PREP) * 2] += global_ns() - t0;
+        e.L->prof[((size_t)blockIdx.x * MK_PROF_SLOTS + MK_PROF_STREAM_PREP) * 2] += global_ns() - t0;
     stream_gemv(e, xa, bias);
 }
 
@@ -1200,10 +1200,10 @@ __device__ void op_elementwise(const op_env &e, int op)
     for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
         float av = a[i], r;
         switch (op) {
-        case 1: r = av; break;                                                  /* COPY */
-        case 10: r = (float)(0.5 * av * (1.0 + erf(av / sqrt(2.0)))); break;   /* GELU */
-        case 11: r = av + b[i]; break;                                          /* ADD */
-        case 12: r = av * b[i]; break;                                          /* MUL */
+        case IR_OP_COPY: r = av; break;
+        case IR_OP_GELU: r = (float)(0.5 * av * (1.0 + erf(av / sqrt(2.0)))); break;
+        case IR_OP_ADD: r = av + b[i]; break;
+        case IR_OP_MUL: r = av * b[i]; break;
         default: r = silu_mul(av, b[i]); break;                                 /* SILU_MUL */
         }
         y[i] = r;
@@ -1300,7 +1300,7 @@ __device__ void op_argmax(const op_env &e)
     if (threadIdx.x == 0) {
         const int bi = m.bi == 0x7fffffff ? 0 : m.bi;   /* every logit NaN: the VM answers 0 */
         const mk_buf &ob = e.out(0);
-        if (ob.dtype == 5)
+        if (ob.dtype == IR_I32)
             *(int *)ob.ptr = bi;
         else
             *(float *)ob.ptr = (float)bi;
@@ -1316,14 +1316,14 @@ __device__ __forceinline__ void run_op(const op_env &e)
         return;
     }
     switch (t->op) {
-    case 0: break;                                                          /* NOP */
-    case 2: op_embed(e); break;
-    case 3: op_rmsnorm(e); break;
-    case 5:
+    case IR_OP_NOP: break;
+    case IR_OP_EMBED: op_embed(e); break;
+    case IR_OP_RMSNORM: op_rmsnorm(e); break;
+    case IR_OP_GEMV_TILE:
         gemv_tile(e, 0, (const float *)e.in(0).ptr, (float *)e.out(0).ptr,
                   (t->flags & MK_F_BIAS) ? &e.in(2) : nullptr);
         break;
-    case 19:                                                                /* FUSED recipe 1 */
+    case IR_OP_FUSED:                                                       /* FUSED recipe 1 */
         gemv_tile(e, 0, (const float *)e.in(0).ptr, (float *)e.out(0).ptr, nullptr);
         gemv_tile(e, 1, (const float *)e.in(0).ptr, (float *)e.out(1).ptr, nullptr);
         break;
@@ -1332,12 +1332,12 @@ __device__ __forceinline__ void run_op(const op_env &e)
     case MK_OP_SILU_GEMV: op_fused_gemv(e, t->op, e.xs); break;
     case MK_OP_ROPE_APPEND: op_rope_append(e); break;
     case MK_OP_ROPE_ATTENTION: op_rope_attention(e, e.xs); break;
-    case 7: op_attention(e); break;
-    case 8: op_rope(e); break;
-    case 16: op_kv_append(e); break;
-    case 17: op_argmax(e); break;
-    case 18: op_attention_combine(e); break;
-    default: op_elementwise(e, t->op); break;                               /* 1, 9-12 */
+    case IR_OP_ATTENTION_TILE: op_attention(e); break;
+    case IR_OP_ROPE: op_rope(e); break;
+    case IR_OP_KV_APPEND: op_kv_append(e); break;
+    case IR_OP_SAMPLE_ARGMAX: op_argmax(e); break;
+    case IR_OP_ATTENTION_COMBINE: op_attention_combine(e); break;
+    default: op_elementwise(e, t->op); break;           /* COPY, SILU_MUL, GELU, ADD, MUL */
     }
 }
 
@@ -1491,9 +1491,9 @@ mk_megakernel(const __grid_constant__ mk_launch L)
         if (threadIdx.x == 0) {
             red_release_add(&L.counters[st.out_counter], 1u);
             if (L.prof && qi == q1 - 1)
-                L.prof[((size_t)b * 32 + 31) * 2] = global_ns() - t_begin;
+                L.prof[((size_t)b * MK_PROF_SLOTS + MK_PROF_SPAN) * 2] = global_ns() - t_begin;
             if (L.prof) {
-                unsigned long long *pp = L.prof + ((size_t)b * 32 + (st.op & 31)) * 2;
+                unsigned long long *pp = L.prof + ((size_t)b * MK_PROF_SLOTS + (st.op & (MK_PROF_SLOTS - 1))) * 2;
                 const unsigned long long t2 = global_ns();
                 pp[0] += t2 - t1;
                 pp[1] += t1 - t0;
@@ -1636,7 +1636,7 @@ extern "C" mk_status mkd_launch(const mk_launch *l, double *ms, mk_ctrl *ctrl_ou
         return cuda_fail(e, "zeroing the counters", err);
     if ((e = cudaMemsetAsync(l->ctrl, 0, sizeof(mk_ctrl))) != cudaSuccess)
         return cuda_fail(e, "zeroing the watchdog", err);
-    if (l->prof && (e = cudaMemsetAsync(l->prof, 0, (size_t)l->grid * 64 * 8)) != cudaSuccess)
+    if (l->prof && (e = cudaMemsetAsync(l->prof, 0, (size_t)l->grid * MK_PROF_SLOTS * 2 * 8)) != cudaSuccess)
         return cuda_fail(e, "zeroing the profile", err);
     if (l->trace && (e = cudaMemsetAsync(l->trace, 0, (size_t)l->n_tasks * 3 * 8)) != cudaSuccess)
         return cuda_fail(e, "zeroing the timeline", err);
