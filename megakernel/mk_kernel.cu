@@ -936,6 +936,59 @@ struct attn_src {
     int64_t qh0, g0, gn;
 };
 
+/* The end of one pass of attention_heads: the wpg warps' states of each of ngp KV heads x nhc
+ * query heads (in sm, stride floats each, hg per warp) merged like flash-decoding partials
+ * into o (query head (gp + gi) * group + hoff + hh for the pass's KV head gi): normalized
+ * rows, or with partial the unnormalized row followed by its M and L. */
+__device__ __forceinline__ void attention_merge(const float *sm, float *cw, float *ML, int64_t hd,
+                                                int hdi, int64_t stride, int64_t hg, int64_t wpg,
+                                                int64_t ngp, int64_t nhc, int64_t gp,
+                                                int64_t group, int64_t hoff, bool partial, float *o)
+{
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    /* One warp per (KV head, query head): its lanes hold the wpg warps' (m, l); M is
+     * their max over non-empty states, c = exp(m - M) each one's weight, L = sum c*l. */
+    for (int pr = warp; pr < (int)(ngp * nhc); pr += nw) {
+        const int gi2 = pr / (int)nhc, hh = pr % (int)nhc, w = gi2 * (int)wpg + lane;
+        float mw = -INFINITY, lw = 0.f;
+        if (lane < wpg) {
+            const float *ws = sm + ((int64_t)w * hg + hh) * stride;
+            lw = ws[hd + 1];
+            mw = lw > 0.f ? ws[hd] : -INFINITY;
+        }
+        const float M = warp_max(mw);
+        const float c = M != -INFINITY && lw > 0.f ? expf(mw - M) : 0.f;
+        const float L = warp_sum(c * lw);
+        if (lane < wpg)
+            cw[(int64_t)w * hg + hh] = c;
+        if (lane == 0) {
+            ML[2 * pr] = M;
+            ML[2 * pr + 1] = L;
+        }
+    }
+    __syncthreads();
+    const int nhd = (int)(nhc * hd);
+    for (int t = threadIdx.x; t < (int)ngp * nhd; t += blockDim.x) {
+        const int gi2 = t / nhd, hh = (t % nhd) / hdi, i = t % hdi;
+        const int pr = gi2 * (int)nhc + hh;
+        const float M = ML[2 * pr], L = ML[2 * pr + 1];
+        float sum = 0.f;
+        for (int w = gi2 * (int)wpg; w < (gi2 + 1) * (int)wpg; w++)
+            sum += cw[w * hg + hh] * sm[(w * hg + hh) * stride + i];
+        int64_t h = (gp + gi2) * group + hoff + hh;
+        if (partial) {
+            float *oh = o + h * stride;
+            oh[i] = sum;
+            if (i == 0) {
+                oh[hd] = M;          /* -inf and 0 for an empty window */
+                oh[hd + 1] = L;
+            }
+        } else {
+            o[h * hd + i] = L > 0.f ? sum / L : 0.f;
+        }
+    }
+}
+
 /* Attention of KV heads [g0, g0 + gn) over rows [start, start + len). Warps are dealt out to
  * KV heads (all of them at once when there are at least as many warps), and a KV head's warps
  * split its rows; each K/V row is loaded once for the HG query heads sharing it (GQA), U rows at
@@ -1063,47 +1116,8 @@ __device__ __noinline__ void attention_heads(float *sm, const attn_src src, int6
                 }
             __syncthreads();
             const int64_t ngp = gb - gp < gpp ? gb - gp : gpp;
-            /* One warp per (KV head, query head): its lanes hold the wpg warps' (m, l); M is
-             * their max over non-empty states, c = exp(m - M) each one's weight, L = sum c*l. */
-            for (int pr = warp; pr < (int)(ngp * nhc); pr += nw) {
-                const int gi2 = pr / (int)nhc, hh = pr % (int)nhc, w = gi2 * (int)wpg + lane;
-                float mw = -INFINITY, lw = 0.f;
-                if (lane < wpg) {
-                    const float *ws = sm + ((int64_t)w * hg + hh) * stride;
-                    lw = ws[hd + 1];
-                    mw = lw > 0.f ? ws[hd] : -INFINITY;
-                }
-                const float M = warp_max(mw);
-                const float c = M != -INFINITY && lw > 0.f ? expf(mw - M) : 0.f;
-                const float L = warp_sum(c * lw);
-                if (lane < wpg)
-                    cw[(int64_t)w * hg + hh] = c;
-                if (lane == 0) {
-                    ML[2 * pr] = M;
-                    ML[2 * pr + 1] = L;
-                }
-            }
-            __syncthreads();
-            const int nhd = (int)(nhc * hd);
-            for (int t = threadIdx.x; t < (int)ngp * nhd; t += blockDim.x) {
-                const int gi2 = t / nhd, hh = (t % nhd) / hdi, i = t % hdi;
-                const int pr = gi2 * (int)nhc + hh;
-                const float M = ML[2 * pr], L = ML[2 * pr + 1];
-                float sum = 0.f;
-                for (int w = gi2 * (int)wpg; w < (gi2 + 1) * (int)wpg; w++)
-                    sum += cw[w * hg + hh] * sm[(w * hg + hh) * stride + i];
-                int64_t h = (gp + gi2) * group + hoff + hh;
-                if (partial) {
-                    float *oh = o + h * stride;
-                    oh[i] = sum;
-                    if (i == 0) {
-                        oh[hd] = M;          /* -inf and 0 for an empty window */
-                        oh[hd + 1] = L;
-                    }
-                } else {
-                    o[h * hd + i] = L > 0.f ? sum / L : 0.f;
-                }
-            }
+            attention_merge(sm, cw, ML, hd, hdi, stride, hg, wpg, ngp, nhc, gp, group, hoff,
+                            partial, o);
         }
 }
 
@@ -1343,6 +1357,83 @@ __device__ __forceinline__ void run_op(const op_env &e)
 
 /* ---------------------------------------------------------------- the megakernel */
 
+/* Thread 0 of block b sets up the weight stream: the slots' barriers, the L2 policy, the
+ * first of the block's streamed tiles. */
+__device__ __forceinline__ void stream_init(const mk_launch &L, mk_stream &ws, int b)
+{
+    for (int i = 0; i < L.stream_slots; i++)
+        asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(smem_u32(&ws.full[i]))
+                     : "memory");
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(ws.policy));
+    ws.issued = ws.done = ws.pslot = 0;
+    ws.cslot = ws.cphase = ws.cpar = 0;
+    ws.src = nullptr;
+    ws.rb = ws.rows_left = ws.rpc = 0;
+    ws.di = L.sdesc_start[b];
+    ws.dend = L.sdesc_start[b + 1];
+    stream_next_desc(L, ws);
+}
+
+/* Poller pk (lane 0 of warp pk) of block b on the waits of st, the task at queue index qi (see
+ * the comment at its call): sets s_go to 1 when they hold, 2 on abort, unless another poller
+ * decided first; poller 0 with profiling stamps the trace (t0, and t1 now). */
+__device__ __forceinline__ void poll_waits(const mk_launch &L, const mk_task &st, int &s_go,
+                                           int b, int qi, int pk, unsigned long long t0,
+                                           unsigned long long &t1)
+{
+    int ok = 1, decided = 0;
+    if (pk) {   /* its turn, unless the waits are decided before */
+        const unsigned long long until = global_ns() + pk * MK_POLL_STAGGER_NS;
+        while (!(decided = *(volatile int *)&s_go) && global_ns() < until)
+            ;
+    }
+    for (int w = 0; w < st.n_waits && ok && !decided; w++) {
+        const int c = st.wait_counter[w];
+        const unsigned thr = (unsigned)st.wait_threshold[w];
+        long long spins = 0;
+        unsigned ns = 0;
+        unsigned v;
+        while ((v = ld_acquire_u32(&L.counters[c])) < thr) {
+            if (*(volatile int *)&s_go) {
+                decided = 1;
+                break;
+            }
+            if (pk) {
+                __nanosleep(32);
+                continue;
+            }
+            if (*(volatile unsigned *)&L.ctrl->abort) {
+                ok = 0;
+                break;
+            }
+            if (++spins > L.spin_budget) {
+                if (atomicCAS(&L.ctrl->abort, 0u, 1u) == 0u) {
+                    L.ctrl->block = b;
+                    L.ctrl->task = L.qtasks[qi];
+                    L.ctrl->counter = c;
+                    L.ctrl->threshold = thr;
+                    L.ctrl->value = v;
+                    __threadfence();
+                }
+                ok = 0;
+                break;
+            }
+            if (spins > 32) {           /* short waits spin; long ones back off */
+                __nanosleep(ns);
+                ns = ns ? (ns < 256 ? 2 * ns : 256) : 32;
+            }
+        }
+    }
+    if (!decided)
+        atomicCAS(&s_go, 0, ok ? 1 : 2);
+    if (L.prof && pk == 0) {
+        t1 = global_ns();
+        L.trace[(size_t)L.qtasks[qi] * 3] = t0;
+        L.trace[(size_t)L.qtasks[qi] * 3 + 1] = t1;
+    }
+}
+
 __global__ void __launch_bounds__(MK_MAX_THREADS, 1)
 mk_megakernel(const __grid_constant__ mk_launch L)
 {
@@ -1361,20 +1452,8 @@ mk_megakernel(const __grid_constant__ mk_launch L)
     const bool streaming = L.stream_slots > 0;
     float *xa = (float *)dsm;
     unsigned char *ring = dsm + ((L.stream_x_floats * 4 + 127) & ~(int64_t)127);
-    if (streaming && threadIdx.x == 0) {
-        for (int i = 0; i < L.stream_slots; i++)
-            asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(smem_u32(&ws.full[i]))
-                         : "memory");
-        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-        asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(ws.policy));
-        ws.issued = ws.done = ws.pslot = 0;
-        ws.cslot = ws.cphase = ws.cpar = 0;
-        ws.src = nullptr;
-        ws.rb = ws.rows_left = ws.rpc = 0;
-        ws.di = L.sdesc_start[b];
-        ws.dend = L.sdesc_start[b + 1];
-        stream_next_desc(L, ws);
-    }
+    if (streaming && threadIdx.x == 0)
+        stream_init(L, ws, b);
     unsigned long long t_begin = L.prof ? global_ns() : 0, t0 = 0, t1 = 0;
     /* Entry qi + 1 is copied (asynchronously, 16 bytes per thread) while entry qi waits and
      * runs, so no task waits for its own descriptors. */
@@ -1411,58 +1490,8 @@ mk_megakernel(const __grid_constant__ mk_launch L)
          * TIMEOUT). With one poller this is more general than it needs to be, but the plain
          * thread-0 loop it grew from compiles to a slower kernel (SPEC 15.5): keep it. */
         const int pk = threadIdx.x >> 5;
-        if ((threadIdx.x & 31) == 0 && pk < MK_POLLERS) {
-            int ok = 1, decided = 0;
-            if (pk) {   /* its turn, unless the waits are decided before */
-                const unsigned long long until = global_ns() + pk * MK_POLL_STAGGER_NS;
-                while (!(decided = *(volatile int *)&s_go) && global_ns() < until)
-                    ;
-            }
-            for (int w = 0; w < st.n_waits && ok && !decided; w++) {
-                const int c = st.wait_counter[w];
-                const unsigned thr = (unsigned)st.wait_threshold[w];
-                long long spins = 0;
-                unsigned ns = 0;
-                unsigned v;
-                while ((v = ld_acquire_u32(&L.counters[c])) < thr) {
-                    if (*(volatile int *)&s_go) {
-                        decided = 1;
-                        break;
-                    }
-                    if (pk) {
-                        __nanosleep(32);
-                        continue;
-                    }
-                    if (*(volatile unsigned *)&L.ctrl->abort) {
-                        ok = 0;
-                        break;
-                    }
-                    if (++spins > L.spin_budget) {
-                        if (atomicCAS(&L.ctrl->abort, 0u, 1u) == 0u) {
-                            L.ctrl->block = b;
-                            L.ctrl->task = L.qtasks[qi];
-                            L.ctrl->counter = c;
-                            L.ctrl->threshold = thr;
-                            L.ctrl->value = v;
-                            __threadfence();
-                        }
-                        ok = 0;
-                        break;
-                    }
-                    if (spins > 32) {           /* short waits spin; long ones back off */
-                        __nanosleep(ns);
-                        ns = ns ? (ns < 256 ? 2 * ns : 256) : 32;
-                    }
-                }
-            }
-            if (!decided)
-                atomicCAS(&s_go, 0, ok ? 1 : 2);
-            if (L.prof && pk == 0) {
-                t1 = global_ns();
-                L.trace[(size_t)L.qtasks[qi] * 3] = t0;
-                L.trace[(size_t)L.qtasks[qi] * 3 + 1] = t1;
-            }
-        }
+        if ((threadIdx.x & 31) == 0 && pk < MK_POLLERS)
+            poll_waits(L, st, s_go, b, qi, pk, t0, t1);
         /* Acquire: the deciding poller's acquire loads saw the producers' release adds; the
          * barrier orders every thread's reads of their outputs after them (no separate fence). */
         __syncthreads();
@@ -1493,7 +1522,8 @@ mk_megakernel(const __grid_constant__ mk_launch L)
             if (L.prof && qi == q1 - 1)
                 L.prof[((size_t)b * MK_PROF_SLOTS + MK_PROF_SPAN) * 2] = global_ns() - t_begin;
             if (L.prof) {
-                unsigned long long *pp = L.prof + ((size_t)b * MK_PROF_SLOTS + (st.op & (MK_PROF_SLOTS - 1))) * 2;
+                unsigned long long *pp =
+                    L.prof + ((size_t)b * MK_PROF_SLOTS + (st.op & (MK_PROF_SLOTS - 1))) * 2;
                 const unsigned long long t2 = global_ns();
                 pp[0] += t2 - t1;
                 pp[1] += t1 - t0;
