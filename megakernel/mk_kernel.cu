@@ -611,7 +611,8 @@ __device__ void stream_tile(const op_env &e, const float *x, float *y, int64_t o
         if (L.prof && threadIdx.x == 0) {   /* profile: time spent waiting for chunks */
             const unsigned long long t = global_ns();
             mbar_wait(&s.full[slot], (unsigned)phase);
-            L.prof[((size_t)blockIdx.x * MK_PROF_SLOTS + MK_PROF_CHUNK_WAIT) * 2] += global_ns() - t;
+            L.prof[((size_t)blockIdx.x * MK_PROF_SLOTS + MK_PROF_CHUNK_WAIT) * 2] +=
+                global_ns() - t;
         } else {
             mbar_wait(&s.full[slot], (unsigned)phase);
         }
@@ -709,11 +710,13 @@ __device__ void op_stream(const op_env &e)
         for (int64_t i = threadIdx.x; i < K; i += blockDim.x)
             xa[xa_index(i, K, planar)] = xa[xa_index(i, K, planar)] * r * load_elem(g.ptr, g.dtype, i);
     }
-    if (op != IR_OP_GEMV_TILE && op != IR_OP_FUSED && op != MK_OP_NORM_GEMV_PAIR && (e.t->flags & MK_F_BIAS))
+    if (op != IR_OP_GEMV_TILE && op != IR_OP_FUSED && op != MK_OP_NORM_GEMV_PAIR &&
+        (e.t->flags & MK_F_BIAS))
         bias = &e.in(3);
     __syncthreads();
     if (e.L->prof && threadIdx.x == 0)   /* profile: preparing the input vector */
-        e.L->prof[((size_t)blockIdx.x * MK_PROF_SLOTS + MK_PROF_STREAM_PREP) * 2] += global_ns() - t0;
+        e.L->prof[((size_t)blockIdx.x * MK_PROF_SLOTS + MK_PROF_STREAM_PREP) * 2] +=
+            global_ns() - t0;
     stream_gemv(e, xa, bias);
 }
 
@@ -1666,7 +1669,8 @@ extern "C" mk_status mkd_launch(const mk_launch *l, double *ms, mk_ctrl *ctrl_ou
         return cuda_fail(e, "zeroing the counters", err);
     if ((e = cudaMemsetAsync(l->ctrl, 0, sizeof(mk_ctrl))) != cudaSuccess)
         return cuda_fail(e, "zeroing the watchdog", err);
-    if (l->prof && (e = cudaMemsetAsync(l->prof, 0, (size_t)l->grid * MK_PROF_SLOTS * 2 * 8)) != cudaSuccess)
+    if (l->prof &&
+        (e = cudaMemsetAsync(l->prof, 0, (size_t)l->grid * MK_PROF_SLOTS * 2 * 8)) != cudaSuccess)
         return cuda_fail(e, "zeroing the profile", err);
     if (l->trace && (e = cudaMemsetAsync(l->trace, 0, (size_t)l->n_tasks * 3 * 8)) != cudaSuccess)
         return cuda_fail(e, "zeroing the timeline", err);
