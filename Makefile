@@ -1,6 +1,6 @@
 # amk-verify: one flat Makefile for every part. Outputs go to build/.
 # Parts: base/ (strings, files, clock, parsers, options, shared limits), ir/ (IR + JSON), lower/, verify/ (the only part that links Z3), refvm/, bench/,
-# megakernel/ (CUDA, only when nvcc is present), tools/ (the amk CLI front end).
+# lint/ (kernel-artifact checks), megakernel/ (CUDA, only when nvcc is present), tools/ (the amk CLI front end).
 
 CC       ?= gcc
 CSTD     := -std=c11 -D_GNU_SOURCE
@@ -29,11 +29,12 @@ IR_SRC     := $(sort $(wildcard ir/*.c))
 LOWER_SRC  := $(sort $(wildcard lower/*.c))
 VERIFY_SRC := $(sort $(wildcard verify/*.c))
 REFVM_SRC  := $(sort $(wildcard refvm/*.c))
+LINT_SRC   := $(sort $(wildcard lint/*.c))
 BENCH_SRC  := $(sort $(filter-out bench/bench_%_main.c,$(wildcard bench/*.c)))
 PROOFS_SRC := $(sort $(wildcard proofs/*.c))
 MK_SRC     := $(sort $(filter-out megakernel/bench_%_main.c,$(wildcard megakernel/*.c)))
 TOOLS_SRC  := $(sort $(filter-out tools/amk_verify_main.c,$(wildcard tools/*.c)))
-LIB_SRC    := $(BASE_SRC) $(IR_SRC) $(LOWER_SRC) $(VERIFY_SRC) $(REFVM_SRC) $(BENCH_SRC) $(PROOFS_SRC) $(MK_SRC)
+LIB_SRC    := $(BASE_SRC) $(IR_SRC) $(LOWER_SRC) $(VERIFY_SRC) $(REFVM_SRC) $(LINT_SRC) $(BENCH_SRC) $(PROOFS_SRC) $(MK_SRC)
 LIB_OBJ    := $(LIB_SRC:%.c=$(BUILD)/%.o) $(MK_CU_SRC:%.cu=$(BUILD)/%.o) $(BENCH_CU_SRC:%.cu=$(BUILD)/%.o)
 TOOLS_OBJ  := $(TOOLS_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ    := $(filter-out $(BUILD)/tools/amk.o,$(TOOLS_OBJ))
@@ -114,9 +115,9 @@ coverage:
 	@set -e; export AMK_BIN=$(abspath build-cov/amk); export AMK_VERIFY_BIN=$(abspath build-cov/amk-verify); \
 	for t in $(patsubst build/%,build-cov/%,$(TEST_BIN)); do $$t --jobs 1 >/dev/null 2>&1 || true; done
 	lcov -q --capture --directory build-cov --output-file build-cov/cov.info --rc lcov_branch_coverage=0
-	lcov -q --extract build-cov/cov.info '*/ir/*' '*/lower/*' '*/verify/*' '*/refvm/*' '*/bench/*' '*/proofs/*' --output-file build-cov/cov.info
+	lcov -q --extract build-cov/cov.info '*/ir/*' '*/lower/*' '*/verify/*' '*/refvm/*' '*/lint/*' '*/bench/*' '*/proofs/*' --output-file build-cov/cov.info
 	mkdir -p $(BUILD)/coverage && genhtml -q build-cov/cov.info --output-directory $(BUILD)/coverage
-	@for part in ir lower verify refvm bench proofs; do \
+	@for part in ir lower verify refvm lint bench proofs; do \
 	  lcov -q --extract build-cov/cov.info "*/$$part/*" --output-file build-cov/$$part.info 2>/dev/null && \
 	  printf '%-8s ' $$part && lcov --summary build-cov/$$part.info 2>&1 | grep lines; done
 
@@ -201,7 +202,7 @@ $(BUILD)/bench_ir: bench/bench_ir_main.c $(BUILD)/libamk.a
 bench-gpu: $(BUILD)/bench_gpu
 	$(BUILD)/bench_gpu --dir $(BUILD)/bench-gpu
 
-$(BUILD)/bench_gpu: megakernel/bench_gpu_main.c $(BUILD)/libamk.a
+$(BUILD)/bench_gpu: bench/bench_gpu_main.c $(BUILD)/libamk.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libamk.a $(LDLIBS)
 
@@ -263,7 +264,7 @@ help:
 # install: amk, amk-verify, libamk (static and shared), each part's public header, a pkg-config
 # file (amk.pc) and man pages generated from --help, under $(DESTDIR)$(PREFIX) (default /usr/local).
 PREFIX ?= /usr/local
-PUBLIC_HEADERS = $(wildcard base/base.h ir/amk_ir.h lower/lower.h verify/verify.h refvm/refvm.h \
+PUBLIC_HEADERS = $(wildcard base/base.h ir/amk_ir.h lower/lower.h verify/verify.h refvm/refvm.h bench/bench_run.h \
                    proofs/proofs.h lint/lint.h search/search.h megakernel/megakernel.h bench/bench.h)
 install: all $(BUILD)/libamk.so
 	@set -e; d="$(DESTDIR)$(PREFIX)"; \

@@ -1,160 +1,32 @@
 /*
- * bench.h - the bench/ part: checks and measurements around GPU kernels and programs.
+ * bench.h - the bench/ part, GPU-free half: honest latency (SPEC.md section 14).
  *
- * Each section below is one tool of the part. Conventions as in ir/amk_ir.h: every function
- * that can fail returns an ir_status and fills an ir_error when given one; nothing here prints,
- * exits or aborts; "the caller frees" always names the matching free function.
- */
-#ifndef AMK_BENCH_H
-#define AMK_BENCH_H
-
-#include <stdbool.h>
-#include <stddef.h>
-
-#include "ir/amk_ir.h"
-
-/* ================================================================ lint-kernel
- *
- * Static checks for single-kernel artifacts (SPEC.md section 9). An artifact is one JSON file
- *   {"name": N, "kernel": {"kernel_type": "cuda"|"triton", "source_code": S,
- *                          "invocation_example": I}}
- * and linting it yields a list of findings, each naming a stable rule id. An artifact PASSes
- * when no finding has severity BENCH_LINT_ERROR; skipped checks never count as passed checks
- * but do not fail the artifact either, and they always appear in the findings.
- */
-
-#ifndef BENCH_LINT_COMPILE_TIMEOUT_S
-#define BENCH_LINT_COMPILE_TIMEOUT_S 120  /* default time limit of one nvcc -c */
-#endif
-#ifndef BENCH_LINT_PARSE_TIMEOUT_S
-#define BENCH_LINT_PARSE_TIMEOUT_S 30     /* default time limit of one python3 syntax parse */
-#endif
-#ifndef BENCH_LINT_MAX_FILE
-#define BENCH_LINT_MAX_FILE ((size_t)64 << 20)  /* larger artifact files are refused (IO) */
-#endif
-#ifndef BENCH_LINT_MAX_PER_RULE
-#define BENCH_LINT_MAX_PER_RULE 20        /* findings kept per rule; one more says how many were cut */
-#endif
-
-/* The rules, in report order. bench_lint_rule_id() gives the stable string id. */
-typedef enum {
-    BENCH_LINT_JSON = 0,        /* L001-json: the file is valid JSON with an object at the top */
-    BENCH_LINT_FIELDS,          /* L002-fields: every field present with the right type, no others */
-    BENCH_LINT_NAME,            /* L003-name: name equals the file's base name without .json */
-    BENCH_LINT_KERNEL_TYPE,     /* L010-kernel-type: cuda has a __global__, triton an @triton.jit function */
-    BENCH_LINT_HOST_CODE,       /* L020-host-code: no main, launch, printing, allocation or device sync */
-    BENCH_LINT_FP16_INCLUDE,    /* L030-fp16-include: half types need <cuda_fp16.h> */
-    BENCH_LINT_BF16_INCLUDE,    /* L031-bf16-include: __nv_bfloat16 needs <cuda_bf16.h> */
-    BENCH_LINT_INVOCATION,      /* L040-invocation: non-empty and mentions a kernel symbol */
-    BENCH_LINT_NVCC,            /* L050-nvcc: nvcc -c accepts the CUDA source in time */
-    BENCH_LINT_TRITON_PARSE,    /* L051-triton-parse: python3's ast.parse accepts the Triton source */
-    BENCH_LINT_N_RULES
-} bench_lint_rule;
-
-typedef enum {
-    BENCH_LINT_ERROR = 0,       /* the artifact FAILs */
-    BENCH_LINT_SKIPPED          /* the check did not run (tool missing, unusable or turned off) */
-} bench_lint_severity;
-
-typedef enum {
-    BENCH_LINT_KIND_UNKNOWN = 0,  /* kernel_type absent or not one of the two names */
-    BENCH_LINT_KIND_CUDA,
-    BENCH_LINT_KIND_TRITON
-} bench_lint_kind;
-
-/* What became of the tool check (nvcc for CUDA, python3 for Triton) of one artifact. */
-typedef enum {
-    BENCH_LINT_TOOL_NOT_RUN = 0,  /* fields too broken to try */
-    BENCH_LINT_TOOL_PASSED,
-    BENCH_LINT_TOOL_FAILED,
-    BENCH_LINT_TOOL_SKIPPED       /* see the BENCH_LINT_SKIPPED finding for why */
-} bench_lint_tool_state;
-
-typedef struct {
-    bench_lint_rule rule;
-    bench_lint_severity severity;
-    char field[32];     /* what line counts in: "" the file itself, else a JSON path such as
-                           "kernel.source_code" */
-    int line;           /* 1-based line within field (within the file when field is ""), 0: none */
-    char message[512];  /* one sentence; tool output lines are joined with " | " */
-} bench_lint_finding;
-
-typedef struct {
-    char *path;                 /* the file as named by the caller (never NULL after a lint call) */
-    char *name;                 /* the artifact's "name" when it is a string, else NULL */
-    bench_lint_kind kind;
-    char **symbols;             /* kernel symbols found in source_code: __global__ or
-                                   @triton.jit function names, in source order */
-    int n_symbols;
-    bench_lint_finding *findings;
-    int n_findings;
-    int cap_findings;
-    const char *tool;           /* "nvcc", "python3", or NULL when kind is unknown (static string) */
-    bench_lint_tool_state tool_state;
-    bool pass;                  /* no BENCH_LINT_ERROR finding */
-} bench_lint_report;
-
-typedef struct {
-    bool compile;           /* run nvcc -c on CUDA sources; false reports L050 as skipped */
-    bool parse;             /* run python3's parser on Triton sources; false reports L051 skipped */
-    const char *nvcc;       /* nvcc to run; NULL: "nvcc" on PATH, then /usr/local/cuda/bin/nvcc;
-                               "": none (skipped) */
-    const char *python;     /* python3 to run; NULL: "python3" on PATH; "": none (skipped) */
-    int compile_timeout_s;  /* <= 0: BENCH_LINT_COMPILE_TIMEOUT_S */
-    int parse_timeout_s;    /* <= 0: BENCH_LINT_PARSE_TIMEOUT_S */
-} bench_lint_opts;
-
-/* Fill o with the defaults: both tool checks on, tools looked up, default time limits. */
-void bench_lint_opts_default(bench_lint_opts *o);
-
-/* Lint the artifact file at path (opts NULL: the defaults). Returns IR_OK when the file was
- * read, whatever the verdict (out->pass); IR_ERR_IO when it cannot be read (missing, a
- * directory, larger than BENCH_LINT_MAX_FILE); IR_ERR_NOMEM. Invalid JSON is not an error
- * here but an L001 finding. In every case *out must be released with bench_lint_report_free. */
-ir_status bench_lint_file(const char *path, const bench_lint_opts *opts, bench_lint_report *out,
-                          ir_error *err);
-
-/* Lint len bytes of artifact text; path is only used for the L003 name check and the report
- * (NULL: no name check). Returns IR_OK or IR_ERR_NOMEM; *out as for bench_lint_file. */
-ir_status bench_lint_text(const char *text, size_t len, const char *path,
-                          const bench_lint_opts *opts, bench_lint_report *out, ir_error *err);
-
-/* Release everything r owns and zero it; r may be NULL or already freed. */
-void bench_lint_report_free(bench_lint_report *r);
-
-/* Stable id such as "L020-host-code"; "L???" for a value out of range. */
-const char *bench_lint_rule_id(bench_lint_rule r);
-/* One-line description of what the rule requires (for --help and SARIF rule metadata). */
-const char *bench_lint_rule_text(bench_lint_rule r);
-/* "error" or "skipped". */
-const char *bench_lint_severity_name(bench_lint_severity s);
-/* "cuda", "triton" or "unknown". */
-const char *bench_lint_kind_name(bench_lint_kind k);
-/* "not run", "passed", "failed" or "skipped". */
-const char *bench_lint_tool_state_name(bench_lint_tool_state s);
-
-/* ================================================================ audit and bench
- *
- * Honest latency (SPEC.md section 14). Four pieces, each used by both `amk audit` and
- * `amk bench`:
+ * Everything here is arithmetic on numbers already measured; nothing needs a GPU, a model, the
+ * reference VM or the megakernel, so `amk audit` of a claim file builds on this header alone.
  *   - statistics (bench/stats.c): median and percentiles, and a seeded bootstrap confidence
  *     interval of a ratio of medians;
  *   - the roofline floor guard (bench/roofline.c): floor = weight bytes / bandwidth; a latency
  *     sample below it is physically impossible, so the whole summary is withheld and explained,
  *     never returned as a result; plus the SVG roofline chart;
  *   - the claim audit (bench/audit.c): CONFIRMED, REFUTED or UNSUPPORTED with every reason;
- *   - timing sources (bench/cpu_bench.c, bench/gpu_bench.c): bench_run() drives any
- *     bench_timing_source, bench_ab_run() two of them interleaved. The CPU reference VM
- *     (label "cpu-reference") runs everywhere; the GPU megakernel ("gpu-megakernel") and the
- *     cuBLAS CUDA-graph baseline ("gpu-cublas-graph", bench/gpu_baseline.cu) need a CUDA build
- *     and a device, and are checked against reference VM logits of the very steps they time.
+ *   - the timing harness (bench/cpu_bench.c): bench_run() drives any bench_timing_source,
+ *     bench_ab_run() two of them interleaved, each repeat paired with its correctness gate;
+ *   - the bench report (bench/report.c): what `amk bench --json` prints.
+ * The sources that actually run programs (the reference VM, the megakernel, the cuBLAS
+ * baseline) are in bench/bench_run.h.
+ *
+ * Conventions as in ir/amk_ir.h: every function that can fail returns an ir_status and fills an
+ * ir_error when given one; nothing here prints, exits or aborts; "the caller frees" always names
+ * the matching free function.
  */
+#ifndef AMK_BENCH_H
+#define AMK_BENCH_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
-#include "lower/lower.h"
-#include "megakernel/megakernel.h"
-#include "refvm/refvm.h"
+#include "ir/amk_ir.h"
 
 #ifndef BENCH_BOOTSTRAP_RESAMPLES
 #define BENCH_BOOTSTRAP_RESAMPLES 10000    /* default resamples of the bootstrap */
@@ -166,19 +38,10 @@ const char *bench_lint_tool_state_name(bench_lint_tool_state s);
 #ifndef BENCH_CLAIM_MAX_SAMPLES
 #define BENCH_CLAIM_MAX_SAMPLES 1000000    /* longer latency lists are refused (MALFORMED) */
 #endif
+/* The sources' labels (bench/bench_run.h), here because reports, charts and claims name them. */
 #define BENCH_CPU_LABEL "cpu-reference"    /* label of every figure timed on the reference VM */
 #define BENCH_GPU_LABEL "gpu-megakernel"   /* label of the megakernel timed on a GPU */
 #define BENCH_BASELINE_LABEL "gpu-cublas-graph"  /* label of the separate-kernel baseline */
-/* The baseline's own tolerance. It multiplies bf16 (or f16) activations with the weights in
- * cuBLAS, so its logits are further from the fp32 reference than the megakernel's
- * (REFVM_GATE_REL_TOL); SPEC.md 14.4 says why this bound and not the gate's. */
-#ifndef BENCH_BASELINE_REL_TOL
-#define BENCH_BASELINE_REL_TOL 2e-2
-#endif
-#ifndef BENCH_BW_PROBE_BYTES
-#define BENCH_BW_PROBE_BYTES ((int64_t)4 << 30)  /* streaming-read probe size (1 GiB if it fails) */
-#endif
-#define BENCH_BW_PROBE_REPEATS 20          /* passes of the probe; the median is taken */
 
 /* ---------------------------------------------------------------- statistics */
 
@@ -233,6 +96,10 @@ typedef struct {
  * > 0. IR_ERR_MALFORMED on bad input, IR_ERR_NOMEM. */
 ir_status bench_guard_latency(const double *us, int n, double floor_us, bench_latency *out,
                               ir_error *err);
+
+/* The built-in target (section 6 of SPEC.md) whose spec numbers describe a device called name
+ * (e.g. "NVIDIA H100 80GB HBM3" -> "h100"), or NULL when none does. */
+const char *bench_target_for_device(const char *name);
 
 /* ---------------------------------------------------------------- claims and the audit */
 
@@ -445,89 +312,6 @@ typedef struct {
 ir_status bench_ab_run(const bench_timing_source *baseline, const bench_timing_source *candidate,
                        const bench_ab_opts *o, bench_ab_result *out, ir_error *err);
 void bench_ab_result_free(bench_ab_result *r);
-
-/* The reference VM as a timing source: the VM and the eager forward built once from p, the
- * weights st and model m; each run decodes greedily from token 0 at positions 0 .. steps-1,
- * timing only the VM steps and comparing every step's logits with the eager forward
- * (REFVM_GATE_REL_TOL). p, st and m must outlive the source; free it with bench_cpu_free. */
-typedef struct bench_cpu bench_cpu;
-ir_status bench_cpu_new(const ir_program *p, const refvm_st *st, const lower_model *m,
-                        bench_cpu **out, ir_error *err);
-void bench_cpu_free(bench_cpu *c);
-/* The timing-source view of c (label BENCH_CPU_LABEL, no bandwidth measurement). */
-bench_timing_source bench_cpu_source(bench_cpu *c);
-/* Largest `steps` the program can decode (its max_seq). */
-int64_t bench_cpu_max_steps(const bench_cpu *c);
-
-/* ---------------------------------------------------------------- GPU timing sources
- *
- * The GPU sources never time anything they have not checked: every step's logits are compared
- * with reference VM logits of the same position and input token. The VM is slow on real
- * models, so those logits are computed once per program (bench_reference) and every repeat is
- * compared against them (teacher forcing: each repeat feeds the reference's tokens). Without
- * CUDA support or a device every constructor here answers IR_ERR_UNSUPPORTED with the reason.
- */
-
-/* Reference VM logits of positions 0 .. steps-1. */
-typedef struct {
-    int64_t steps, vocab;
-    int32_t *tokens;              /* owned, [steps]: the input token of each position */
-    float *logits;                /* owned, [steps * vocab] */
-    double seconds;               /* VM time taken (binding included) */
-} bench_reference;
-
-/* Run the reference VM over p bound to st for `steps` positions. tokens NULL: decode greedily
- * from token 0 (the VM's own picks become the tokens); else feed those `steps` tokens. The VM
- * must finish every step (REFVM_DONE) and write vocab logits, else IR_ERR_MALFORMED naming the
- * position. On success the caller frees *out with bench_reference_free. */
-ir_status bench_reference_compute(const ir_program *p, const refvm_st *st, bool tie_embeddings,
-                                  int64_t steps, const int32_t *tokens, bench_reference *out,
-                                  ir_error *err);
-void bench_reference_free(bench_reference *r);
-
-/* Whether GPU sources can run: true with the first device's name in name; false with the
- * reason in why ("this build has no CUDA support ..." or "no CUDA device found ..."). */
-bool bench_gpu_available(char *name, size_t name_len, char *why, size_t why_len);
-
-/* The built-in target (section 6 of SPEC.md) whose spec numbers describe a device called name
- * (e.g. "NVIDIA H100 80GB HBM3" -> "h100"), or NULL when none does. */
-const char *bench_target_for_device(const char *name);
-
-/* The megakernel as a timing source: p loaded with mk_load (certificate checked there, then
- * residency, ops, weights). Each run decodes positions 0 .. steps-1 with ref's tokens, times
- * every launch with CUDA events (mk_step_status.ms) and gates its logits against ref with
- * REFVM_GATE_REL_TOL (top-1 equal); a watchdog TIMEOUT is a gate failure. measure_bandwidth
- * times a streaming read of BENCH_BW_PROBE_BYTES. label NULL: BENCH_GPU_LABEL (static string
- * expected). p, ref must outlive the source. On failure *load_status (may be NULL) says what
- * mk_load answered. Free with bench_gpu_free. */
-typedef struct bench_gpu bench_gpu;
-ir_status bench_gpu_new(const ir_program *p, const char *cert_json, size_t cert_len,
-                        const char *weights, bool tie_embeddings, int device,
-                        const bench_reference *ref, const char *label, bench_gpu **out,
-                        mk_status *load_status, ir_error *err);
-void bench_gpu_free(bench_gpu *g);
-bench_timing_source bench_gpu_source(bench_gpu *g);
-const char *bench_gpu_device_name(const bench_gpu *g);
-int64_t bench_gpu_max_steps(const bench_gpu *g);
-
-/* The same decode as separate kernels, built from the model shape m and the Hugging Face
- * tensors of st (not from a program): the projections are cuBLAS GEMMs (cublasGemmEx, weights
- * in their file dtype, activations converted to it, fp32 output and accumulation; q/k/v and
- * gate/up each one GEMM over rows stored together), RMSNorm, RoPE (llama3 bands included), KV
- * append, attention and SiLU as small kernels, the whole step captured once in a CUDA graph
- * that reads the token and position from device memory. Each run decodes positions
- * 0 .. steps-1 with ref's tokens, times each graph launch with CUDA events and gates the logits
- * against ref with BENCH_BASELINE_REL_TOL, a different top-1 passing only as a near tie
- * (bench_gate_step). cuBLAS is loaded at run time (libcublas.so.13, .12, or the path in
- * $AMK_CUBLAS); when it cannot be, IR_ERR_UNSUPPORTED says so. st and ref must outlive the
- * source. Free with bench_baseline_free. */
-typedef struct bench_baseline bench_baseline;
-ir_status bench_baseline_new(const lower_model *m, const refvm_st *st, int device,
-                             const bench_reference *ref, bench_baseline **out, ir_error *err);
-void bench_baseline_free(bench_baseline *b);
-bench_timing_source bench_baseline_source(bench_baseline *b);
-/* "cuBLAS 13.0.2"-style description of the library loaded (static string while b lives). */
-const char *bench_baseline_library(const bench_baseline *b);
 
 /* ---------------------------------------------------------------- claims from a re-run */
 

@@ -17,7 +17,7 @@
 #include <cjson/cJSON.h>
 
 #include "base/base.h"
-#include "bench/bench.h"
+#include "bench/bench_run.h"
 
 /* ---------------------------------------------------------------- the driver */
 

@@ -18,7 +18,7 @@
 #include <string.h>
 
 #include "base/base.h"
-#include "bench/bench.h"
+#include "bench/bench_run.h"
 #include "bench/gpu_baseline.h"
 
 /* ---------------------------------------------------------------- devices */

@@ -10,6 +10,7 @@
 #include <cjson/cJSON.h>
 
 #include "bench/bench.h"
+#include "refvm/refvm.h"   /* REFVM_GATE_REL_TOL: the tolerance of a gate that names none */
 
 static cJSON *gate_json(const bench_gate *g, const char *against)
 {

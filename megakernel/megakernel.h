@@ -17,12 +17,66 @@
 #ifndef AMK_MEGAKERNEL_H
 #define AMK_MEGAKERNEL_H
 
+#include <assert.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "ir/amk_ir.h"
 
 #define MK_VERSION "0.1.0"
+
+/* ---------------------------------------------------------------- op codes
+ *
+ * What crosses the C/CUDA boundary: the kernel runs the IR's ops under their ir_op codes
+ * (IR_OP_*), and FUSED recipes 2-6 under codes of its own past the IR's (recipe 1, a GEMV
+ * pair, keeps IR_OP_FUSED). mk_profile keeps one slot per code below MK_PROF_SLOTS; the last
+ * three slots are no op's: parts of streamed tasks' run time, and each block's span. */
+enum {
+    MK_OP_NORM_GEMV = 20,      /* FUSED recipe 2: RMSNorm, then one GEMV tile */
+    MK_OP_NORM_GEMV_PAIR = 21, /* FUSED recipe 3: RMSNorm, then two GEMV tiles */
+    MK_OP_SILU_GEMV = 22,      /* FUSED recipe 4: silu(a) * b, then one GEMV tile */
+    MK_OP_ROPE_APPEND = 23,    /* FUSED recipe 5: RoPE of k, then KV append */
+    MK_OP_ROPE_ATTENTION = 24, /* FUSED recipe 6: RoPE of q, then attention */
+    MK_OP_END                  /* one past the kernel's last code */
+};
+enum {
+    MK_PROF_STREAM_PREP = 29,  /* a streamed task preparing its input vector */
+    MK_PROF_CHUNK_WAIT = 30,   /* thread 0 of a streamed task waiting for weight chunks */
+    MK_PROF_SPAN = 31,         /* the block's first task start to last task end */
+    MK_PROF_SLOTS = 32         /* slots per block (a power of two: the kernel masks codes) */
+};
+
+/* The IR ops the kernel runs, as X(code, IR name, the value the kernel was written for). */
+#define MK_IR_OPS(X)                                                                       \
+    X(IR_OP_NOP, "NOP", 0) X(IR_OP_COPY, "COPY", 1) X(IR_OP_EMBED, "EMBED", 2)             \
+    X(IR_OP_RMSNORM, "RMSNORM", 3) X(IR_OP_GEMV_TILE, "GEMV_TILE", 5)                      \
+    X(IR_OP_ATTENTION_TILE, "ATTENTION_TILE", 7) X(IR_OP_ROPE, "ROPE", 8)                  \
+    X(IR_OP_SILU_MUL, "SILU_MUL", 9) X(IR_OP_GELU, "GELU", 10) X(IR_OP_ADD, "ADD", 11)     \
+    X(IR_OP_MUL, "MUL", 12) X(IR_OP_KV_APPEND, "KV_APPEND", 16)                            \
+    X(IR_OP_SAMPLE_ARGMAX, "SAMPLE_ARGMAX", 17)                                            \
+    X(IR_OP_ATTENTION_COMBINE, "ATTENTION_COMBINE", 18) X(IR_OP_FUSED, "FUSED", 19)
+
+/* The codes of the kernel's own, as X(code, label printed by the profile). */
+#define MK_OWN_CODES(X)                                                                    \
+    X(MK_OP_NORM_GEMV, "FUSED norm+gemv") X(MK_OP_NORM_GEMV_PAIR, "FUSED norm+gemv2")      \
+    X(MK_OP_SILU_GEMV, "FUSED silu+gemv") X(MK_OP_ROPE_APPEND, "FUSED rope+append")        \
+    X(MK_OP_ROPE_ATTENTION, "FUSED rope+attention")                                        \
+    X(MK_PROF_STREAM_PREP, "(stream: x prep)") X(MK_PROF_CHUNK_WAIT, "(stream: chunk wait)")
+
+#define MK_ASSERT_IR_OP(op, name, v) \
+    static_assert((int)(op) == (v), "IR op " name " moved: the megakernel assumes code " #v);
+MK_IR_OPS(MK_ASSERT_IR_OP)
+#undef MK_ASSERT_IR_OP
+static_assert((int)MK_OP_NORM_GEMV >= (int)IR_OP_COUNT,
+              "the megakernel's own op codes must start past the IR's last op code");
+static_assert((int)MK_OP_END <= (int)MK_PROF_STREAM_PREP,
+              "the megakernel's op codes must stay below its profile-only slots");
+static_assert(MK_PROF_SPAN == MK_PROF_SLOTS - 1 && (MK_PROF_SLOTS & (MK_PROF_SLOTS - 1)) == 0,
+              "profile slots: a power of two, the span in the last");
+
+/* A short name for a kernel op code or profile slot: the IR's name for an IR op, the labels
+ * of MK_OWN_CODES for the kernel's own, "?" for any other (static strings). */
+const char *mk_op_label(int32_t code);
 
 #ifndef MK_DEFAULT_SPIN_BUDGET
 #define MK_DEFAULT_SPIN_BUDGET 2000000  /* polls per wait, each followed by a sleep of <= 1 us */
@@ -111,10 +165,11 @@ int64_t mk_argmax_tiles(const mk_handle *h);
 /* Per-op timing of the last launch of a handle loaded with o->profile (nanosecond GPU timer
  * read by each block's first thread): for each op code, the run time and the time spent
  * waiting before its tasks, summed over blocks, and the largest per-block run sum. Two slots
- * past the op codes count parts of streamed tasks' run time (SPEC 15.2): run_ms[29] preparing the
- * input vector, run_ms[30] waiting for weight chunks to land. */
+ * past the op codes count parts of streamed tasks' run time (SPEC 15.2):
+ * run_ms[MK_PROF_STREAM_PREP] preparing the input vector, run_ms[MK_PROF_CHUNK_WAIT] waiting
+ * for weight chunks to land. */
 typedef struct {
-    double run_ms[32], wait_ms[32], run_ms_max_block[32];
+    double run_ms[MK_PROF_SLOTS], wait_ms[MK_PROF_SLOTS], run_ms_max_block[MK_PROF_SLOTS];
     double span_ms_max;    /* longest block, first task start to last task end */
 } mk_profile;
 

@@ -24,9 +24,10 @@ enum {
 /* Real params. */
 enum { MK_R_EPS, MK_R_THETA, MK_R_SCALE, MK_R_FACTOR, MK_R_LOW, MK_R_HIGH, MK_NR };
 
-/* Kernel op codes past AMK's for the FUSED recipes 2-6 (recipe 1 keeps op 19). */
-enum { MK_OP_NORM_GEMV = 20, MK_OP_NORM_GEMV_PAIR = 21, MK_OP_SILU_GEMV = 22,
-       MK_OP_ROPE_APPEND = 23, MK_OP_ROPE_ATTENTION = 24 };
+/* The element types the kernel reads by number (load_elem, the gemv templates' DT). */
+static_assert(IR_F32 == 0 && IR_F16 == 1 && IR_BF16 == 2 && IR_I32 == 5,
+              "ir_dtype codes moved: the megakernel's dtype dispatch assumes F32 0, F16 1, BF16 2, "
+              "I32 5");
 
 /* Floats of the kernel's SMEM vector xs: a fused GEMV's prepared input (per chunk), or the
  * rotated query heads and keys of a FUSED recipe 6 task (which must fit). */
@@ -67,13 +68,13 @@ typedef struct {
 #endif
 
 /* The weight tiles of a GEMV-shaped kernel op: how many (0: none) and the input slot of the
- * first; the others follow it. GEMV_TILE (5) and FUSED recipe 1 (19) read x from input 0,
- * recipes 2-4 prepare it from inputs 0 and 1. */
+ * first; the others follow it. GEMV_TILE and FUSED recipe 1 read x from input 0, recipes 2-4
+ * prepare it from inputs 0 and 1. */
 static inline MK_HD int mk_weight_tiles(int32_t op, int *first)
 {
     switch (op) {
-    case 5: *first = 1; return 1;
-    case 19: *first = 1; return 2;
+    case IR_OP_GEMV_TILE: *first = 1; return 1;
+    case IR_OP_FUSED: *first = 1; return 2;
     case MK_OP_NORM_GEMV: case MK_OP_SILU_GEMV: *first = 2; return 1;
     case MK_OP_NORM_GEMV_PAIR: *first = 2; return 2;
     default: *first = 0; return 0;
@@ -128,18 +129,13 @@ typedef struct {
     long long threshold, value;
 } mk_ctrl;
 
-/* Profile slots past the op codes (run time only): a streamed task's input-vector preparation,
- * and thread 0's wait for its chunks to land; both are also inside their op's run time. */
-#define MK_PROF_STREAM_PREP 29
-#define MK_PROF_CHUNK_WAIT 30
-
 /* Everything one launch needs (device pointers). */
 typedef struct {
     const mk_entry *entries;   /* queue order: block b's from qstart[b] */
     const int32_t *qstart, *qtasks;
     unsigned int *counters;
     mk_ctrl *ctrl;
-    unsigned long long *prof;  /* NULL, or [grid][32][2] ns: run and wait time per op code */
+    unsigned long long *prof;  /* NULL, or [grid][MK_PROF_SLOTS][2] ns: run, wait time per code */
     int64_t pos;
     long long spin_budget;
     int32_t n_counters, pipelining_depth;

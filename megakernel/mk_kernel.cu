@@ -82,9 +82,9 @@ __device__ __forceinline__ float f16_hi(unsigned u)
 __device__ __forceinline__ float load_elem(const void *p, int dt, int64_t i)
 {
     switch (dt) {
-    case 2: return __uint_as_float((unsigned)((const unsigned short *)p)[i] << 16);   /* BF16 */
-    case 1: return __half2float(((const __half *)p)[i]);                             /* F16 */
-    case 5: return (float)((const int *)p)[i];                                        /* I32 */
+    case IR_BF16: return __uint_as_float((unsigned)((const unsigned short *)p)[i] << 16);
+    case IR_F16: return __half2float(((const __half *)p)[i]);
+    case IR_I32: return (float)((const int *)p)[i];
     default: return ((const float *)p)[i];                                            /* F32 */
     }
 }
@@ -612,7 +612,8 @@ __device__ void stream_tile(const op_env &e, const float *x, float *y, int64_t o
         if (L.prof && threadIdx.x == 0) {   /* profile: time spent waiting for chunks */
             const unsigned long long t = global_ns();
             mbar_wait(&s.full[slot], (unsigned)phase);
-            L.prof[((size_t)blockIdx.x * 32 + MK_PROF_CHUNK_WAIT) * 2] += global_ns() - t;
+            L.prof[((size_t)blockIdx.x * MK_PROF_SLOTS + MK_PROF_CHUNK_WAIT) * 2] +=
+                global_ns() - t;
         } else {
             mbar_wait(&s.full[slot], (unsigned)phase);
         }
@@ -686,10 +687,10 @@ __device__ void op_stream(const op_env &e)
     mk_weight_tiles(op, &first);
     const bool planar = e.in(first).dtype != 0;   /* every tile of the task has this dtype */
     const mk_buf *bias = nullptr;
-    if (op == 5 || op == 19) {
+    if (op == IR_OP_GEMV_TILE || op == IR_OP_FUSED) {
         for (int64_t i = threadIdx.x; i < K; i += blockDim.x)
             xa[xa_index(i, K, planar)] = a[i];
-        if (op == 5 && (e.t->flags & MK_F_BIAS))
+        if (op == IR_OP_GEMV_TILE && (e.t->flags & MK_F_BIAS))
             bias = &e.in(2);
     } else if (op == MK_OP_SILU_GEMV) {
         const float *b = (const float *)e.in(1).ptr;
@@ -710,11 +711,13 @@ __device__ void op_stream(const op_env &e)
         for (int64_t i = threadIdx.x; i < K; i += blockDim.x)
             xa[xa_index(i, K, planar)] = xa[xa_index(i, K, planar)] * r * load_elem(g.ptr, g.dtype, i);
     }
-    if (op != 5 && op != 19 && op != MK_OP_NORM_GEMV_PAIR && (e.t->flags & MK_F_BIAS))
+    if (op != IR_OP_GEMV_TILE && op != IR_OP_FUSED && op != MK_OP_NORM_GEMV_PAIR &&
+        (e.t->flags & MK_F_BIAS))
         bias = &e.in(3);
     __syncthreads();
     if (e.L->prof && threadIdx.x == 0)   /* profile: preparing the input vector */
-        e.L->prof[((size_t)blockIdx.x * 32 + MK_PROF_STREAM_PREP) * 2] += global_ns() - t0;
+        e.L->prof[((size_t)blockIdx.x * MK_PROF_SLOTS + MK_PROF_STREAM_PREP) * 2] +=
+            global_ns() - t0;
     stream_gemv(e, xa, bias);
 }
 
@@ -937,6 +940,59 @@ struct attn_src {
     int64_t qh0, g0, gn;
 };
 
+/* The end of one pass of attention_heads: the wpg warps' states of each of ngp KV heads x nhc
+ * query heads (in sm, stride floats each, hg per warp) merged like flash-decoding partials
+ * into o (query head (gp + gi) * group + hoff + hh for the pass's KV head gi): normalized
+ * rows, or with partial the unnormalized row followed by its M and L. */
+__device__ __forceinline__ void attention_merge(const float *sm, float *cw, float *ML, int64_t hd,
+                                                int hdi, int64_t stride, int64_t hg, int64_t wpg,
+                                                int64_t ngp, int64_t nhc, int64_t gp,
+                                                int64_t group, int64_t hoff, bool partial, float *o)
+{
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    /* One warp per (KV head, query head): its lanes hold the wpg warps' (m, l); M is
+     * their max over non-empty states, c = exp(m - M) each one's weight, L = sum c*l. */
+    for (int pr = warp; pr < (int)(ngp * nhc); pr += nw) {
+        const int gi2 = pr / (int)nhc, hh = pr % (int)nhc, w = gi2 * (int)wpg + lane;
+        float mw = -INFINITY, lw = 0.f;
+        if (lane < wpg) {
+            const float *ws = sm + ((int64_t)w * hg + hh) * stride;
+            lw = ws[hd + 1];
+            mw = lw > 0.f ? ws[hd] : -INFINITY;
+        }
+        const float M = warp_max(mw);
+        const float c = M != -INFINITY && lw > 0.f ? expf(mw - M) : 0.f;
+        const float L = warp_sum(c * lw);
+        if (lane < wpg)
+            cw[(int64_t)w * hg + hh] = c;
+        if (lane == 0) {
+            ML[2 * pr] = M;
+            ML[2 * pr + 1] = L;
+        }
+    }
+    __syncthreads();
+    const int nhd = (int)(nhc * hd);
+    for (int t = threadIdx.x; t < (int)ngp * nhd; t += blockDim.x) {
+        const int gi2 = t / nhd, hh = (t % nhd) / hdi, i = t % hdi;
+        const int pr = gi2 * (int)nhc + hh;
+        const float M = ML[2 * pr], L = ML[2 * pr + 1];
+        float sum = 0.f;
+        for (int w = gi2 * (int)wpg; w < (gi2 + 1) * (int)wpg; w++)
+            sum += cw[w * hg + hh] * sm[(w * hg + hh) * stride + i];
+        int64_t h = (gp + gi2) * group + hoff + hh;
+        if (partial) {
+            float *oh = o + h * stride;
+            oh[i] = sum;
+            if (i == 0) {
+                oh[hd] = M;          /* -inf and 0 for an empty window */
+                oh[hd + 1] = L;
+            }
+        } else {
+            o[h * hd + i] = L > 0.f ? sum / L : 0.f;
+        }
+    }
+}
+
 /* Attention of KV heads [g0, g0 + gn) over rows [start, start + len). Warps are dealt out to
  * KV heads (all of them at once when there are at least as many warps), and a KV head's warps
  * split its rows; each K/V row is loaded once for the HG query heads sharing it (GQA), U rows at
@@ -1064,47 +1120,8 @@ __device__ __noinline__ void attention_heads(float *sm, const attn_src src, int6
                 }
             __syncthreads();
             const int64_t ngp = gb - gp < gpp ? gb - gp : gpp;
-            /* One warp per (KV head, query head): its lanes hold the wpg warps' (m, l); M is
-             * their max over non-empty states, c = exp(m - M) each one's weight, L = sum c*l. */
-            for (int pr = warp; pr < (int)(ngp * nhc); pr += nw) {
-                const int gi2 = pr / (int)nhc, hh = pr % (int)nhc, w = gi2 * (int)wpg + lane;
-                float mw = -INFINITY, lw = 0.f;
-                if (lane < wpg) {
-                    const float *ws = sm + ((int64_t)w * hg + hh) * stride;
-                    lw = ws[hd + 1];
-                    mw = lw > 0.f ? ws[hd] : -INFINITY;
-                }
-                const float M = warp_max(mw);
-                const float c = M != -INFINITY && lw > 0.f ? expf(mw - M) : 0.f;
-                const float L = warp_sum(c * lw);
-                if (lane < wpg)
-                    cw[(int64_t)w * hg + hh] = c;
-                if (lane == 0) {
-                    ML[2 * pr] = M;
-                    ML[2 * pr + 1] = L;
-                }
-            }
-            __syncthreads();
-            const int nhd = (int)(nhc * hd);
-            for (int t = threadIdx.x; t < (int)ngp * nhd; t += blockDim.x) {
-                const int gi2 = t / nhd, hh = (t % nhd) / hdi, i = t % hdi;
-                const int pr = gi2 * (int)nhc + hh;
-                const float M = ML[2 * pr], L = ML[2 * pr + 1];
-                float sum = 0.f;
-                for (int w = gi2 * (int)wpg; w < (gi2 + 1) * (int)wpg; w++)
-                    sum += cw[w * hg + hh] * sm[(w * hg + hh) * stride + i];
-                int64_t h = (gp + gi2) * group + hoff + hh;
-                if (partial) {
-                    float *oh = o + h * stride;
-                    oh[i] = sum;
-                    if (i == 0) {
-                        oh[hd] = M;          /* -inf and 0 for an empty window */
-                        oh[hd + 1] = L;
-                    }
-                } else {
-                    o[h * hd + i] = L > 0.f ? sum / L : 0.f;
-                }
-            }
+            attention_merge(sm, cw, ML, hd, hdi, stride, hg, wpg, ngp, nhc, gp, group, hoff,
+                            partial, o);
         }
 }
 
@@ -1201,10 +1218,10 @@ __device__ void op_elementwise(const op_env &e, int op)
     for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
         float av = a[i], r;
         switch (op) {
-        case 1: r = av; break;                                                  /* COPY */
-        case 10: r = (float)(0.5 * av * (1.0 + erf(av / sqrt(2.0)))); break;   /* GELU */
-        case 11: r = av + b[i]; break;                                          /* ADD */
-        case 12: r = av * b[i]; break;                                          /* MUL */
+        case IR_OP_COPY: r = av; break;
+        case IR_OP_GELU: r = (float)(0.5 * av * (1.0 + erf(av / sqrt(2.0)))); break;
+        case IR_OP_ADD: r = av + b[i]; break;
+        case IR_OP_MUL: r = av * b[i]; break;
         default: r = silu_mul(av, b[i]); break;                                 /* SILU_MUL */
         }
         y[i] = r;
@@ -1301,7 +1318,7 @@ __device__ void op_argmax(const op_env &e)
     if (threadIdx.x == 0) {
         const int bi = m.bi == 0x7fffffff ? 0 : m.bi;   /* every logit NaN: the VM answers 0 */
         const mk_buf &ob = e.out(0);
-        if (ob.dtype == 5)
+        if (ob.dtype == IR_I32)
             *(int *)ob.ptr = bi;
         else
             *(float *)ob.ptr = (float)bi;
@@ -1317,14 +1334,14 @@ __device__ __forceinline__ void run_op(const op_env &e)
         return;
     }
     switch (t->op) {
-    case 0: break;                                                          /* NOP */
-    case 2: op_embed(e); break;
-    case 3: op_rmsnorm(e); break;
-    case 5:
+    case IR_OP_NOP: break;
+    case IR_OP_EMBED: op_embed(e); break;
+    case IR_OP_RMSNORM: op_rmsnorm(e); break;
+    case IR_OP_GEMV_TILE:
         gemv_tile(e, 0, (const float *)e.in(0).ptr, (float *)e.out(0).ptr,
                   (t->flags & MK_F_BIAS) ? &e.in(2) : nullptr);
         break;
-    case 19:                                                                /* FUSED recipe 1 */
+    case IR_OP_FUSED:                                                       /* FUSED recipe 1 */
         gemv_tile(e, 0, (const float *)e.in(0).ptr, (float *)e.out(0).ptr, nullptr);
         gemv_tile(e, 1, (const float *)e.in(0).ptr, (float *)e.out(1).ptr, nullptr);
         break;
@@ -1333,16 +1350,93 @@ __device__ __forceinline__ void run_op(const op_env &e)
     case MK_OP_SILU_GEMV: op_fused_gemv(e, t->op, e.xs); break;
     case MK_OP_ROPE_APPEND: op_rope_append(e); break;
     case MK_OP_ROPE_ATTENTION: op_rope_attention(e, e.xs); break;
-    case 7: op_attention(e); break;
-    case 8: op_rope(e); break;
-    case 16: op_kv_append(e); break;
-    case 17: op_argmax(e); break;
-    case 18: op_attention_combine(e); break;
-    default: op_elementwise(e, t->op); break;                               /* 1, 9-12 */
+    case IR_OP_ATTENTION_TILE: op_attention(e); break;
+    case IR_OP_ROPE: op_rope(e); break;
+    case IR_OP_KV_APPEND: op_kv_append(e); break;
+    case IR_OP_SAMPLE_ARGMAX: op_argmax(e); break;
+    case IR_OP_ATTENTION_COMBINE: op_attention_combine(e); break;
+    default: op_elementwise(e, t->op); break;           /* COPY, SILU_MUL, GELU, ADD, MUL */
     }
 }
 
 /* ---------------------------------------------------------------- the megakernel */
+
+/* Thread 0 of block b sets up the weight stream: the slots' barriers, the L2 policy, the
+ * first of the block's streamed tiles. */
+__device__ __forceinline__ void stream_init(const mk_launch &L, mk_stream &ws, int b)
+{
+    for (int i = 0; i < L.stream_slots; i++)
+        asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(smem_u32(&ws.full[i]))
+                     : "memory");
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(ws.policy));
+    ws.issued = ws.done = ws.pslot = 0;
+    ws.cslot = ws.cphase = ws.cpar = 0;
+    ws.src = nullptr;
+    ws.rb = ws.rows_left = ws.rpc = 0;
+    ws.di = L.sdesc_start[b];
+    ws.dend = L.sdesc_start[b + 1];
+    stream_next_desc(L, ws);
+}
+
+/* Poller pk (lane 0 of warp pk) of block b on the waits of st, the task at queue index qi (see
+ * the comment at its call): sets s_go to 1 when they hold, 2 on abort, unless another poller
+ * decided first; poller 0 with profiling stamps the trace (t0, and t1 now). */
+__device__ __forceinline__ void poll_waits(const mk_launch &L, const mk_task &st, int &s_go,
+                                           int b, int qi, int pk, unsigned long long t0,
+                                           unsigned long long &t1)
+{
+    int ok = 1, decided = 0;
+    if (pk) {   /* its turn, unless the waits are decided before */
+        const unsigned long long until = global_ns() + pk * MK_POLL_STAGGER_NS;
+        while (!(decided = *(volatile int *)&s_go) && global_ns() < until)
+            ;
+    }
+    for (int w = 0; w < st.n_waits && ok && !decided; w++) {
+        const int c = st.wait_counter[w];
+        const unsigned thr = (unsigned)st.wait_threshold[w];
+        long long spins = 0;
+        unsigned ns = 0;
+        unsigned v;
+        while ((v = ld_acquire_u32(&L.counters[c])) < thr) {
+            if (*(volatile int *)&s_go) {
+                decided = 1;
+                break;
+            }
+            if (pk) {
+                __nanosleep(32);
+                continue;
+            }
+            if (*(volatile unsigned *)&L.ctrl->abort) {
+                ok = 0;
+                break;
+            }
+            if (++spins > L.spin_budget) {
+                if (atomicCAS(&L.ctrl->abort, 0u, 1u) == 0u) {
+                    L.ctrl->block = b;
+                    L.ctrl->task = L.qtasks[qi];
+                    L.ctrl->counter = c;
+                    L.ctrl->threshold = thr;
+                    L.ctrl->value = v;
+                    __threadfence();
+                }
+                ok = 0;
+                break;
+            }
+            if (spins > 32) {           /* short waits spin; long ones back off */
+                __nanosleep(ns);
+                ns = ns ? (ns < 256 ? 2 * ns : 256) : 32;
+            }
+        }
+    }
+    if (!decided)
+        atomicCAS(&s_go, 0, ok ? 1 : 2);
+    if (L.prof && pk == 0) {
+        t1 = global_ns();
+        L.trace[(size_t)L.qtasks[qi] * 3] = t0;
+        L.trace[(size_t)L.qtasks[qi] * 3 + 1] = t1;
+    }
+}
 
 __global__ void __launch_bounds__(MK_MAX_THREADS, 1)
 mk_megakernel(const __grid_constant__ mk_launch L)
@@ -1362,20 +1456,8 @@ mk_megakernel(const __grid_constant__ mk_launch L)
     const bool streaming = L.stream_slots > 0;
     float *xa = (float *)dsm;
     unsigned char *ring = dsm + ((L.stream_x_floats * 4 + 127) & ~(int64_t)127);
-    if (streaming && threadIdx.x == 0) {
-        for (int i = 0; i < L.stream_slots; i++)
-            asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(smem_u32(&ws.full[i]))
-                         : "memory");
-        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-        asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(ws.policy));
-        ws.issued = ws.done = ws.pslot = 0;
-        ws.cslot = ws.cphase = ws.cpar = 0;
-        ws.src = nullptr;
-        ws.rb = ws.rows_left = ws.rpc = 0;
-        ws.di = L.sdesc_start[b];
-        ws.dend = L.sdesc_start[b + 1];
-        stream_next_desc(L, ws);
-    }
+    if (streaming && threadIdx.x == 0)
+        stream_init(L, ws, b);
     unsigned long long t_begin = L.prof ? global_ns() : 0, t0 = 0, t1 = 0;
     /* Entry qi + 1 is copied (asynchronously, 16 bytes per thread) while entry qi waits and
      * runs, so no task waits for its own descriptors. */
@@ -1412,58 +1494,8 @@ mk_megakernel(const __grid_constant__ mk_launch L)
          * TIMEOUT). With one poller this is more general than it needs to be, but the plain
          * thread-0 loop it grew from compiles to a slower kernel (SPEC 15.5): keep it. */
         const int pk = threadIdx.x >> 5;
-        if ((threadIdx.x & 31) == 0 && pk < MK_POLLERS) {
-            int ok = 1, decided = 0;
-            if (pk) {   /* its turn, unless the waits are decided before */
-                const unsigned long long until = global_ns() + pk * MK_POLL_STAGGER_NS;
-                while (!(decided = *(volatile int *)&s_go) && global_ns() < until)
-                    ;
-            }
-            for (int w = 0; w < st.n_waits && ok && !decided; w++) {
-                const int c = st.wait_counter[w];
-                const unsigned thr = (unsigned)st.wait_threshold[w];
-                long long spins = 0;
-                unsigned ns = 0;
-                unsigned v;
-                while ((v = ld_acquire_u32(&L.counters[c])) < thr) {
-                    if (*(volatile int *)&s_go) {
-                        decided = 1;
-                        break;
-                    }
-                    if (pk) {
-                        __nanosleep(32);
-                        continue;
-                    }
-                    if (*(volatile unsigned *)&L.ctrl->abort) {
-                        ok = 0;
-                        break;
-                    }
-                    if (++spins > L.spin_budget) {
-                        if (atomicCAS(&L.ctrl->abort, 0u, 1u) == 0u) {
-                            L.ctrl->block = b;
-                            L.ctrl->task = L.qtasks[qi];
-                            L.ctrl->counter = c;
-                            L.ctrl->threshold = thr;
-                            L.ctrl->value = v;
-                            __threadfence();
-                        }
-                        ok = 0;
-                        break;
-                    }
-                    if (spins > 32) {           /* short waits spin; long ones back off */
-                        __nanosleep(ns);
-                        ns = ns ? (ns < 256 ? 2 * ns : 256) : 32;
-                    }
-                }
-            }
-            if (!decided)
-                atomicCAS(&s_go, 0, ok ? 1 : 2);
-            if (L.prof && pk == 0) {
-                t1 = global_ns();
-                L.trace[(size_t)L.qtasks[qi] * 3] = t0;
-                L.trace[(size_t)L.qtasks[qi] * 3 + 1] = t1;
-            }
-        }
+        if ((threadIdx.x & 31) == 0 && pk < MK_POLLERS)
+            poll_waits(L, st, s_go, b, qi, pk, t0, t1);
         /* Acquire: the deciding poller's acquire loads saw the producers' release adds; the
          * barrier orders every thread's reads of their outputs after them (no separate fence). */
         __syncthreads();
@@ -1492,9 +1524,10 @@ mk_megakernel(const __grid_constant__ mk_launch L)
         if (threadIdx.x == 0) {
             red_release_add(&L.counters[st.out_counter], 1u);
             if (L.prof && qi == q1 - 1)
-                L.prof[((size_t)b * 32 + 31) * 2] = global_ns() - t_begin;
+                L.prof[((size_t)b * MK_PROF_SLOTS + MK_PROF_SPAN) * 2] = global_ns() - t_begin;
             if (L.prof) {
-                unsigned long long *pp = L.prof + ((size_t)b * 32 + (st.op & 31)) * 2;
+                unsigned long long *pp =
+                    L.prof + ((size_t)b * MK_PROF_SLOTS + (st.op & (MK_PROF_SLOTS - 1))) * 2;
                 const unsigned long long t2 = global_ns();
                 pp[0] += t2 - t1;
                 pp[1] += t1 - t0;
@@ -1637,7 +1670,8 @@ extern "C" mk_status mkd_launch(const mk_launch *l, double *ms, mk_ctrl *ctrl_ou
         return cuda_fail(e, "zeroing the counters", err);
     if ((e = cudaMemsetAsync(l->ctrl, 0, sizeof(mk_ctrl))) != cudaSuccess)
         return cuda_fail(e, "zeroing the watchdog", err);
-    if (l->prof && (e = cudaMemsetAsync(l->prof, 0, (size_t)l->grid * 64 * 8)) != cudaSuccess)
+    if (l->prof &&
+        (e = cudaMemsetAsync(l->prof, 0, (size_t)l->grid * MK_PROF_SLOTS * 2 * 8)) != cudaSuccess)
         return cuda_fail(e, "zeroing the profile", err);
     if (l->trace && (e = cudaMemsetAsync(l->trace, 0, (size_t)l->n_tasks * 3 * 8)) != cudaSuccess)
         return cuda_fail(e, "zeroing the timeline", err);

@@ -30,6 +30,18 @@ struct mk_handle {
     int64_t amax_tiles;            /* tasks marked MK_F_AMAX_PART */
 };
 
+const char *mk_op_label(int32_t code)
+{
+    if (code >= 0 && code < IR_OP_COUNT)
+        return ir_op_name((ir_op)code);
+    switch (code) {
+#define MK_OWN_LABEL(c, label) case c: return label;
+    MK_OWN_CODES(MK_OWN_LABEL)
+#undef MK_OWN_LABEL
+    default: return "?";
+    }
+}
+
 const char *mk_status_name(mk_status s)
 {
     switch (s) {
@@ -605,7 +617,7 @@ static mk_status amax_plan(mk_handle *h, mk_task *tasks, int32_t n, ir_error *er
                 const mk_buf *ob = &h->bufs[t->out[k]];
                 if (!overlaps(ob, lb))
                     continue;
-                ok = (t->op == 5 || t->op == MK_OP_NORM_GEMV || t->op == MK_OP_SILU_GEMV) &&
+                ok = (t->op == IR_OP_GEMV_TILE || t->op == MK_OP_NORM_GEMV || t->op == MK_OP_SILU_GEMV) &&
                      t->n_out == 1 && ob->ptr == lb->ptr && ob->numel == lb->numel &&
                      ob->dtype == IR_F32 && !(t->flags & MK_F_AMAX_PART);
                 int64_t off = pexpr_const(&t->ip[MK_P_NOFF], &ok);
@@ -797,7 +809,7 @@ mk_status mk_load(const ir_program *p, const char *cert_json, size_t cert_len,
     if (s == MK_OK && (s = dev_alloc(h, &d, sizeof(mk_ctrl), err)) == MK_OK)
         h->L.ctrl = d;
     if (s == MK_OK && opts.profile &&
-        (s = dev_alloc(h, &d, sizeof(unsigned long long) * 64 * (size_t)plan->grid, err)) == MK_OK)
+        (s = dev_alloc(h, &d, sizeof(unsigned long long) * 2 * MK_PROF_SLOTS * (size_t)plan->grid, err)) == MK_OK)
         h->L.prof = d;
     if (s == MK_OK && opts.profile &&
         (s = dev_alloc(h, &d, sizeof(unsigned long long) * 3 * (size_t)p->n_tasks, err)) == MK_OK)
@@ -892,20 +904,20 @@ mk_status mk_profile_read(mk_handle *h, mk_profile *out, ir_error *err)
     if (!h->L.prof)
         return fail(err, MK_MALFORMED, IR_ERR_MALFORMED, "profile",
                     "the handle was not loaded with profiling");
-    size_t n = (size_t)h->L.grid * 64;
+    size_t n = (size_t)h->L.grid * MK_PROF_SLOTS * 2;
     unsigned long long *v = malloc(n * sizeof *v);
     if (!v)
         return fail(err, MK_NOMEM, IR_ERR_NOMEM, "megakernel", "out of memory");
     mk_status s = mkd_download(v, h->L.prof, n * sizeof *v, err);
     for (int32_t b = 0; s == MK_OK && b < h->L.grid; b++) {
-        for (int op = 0; op < 31; op++) {
-            double run = (double)v[((size_t)b * 32 + op) * 2] * 1e-6;
+        for (int op = 0; op < MK_PROF_SPAN; op++) {
+            double run = (double)v[((size_t)b * MK_PROF_SLOTS + op) * 2] * 1e-6;
             out->run_ms[op] += run;
-            out->wait_ms[op] += (double)v[((size_t)b * 32 + op) * 2 + 1] * 1e-6;
+            out->wait_ms[op] += (double)v[((size_t)b * MK_PROF_SLOTS + op) * 2 + 1] * 1e-6;
             if (run > out->run_ms_max_block[op])
                 out->run_ms_max_block[op] = run;
         }
-        double span = (double)v[((size_t)b * 32 + 31) * 2] * 1e-6;
+        double span = (double)v[((size_t)b * MK_PROF_SLOTS + MK_PROF_SPAN) * 2] * 1e-6;
         if (span > out->span_ms_max)
             out->span_ms_max = span;
     }

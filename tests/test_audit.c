@@ -15,7 +15,6 @@
 
 #include "bench/bench.h"
 #include "lower/lower.h"
-#include "refvm/refvm.h"
 #include "tools/cmd.h"
 #include "tests/capture.h"
 #include "verify/verify.h"

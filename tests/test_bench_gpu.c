@@ -17,7 +17,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "bench/bench.h"
+#include "bench/bench_run.h"
 #include "lower/lower.h"
 #include "megakernel/megakernel.h"
 #include "refvm/refvm.h"

@@ -19,7 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "bench/bench.h"
+#include "lint/lint.h"
 #include "tests/capture.h"
 #include "tools/cmd.h"
 
@@ -29,47 +29,47 @@
 /* ---------------------------------------------------------------- helpers */
 
 /* Options for the static rules only: both tool checks off (they report as skipped). */
-static bench_lint_opts static_opts(void)
+static lint_opts static_opts(void)
 {
-    bench_lint_opts o;
-    bench_lint_opts_default(&o);
+    lint_opts o;
+    lint_opts_default(&o);
     o.compile = false;
     o.parse = false;
     return o;
 }
 
-static bench_lint_report lint_with(const char *path, const bench_lint_opts *o)
+static lint_report lint_with(const char *path, const lint_opts *o)
 {
-    bench_lint_report r;
+    lint_report r;
     ir_error err = {0};
-    ir_status st = bench_lint_file(path, o, &r, &err);
+    ir_status st = lint_file(path, o, &r, &err);
     cr_assert_eq(st, IR_OK, "%s: %s %s", path, err.where, err.why);
     return r;
 }
 
-static bench_lint_report lint_static(const char *path)
+static lint_report lint_static(const char *path)
 {
-    bench_lint_opts o = static_opts();
+    lint_opts o = static_opts();
     return lint_with(path, &o);
 }
 
-static int n_errors(const bench_lint_report *r)
+static int n_errors(const lint_report *r)
 {
     int n = 0;
     for (int i = 0; i < r->n_findings; i++)
-        n += r->findings[i].severity == BENCH_LINT_ERROR;
+        n += r->findings[i].severity == LINT_ERROR;
     return n;
 }
 
-static const bench_lint_finding *first_error(const bench_lint_report *r)
+static const lint_finding *first_error(const lint_report *r)
 {
     for (int i = 0; i < r->n_findings; i++)
-        if (r->findings[i].severity == BENCH_LINT_ERROR)
+        if (r->findings[i].severity == LINT_ERROR)
             return &r->findings[i];
     return NULL;
 }
 
-static const bench_lint_finding *find_rule(const bench_lint_report *r, bench_lint_rule rule)
+static const lint_finding *find_rule(const lint_report *r, lint_rule rule)
 {
     for (int i = 0; i < r->n_findings; i++)
         if (r->findings[i].rule == rule)
@@ -80,34 +80,34 @@ static const bench_lint_finding *find_rule(const bench_lint_report *r, bench_lin
 /* The bad artifact fails with exactly one error finding: rule id and line as given. */
 static void expect_only(const char *path, const char *rule_id, int line)
 {
-    bench_lint_report r = lint_static(path);
+    lint_report r = lint_static(path);
     cr_assert_not(r.pass, "%s should fail", path);
     cr_assert_eq(n_errors(&r), 1, "%s: expected 1 error, got %d (first: %s %s)", path,
-                 n_errors(&r), r.n_findings ? bench_lint_rule_id(r.findings[0].rule) : "-",
+                 n_errors(&r), r.n_findings ? lint_rule_id(r.findings[0].rule) : "-",
                  r.n_findings ? r.findings[0].message : "-");
-    const bench_lint_finding *f = first_error(&r);
-    cr_assert_str_eq(bench_lint_rule_id(f->rule), rule_id, "%s: %s", path, f->message);
+    const lint_finding *f = first_error(&r);
+    cr_assert_str_eq(lint_rule_id(f->rule), rule_id, "%s: %s", path, f->message);
     cr_assert_eq(f->line, line, "%s: line %d, expected %d (%s)", path, f->line, line, f->message);
-    bench_lint_report_free(&r);
+    lint_report_free(&r);
 }
 
 /* The good artifact passes the static rules with no error finding at all. */
 static void expect_pass(const char *path)
 {
-    bench_lint_report r = lint_static(path);
-    const bench_lint_finding *f = first_error(&r);
-    cr_assert(r.pass, "%s should pass, got %s: %s", path, f ? bench_lint_rule_id(f->rule) : "-",
+    lint_report r = lint_static(path);
+    const lint_finding *f = first_error(&r);
+    cr_assert(r.pass, "%s should pass, got %s: %s", path, f ? lint_rule_id(f->rule) : "-",
               f ? f->message : "-");
     cr_assert_eq(n_errors(&r), 0);
-    bench_lint_report_free(&r);
+    lint_report_free(&r);
 }
 
-static bench_lint_report lint_text(const char *json, const char *path)
+static lint_report lint_string(const char *json, const char *path)
 {
-    bench_lint_opts o = static_opts();
-    bench_lint_report r;
+    lint_opts o = static_opts();
+    lint_report r;
     ir_error err = {0};
-    cr_assert_eq(bench_lint_text(json, strlen(json), path, &o, &r, &err), IR_OK);
+    cr_assert_eq(lint_text(json, strlen(json), path, &o, &r, &err), IR_OK);
     return r;
 }
 
@@ -127,18 +127,18 @@ static char *artifact(const char *type, const char *src, const char *inv)
 }
 
 /* Lint one in-memory CUDA source (static rules) and return the report. */
-static bench_lint_report lint_cuda(const char *src, const char *inv)
+static lint_report lint_cuda(const char *src, const char *inv)
 {
     char *a = artifact("cuda", src, inv);
-    bench_lint_report r = lint_text(a, "t.json");
+    lint_report r = lint_string(a, "t.json");
     cJSON_free(a);
     return r;
 }
 
-static bench_lint_report lint_triton(const char *src, const char *inv)
+static lint_report lint_triton(const char *src, const char *inv)
 {
     char *a = artifact("triton", src, inv);
-    bench_lint_report r = lint_text(a, "t.json");
+    lint_report r = lint_string(a, "t.json");
     cJSON_free(a);
     return r;
 }
@@ -212,29 +212,29 @@ Test(lint_good, half_as_a_variable_name_needs_no_fp16_include)
 
 Test(lint_good, reports_kind_and_kernel_symbols)
 {
-    bench_lint_report r = lint_static(GOOD "cuda_host_words_in_strings.json");
-    cr_assert_eq(r.kind, BENCH_LINT_KIND_CUDA);
+    lint_report r = lint_static(GOOD "cuda_host_words_in_strings.json");
+    cr_assert_eq(r.kind, LINT_KIND_CUDA);
     cr_assert_eq(r.n_symbols, 1);
     cr_assert_str_eq(r.symbols[0], "scale");  /* past __launch_bounds__(256) */
     cr_assert_str_eq(r.name, "cuda_host_words_in_strings");
-    bench_lint_report_free(&r);
+    lint_report_free(&r);
     r = lint_static(GOOD "triton_add.json");
-    cr_assert_eq(r.kind, BENCH_LINT_KIND_TRITON);
+    cr_assert_eq(r.kind, LINT_KIND_TRITON);
     cr_assert_eq(r.n_symbols, 1);
     cr_assert_str_eq(r.symbols[0], "add_kernel");
-    bench_lint_report_free(&r);
+    lint_report_free(&r);
 }
 
 Test(lint_good, turned_off_tool_checks_are_reported_as_skipped_not_passed)
 {
-    bench_lint_report r = lint_static(GOOD "cuda_vec_add.json");
+    lint_report r = lint_static(GOOD "cuda_vec_add.json");
     cr_assert(r.pass);
-    cr_assert_eq(r.tool_state, BENCH_LINT_TOOL_SKIPPED);
-    const bench_lint_finding *f = find_rule(&r, BENCH_LINT_NVCC);
+    cr_assert_eq(r.tool_state, LINT_TOOL_SKIPPED);
+    const lint_finding *f = find_rule(&r, LINT_NVCC);
     cr_assert_not_null(f);
-    cr_assert_eq(f->severity, BENCH_LINT_SKIPPED);
+    cr_assert_eq(f->severity, LINT_SKIPPED);
     cr_assert(strstr(f->message, "--no-compile"), "%s", f->message);
-    bench_lint_report_free(&r);
+    lint_report_free(&r);
 }
 
 /* ---------------------------------------------------------------- bad artifacts, one rule each */
@@ -284,16 +284,16 @@ Test(lint_bad, l020_triton_torch_allocation)
 }
 Test(lint_bad, l020_cuda_malloc_and_device_sync_each_reported_on_their_line)
 {
-    bench_lint_report r = lint_static(BAD "l020_cuda_malloc_sync.json");
+    lint_report r = lint_static(BAD "l020_cuda_malloc_sync.json");
     cr_assert_not(r.pass);
     cr_assert_eq(n_errors(&r), 2);
-    cr_assert_eq(r.findings[0].rule, BENCH_LINT_HOST_CODE);
+    cr_assert_eq(r.findings[0].rule, LINT_HOST_CODE);
     cr_assert_eq(r.findings[0].line, 14);
     cr_assert(strstr(r.findings[0].message, "cudaMalloc"), "%s", r.findings[0].message);
-    cr_assert_eq(r.findings[1].rule, BENCH_LINT_HOST_CODE);
+    cr_assert_eq(r.findings[1].rule, LINT_HOST_CODE);
     cr_assert_eq(r.findings[1].line, 15);
     cr_assert(strstr(r.findings[1].message, "cudaDeviceSynchronize"), "%s", r.findings[1].message);
-    bench_lint_report_free(&r);
+    lint_report_free(&r);
 }
 Test(lint_bad, l030_half_without_cuda_fp16_include)
 {
@@ -324,30 +324,30 @@ Test(lint_bad, l051_artifact_is_clean_for_the_static_rules)
 
 Test(lint_scan, raw_strings_and_block_comments_hide_host_words)
 {
-    bench_lint_report r = lint_cuda("/* int main() { k<<<1,1>>>(); } */\n"
-                                    "__device__ const char *s = R\"x(printf(\"a\") main())x\";\n"
+    lint_report r = lint_cuda("/* int main() { k<<<1,1>>>(); } */\n"
+                              "__device__ const char *s = R\"x(printf(\"a\") main())x\";\n"
                                     "__global__ void k(int *p) { p[0] = 1'000; }\n",
                                     "k<<<1, 1>>>(p);");
     cr_assert(r.pass, "%s", r.n_findings ? r.findings[0].message : "");
     cr_assert_eq(n_errors(&r), 0);
-    bench_lint_report_free(&r);
+    lint_report_free(&r);
 }
 
 Test(lint_scan, code_after_a_string_with_escaped_quote_is_still_code)
 {
-    bench_lint_report r = lint_cuda("__device__ const char *s = \"a\\\"b\";\n"
-                                    "__global__ void k(int *p) { printf(\"%d\", p[0]); }\n",
+    lint_report r = lint_cuda("__device__ const char *s = \"a\\\"b\";\n"
+                              "__global__ void k(int *p) { printf(\"%d\", p[0]); }\n",
                                     "k<<<1, 1>>>(p);");
     cr_assert_eq(n_errors(&r), 1);
-    cr_assert_eq(r.findings[0].rule, BENCH_LINT_HOST_CODE);
+    cr_assert_eq(r.findings[0].rule, LINT_HOST_CODE);
     cr_assert_eq(r.findings[0].line, 2);
-    bench_lint_report_free(&r);
+    lint_report_free(&r);
 }
 
 Test(lint_scan, cuda_launch_api_and_torch_allocation_are_host_code)
 {
-    bench_lint_report r = lint_cuda("__global__ void k(float *p) {}\n"
-                                    "void go(float *p) { cudaLaunchKernel((void *)k, 1, 1, 0, 0, 0); }\n"
+    lint_report r = lint_cuda("__global__ void k(float *p) {}\n"
+                              "void go(float *p) { cudaLaunchKernel((void *)k, 1, 1, 0, 0, 0); }\n"
                                     "void mk() { auto t = torch::empty({4}); }\n",
                                     "k<<<1, 1>>>(p);");
     cr_assert_eq(n_errors(&r), 2);
@@ -355,13 +355,13 @@ Test(lint_scan, cuda_launch_api_and_torch_allocation_are_host_code)
     cr_assert(strstr(r.findings[0].message, "kernel launch"), "%s", r.findings[0].message);
     cr_assert_eq(r.findings[1].line, 3);
     cr_assert(strstr(r.findings[1].message, "torch::empty"), "%s", r.findings[1].message);
-    bench_lint_report_free(&r);
+    lint_report_free(&r);
 }
 
 Test(lint_scan, triton_docstring_spanning_lines_keeps_line_numbers)
 {
-    bench_lint_report r = lint_triton("import triton\n"
-                                      "'''print(1)\n"
+    lint_report r = lint_triton("import triton\n"
+                                "'''print(1)\n"
                                       "main()\n"
                                       "'''\n"
                                       "@triton.jit\n"
@@ -369,100 +369,100 @@ Test(lint_scan, triton_docstring_spanning_lines_keeps_line_numbers)
                                       "    torch.cuda.synchronize()\n",
                                       "k[(1,)](p)");
     cr_assert_eq(n_errors(&r), 1);
-    cr_assert_eq(r.findings[0].rule, BENCH_LINT_HOST_CODE);
+    cr_assert_eq(r.findings[0].rule, LINT_HOST_CODE);
     cr_assert_eq(r.findings[0].line, 7);
     cr_assert(strstr(r.findings[0].message, "torch.cuda.synchronize"), "%s", r.findings[0].message);
-    bench_lint_report_free(&r);
+    lint_report_free(&r);
 }
 
 Test(lint_scan, bare_half_type_needs_the_fp16_include)
 {
-    bench_lint_report r = lint_cuda("__global__ void k(half *p)\n{ p[0] = p[1]; }\n",
-                                    "k<<<1, 1>>>(p);");
+    lint_report r = lint_cuda("__global__ void k(half *p)\n{ p[0] = p[1]; }\n",
+                              "k<<<1, 1>>>(p);");
     cr_assert_eq(n_errors(&r), 1);
-    cr_assert_eq(r.findings[0].rule, BENCH_LINT_FP16_INCLUDE);
+    cr_assert_eq(r.findings[0].rule, LINT_FP16_INCLUDE);
     cr_assert_eq(r.findings[0].line, 1);
-    bench_lint_report_free(&r);
+    lint_report_free(&r);
 }
 
 Test(lint_scan, commented_out_include_does_not_count)
 {
-    bench_lint_report r = lint_cuda("// #include <cuda_fp16.h>\n"
-                                    "__global__ void k(__half *p) { p[0] = p[1]; }\n",
+    lint_report r = lint_cuda("// #include <cuda_fp16.h>\n"
+                              "__global__ void k(__half *p) { p[0] = p[1]; }\n",
                                     "k<<<1, 1>>>(p);");
     cr_assert_eq(n_errors(&r), 1);
-    cr_assert_eq(r.findings[0].rule, BENCH_LINT_FP16_INCLUDE);
+    cr_assert_eq(r.findings[0].rule, LINT_FP16_INCLUDE);
     cr_assert_eq(r.findings[0].line, 2);
-    bench_lint_report_free(&r);
+    lint_report_free(&r);
 }
 
 Test(lint_scan, several_kernels_any_one_in_the_invocation_is_enough)
 {
-    bench_lint_report r = lint_cuda("template <int N> __global__ void first(int *p) {}\n"
-                                    "__global__ void second(int *p) {}\n",
+    lint_report r = lint_cuda("template <int N> __global__ void first(int *p) {}\n"
+                              "__global__ void second(int *p) {}\n",
                                     "second<<<1, 1>>>(p);");
     cr_assert_eq(r.n_symbols, 2);
     cr_assert_str_eq(r.symbols[0], "first");
     cr_assert_str_eq(r.symbols[1], "second");
     cr_assert_eq(n_errors(&r), 0);
-    bench_lint_report_free(&r);
+    lint_report_free(&r);
     /* a longer identifier containing the name is not a mention */
     r = lint_cuda("__global__ void k(int *p) {}\n", "kk<<<1, 1>>>(p);");
     cr_assert_eq(n_errors(&r), 1);
-    cr_assert_eq(r.findings[0].rule, BENCH_LINT_INVOCATION);
-    bench_lint_report_free(&r);
+    cr_assert_eq(r.findings[0].rule, LINT_INVOCATION);
+    lint_report_free(&r);
 }
 
 Test(lint_scan, host_code_findings_are_capped_with_a_count)
 {
     char src[8192] = "__global__ void k(int *p) {\n";
-    for (int i = 0; i < BENCH_LINT_MAX_PER_RULE + 5; i++)
+    for (int i = 0; i < LINT_MAX_PER_RULE + 5; i++)
         strcat(src, "printf(\"x\");\n");
     strcat(src, "}\n");
-    bench_lint_report r = lint_cuda(src, "k<<<1, 1>>>(p);");
-    cr_assert_eq(n_errors(&r), BENCH_LINT_MAX_PER_RULE + 1);
+    lint_report r = lint_cuda(src, "k<<<1, 1>>>(p);");
+    cr_assert_eq(n_errors(&r), LINT_MAX_PER_RULE + 1);
     cr_assert(strstr(r.findings[r.n_findings - 1].message, "5 more"), "%s",
               r.findings[r.n_findings - 1].message);
-    bench_lint_report_free(&r);
+    lint_report_free(&r);
 }
 
 /* ---------------------------------------------------------------- JSON shape and bad bytes */
 
 Test(lint_json, nul_escape_in_a_string_is_refused)
 {
-    bench_lint_report r = lint_text("{\"name\": \"t\", \"kernel\": {\"kernel_type\": \"cuda\", "
+    lint_report r = lint_string("{\"name\": \"t\", \"kernel\": {\"kernel_type\": \"cuda\", "
                                     "\"source_code\": \"__global__ void k() {}\\u0000 int main() {}\", "
                                     "\"invocation_example\": \"k<<<1,1>>>();\"}}",
                                     "t.json");
     cr_assert_not(r.pass);
-    cr_assert_eq(first_error(&r)->rule, BENCH_LINT_FIELDS);
-    bench_lint_report_free(&r);
+    cr_assert_eq(first_error(&r)->rule, LINT_FIELDS);
+    lint_report_free(&r);
 }
 
 Test(lint_json, top_level_array_and_trailing_data_fail)
 {
-    bench_lint_report r = lint_text("[1, 2]", "t.json");
+    lint_report r = lint_string("[1, 2]", "t.json");
     cr_assert_eq(n_errors(&r), 1);
-    cr_assert_eq(first_error(&r)->rule, BENCH_LINT_FIELDS);
-    bench_lint_report_free(&r);
-    r = lint_text("{}\n{}", "t.json");
-    cr_assert_eq(first_error(&r)->rule, BENCH_LINT_JSON);
+    cr_assert_eq(first_error(&r)->rule, LINT_FIELDS);
+    lint_report_free(&r);
+    r = lint_string("{}\n{}", "t.json");
+    cr_assert_eq(first_error(&r)->rule, LINT_JSON);
     cr_assert_eq(first_error(&r)->line, 2);
-    bench_lint_report_free(&r);
+    lint_report_free(&r);
 }
 
 Test(lint_json, name_is_not_checked_for_files_not_named_dot_json)
 {
-    bench_lint_report r = lint_static(GOOD "cuda_vec_add.json");
+    lint_report r = lint_static(GOOD "cuda_vec_add.json");
     cr_assert(r.pass);
-    bench_lint_report_free(&r);
+    lint_report_free(&r);
     char *a = artifact("cuda", "__global__ void k() {}\n", "k<<<1, 1>>>();");
-    r = lint_text(a, "dir/artifact.txt");
+    r = lint_string(a, "dir/artifact.txt");
     cr_assert(r.pass);
-    bench_lint_report_free(&r);
-    r = lint_text(a, "dir/other.json");
-    cr_assert_eq(first_error(&r)->rule, BENCH_LINT_NAME);
-    bench_lint_report_free(&r);
+    lint_report_free(&r);
+    r = lint_string(a, "dir/other.json");
+    cr_assert_eq(first_error(&r)->rule, LINT_NAME);
+    lint_report_free(&r);
     cJSON_free(a);
 }
 
@@ -473,27 +473,27 @@ Test(lint_json, every_prefix_of_an_artifact_is_handled_without_crashing)
     static char text[16384];
     size_t n = fread(text, 1, sizeof text, f);
     fclose(f);
-    bench_lint_opts o = static_opts();
+    lint_opts o = static_opts();
     for (size_t len = 0; len < n; len++) {
-        bench_lint_report r;
-        cr_assert_eq(bench_lint_text(text, len, "p.json", &o, &r, NULL), IR_OK);
+        lint_report r;
+        cr_assert_eq(lint_text(text, len, "p.json", &o, &r, NULL), IR_OK);
         /* the object only closes in the last few bytes */
         if (len + 2 < n)
             cr_assert_not(r.pass, "prefix of %zu bytes passed", len);
-        bench_lint_report_free(&r);
+        lint_report_free(&r);
     }
 }
 
 Test(lint_json, unreadable_paths_are_io_errors)
 {
-    bench_lint_report r;
+    lint_report r;
     ir_error err = {0};
-    cr_assert_eq(bench_lint_file("tests/data/lint/no_such_file.json", NULL, &r, &err), IR_ERR_IO);
+    cr_assert_eq(lint_file("tests/data/lint/no_such_file.json", NULL, &r, &err), IR_ERR_IO);
     cr_assert_str_eq(err.where, "tests/data/lint/no_such_file.json");
     cr_assert_not(r.pass);
-    bench_lint_report_free(&r);
-    cr_assert_eq(bench_lint_file("tests/data/lint", NULL, &r, &err), IR_ERR_IO);
-    bench_lint_report_free(&r);
+    lint_report_free(&r);
+    cr_assert_eq(lint_file("tests/data/lint", NULL, &r, &err), IR_ERR_IO);
+    lint_report_free(&r);
 }
 
 /* ---------------------------------------------------------------- tool checks */
@@ -502,136 +502,136 @@ Test(lint_tools, nvcc_compiles_a_good_cuda_kernel)
 {
     if (!have_nvcc())
         cr_skip("nvcc not installed");
-    bench_lint_opts o;
-    bench_lint_opts_default(&o);
-    bench_lint_report r = lint_with(GOOD "cuda_fp16_included.json", &o);
+    lint_opts o;
+    lint_opts_default(&o);
+    lint_report r = lint_with(GOOD "cuda_fp16_included.json", &o);
     cr_assert(r.pass, "%s", r.n_findings ? r.findings[0].message : "");
-    cr_assert_eq(r.tool_state, BENCH_LINT_TOOL_PASSED);
+    cr_assert_eq(r.tool_state, LINT_TOOL_PASSED);
     cr_assert_eq(r.n_findings, 0);
-    bench_lint_report_free(&r);
+    lint_report_free(&r);
 }
 
 Test(lint_tools, nvcc_syntax_error_fails_l050_with_nvcc_message_and_line)
 {
     if (!have_nvcc())
         cr_skip("nvcc not installed");
-    bench_lint_opts o;
-    bench_lint_opts_default(&o);
-    bench_lint_report r = lint_with(BAD "l050_syntax_error.json", &o);
+    lint_opts o;
+    lint_opts_default(&o);
+    lint_report r = lint_with(BAD "l050_syntax_error.json", &o);
     cr_assert_not(r.pass);
-    cr_assert_eq(r.tool_state, BENCH_LINT_TOOL_FAILED);
+    cr_assert_eq(r.tool_state, LINT_TOOL_FAILED);
     cr_assert_eq(n_errors(&r), 1);
-    const bench_lint_finding *f = first_error(&r);
-    cr_assert_str_eq(bench_lint_rule_id(f->rule), "L050-nvcc");
+    const lint_finding *f = first_error(&r);
+    cr_assert_str_eq(lint_rule_id(f->rule), "L050-nvcc");
     cr_assert_eq(f->line, 8);
     cr_assert(strstr(f->message, "kernel.cu(8): error"), "%s", f->message);
-    bench_lint_report_free(&r);
+    lint_report_free(&r);
 }
 
 Test(lint_tools, missing_fp16_include_also_fails_nvcc)
 {
     if (!have_nvcc())
         cr_skip("nvcc not installed");
-    bench_lint_opts o;
-    bench_lint_opts_default(&o);
-    bench_lint_report r = lint_with(BAD "l030_half_no_include.json", &o);
+    lint_opts o;
+    lint_opts_default(&o);
+    lint_report r = lint_with(BAD "l030_half_no_include.json", &o);
     cr_assert_eq(n_errors(&r), 2);
-    cr_assert_eq(r.findings[0].rule, BENCH_LINT_FP16_INCLUDE);
-    cr_assert_eq(r.findings[1].rule, BENCH_LINT_NVCC);
+    cr_assert_eq(r.findings[0].rule, LINT_FP16_INCLUDE);
+    cr_assert_eq(r.findings[1].rule, LINT_NVCC);
     cr_assert(strstr(r.findings[1].message, "__half"), "%s", r.findings[1].message);
-    bench_lint_report_free(&r);
+    lint_report_free(&r);
 }
 
 Test(lint_tools, python_parses_a_good_triton_kernel)
 {
     if (!have_python3())
         cr_skip("python3 not installed");
-    bench_lint_opts o;
-    bench_lint_opts_default(&o);
-    bench_lint_report r = lint_with(GOOD "triton_add.json", &o);
+    lint_opts o;
+    lint_opts_default(&o);
+    lint_report r = lint_with(GOOD "triton_add.json", &o);
     cr_assert(r.pass);
-    cr_assert_eq(r.tool_state, BENCH_LINT_TOOL_PASSED);
+    cr_assert_eq(r.tool_state, LINT_TOOL_PASSED);
     cr_assert_eq(r.n_findings, 0);
-    bench_lint_report_free(&r);
+    lint_report_free(&r);
 }
 
 Test(lint_tools, python_syntax_error_fails_l051_at_its_line)
 {
     if (!have_python3())
         cr_skip("python3 not installed");
-    bench_lint_opts o;
-    bench_lint_opts_default(&o);
-    bench_lint_report r = lint_with(BAD "l051_syntax_error.json", &o);
+    lint_opts o;
+    lint_opts_default(&o);
+    lint_report r = lint_with(BAD "l051_syntax_error.json", &o);
     cr_assert_not(r.pass);
-    cr_assert_eq(r.tool_state, BENCH_LINT_TOOL_FAILED);
+    cr_assert_eq(r.tool_state, LINT_TOOL_FAILED);
     cr_assert_eq(n_errors(&r), 1);
-    const bench_lint_finding *f = first_error(&r);
-    cr_assert_str_eq(bench_lint_rule_id(f->rule), "L051-triton-parse");
+    const lint_finding *f = first_error(&r);
+    cr_assert_str_eq(lint_rule_id(f->rule), "L051-triton-parse");
     cr_assert_eq(f->line, 7);
-    bench_lint_report_free(&r);
+    lint_report_free(&r);
 }
 
 Test(lint_tools, missing_nvcc_and_python_are_skipped_never_passed)
 {
-    bench_lint_opts o;
-    bench_lint_opts_default(&o);
+    lint_opts o;
+    lint_opts_default(&o);
     o.nvcc = "/nonexistent/bin/nvcc";
     o.python = "";
-    bench_lint_report r = lint_with(GOOD "cuda_vec_add.json", &o);
+    lint_report r = lint_with(GOOD "cuda_vec_add.json", &o);
     cr_assert(r.pass);
-    cr_assert_eq(r.tool_state, BENCH_LINT_TOOL_SKIPPED);
-    const bench_lint_finding *f = find_rule(&r, BENCH_LINT_NVCC);
+    cr_assert_eq(r.tool_state, LINT_TOOL_SKIPPED);
+    const lint_finding *f = find_rule(&r, LINT_NVCC);
     cr_assert_not_null(f);
-    cr_assert_eq(f->severity, BENCH_LINT_SKIPPED);
+    cr_assert_eq(f->severity, LINT_SKIPPED);
     cr_assert(strstr(f->message, "/nonexistent/bin/nvcc"), "%s", f->message);
-    bench_lint_report_free(&r);
+    lint_report_free(&r);
     /* a source that would not parse still is not called broken without python3 */
     r = lint_with(BAD "l051_syntax_error.json", &o);
     cr_assert(r.pass);
-    cr_assert_eq(r.tool_state, BENCH_LINT_TOOL_SKIPPED);
-    f = find_rule(&r, BENCH_LINT_TRITON_PARSE);
+    cr_assert_eq(r.tool_state, LINT_TOOL_SKIPPED);
+    f = find_rule(&r, LINT_TRITON_PARSE);
     cr_assert_not_null(f);
-    cr_assert_eq(f->severity, BENCH_LINT_SKIPPED);
-    bench_lint_report_free(&r);
+    cr_assert_eq(f->severity, LINT_SKIPPED);
+    lint_report_free(&r);
 }
 
 Test(lint_tools, a_compiler_past_its_time_limit_is_killed_and_fails)
 {
     char tool[512];
     fake_tool(tool, sizeof tool, "sleep 30");
-    bench_lint_opts o;
-    bench_lint_opts_default(&o);
+    lint_opts o;
+    lint_opts_default(&o);
     o.nvcc = tool;
     o.compile_timeout_s = 1;
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    bench_lint_report r = lint_with(GOOD "cuda_vec_add.json", &o);
+    lint_report r = lint_with(GOOD "cuda_vec_add.json", &o);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     remove_fake_tool(tool);
     cr_assert_lt(t1.tv_sec - t0.tv_sec, 10);
     cr_assert_not(r.pass);
-    cr_assert_eq(r.tool_state, BENCH_LINT_TOOL_FAILED);
-    const bench_lint_finding *f = first_error(&r);
-    cr_assert_eq(f->rule, BENCH_LINT_NVCC);
+    cr_assert_eq(r.tool_state, LINT_TOOL_FAILED);
+    const lint_finding *f = first_error(&r);
+    cr_assert_eq(f->rule, LINT_NVCC);
     cr_assert(strstr(f->message, "within 1 s"), "%s", f->message);
-    bench_lint_report_free(&r);
+    lint_report_free(&r);
 }
 
 Test(lint_tools, a_compiler_that_rejects_everything_is_a_skip_not_a_kernel_failure)
 {
     char tool[512];
     fake_tool(tool, sizeof tool, "echo 'nvcc fatal : no host compiler' >&2; exit 1");
-    bench_lint_opts o;
-    bench_lint_opts_default(&o);
+    lint_opts o;
+    lint_opts_default(&o);
     o.nvcc = tool;
-    bench_lint_report r = lint_with(GOOD "cuda_vec_add.json", &o);
+    lint_report r = lint_with(GOOD "cuda_vec_add.json", &o);
     remove_fake_tool(tool);
     cr_assert(r.pass);
-    cr_assert_eq(r.tool_state, BENCH_LINT_TOOL_SKIPPED);
-    const bench_lint_finding *f = find_rule(&r, BENCH_LINT_NVCC);
-    cr_assert_eq(f->severity, BENCH_LINT_SKIPPED);
+    cr_assert_eq(r.tool_state, LINT_TOOL_SKIPPED);
+    const lint_finding *f = find_rule(&r, LINT_NVCC);
+    cr_assert_eq(f->severity, LINT_SKIPPED);
     cr_assert(strstr(f->message, "no host compiler"), "%s", f->message);
-    bench_lint_report_free(&r);
+    lint_report_free(&r);
 }
 
 /* ---------------------------------------------------------------- the command */
@@ -730,7 +730,7 @@ Test(lint_cli, sarif_output_is_a_2_1_0_log_with_results_and_skips)
     cJSON *run = cJSON_GetArrayItem(cJSON_GetObjectItem(doc, "runs"), 0);
     cJSON *driver = cJSON_GetObjectItem(cJSON_GetObjectItem(run, "tool"), "driver");
     cr_assert_str_eq(cJSON_GetObjectItem(driver, "name")->valuestring, "amk lint-kernel");
-    cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(driver, "rules")), BENCH_LINT_N_RULES);
+    cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(driver, "rules")), LINT_N_RULES);
     cJSON *results = cJSON_GetObjectItem(run, "results");
     cr_assert_eq(cJSON_GetArraySize(results), 2);
     cJSON *r0 = cJSON_GetArrayItem(results, 0);

@@ -10,7 +10,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "bench/bench.h"
+#include "bench/bench_run.h"
 #include "tools/cmd.h"
 #include "verify/verify.h"
 

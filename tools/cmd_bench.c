@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bench/bench.h"
+#include "bench/bench_run.h"
 #include "tools/cmd.h"
 #include "verify/verify.h"
 

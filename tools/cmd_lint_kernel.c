@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bench/bench.h"
+#include "lint/lint.h"
 #include "tools/cmd.h"
 
 typedef enum { OUT_TEXT, OUT_JSON, OUT_SARIF } out_format;
@@ -20,7 +20,7 @@ typedef enum { OUT_TEXT, OUT_JSON, OUT_SARIF } out_format;
 typedef struct {
     ir_status st;
     ir_error err;
-    bench_lint_report rep;
+    lint_report rep;
 } lint_entry;
 
 /* The text after the option list: environment, the rules, the exit codes (a malloc'd string,
@@ -30,9 +30,9 @@ static char *usage_epilog(void)
     base_sb b = {0};
     base_sb_str(&b, "environment: AMK_NVCC (nvcc to use; empty: none), AMK_PYTHON (python3 to use;\n"
                     "empty: none). A missing tool is a skipped check, never a pass.\n\nrules:\n");
-    for (int i = 0; i < BENCH_LINT_N_RULES; i++)
-        base_sb_fmt(&b, "  %-18s %s\n", bench_lint_rule_id((bench_lint_rule)i),
-                    bench_lint_rule_text((bench_lint_rule)i));
+    for (int i = 0; i < LINT_N_RULES; i++)
+        base_sb_fmt(&b, "  %-18s %s\n", lint_rule_id((lint_rule)i),
+                    lint_rule_text((lint_rule)i));
     base_sb_str(&b, "\nexit codes: 0 all PASS, 1 any FAIL, 2 unreadable file or bad usage\n");
     return base_sb_take(&b, NULL);
 }
@@ -76,11 +76,11 @@ static int parse_args(int argc, char **argv, const char **files, int *n_files, o
     return rc;
 }
 
-static int count_skipped(const bench_lint_report *r)
+static int count_skipped(const lint_report *r)
 {
     int n = 0;
     for (int i = 0; i < r->n_findings; i++)
-        n += r->findings[i].severity == BENCH_LINT_SKIPPED;
+        n += r->findings[i].severity == LINT_SKIPPED;
     return n;
 }
 
@@ -90,7 +90,7 @@ static void print_text(const lint_entry *e, int n)
 {
     int pass = 0, fail = 0, unreadable = 0, skipped = 0;
     for (int i = 0; i < n; i++) {
-        const bench_lint_report *r = &e[i].rep;
+        const lint_report *r = &e[i].rep;
         if (e[i].st != IR_OK) {
             printf("ERROR %s: %s\n", e[i].err.where[0] ? e[i].err.where : r->path, e[i].err.why);
             unreadable++;
@@ -100,16 +100,16 @@ static void print_text(const lint_entry *e, int n)
         fail += !r->pass;
         skipped += count_skipped(r);
         printf("%s %s", r->pass ? "PASS" : "FAIL", r->path);
-        if (r->kind != BENCH_LINT_KIND_UNKNOWN)
-            printf(" (%s", bench_lint_kind_name(r->kind));
+        if (r->kind != LINT_KIND_UNKNOWN)
+            printf(" (%s", lint_kind_name(r->kind));
         for (int k = 0; k < r->n_symbols; k++)
             printf("%s%s", k ? ", " : ": ", r->symbols[k]);
-        if (r->kind != BENCH_LINT_KIND_UNKNOWN)
-            printf("; %s %s)", r->tool, bench_lint_tool_state_name(r->tool_state));
+        if (r->kind != LINT_KIND_UNKNOWN)
+            printf("; %s %s)", r->tool, lint_tool_state_name(r->tool_state));
         printf("\n");
         for (int k = 0; k < r->n_findings; k++) {
-            const bench_lint_finding *f = &r->findings[k];
-            printf("  %-7s %s", bench_lint_severity_name(f->severity), bench_lint_rule_id(f->rule));
+            const lint_finding *f = &r->findings[k];
+            printf("  %-7s %s", lint_severity_name(f->severity), lint_rule_id(f->rule));
             if (f->line > 0)
                 printf(" %s:%d", f->field[0] ? f->field : r->path, f->line);
             printf(": %s\n", f->message);
@@ -165,7 +165,7 @@ static cJSON *build_json(const lint_entry *e, int n, bool *ok)
     cJSON *arts = add(doc, "artifacts", cJSON_CreateArray(), ok);
     int pass = 0, fail = 0, unreadable = 0, skipped = 0;
     for (int i = 0; i < n && arts; i++) {
-        const bench_lint_report *r = &e[i].rep;
+        const lint_report *r = &e[i].rep;
         cJSON *a = cJSON_CreateObject();
         push(arts, a, ok);
         if (!a)
@@ -182,24 +182,24 @@ static cJSON *build_json(const lint_entry *e, int n, bool *ok)
         skipped += count_skipped(r);
         add(a, "verdict", cJSON_CreateString(r->pass ? "PASS" : "FAIL"), ok);
         add(a, "name", r->name ? cJSON_CreateString(r->name) : cJSON_CreateNull(), ok);
-        add(a, "kernel_type", cJSON_CreateString(bench_lint_kind_name(r->kind)), ok);
+        add(a, "kernel_type", cJSON_CreateString(lint_kind_name(r->kind)), ok);
         add(a, "symbols", r->n_symbols ? cJSON_CreateStringArray((const char *const *)r->symbols,
                                                                  r->n_symbols)
                                        : cJSON_CreateArray(), ok);
         cJSON *tc = add(a, "tool_check", cJSON_CreateObject(), ok);
         if (tc) {
             add(tc, "tool", r->tool ? cJSON_CreateString(r->tool) : cJSON_CreateNull(), ok);
-            add(tc, "state", cJSON_CreateString(bench_lint_tool_state_name(r->tool_state)), ok);
+            add(tc, "state", cJSON_CreateString(lint_tool_state_name(r->tool_state)), ok);
         }
         cJSON *fs = add(a, "findings", cJSON_CreateArray(), ok);
         for (int k = 0; fs && k < r->n_findings; k++) {
-            const bench_lint_finding *f = &r->findings[k];
+            const lint_finding *f = &r->findings[k];
             cJSON *o = cJSON_CreateObject();
             push(fs, o, ok);
             if (!o)
                 continue;
-            add(o, "rule", cJSON_CreateString(bench_lint_rule_id(f->rule)), ok);
-            add(o, "severity", cJSON_CreateString(bench_lint_severity_name(f->severity)), ok);
+            add(o, "rule", cJSON_CreateString(lint_rule_id(f->rule)), ok);
+            add(o, "severity", cJSON_CreateString(lint_severity_name(f->severity)), ok);
             add(o, "field", cJSON_CreateString(f->field), ok);
             add(o, "line", f->line > 0 ? cJSON_CreateNumber(f->line) : cJSON_CreateNull(), ok);
             add(o, "message", cJSON_CreateString(f->message), ok);
@@ -276,13 +276,13 @@ static cJSON *build_sarif(const lint_entry *e, int n, bool *ok)
         add(driver, "name", cJSON_CreateString("amk lint-kernel"), ok);
         add(driver, "version", cJSON_CreateString(AMK_TOOL_VERSION), ok);
         cJSON *rules = add(driver, "rules", cJSON_CreateArray(), ok);
-        for (int i = 0; rules && i < BENCH_LINT_N_RULES; i++) {
+        for (int i = 0; rules && i < LINT_N_RULES; i++) {
             cJSON *rd = cJSON_CreateObject();
             push(rules, rd, ok);
             if (!rd)
                 continue;
-            add(rd, "id", cJSON_CreateString(bench_lint_rule_id((bench_lint_rule)i)), ok);
-            add(rd, "shortDescription", text_object(bench_lint_rule_text((bench_lint_rule)i), ok),
+            add(rd, "id", cJSON_CreateString(lint_rule_id((lint_rule)i)), ok);
+            add(rd, "shortDescription", text_object(lint_rule_text((lint_rule)i), ok),
                 ok);
         }
     }
@@ -300,7 +300,7 @@ static cJSON *build_sarif(const lint_entry *e, int n, bool *ok)
     if (props)
         verdicts = add(props, "verdicts", cJSON_CreateArray(), ok);
     for (int i = 0; i < n; i++) {
-        const bench_lint_report *r = &e[i].rep;
+        const lint_report *r = &e[i].rep;
         const char *path = r->path ? r->path : "";
         cJSON *v = cJSON_CreateObject();
         if (verdicts)
@@ -331,13 +331,13 @@ static cJSON *build_sarif(const lint_entry *e, int n, bool *ok)
             continue;
         }
         for (int k = 0; results && k < r->n_findings; k++) {
-            const bench_lint_finding *f = &r->findings[k];
+            const lint_finding *f = &r->findings[k];
             cJSON *res = cJSON_CreateObject();
             push(results, res, ok);
             if (!res)
                 continue;
-            bool skip = f->severity == BENCH_LINT_SKIPPED;
-            add(res, "ruleId", cJSON_CreateString(bench_lint_rule_id(f->rule)), ok);
+            bool skip = f->severity == LINT_SKIPPED;
+            add(res, "ruleId", cJSON_CreateString(lint_rule_id(f->rule)), ok);
             add(res, "ruleIndex", cJSON_CreateNumber((int)f->rule), ok);
             /* SARIF: a result whose kind is not "fail" has level "none"; "open" is the kind
              * for a check whose outcome the tool could not determine. */
@@ -352,7 +352,7 @@ static cJSON *build_sarif(const lint_entry *e, int n, bool *ok)
             cJSON *rp = add(res, "properties", cJSON_CreateObject(), ok);
             if (rp) {
                 add(rp, "field", cJSON_CreateString(f->field), ok);
-                add(rp, "severity", cJSON_CreateString(bench_lint_severity_name(f->severity)), ok);
+                add(rp, "severity", cJSON_CreateString(lint_severity_name(f->severity)), ok);
             }
         }
     }
@@ -379,8 +379,8 @@ int cmd_lint_kernel(int argc, char **argv)
         return rc;
     }
 
-    bench_lint_opts opts;
-    bench_lint_opts_default(&opts);
+    lint_opts opts;
+    lint_opts_default(&opts);
     opts.compile = compile;
     opts.nvcc = getenv("AMK_NVCC");
     opts.python = getenv("AMK_PYTHON");
@@ -393,7 +393,7 @@ int cmd_lint_kernel(int argc, char **argv)
     }
     int code = AMK_EXIT_OK;
     for (int i = 0; i < n_files; i++) {
-        e[i].st = bench_lint_file(files[i], &opts, &e[i].rep, &e[i].err);
+        e[i].st = lint_file(files[i], &opts, &e[i].rep, &e[i].err);
         if (e[i].st != IR_OK) {
             cmd_print_error("amk", &e[i].err);
             code = AMK_EXIT_MALFORMED;
@@ -419,7 +419,7 @@ int cmd_lint_kernel(int argc, char **argv)
     }
     fflush(stdout);
     for (int i = 0; i < n_files; i++)
-        bench_lint_report_free(&e[i].rep);
+        lint_report_free(&e[i].rep);
     free(e);
     free(files);
     return code;

@@ -10,7 +10,7 @@
  * nvcc -c or to python3's ast.parse in a private temporary directory under a time limit; a
  * tool that is missing or unusable yields a SKIPPED finding, never a pass.
  */
-#include "bench/bench.h"
+#include "lint/lint.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -33,7 +33,7 @@
 static const struct {
     const char *id;
     const char *text;
-} RULES[BENCH_LINT_N_RULES] = {
+} RULES[LINT_N_RULES] = {
     {"L001-json", "the file is valid JSON"},
     {"L002-fields", "name, kernel.kernel_type, kernel.source_code and kernel.invocation_example are "
                     "present with the right types, and there are no other keys"},
@@ -49,37 +49,37 @@ static const struct {
     {"L051-triton-parse", "python3's ast.parse accepts the Triton source"},
 };
 
-const char *bench_lint_rule_id(bench_lint_rule r)
+const char *lint_rule_id(lint_rule r)
 {
-    return (unsigned)r < BENCH_LINT_N_RULES ? RULES[r].id : "L???";
+    return (unsigned)r < LINT_N_RULES ? RULES[r].id : "L???";
 }
 
-const char *bench_lint_rule_text(bench_lint_rule r)
+const char *lint_rule_text(lint_rule r)
 {
-    return (unsigned)r < BENCH_LINT_N_RULES ? RULES[r].text : "unknown rule";
+    return (unsigned)r < LINT_N_RULES ? RULES[r].text : "unknown rule";
 }
 
-const char *bench_lint_severity_name(bench_lint_severity s)
+const char *lint_severity_name(lint_severity s)
 {
-    return s == BENCH_LINT_SKIPPED ? "skipped" : "error";
+    return s == LINT_SKIPPED ? "skipped" : "error";
 }
 
-const char *bench_lint_kind_name(bench_lint_kind k)
+const char *lint_kind_name(lint_kind k)
 {
-    return k == BENCH_LINT_KIND_CUDA ? "cuda" : k == BENCH_LINT_KIND_TRITON ? "triton" : "unknown";
+    return k == LINT_KIND_CUDA ? "cuda" : k == LINT_KIND_TRITON ? "triton" : "unknown";
 }
 
-const char *bench_lint_tool_state_name(bench_lint_tool_state s)
+const char *lint_tool_state_name(lint_tool_state s)
 {
     switch (s) {
-    case BENCH_LINT_TOOL_PASSED: return "passed";
-    case BENCH_LINT_TOOL_FAILED: return "failed";
-    case BENCH_LINT_TOOL_SKIPPED: return "skipped";
+    case LINT_TOOL_PASSED: return "passed";
+    case LINT_TOOL_FAILED: return "failed";
+    case LINT_TOOL_SKIPPED: return "skipped";
     default: return "not run";
     }
 }
 
-void bench_lint_opts_default(bench_lint_opts *o)
+void lint_opts_default(lint_opts *o)
 {
     memset(o, 0, sizeof *o);
     o->compile = true;
@@ -91,28 +91,28 @@ void bench_lint_opts_default(bench_lint_opts *o)
 /* Everything one lint run carries besides the report: per-rule counts for the cap, the
  * host-code hits already reported (one per line and kind), and a sticky out-of-memory flag. */
 typedef struct {
-    bench_lint_report *r;
-    const bench_lint_opts *opts;
-    int per_rule[BENCH_LINT_N_RULES];
+    lint_report *r;
+    const lint_opts *opts;
+    int per_rule[LINT_N_RULES];
     int64_t *host_seen;     /* line * 16 + host-code category */
     int n_host_seen, cap_host_seen;
     bool nomem;
 } lint_ctx;
 
-/* Append a finding unless its rule already has BENCH_LINT_MAX_PER_RULE (then only count it). */
-static void add_finding(lint_ctx *c, bench_lint_rule rule, bench_lint_severity sev,
+/* Append a finding unless its rule already has LINT_MAX_PER_RULE (then only count it). */
+static void add_finding(lint_ctx *c, lint_rule rule, lint_severity sev,
                         const char *field, int line, const char *fmt, ...)
     __attribute__((format(printf, 6, 7)));
 
-static void add_finding(lint_ctx *c, bench_lint_rule rule, bench_lint_severity sev,
+static void add_finding(lint_ctx *c, lint_rule rule, lint_severity sev,
                         const char *field, int line, const char *fmt, ...)
 {
-    bench_lint_report *r = c->r;
-    if (c->per_rule[rule]++ >= BENCH_LINT_MAX_PER_RULE)
+    lint_report *r = c->r;
+    if (c->per_rule[rule]++ >= LINT_MAX_PER_RULE)
         return;
     if (r->n_findings == r->cap_findings) {
         int cap = r->cap_findings ? 2 * r->cap_findings : 8;
-        bench_lint_finding *f = realloc(r->findings, (size_t)cap * sizeof *f);
+        lint_finding *f = realloc(r->findings, (size_t)cap * sizeof *f);
         if (!f) {
             c->nomem = true;
             return;
@@ -120,7 +120,7 @@ static void add_finding(lint_ctx *c, bench_lint_rule rule, bench_lint_severity s
         r->findings = f;
         r->cap_findings = cap;
     }
-    bench_lint_finding *f = &r->findings[r->n_findings++];
+    lint_finding *f = &r->findings[r->n_findings++];
     memset(f, 0, sizeof *f);
     f->rule = rule;
     f->severity = sev;
@@ -133,18 +133,18 @@ static void add_finding(lint_ctx *c, bench_lint_rule rule, bench_lint_severity s
     for (char *m = f->message; *m; m++)
         if (*m == '\n' || *m == '\r' || *m == '\t')
             *m = ' ';
-    if (sev == BENCH_LINT_ERROR)
+    if (sev == LINT_ERROR)
         r->pass = false;
 }
 
 /* After all checks: one closing finding per rule that hit the cap, saying how many were cut. */
 static void add_cut_notes(lint_ctx *c)
 {
-    for (int i = 0; i < BENCH_LINT_N_RULES; i++) {
-        int cut = c->per_rule[i] - BENCH_LINT_MAX_PER_RULE;
+    for (int i = 0; i < LINT_N_RULES; i++) {
+        int cut = c->per_rule[i] - LINT_MAX_PER_RULE;
         if (cut > 0) {
             c->per_rule[i] = 0;  /* let the note itself through */
-            add_finding(c, (bench_lint_rule)i, BENCH_LINT_ERROR, "", 0,
+            add_finding(c, (lint_rule)i, LINT_ERROR, "", 0,
                         "%d more %s findings not listed", cut, RULES[i].id);
         }
     }
@@ -152,7 +152,7 @@ static void add_cut_notes(lint_ctx *c)
 
 static void add_symbol(lint_ctx *c, const char *s, size_t n)
 {
-    bench_lint_report *r = c->r;
+    lint_report *r = c->r;
     for (int i = 0; i < r->n_symbols; i++)
         if (strlen(r->symbols[i]) == n && !memcmp(r->symbols[i], s, n))
             return;
@@ -169,7 +169,7 @@ static void add_symbol(lint_ctx *c, const char *s, size_t n)
     r->n_symbols++;
 }
 
-void bench_lint_report_free(bench_lint_report *r)
+void lint_report_free(lint_report *r)
 {
     if (!r)
         return;
@@ -452,8 +452,8 @@ static bool triton_symbol_after(const char *v, size_t n, size_t i, size_t *b, si
 
 static void check_kernel_type(lint_ctx *c, const char *src, const char *code, size_t n)
 {
-    bench_lint_report *r = c->r;
-    bool cuda = r->kind == BENCH_LINT_KIND_CUDA;
+    lint_report *r = c->r;
+    bool cuda = r->kind == LINT_KIND_CUDA;
     int markers = 0;
     int first_line = 0;
     for (size_t i = 0; i < n; i++) {
@@ -478,13 +478,13 @@ static void check_kernel_type(lint_ctx *c, const char *src, const char *code, si
     const char *field = "kernel.source_code";
     if (!markers) {
         bool other = cuda ? strstr(src, "@triton.jit") != NULL : strstr(src, "__global__") != NULL;
-        add_finding(c, BENCH_LINT_KERNEL_TYPE, BENCH_LINT_ERROR, field, 0,
+        add_finding(c, LINT_KERNEL_TYPE, LINT_ERROR, field, 0,
                     "kernel_type is \"%s\" but source_code has no %s function%s",
                     cuda ? "cuda" : "triton", cuda ? "__global__" : "@triton.jit",
                     other ? (cuda ? " (it looks like a Triton kernel)" : " (it looks like a CUDA kernel)")
                           : "");
     } else if (!r->n_symbols && !c->nomem) {
-        add_finding(c, BENCH_LINT_KERNEL_TYPE, BENCH_LINT_ERROR, field, first_line,
+        add_finding(c, LINT_KERNEL_TYPE, LINT_ERROR, field, first_line,
                     "%s found but no function name could be read after it",
                     cuda ? "__global__" : "@triton.jit");
     }
@@ -524,7 +524,7 @@ static void host_hit(lint_ctx *c, const char *src, size_t off, int cat, const ch
         c->cap_host_seen = cap;
     }
     c->host_seen[c->n_host_seen++] = key;
-    add_finding(c, BENCH_LINT_HOST_CODE, BENCH_LINT_ERROR, "kernel.source_code", line,
+    add_finding(c, LINT_HOST_CODE, LINT_ERROR, "kernel.source_code", line,
                 "host code in source_code: %s (`%.*s`)", HOST_WHAT[cat],
                 (int)(toklen > 40 ? 40 : toklen), tok);
 }
@@ -757,11 +757,11 @@ static void check_half_includes(lint_ctx *c, const char *src, const char *code,
         i = e - 1;
     }
     if (fp16_at != SIZE_MAX && !includes_header(nocom, n, "cuda_fp16.h"))
-        add_finding(c, BENCH_LINT_FP16_INCLUDE, BENCH_LINT_ERROR, "kernel.source_code",
+        add_finding(c, LINT_FP16_INCLUDE, LINT_ERROR, "kernel.source_code",
                     line_at(src, fp16_at), "uses `%.*s` but does not #include <cuda_fp16.h>",
                     (int)fp16_len, src + fp16_at);
     if (bf16_at != SIZE_MAX && !includes_header(nocom, n, "cuda_bf16.h"))
-        add_finding(c, BENCH_LINT_BF16_INCLUDE, BENCH_LINT_ERROR, "kernel.source_code",
+        add_finding(c, LINT_BF16_INCLUDE, LINT_ERROR, "kernel.source_code",
                     line_at(src, bf16_at), "uses `%.*s` but does not #include <cuda_bf16.h>",
                     (int)bf16_len, src + bf16_at);
 }
@@ -779,13 +779,13 @@ static bool mentions_word(const char *text, const char *word)
 
 static void check_invocation(lint_ctx *c, const char *inv)
 {
-    bench_lint_report *r = c->r;
+    lint_report *r = c->r;
     const char *field = "kernel.invocation_example";
     const char *p = inv;
     while (*p && isspace((unsigned char)*p))
         p++;
     if (!*p) {
-        add_finding(c, BENCH_LINT_INVOCATION, BENCH_LINT_ERROR, field, 0,
+        add_finding(c, LINT_INVOCATION, LINT_ERROR, field, 0,
                     "invocation_example is empty");
         return;
     }
@@ -798,7 +798,7 @@ static void check_invocation(lint_ctx *c, const char *inv)
     for (int i = 0; i < r->n_symbols; i++)
         snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "",
                  r->symbols[i]);
-    add_finding(c, BENCH_LINT_INVOCATION, BENCH_LINT_ERROR, field, 0,
+    add_finding(c, LINT_INVOCATION, LINT_ERROR, field, 0,
                 "invocation_example does not mention the kernel symbol (%s)", list);
 }
 
@@ -1061,18 +1061,18 @@ static const char *const SRC_FIELD = "kernel.source_code";
 
 static void check_nvcc(lint_ctx *c, const char *src)
 {
-    bench_lint_report *r = c->r;
-    const bench_lint_opts *o = c->opts;
-    bench_lint_rule R = BENCH_LINT_NVCC;
+    lint_report *r = c->r;
+    const lint_opts *o = c->opts;
+    lint_rule R = LINT_NVCC;
     r->tool = "nvcc";
-    r->tool_state = BENCH_LINT_TOOL_SKIPPED;
+    r->tool_state = LINT_TOOL_SKIPPED;
     if (!o->compile) {
-        add_finding(c, R, BENCH_LINT_SKIPPED, SRC_FIELD, 0,
+        add_finding(c, R, LINT_SKIPPED, SRC_FIELD, 0,
                     "nvcc -c not run: the compile check is turned off (--no-compile)");
         return;
     }
     if (o->nvcc && !*o->nvcc) {
-        add_finding(c, R, BENCH_LINT_SKIPPED, SRC_FIELD, 0, "nvcc -c not run: no nvcc configured");
+        add_finding(c, R, LINT_SKIPPED, SRC_FIELD, 0, "nvcc -c not run: no nvcc configured");
         return;
     }
     bool nomem = false;
@@ -1080,22 +1080,22 @@ static void check_nvcc(lint_ctx *c, const char *src)
     if (!nvcc) {
         c->nomem |= nomem;
         if (o->nvcc)
-            add_finding(c, R, BENCH_LINT_SKIPPED, SRC_FIELD, 0,
+            add_finding(c, R, LINT_SKIPPED, SRC_FIELD, 0,
                         "nvcc -c not run: nvcc '%s' not found or not executable", o->nvcc);
         else
-            add_finding(c, R, BENCH_LINT_SKIPPED, SRC_FIELD, 0,
+            add_finding(c, R, LINT_SKIPPED, SRC_FIELD, 0,
                         "nvcc -c not run: nvcc not found (looked on PATH and in "
                         "/usr/local/cuda/bin)");
         return;
     }
     char dir[4096];
     if (!make_temp_dir(dir, sizeof dir)) {
-        add_finding(c, R, BENCH_LINT_SKIPPED, SRC_FIELD, 0,
+        add_finding(c, R, LINT_SKIPPED, SRC_FIELD, 0,
                     "nvcc -c not run: cannot create a temporary directory: %s", strerror(errno));
         free(nvcc);
         return;
     }
-    int limit = o->compile_timeout_s > 0 ? o->compile_timeout_s : BENCH_LINT_COMPILE_TIMEOUT_S;
+    int limit = o->compile_timeout_s > 0 ? o->compile_timeout_s : LINT_COMPILE_TIMEOUT_S;
     char *argv[] = {nvcc, "-c", "-o", "kernel.o", "kernel.cu", NULL};
     tool_result res = {0};
     ir_status st = IR_ERR_IO;
@@ -1104,18 +1104,18 @@ static void check_nvcc(lint_ctx *c, const char *src)
     if (st == IR_ERR_NOMEM) {
         c->nomem = true;
     } else if (st != IR_OK) {
-        add_finding(c, R, BENCH_LINT_SKIPPED, SRC_FIELD, 0,
+        add_finding(c, R, LINT_SKIPPED, SRC_FIELD, 0,
                     "nvcc -c not run: cannot set up the temporary directory %s", dir);
     } else if (res.exec_failed || res.lost) {
-        add_finding(c, R, BENCH_LINT_SKIPPED, SRC_FIELD, 0, "nvcc -c not run: %s %s: %s",
+        add_finding(c, R, LINT_SKIPPED, SRC_FIELD, 0, "nvcc -c not run: %s %s: %s",
                     res.lost ? "lost track of" : "cannot start", nvcc,
                     res.lost ? "exit status unavailable" : strerror(res.exec_errno));
     } else if (res.timed_out) {
-        r->tool_state = BENCH_LINT_TOOL_FAILED;
-        add_finding(c, R, BENCH_LINT_ERROR, SRC_FIELD, 0,
+        r->tool_state = LINT_TOOL_FAILED;
+        add_finding(c, R, LINT_ERROR, SRC_FIELD, 0,
                     "nvcc -c did not finish within %d s (killed)", limit);
     } else if (res.exit_code == 0) {
-        r->tool_state = BENCH_LINT_TOOL_PASSED;
+        r->tool_state = LINT_TOOL_PASSED;
     } else {
         /* Tell a broken nvcc from a broken kernel: an empty kernel must compile. */
         tool_result probe = {0};
@@ -1127,16 +1127,16 @@ static void check_nvcc(lint_ctx *c, const char *src)
         char text[400];
         summarize_output(res.output, text, sizeof text, 3);
         if (!works) {
-            add_finding(c, R, BENCH_LINT_SKIPPED, SRC_FIELD, 0,
+            add_finding(c, R, LINT_SKIPPED, SRC_FIELD, 0,
                         "nvcc -c not run: %s cannot compile even an empty kernel here: %s", nvcc,
                         text);
         } else {
-            r->tool_state = BENCH_LINT_TOOL_FAILED;
+            r->tool_state = LINT_TOOL_FAILED;
             if (res.exit_code < 0)
-                add_finding(c, R, BENCH_LINT_ERROR, SRC_FIELD, 0,
+                add_finding(c, R, LINT_ERROR, SRC_FIELD, 0,
                             "nvcc -c was killed by signal %d: %s", res.signal, text);
             else
-                add_finding(c, R, BENCH_LINT_ERROR, SRC_FIELD, nvcc_line(res.output, "kernel.cu"),
+                add_finding(c, R, LINT_ERROR, SRC_FIELD, nvcc_line(res.output, "kernel.cu"),
                             "nvcc -c failed (exit %d): %s", res.exit_code, text);
         }
     }
@@ -1158,18 +1158,18 @@ static const char PY_PARSE[] =
 
 static void check_triton_parse(lint_ctx *c, const char *src)
 {
-    bench_lint_report *r = c->r;
-    const bench_lint_opts *o = c->opts;
-    bench_lint_rule R = BENCH_LINT_TRITON_PARSE;
+    lint_report *r = c->r;
+    const lint_opts *o = c->opts;
+    lint_rule R = LINT_TRITON_PARSE;
     r->tool = "python3";
-    r->tool_state = BENCH_LINT_TOOL_SKIPPED;
+    r->tool_state = LINT_TOOL_SKIPPED;
     if (!o->parse) {
-        add_finding(c, R, BENCH_LINT_SKIPPED, SRC_FIELD, 0,
+        add_finding(c, R, LINT_SKIPPED, SRC_FIELD, 0,
                     "python3 syntax parse not run: turned off");
         return;
     }
     if (o->python && !*o->python) {
-        add_finding(c, R, BENCH_LINT_SKIPPED, SRC_FIELD, 0,
+        add_finding(c, R, LINT_SKIPPED, SRC_FIELD, 0,
                     "python3 syntax parse not run: no python3 configured");
         return;
     }
@@ -1177,7 +1177,7 @@ static void check_triton_parse(lint_ctx *c, const char *src)
     char *py = find_tool(o->python, "python3", NULL, &nomem);
     if (!py) {
         c->nomem |= nomem;
-        add_finding(c, R, BENCH_LINT_SKIPPED, SRC_FIELD, 0,
+        add_finding(c, R, LINT_SKIPPED, SRC_FIELD, 0,
                     "python3 syntax parse not run: %s%s%s", o->python ? "'" : "",
                     o->python ? o->python : "python3 not found on PATH",
                     o->python ? "' not found or not executable" : "");
@@ -1185,13 +1185,13 @@ static void check_triton_parse(lint_ctx *c, const char *src)
     }
     char dir[4096];
     if (!make_temp_dir(dir, sizeof dir)) {
-        add_finding(c, R, BENCH_LINT_SKIPPED, SRC_FIELD, 0,
+        add_finding(c, R, LINT_SKIPPED, SRC_FIELD, 0,
                     "python3 syntax parse not run: cannot create a temporary directory: %s",
                     strerror(errno));
         free(py);
         return;
     }
-    int limit = o->parse_timeout_s > 0 ? o->parse_timeout_s : BENCH_LINT_PARSE_TIMEOUT_S;
+    int limit = o->parse_timeout_s > 0 ? o->parse_timeout_s : LINT_PARSE_TIMEOUT_S;
     char *argv[] = {py, "-I", "-B", "-c", (char *)PY_PARSE, "kernel.py", NULL};
     tool_result res = {0};
     ir_status st = IR_ERR_IO;
@@ -1201,31 +1201,31 @@ static void check_triton_parse(lint_ctx *c, const char *src)
     if (st == IR_ERR_NOMEM) {
         c->nomem = true;
     } else if (st != IR_OK) {
-        add_finding(c, R, BENCH_LINT_SKIPPED, SRC_FIELD, 0,
+        add_finding(c, R, LINT_SKIPPED, SRC_FIELD, 0,
                     "python3 syntax parse not run: cannot set up the temporary directory %s", dir);
     } else if (res.exec_failed || res.lost) {
-        add_finding(c, R, BENCH_LINT_SKIPPED, SRC_FIELD, 0,
+        add_finding(c, R, LINT_SKIPPED, SRC_FIELD, 0,
                     "python3 syntax parse not run: %s %s: %s",
                     res.lost ? "lost track of" : "cannot start", py,
                     res.lost ? "exit status unavailable" : strerror(res.exec_errno));
     } else if (res.timed_out) {
-        r->tool_state = BENCH_LINT_TOOL_FAILED;
-        add_finding(c, R, BENCH_LINT_ERROR, SRC_FIELD, 0,
+        r->tool_state = LINT_TOOL_FAILED;
+        add_finding(c, R, LINT_ERROR, SRC_FIELD, 0,
                     "python3 syntax parse did not finish within %d s (killed)", limit);
     } else if (res.exit_code == 0) {
-        r->tool_state = BENCH_LINT_TOOL_PASSED;
+        r->tool_state = LINT_TOOL_PASSED;
     } else if (res.exit_code == 3 && mark) {
-        r->tool_state = BENCH_LINT_TOOL_FAILED;
+        r->tool_state = LINT_TOOL_FAILED;
         char *endp;
         long line = strtol(mark + 11, &endp, 10);
         const char *msg = *endp == ':' ? endp + 1 : endp;
         size_t ml = strcspn(msg, "\n");
-        add_finding(c, R, BENCH_LINT_ERROR, SRC_FIELD, line > 0 && line < 1000000000 ? (int)line : 0,
+        add_finding(c, R, LINT_ERROR, SRC_FIELD, line > 0 && line < 1000000000 ? (int)line : 0,
                     "not valid Python: %.*s", (int)(ml > 300 ? 300 : ml), msg);
     } else {
         char text[400];
         summarize_output(res.output, text, sizeof text, 2);
-        add_finding(c, R, BENCH_LINT_SKIPPED, SRC_FIELD, 0,
+        add_finding(c, R, LINT_SKIPPED, SRC_FIELD, 0,
                     "python3 syntax parse not run: %s exited with %d: %s", py, res.exit_code, text);
     }
     free(res.output);
@@ -1255,14 +1255,14 @@ static void check_keys(lint_ctx *c, const cJSON *obj, const char *path, const ch
         for (const char *const *a = allowed; *a; a++)
             known |= !strcmp(k, *a);
         if (!known) {
-            add_finding(c, BENCH_LINT_FIELDS, BENCH_LINT_ERROR, path, 0,
+            add_finding(c, LINT_FIELDS, LINT_ERROR, path, 0,
                         "unknown key \"%.64s\"%s%s", k, *path ? " in " : " at the top level",
                         path);
             continue;
         }
         for (const cJSON *prev = obj->child; prev != it; prev = prev->next)
             if (prev->string && !strcmp(prev->string, k)) {
-                add_finding(c, BENCH_LINT_FIELDS, BENCH_LINT_ERROR, path, 0,
+                add_finding(c, LINT_FIELDS, LINT_ERROR, path, 0,
                             "duplicate key \"%s\"%s%s", k, *path ? " in " : " at the top level",
                             path);
                 break;
@@ -1277,12 +1277,12 @@ static const char *string_field(lint_ctx *c, const cJSON *obj, const char *key, 
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
     if (!v) {
-        add_finding(c, BENCH_LINT_FIELDS, BENCH_LINT_ERROR, path, 0,
+        add_finding(c, LINT_FIELDS, LINT_ERROR, path, 0,
                     "missing required field %s", path);
         return NULL;
     }
     if (!cJSON_IsString(v) || !v->valuestring) {
-        add_finding(c, BENCH_LINT_FIELDS, BENCH_LINT_ERROR, path, 0,
+        add_finding(c, LINT_FIELDS, LINT_ERROR, path, 0,
                     "%s must be a string, got %s", path, json_type_name(v));
         return NULL;
     }
@@ -1291,7 +1291,7 @@ static const char *string_field(lint_ctx *c, const cJSON *obj, const char *key, 
         while (*p && isspace((unsigned char)*p))
             p++;
         if (!*p) {
-            add_finding(c, BENCH_LINT_FIELDS, BENCH_LINT_ERROR, path, 0, "%s is empty", path);
+            add_finding(c, LINT_FIELDS, LINT_ERROR, path, 0, "%s is empty", path);
             return NULL;
         }
     }
@@ -1327,7 +1327,7 @@ static void check_name(lint_ctx *c, const char *name, const char *path)
     if (bl <= 5 || strcmp(base + bl - 5, ".json"))
         return;
     if (strlen(name) != bl - 5 || memcmp(name, base, bl - 5))
-        add_finding(c, BENCH_LINT_NAME, BENCH_LINT_ERROR, "name", 0,
+        add_finding(c, LINT_NAME, LINT_ERROR, "name", 0,
                     "name \"%.128s\" does not match the file name %s (expected \"%.*s\")", name,
                     base, (int)(bl - 5 > 128 ? 128 : bl - 5), base);
 }
@@ -1346,7 +1346,7 @@ static void lint_source(lint_ctx *c, const char *src, const char *inv)
     }
     memcpy(code, src, n + 1);
     memcpy(nocom, src, n + 1);
-    bool cuda = c->r->kind == BENCH_LINT_KIND_CUDA;
+    bool cuda = c->r->kind == LINT_KIND_CUDA;
     if (cuda)
         strip_c(src, n, code, nocom);
     else
@@ -1370,7 +1370,7 @@ static void lint_source(lint_ctx *c, const char *src, const char *inv)
 
 static void lint_json(lint_ctx *c, const char *text, size_t len, const char *path)
 {
-    bench_lint_report *r = c->r;
+    lint_report *r = c->r;
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
     if (!root) {
@@ -1379,7 +1379,7 @@ static void lint_json(lint_ctx *c, const char *text, size_t len, const char *pat
         for (size_t i = off; i > 0 && text[i - 1] != '\n'; i--)
             col++;
         int line = line_at(text, off);
-        add_finding(c, BENCH_LINT_JSON, BENCH_LINT_ERROR, "", line,
+        add_finding(c, LINT_JSON, LINT_ERROR, "", line,
                     len ? "not valid JSON: syntax error at line %d, column %zu"
                         : "not valid JSON: the file is empty (line %d, column %zu)",
                     line, col);
@@ -1390,20 +1390,20 @@ static void lint_json(lint_ctx *c, const char *text, size_t len, const char *pat
         off++;
     if (off < len) {
         int line = line_at(text, off);
-        add_finding(c, BENCH_LINT_JSON, BENCH_LINT_ERROR, "", line,
+        add_finding(c, LINT_JSON, LINT_ERROR, "", line,
                     "not valid JSON: unexpected data after the top-level value at line %d", line);
         cJSON_Delete(root);
         return;
     }
     if (!cJSON_IsObject(root)) {
-        add_finding(c, BENCH_LINT_FIELDS, BENCH_LINT_ERROR, "", 0,
+        add_finding(c, LINT_FIELDS, LINT_ERROR, "", 0,
                     "the top-level value must be an object, got %s", json_type_name(root));
         cJSON_Delete(root);
         return;
     }
     size_t nul = find_nul_escape(text, len);
     if (nul != SIZE_MAX)
-        add_finding(c, BENCH_LINT_FIELDS, BENCH_LINT_ERROR, "", line_at(text, nul),
+        add_finding(c, LINT_FIELDS, LINT_ERROR, "", line_at(text, nul),
                     "a string holds \\u0000 (NUL), which a source file cannot hold");
 
     static const char *const TOP[] = {"name", "kernel", NULL};
@@ -1417,10 +1417,10 @@ static void lint_json(lint_ctx *c, const char *text, size_t len, const char *pat
     }
     const cJSON *k = cJSON_GetObjectItemCaseSensitive(root, "kernel");
     if (!k) {
-        add_finding(c, BENCH_LINT_FIELDS, BENCH_LINT_ERROR, "kernel", 0,
+        add_finding(c, LINT_FIELDS, LINT_ERROR, "kernel", 0,
                     "missing required field kernel");
     } else if (!cJSON_IsObject(k)) {
-        add_finding(c, BENCH_LINT_FIELDS, BENCH_LINT_ERROR, "kernel", 0,
+        add_finding(c, LINT_FIELDS, LINT_ERROR, "kernel", 0,
                     "kernel must be an object, got %s", json_type_name(k));
     } else {
         check_keys(c, k, "kernel", KERNEL);
@@ -1430,16 +1430,16 @@ static void lint_json(lint_ctx *c, const char *text, size_t len, const char *pat
                                        false);
         if (type) {
             if (!strcmp(type, "cuda"))
-                r->kind = BENCH_LINT_KIND_CUDA;
+                r->kind = LINT_KIND_CUDA;
             else if (!strcmp(type, "triton"))
-                r->kind = BENCH_LINT_KIND_TRITON;
+                r->kind = LINT_KIND_TRITON;
             else
-                add_finding(c, BENCH_LINT_FIELDS, BENCH_LINT_ERROR, "kernel.kernel_type", 0,
+                add_finding(c, LINT_FIELDS, LINT_ERROR, "kernel.kernel_type", 0,
                             "kernel.kernel_type must be \"cuda\" or \"triton\", got \"%.64s\"",
                             type);
         }
-        if (r->kind != BENCH_LINT_KIND_UNKNOWN) {
-            r->tool = r->kind == BENCH_LINT_KIND_CUDA ? "nvcc" : "python3";
+        if (r->kind != LINT_KIND_UNKNOWN) {
+            r->tool = r->kind == LINT_KIND_CUDA ? "nvcc" : "python3";
             if (src)
                 lint_source(c, src, inv);
             else if (inv)
@@ -1452,16 +1452,16 @@ static void lint_json(lint_ctx *c, const char *text, size_t len, const char *pat
 }
 
 /* Contract in bench.h. */
-ir_status bench_lint_text(const char *text, size_t len, const char *path,
-                          const bench_lint_opts *opts, bench_lint_report *out, ir_error *err)
+ir_status lint_text(const char *text, size_t len, const char *path,
+                    const lint_opts *opts, lint_report *out, ir_error *err)
 {
     memset(out, 0, sizeof *out);
     out->pass = true;
     if (!(out->path = strdup(path ? path : "-")))
         return ir_fail(err, IR_ERR_NOMEM, path ? path : "-", "out of memory");
-    bench_lint_opts dflt;
+    lint_opts dflt;
     if (!opts) {
-        bench_lint_opts_default(&dflt);
+        lint_opts_default(&dflt);
         opts = &dflt;
     }
     lint_ctx c = {.r = out, .opts = opts};
@@ -1474,8 +1474,8 @@ ir_status bench_lint_text(const char *text, size_t len, const char *path,
 }
 
 /* Contract in bench.h. */
-ir_status bench_lint_file(const char *path, const bench_lint_opts *opts, bench_lint_report *out,
-                          ir_error *err)
+ir_status lint_file(const char *path, const lint_opts *opts, lint_report *out,
+                    ir_error *err)
 {
     memset(out, 0, sizeof *out);
     if (!(out->path = strdup(path)))
@@ -1488,10 +1488,10 @@ ir_status bench_lint_file(const char *path, const bench_lint_opts *opts, bench_l
         fclose(f);
         return ir_fail(err, IR_ERR_IO, path, "not a regular file");
     }
-    if ((uint64_t)st.st_size > (uint64_t)BENCH_LINT_MAX_FILE) {
+    if ((uint64_t)st.st_size > (uint64_t)LINT_MAX_FILE) {
         fclose(f);
         return ir_fail(err, IR_ERR_IO, path, "file is larger than %zu bytes",
-                       (size_t)BENCH_LINT_MAX_FILE);
+                       (size_t)LINT_MAX_FILE);
     }
     size_t cap = (size_t)st.st_size;
     char *text = malloc(cap + 1);
@@ -1507,8 +1507,8 @@ ir_status bench_lint_file(const char *path, const bench_lint_opts *opts, bench_l
         return ir_fail(err, IR_ERR_IO, path, "read error");
     }
     text[len] = '\0';
-    bench_lint_report_free(out);
-    ir_status s = bench_lint_text(text, len, path, opts, out, err);
+    lint_report_free(out);
+    ir_status s = lint_text(text, len, path, opts, out, err);
     free(text);
     return s;
 }
