@@ -462,6 +462,20 @@ ir_status ir_write_json(const ir_program *p, char **out, size_t *len, ir_error *
     return IR_OK;
 }
 
+ir_status ir_config_write_json(const ir_config *c, char **out, size_t *len, ir_error *err)
+{
+    sbuf b = {0};
+    write_config(&b, c);
+    if (b.oom) {
+        free(b.s);
+        return ir_fail(err, IR_ERR_NOMEM, "", "out of memory while writing JSON");
+    }
+    *out = b.s;
+    if (len)
+        *len = b.n;
+    return IR_OK;
+}
+
 ir_status ir_write_file(const ir_program *p, const char *path, ir_error *err)
 {
     char *s;
