@@ -1,6 +1,6 @@
 # amk-verify: one flat Makefile for every part. Outputs go to build/.
 # Parts: base/ (strings, files, clock, parsers, options, shared limits), ir/ (IR + JSON), lower/, verify/ (the only part that links Z3), refvm/, bench/,
-# megakernel/ (CUDA, only when nvcc is present), tools/ (the amk CLI front end).
+# search/ (the schedule search loop), megakernel/ (CUDA, only when nvcc is present), tools/ (the amk CLI front end).
 
 CC       ?= gcc
 CSTD     := -std=c11 -D_GNU_SOURCE
@@ -31,9 +31,10 @@ VERIFY_SRC := $(sort $(wildcard verify/*.c))
 REFVM_SRC  := $(sort $(wildcard refvm/*.c))
 BENCH_SRC  := $(sort $(filter-out bench/bench_%_main.c,$(wildcard bench/*.c)))
 PROOFS_SRC := $(sort $(wildcard proofs/*.c))
+SEARCH_SRC := $(sort $(wildcard search/*.c))
 MK_SRC     := $(sort $(filter-out megakernel/bench_%_main.c,$(wildcard megakernel/*.c)))
 TOOLS_SRC  := $(sort $(filter-out tools/amk_verify_main.c,$(wildcard tools/*.c)))
-LIB_SRC    := $(BASE_SRC) $(IR_SRC) $(LOWER_SRC) $(VERIFY_SRC) $(REFVM_SRC) $(BENCH_SRC) $(PROOFS_SRC) $(MK_SRC)
+LIB_SRC    := $(BASE_SRC) $(IR_SRC) $(LOWER_SRC) $(VERIFY_SRC) $(REFVM_SRC) $(BENCH_SRC) $(PROOFS_SRC) $(SEARCH_SRC) $(MK_SRC)
 LIB_OBJ    := $(LIB_SRC:%.c=$(BUILD)/%.o) $(MK_CU_SRC:%.cu=$(BUILD)/%.o) $(BENCH_CU_SRC:%.cu=$(BUILD)/%.o)
 TOOLS_OBJ  := $(TOOLS_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ    := $(filter-out $(BUILD)/tools/amk.o,$(TOOLS_OBJ))
