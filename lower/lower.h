@@ -105,7 +105,7 @@ ir_status lower_model_from_hf_json(const char *text, size_t len, lower_model *m,
 ir_status lower_config_check(const ir_config *c, ir_error *err);
 
 /* The ScheduleConfig's knobs as data: the one table lower_config_check takes its ranges from
- * and that `amk propose` lists as the search space (SPEC.md section 8.5 and the last section). */
+ * and that `amk propose` lists as the search space (SPEC.md sections 8.5 and 16). */
 typedef enum {
     LOWER_KNOB_INT = 0,          /* an integer in [lo, hi], a multiple of multiple_of */
     LOWER_KNOB_ENUM,             /* one of choices[] (index == the ir_ enum value) */

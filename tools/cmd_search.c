@@ -1,5 +1,5 @@
 /*
- * cmd_search.c - the schedule search (SPEC.md section 21): `amk propose` prints the incumbent
+ * cmd_search.c - the schedule search (SPEC.md section 16): `amk propose` prints the incumbent
  * config, its schedule_id and the search space; `amk eval` gives one candidate's verdict;
  * `amk loop` runs the keep/revert loop and logs every trial as a TSV row; `amk serve` answers
  * propose and eval requests given as JSON lines.
