@@ -17,8 +17,9 @@ struct search_ctx {
     search_opts o;
     refvm_st *st;
     int64_t vocab;
-    int32_t *tokens;                /* [gate_steps]: input token of each position */
-    float *logits;                  /* [gate_steps * vocab]: the eager forward's logits */
+    int64_t n_tokens;               /* gate_steps, or bench_steps on a GPU when larger */
+    int32_t *tokens;                /* [n_tokens]: input token of each position */
+    float *logits;                  /* [n_tokens * vocab]: the eager forward's logits */
 };
 
 void search_opts_default(search_opts *o)
@@ -42,6 +43,8 @@ void search_plan_free(search_plan *p)
         return;
     ir_program_free(p->program);
     free(p->cert_json);
+    bench_reference_free(p->reference);
+    free(p->reference);
     memset(p, 0, sizeof *p);
 }
 
@@ -60,7 +63,7 @@ void search_ctx_free(search_ctx *ctx)
 static ir_status eager_reference(search_ctx *ctx, ir_error *err)
 {
     const lower_model *m = ctx->o.model;
-    int64_t n = ctx->o.gate_steps;
+    int64_t n = ctx->n_tokens;
     refvm_eager *e = NULL;
     ctx->vocab = m->vocab;
     ctx->tokens = calloc((size_t)n, sizeof *ctx->tokens);
@@ -87,6 +90,9 @@ ir_status search_ctx_new(const search_opts *o, search_ctx **out, ir_error *err)
     if (o->gate_steps < 1 || o->gate_steps > o->model->max_pos)
         return ir_fail(err, IR_ERR_MALFORMED, "gate_steps", "must be in [1, %lld]",
                        (long long)o->model->max_pos);
+    if (o->gpu && (o->bench_steps < 1 || o->bench_steps > o->model->max_pos))
+        return ir_fail(err, IR_ERR_MALFORMED, "bench_steps", "must be in [1, %lld]",
+                       (long long)o->model->max_pos);
     if (o->gpu) {
 #ifdef AMK_HAVE_CUDA
         char name[256], why[256];
@@ -100,6 +106,7 @@ ir_status search_ctx_new(const search_opts *o, search_ctx **out, ir_error *err)
     if (!ctx)
         return ir_fail(err, IR_ERR_NOMEM, "search", "out of memory");
     ctx->o = *o;
+    ctx->n_tokens = o->gpu && o->bench_steps > o->gate_steps ? o->bench_steps : o->gate_steps;
     ir_status s = refvm_st_open(o->weights, &ctx->st, err);
     /* lower in the weights' own dtype, so the VM and the megakernel bind them as they are */
     if (s == IR_OK && ctx->st->n > 0 && ctx->st->tensors[0].supported)
@@ -225,19 +232,35 @@ static ir_status gate(const search_ctx *ctx, const ir_program *p, search_verdict
     return s;
 }
 
-/* The megakernel timed on the GPU, every timed step gated against the VM's logits. */
-static ir_status measure_gpu(const search_ctx *ctx, const ir_program *p, const char *cert,
-                             search_verdict *v, ir_error *err)
+/* The VM's logits of p at the context's tokens (bench_steps of them), what the megakernel is
+ * checked against. On success *out is a new bench_reference the caller frees. */
+static ir_status vm_reference(const search_ctx *ctx, const ir_program *p, bench_reference **out,
+                              ir_error *err)
 {
-    bench_reference ref = {0};
+    if (!(*out = calloc(1, sizeof **out)))
+        return ir_fail(err, IR_ERR_NOMEM, "search", "out of memory");
+    ir_status s = bench_reference_compute(p, ctx->st, ctx->o.model->tie_embeddings,
+                                          ctx->o.bench_steps, ctx->tokens, *out, err);
+    if (s != IR_OK) {
+        free(*out);
+        *out = NULL;
+    }
+    return s;
+}
+
+/* The megakernel timed on the GPU, every timed step gated against the VM's logits (*refp: the
+ * reference made, kept by the caller). */
+static ir_status measure_gpu(const search_ctx *ctx, const ir_program *p, const char *cert,
+                             search_verdict *v, bench_reference **refp, ir_error *err)
+{
     bench_gpu *g = NULL;
     bench_run_result r = {0};
     bool tie = ctx->o.model->tie_embeddings;
     mk_status ls = MK_OK;
-    ir_status s = bench_reference_compute(p, ctx->st, tie, ctx->o.bench_steps, NULL, &ref, err);
+    ir_status s = vm_reference(ctx, p, refp, err);
     if (s == IR_OK)
-        s = bench_gpu_new(p, cert, strlen(cert), ctx->o.weights, tie, ctx->o.device, &ref, NULL,
-                          &g, &ls, err);
+        s = bench_gpu_new(p, cert, strlen(cert), ctx->o.weights, tie, ctx->o.device, *refp,
+                          NULL, &g, &ls, err);
     if (s != IR_OK && ls != MK_OK) {            /* the megakernel refused or failed the plan */
         v->gpu_checked = true;
         v->gpu_correct = v->correct = false;
@@ -265,7 +288,6 @@ static ir_status measure_gpu(const search_ctx *ctx, const ir_program *p, const c
     }
     bench_run_result_free(&r);
     bench_gpu_free(g);
-    bench_reference_free(&ref);
     return s;
 }
 
@@ -290,6 +312,7 @@ ir_status search_eval(search_ctx *ctx, const ir_config *c, search_verdict *v, se
         memset(plan, 0, sizeof *plan);
     ir_program *p = NULL;
     char *cert = NULL;
+    bench_reference *ref = NULL;
     v->simplicity = search_simplicity(c);
     ir_status s = search_schedule_id(c, v->schedule_id, err);
     if (s == IR_OK)
@@ -304,7 +327,7 @@ ir_status search_eval(search_ctx *ctx, const ir_config *c, search_verdict *v, se
         s = gate(ctx, p, v, err);
     if (s == IR_OK && v->valid && v->correct) {
         if (ctx->o.gpu) {
-            s = measure_gpu(ctx, p, cert, v, err);
+            s = measure_gpu(ctx, p, cert, v, &ref, err);
         } else if ((s = search_predict_us(p, ctx->o.target, &v->latency_us, err)) == IR_OK) {
             v->has_latency = true;
             v->latency_kind = SEARCH_PREDICTED;
@@ -316,11 +339,15 @@ ir_status search_eval(search_ctx *ctx, const ir_config *c, search_verdict *v, se
         plan->program = p;
         plan->cert_json = cert;
         plan->cert_len = strlen(cert);
+        plan->reference = ref;
         p = NULL;
         cert = NULL;
+        ref = NULL;
     }
     ir_program_free(p);
     free(cert);
+    bench_reference_free(ref);
+    free(ref);
     return s;
 }
 
@@ -364,21 +391,22 @@ ir_status search_paired_ab(search_ctx *ctx, const search_plan *incumbent,
         return ir_fail(err, IR_ERR_UNSUPPORTED, "device", "a paired A/B needs a GPU context");
     const search_plan *pl[2] = {incumbent, candidate};
     static const char *const label[2] = {"gpu-megakernel incumbent", "gpu-megakernel candidate"};
-    bench_reference ref[2];
+    bench_reference *made[2] = {NULL, NULL};
+    const bench_reference *ref[2];
     bench_gpu *g[2] = {NULL, NULL};
     bench_ab_result ab;
-    memset(ref, 0, sizeof ref);
     memset(&ab, 0, sizeof ab);
-    bool tie = ctx->o.model->tie_embeddings;
     ir_status s = IR_OK;
-    /* the candidate is fed the incumbent's tokens: both sides decode the same inputs */
+    /* both sides decode the context's tokens: the references of their measurements */
     for (int i = 0; i < 2 && s == IR_OK; i++)
-        s = bench_reference_compute(pl[i]->program, ctx->st, tie, ctx->o.bench_steps,
-                                    i ? ref[0].tokens : NULL, &ref[i], err);
+        if (!(ref[i] = pl[i]->reference) && (s = vm_reference(ctx, pl[i]->program, &made[i], err))
+            == IR_OK)
+            ref[i] = made[i];
     for (int i = 0; i < 2 && s == IR_OK; i++) {
         mk_status ls;
-        s = bench_gpu_new(pl[i]->program, pl[i]->cert_json, pl[i]->cert_len, ctx->o.weights, tie,
-                          ctx->o.device, &ref[i], label[i], &g[i], &ls, err);
+        s = bench_gpu_new(pl[i]->program, pl[i]->cert_json, pl[i]->cert_len, ctx->o.weights,
+                          ctx->o.model->tie_embeddings, ctx->o.device, ref[i], label[i], &g[i],
+                          &ls, err);
     }
     if (s == IR_OK) {
         int64_t wa = ir_weight_bytes(incumbent->program), wb = ir_weight_bytes(candidate->program);
@@ -394,7 +422,8 @@ ir_status search_paired_ab(search_ctx *ctx, const search_plan *incumbent,
     bench_ab_result_free(&ab);
     for (int i = 0; i < 2; i++) {
         bench_gpu_free(g[i]);
-        bench_reference_free(&ref[i]);
+        bench_reference_free(made[i]);
+        free(made[i]);
     }
     return s;
 }

@@ -144,7 +144,8 @@ typedef struct {
 void search_opts_default(search_opts *o);
 
 /* Everything trials share: the weights and the eager reference (greedy from token 0 over
- * gate_steps positions, computed once). The caller frees *out with search_ctx_free. With
+ * gate_steps positions, and on a GPU over bench_steps too, computed once; every VM gate, GPU
+ * measurement and A/B feeds these tokens). The caller frees *out with search_ctx_free. With
  * o->gpu and no usable GPU: IR_ERR_UNSUPPORTED saying why. */
 typedef struct search_ctx search_ctx;
 ir_status search_ctx_new(const search_opts *o, search_ctx **out, ir_error *err);
@@ -155,13 +156,15 @@ typedef struct {
     ir_program *program;            /* owned */
     char *cert_json;                /* owned */
     size_t cert_len;
+    void *reference;                /* owned bench_reference of the GPU measurement (the VM's
+                                       logits at the context's tokens), NULL on the CPU */
 } search_plan;
 void search_plan_free(search_plan *p);
 
 /* Evaluate c: lower, verify (not PROVED: valid false, nothing run), gate the VM against the
  * eager reference, then measure on the GPU or predict. v is filled in every case that returns
  * IR_OK, including refusals by the lowering (rejected_obligation "lower"). plan (NULL: not
- * wanted) receives the program and certificate of a valid candidate. Errors: bad weights,
+ * wanted) receives the program, certificate and GPU reference of a valid candidate. Errors: bad weights,
  * I/O of cert_dir, allocation, a GPU call failing. */
 ir_status search_eval(search_ctx *ctx, const ir_config *c, search_verdict *v, search_plan *plan,
                       ir_error *err);

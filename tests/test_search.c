@@ -81,9 +81,11 @@ static void assert_refused(const char *text, const char *where_part)
               where_part);
 }
 
+static lower_model toy_model;   /* outlives the context (each test runs in its own process) */
+
 static search_ctx *toy_ctx(char *weights_path)
 {
-    lower_model *m = malloc(sizeof *m);   /* must outlive the context: freed at exit */
+    lower_model *m = &toy_model;
     ir_error err = {0};
     cr_assert_eq(lower_model_preset("toy", m, &err), IR_OK);
     cr_assert_eq(refvm_weights_random(m, 0, IR_BF16, weights_path, &err), IR_OK, "%s", err.why);

@@ -287,6 +287,28 @@ static int fail(const char *prog, bool json, const ir_error *err)
     return cmd_exit_for(err->status ? err->status : IR_ERR_MALFORMED);
 }
 
+/* Parse the arguments of cmd and print its usage on --help or bad usage: true to go on, else
+ * *code is the exit code. */
+static bool begin(int argc, char **argv, char cmd, void (*usage)(FILE *), search_args *a,
+                  int *code)
+{
+    *code = parse_args(argc, argv, cmd, a);
+    if (*code || a->help)
+        usage(*code ? stderr : stdout);
+    return !*code && !a->help;
+}
+
+/* Model, target and the config file cfg (NULL: the default) read and checked. */
+static ir_status load_inputs(const search_args *a, const char *cfg, lower_model *m,
+                             const ir_target **t, ir_config *c, ir_error *err)
+{
+    ir_config_default(c);
+    ir_status s = load_model_target(a->model, a->gpu, m, t, err);
+    if (s == IR_OK && cfg && (s = lower_config_read_file(cfg, c, err)) != IR_OK)
+        cmd_error_in_file(err, cfg);
+    return s;
+}
+
 /* ---------------------------------------------------------------- propose */
 
 static void propose_usage(FILE *f)
@@ -303,20 +325,14 @@ static void propose_usage(FILE *f)
 int cmd_propose(int argc, char **argv)
 {
     search_args a;
-    int rc = parse_args(argc, argv, 'p', &a);
-    if (rc || a.help) {
-        propose_usage(rc ? stderr : stdout);
-        return rc;
-    }
+    int code;
+    if (!begin(argc, argv, 'p', propose_usage, &a, &code))
+        return code;
     ir_error err = {0};
     lower_model m;
     const ir_target *t;
     ir_config c;
-    ir_config_default(&c);
-    ir_status s = load_model_target(a.model, a.gpu, &m, &t, &err);
-    if (s == IR_OK && a.incumbent && (s = lower_config_read_file(a.incumbent, &c, &err)) != IR_OK)
-        cmd_error_in_file(&err, a.incumbent);
-    if (s != IR_OK)
+    if (load_inputs(&a, a.incumbent, &m, &t, &c, &err) != IR_OK)
         return fail("amk propose", false, &err);
     print_json_line(propose_json(a.model, a.gpu, &c), true);
     ir_config_free(&c);
@@ -344,28 +360,24 @@ static void eval_usage(FILE *f)
 int cmd_eval(int argc, char **argv)
 {
     search_args a;
-    int rc = parse_args(argc, argv, 'e', &a);
-    if (rc || a.help) {
-        eval_usage(rc ? stderr : stdout);
-        return rc;
-    }
+    int code;
+    if (!begin(argc, argv, 'e', eval_usage, &a, &code))
+        return code;
     ir_error err = {0};
     lower_model m;
     const ir_target *t;
     ir_config c;
-    ir_config_default(&c);
     search_ctx *ctx = NULL;
     search_verdict v;
     char tmp[64] = "";
-    ir_status s = load_model_target(a.model, a.gpu, &m, &t, &err);
-    if (s == IR_OK && (s = lower_config_read_file(a.config, &c, &err)) != IR_OK)
-        cmd_error_in_file(&err, a.config);
+    ir_status s = load_inputs(&a, a.config, &m, &t, &c, &err);
     if (s == IR_OK)
         s = open_ctx(&m, t, a.weights, a.device, a.gate_steps, a.out_dir, tmp, &ctx, &err);
     if (s == IR_OK)
         s = search_eval(ctx, &c, &v, NULL, &err);
     search_ctx_free(ctx);
     ir_config_free(&c);
+    verify_release_memory();
     if (tmp[0])
         remove(tmp);
     if (s != IR_OK)
@@ -488,11 +500,9 @@ static double wall_s(void)
 int cmd_loop(int argc, char **argv)
 {
     search_args a;
-    int rc = parse_args(argc, argv, 'l', &a);
-    if (rc || a.help) {
-        loop_usage(rc ? stderr : stdout);
-        return rc;
-    }
+    int code;
+    if (!begin(argc, argv, 'l', loop_usage, &a, &code))
+        return code;
     ir_error err = {0};
     lower_model m;
     const ir_target *t;
@@ -523,6 +533,7 @@ int cmd_loop(int argc, char **argv)
     if (out.tsv && out.tsv != stdout)
         fclose(out.tsv);
     search_ctx_free(ctx);
+    verify_release_memory();
     if (tmp[0])
         remove(tmp);
     if (s != IR_OK) {
@@ -539,7 +550,7 @@ int cmd_loop(int argc, char **argv)
                 r.n_kept, r.n_rejected, secs);
     if (a.json)
         print_json_line(result_json(&a, &r, secs), true);
-    int code = r.best >= 0 ? AMK_EXIT_OK : AMK_EXIT_REFUTED;
+    code = r.best >= 0 ? AMK_EXIT_OK : AMK_EXIT_REFUTED;
     search_result_free(&r);
     return code;
 }
@@ -694,5 +705,6 @@ int cmd_serve(int argc, char **argv)
     }
     free(line);
     serve_cache_drop(&cache);
+    verify_release_memory();
     return AMK_EXIT_OK;
 }
