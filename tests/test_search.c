@@ -479,7 +479,7 @@ Test(search_keep, paired_ab_decides_on_a_gpu)
 
 static char *run_loop(const char *seed, const char *tsv)
 {
-    const char *args[] = {"loop", "toy", "--gpu", "h100", "--budget", "12", "--seed", seed,
+    const char *args[] = {"loop", "toy", "--gpu", "h100", "--budget", "8", "--seed", seed,
                           "--results", tsv, "--json", "--device", "cpu"};
     char *out;
     cr_assert_eq(run_captured(cmd_loop, args, 13, &out), 0);
@@ -496,8 +496,8 @@ static char *run_loop(const char *seed, const char *tsv)
     cr_assert(cJSON_IsTrue(cJSON_GetObjectItem(v, "correct")));
     cr_assert_str_eq(cJSON_GetObjectItem(v, "latency_kind")->valuestring, "predicted");
     const cJSON *counts = cJSON_GetObjectItem(o, "counts");
-    cr_assert_eq(cJSON_GetObjectItem(counts, "trials")->valueint, 12);
-    cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(o, "rows")), 12);
+    cr_assert_eq(cJSON_GetObjectItem(counts, "trials")->valueint, 8);
+    cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(o, "rows")), 8);
     cr_assert_geq(cJSON_GetObjectItem(counts, "kept")->valueint, 1);
     const cJSON *row0 = cJSON_GetArrayItem(cJSON_GetObjectItem(o, "rows"), 0);
     cr_assert_str_eq(cJSON_GetObjectItem(row0, "origin")->valuestring, "default");
@@ -507,21 +507,28 @@ static char *run_loop(const char *seed, const char *tsv)
     return text;
 }
 
-Test(search_loop, a_seeded_loop_is_reproducible_row_for_row, .timeout = 30)
+/* A sanitized build runs a loop several times slower: the timeouts leave room for it. */
+Test(search_loop, a_seeded_loop_is_reproducible_row_for_row, .timeout = 60)
 {
     char *a = run_loop("7", "/tmp/amk-test-search-a.tsv");
     char *b = run_loop("7", "/tmp/amk-test-search-b.tsv");
-    char *c = run_loop("8", "/tmp/amk-test-search-c.tsv");
     cr_assert_str_eq(a, b);
-    cr_assert_str_neq(a, c, "the seed draws the candidates");
     cr_assert(!strncmp(a, "trial\tschedule_id\tconfig\tvalid\tcorrect\tlatency_us\tlatency_kind\t"
                        "kept\treason\n0\tc9f2658612f8a164\tdefault\ttrue\ttrue\t", 88), "%s", a);
     int rows = 0;
     for (const char *p = a; *p; p++)
         rows += *p == '\n';
-    cr_assert_eq(rows, 13);
+    cr_assert_eq(rows, 9);
     free(a);
     free(b);
+}
+
+Test(search_loop, the_seed_draws_the_candidates, .timeout = 60)
+{
+    char *a = run_loop("7", "/tmp/amk-test-search-d.tsv");
+    char *c = run_loop("8", "/tmp/amk-test-search-e.tsv");
+    cr_assert_str_neq(a, c);
+    free(a);
     free(c);
 }
 
