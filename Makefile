@@ -1,6 +1,7 @@
 # amk-verify: one flat Makefile for every part. Outputs go to build/.
 # Parts: base/ (strings, files, clock, parsers, options, shared limits), ir/ (IR + JSON), lower/, verify/ (the only part that links Z3), refvm/, bench/,
-# lint/ (kernel-artifact checks), megakernel/ (CUDA, only when nvcc is present), tools/ (the amk CLI front end).
+# lint/ (kernel-artifact checks), search/ (the schedule search loop), megakernel/ (CUDA, only when
+# nvcc is present), tools/ (the amk CLI front end).
 
 CC       ?= gcc
 CSTD     := -std=c11 -D_GNU_SOURCE
@@ -32,9 +33,10 @@ REFVM_SRC  := $(sort $(wildcard refvm/*.c))
 LINT_SRC   := $(sort $(wildcard lint/*.c))
 BENCH_SRC  := $(sort $(filter-out bench/bench_%_main.c,$(wildcard bench/*.c)))
 PROOFS_SRC := $(sort $(wildcard proofs/*.c))
+SEARCH_SRC := $(sort $(wildcard search/*.c))
 MK_SRC     := $(sort $(filter-out megakernel/bench_%_main.c,$(wildcard megakernel/*.c)))
 TOOLS_SRC  := $(sort $(filter-out tools/amk_verify_main.c,$(wildcard tools/*.c)))
-LIB_SRC    := $(BASE_SRC) $(IR_SRC) $(LOWER_SRC) $(VERIFY_SRC) $(REFVM_SRC) $(LINT_SRC) $(BENCH_SRC) $(PROOFS_SRC) $(MK_SRC)
+LIB_SRC    := $(BASE_SRC) $(IR_SRC) $(LOWER_SRC) $(VERIFY_SRC) $(REFVM_SRC) $(LINT_SRC) $(BENCH_SRC) $(PROOFS_SRC) $(SEARCH_SRC) $(MK_SRC)
 LIB_OBJ    := $(LIB_SRC:%.c=$(BUILD)/%.o) $(MK_CU_SRC:%.cu=$(BUILD)/%.o) $(BENCH_CU_SRC:%.cu=$(BUILD)/%.o)
 TOOLS_OBJ  := $(TOOLS_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ    := $(filter-out $(BUILD)/tools/amk.o,$(TOOLS_OBJ))

@@ -452,6 +452,11 @@ ir_status ir_out_write(const char *path, const void *data, size_t n, ir_error *e
 ir_status ir_config_read_json(const char *text, size_t len, bool strict, ir_config *out,
                               ir_error *err);
 
+/* Serialize a ScheduleConfig as the one-line JSON object a program's "config" holds (tiling in
+ * entry order, every scalar written). ir_config_read_json reads it back to an equal config. On
+ * success *out (NUL-terminated, *len bytes) is freed by the caller with free(). */
+ir_status ir_config_write_json(const ir_config *c, char **out, size_t *len, ir_error *err);
+
 /* ---------------------------------------------------------------- targets */
 
 /* Built-in target by name ("h100", "h200", "a100", "b200", "rtx5090", "l4", "l40s", "a10g",

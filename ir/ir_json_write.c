@@ -402,6 +402,17 @@ ir_status ir_write_json(const ir_program *p, char **out, size_t *len, ir_error *
     return IR_OK;
 }
 
+ir_status ir_config_write_json(const ir_config *c, char **out, size_t *len, ir_error *err)
+{
+    base_sb b = {0};
+    write_config(&b, c);
+    char *s = base_sb_take(&b, len);
+    if (!s)
+        return ir_fail(err, IR_ERR_NOMEM, "", "out of memory while writing JSON");
+    *out = s;
+    return IR_OK;
+}
+
 ir_status ir_write_file(const ir_program *p, const char *path, ir_error *err)
 {
     char *s = NULL;

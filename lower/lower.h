@@ -106,6 +106,37 @@ ir_status lower_model_from_hf_json(const char *text, size_t len, lower_model *m,
  * smem_bytes_per_block. IR_OK, or the refusal naming the config field. */
 ir_status lower_config_check(const ir_config *c, ir_error *err);
 
+/* The ScheduleConfig's knobs as data: the one table lower_config_check takes its ranges from
+ * and that `amk propose` lists as the search space (SPEC.md sections 8.5 and 16). */
+typedef enum {
+    LOWER_KNOB_INT = 0,          /* an integer in [lo, hi], a multiple of multiple_of */
+    LOWER_KNOB_ENUM,             /* one of choices[] (index == the ir_ enum value) */
+    LOWER_KNOB_GROUPS            /* fusion_grouping: a set of the groups lower_fusion_group lists */
+} lower_knob_type;
+
+typedef struct {
+    const char *name;            /* config path, e.g. "tiling.gemv.N_tile", "pipelining_depth" */
+    lower_knob_type type;
+    const char *meaning;         /* one line */
+    int64_t lo, hi;              /* INT: the accepted range */
+    int64_t multiple_of;         /* INT: accepted values are multiples of this (1: any) */
+    int64_t dflt;                /* INT: the value when absent; 0 below lo means "absent: off" */
+    bool optional;               /* INT: a tiling key, absent unless the config sets it */
+    const char *const *choices;  /* ENUM: the accepted names, NULL-terminated, default first */
+    const int64_t *search;       /* INT: values the schedule search tries (0 = absent) */
+    int n_search;
+} lower_knob;
+
+/* Number of knobs, the i-th one (NULL out of range), the one called name (NULL when none). */
+int lower_knob_count(void);
+const lower_knob *lower_knob_at(int i);
+const lower_knob *lower_knob_find(const char *name);
+
+/* Number of fusion groups the lowering knows, and the i-th one's op names (any order in a
+ * config): returns how many names it filled into names (0 when i is out of range). */
+int lower_fusion_count(void);
+int lower_fusion_group(int i, const char *names[4]);
+
 /* Read a ScheduleConfig file strictly (unknown keys and bad values refused naming the field)
  * and check it with lower_config_check. On success the caller frees c with ir_config_free; on
  * failure c owns nothing. */

@@ -66,6 +66,115 @@ static const fusion_kind *fusion_lookup(const ir_fusion_group *g)
     return NULL;
 }
 
+int lower_fusion_count(void)
+{
+    return (int)(sizeof FUSIONS / sizeof FUSIONS[0]);
+}
+
+int lower_fusion_group(int i, const char *names[4])
+{
+    if (i < 0 || i >= lower_fusion_count())
+        return 0;
+    int n = 0;
+    while (n < 4 && FUSIONS[i].names[n]) {
+        names[n] = FUSIONS[i].names[n];
+        n++;
+    }
+    return n;
+}
+
+/* The knobs (lower.h). The ranges are the checker's: values no GPU could mean are refused;
+ * a value a given target cannot hold (SMEM over its cap) is left to the verifier. */
+static const char *const SM_POLICIES[] = {"load_balance", "round_robin", NULL};
+static const char *const PAGE_POLICIES[] = {"graph_color", "linear", "none", NULL};
+static const int64_t N_TILE_TRY[] = {16, 32, 64, 128, 256, 512, 1024};
+static const int64_t STAGE_TRY[] = {0, 1, 2, 4, 8};
+static const int64_t KV_BLOCK_TRY[] = {0, 32, 64, 128, 256, 512};
+static const int64_t KV_HEADS_TRY[] = {0, 1, 2, 4};
+static const int64_t DEPTH_TRY[] = {0, 1, 2, 4, 8};
+static const int64_t THREADS_TRY[] = {128, 256, 512, 1024};
+static const int64_t SMEM_TRY[] = {0, 16384, 49152, 98304, 196608};
+#define VALUES(a) a, (int)(sizeof a / sizeof a[0])
+
+static const lower_knob KNOBS[] = {
+    {"tiling.gemv.N_tile", LOWER_KNOB_INT, "output rows per GEMV tile task",
+     1, MAX_TILE, 1, LOWER_DEFAULT_N_TILE, true, NULL, VALUES(N_TILE_TRY)},
+    {"tiling.gemv.stage_tiles", LOWER_KNOB_INT, "tiles per projection stage (q+k+v, gate+up); "
+     "absent: N_tile alone decides", 1, MAX_TILE, 1, 0, true, NULL, VALUES(STAGE_TRY)},
+    {"tiling.attention.kv_block", LOWER_KNOB_INT, "KV rows per split-attention tile, combined "
+     "after; absent: one attention task over the window", 1, MAX_TILE, 1, 0, true, NULL,
+     VALUES(KV_BLOCK_TRY)},
+    {"tiling.attention.kv_heads", LOWER_KNOB_INT, "KV heads per attention task; absent: all",
+     1, MAX_TILE, 1, 0, true, NULL, VALUES(KV_HEADS_TRY)},
+    {"fusion_grouping", LOWER_KNOB_GROUPS, "op sequences lowered as one task; each op in one "
+     "group; [rope_q, attention] excludes kv_block", 0, 0, 1, 0, false, NULL, NULL, 0},
+    {"sm_assignment", LOWER_KNOB_ENUM, "which queue runs each task (or an explicit {task id: "
+     "queue} map, not searched)", 0, 0, 1, 0, false, SM_POLICIES, NULL, 0},
+    {"pipelining_depth", LOWER_KNOB_INT, "launch-plan pipelining depth", 0,
+     BASE_MAX_PIPELINING_DEPTH, 1, 2, false, NULL, VALUES(DEPTH_TRY)},
+    {"page_allocation", LOWER_KNOB_ENUM, "how activations share scratch pages", 0, 0, 1, 0,
+     false, PAGE_POLICIES, NULL, 0},
+    {"threads_per_block", LOWER_KNOB_INT, "threads of each megakernel block", 32,
+     BASE_MAX_THREADS_PER_BLOCK, 32, 256, false, NULL, VALUES(THREADS_TRY)},
+    {"smem_bytes_per_block", LOWER_KNOB_INT, "dynamic SMEM per block, also the budget of SMEM "
+     "pages; over the target's opt-in cap the verifier refutes it", 0, MAX_SMEM_BYTES, 1, 0,
+     false, NULL, VALUES(SMEM_TRY)},
+};
+
+int lower_knob_count(void)
+{
+    return (int)(sizeof KNOBS / sizeof KNOBS[0]);
+}
+
+const lower_knob *lower_knob_at(int i)
+{
+    return i >= 0 && i < lower_knob_count() ? &KNOBS[i] : NULL;
+}
+
+const lower_knob *lower_knob_find(const char *name)
+{
+    for (int i = 0; i < lower_knob_count(); i++)
+        if (!strcmp(KNOBS[i].name, name))
+            return &KNOBS[i];
+    return NULL;
+}
+
+/* "2^31" for large powers of two, else the decimal number. */
+static void bound_text(int64_t v, char *out, size_t len)
+{
+    if (v > 1024 && (v & (v - 1)) == 0) {
+        int e = 0;
+        while (((int64_t)1 << e) != v)
+            e++;
+        snprintf(out, len, "2^%d", e);
+    } else {
+        snprintf(out, len, "%lld", (long long)v);
+    }
+}
+
+/* v against an INT knob's range: IR_OK or IR_ERR_MALFORMED at where. */
+static ir_status knob_range(const lower_knob *k, int64_t v, const char *where, ir_error *err)
+{
+    if (v >= k->lo && v <= k->hi && v % k->multiple_of == 0)
+        return IR_OK;
+    char lo[32], hi[32];
+    bound_text(k->lo, lo, sizeof lo);
+    bound_text(k->hi, hi, sizeof hi);
+    if (k->multiple_of > 1)
+        return ir_fail(err, IR_ERR_MALFORMED, where, "must be a multiple of %lld in [%s, %s], "
+                       "got %lld", (long long)k->multiple_of, lo, hi, (long long)v);
+    return ir_fail(err, IR_ERR_MALFORMED, where, "must be in [%s, %s], got %lld", lo, hi,
+                   (long long)v);
+}
+
+/* The scalar knob called name checked against its table entry. */
+static ir_status scalar_range(const char *name, int64_t v, ir_error *err)
+{
+    char where[96];
+    snprintf(where, sizeof where, "config.%s", name);
+    return knob_range(lower_knob_find(name), v, where, err);
+}
+
 /* "[\"gate\", \"up\"], ..." for error messages: every group of FUSIONS. */
 static void supported_groups(char *out, size_t len)
 {
@@ -105,9 +214,11 @@ ir_status lower_config_knobs(const ir_config *c, lower_knobs *k, ir_error *err)
             return ir_fail(err, IR_ERR_UNSUPPORTED, where,
                            "unknown attention tiling key \"%s\" (supported: kv_block, kv_heads)",
                            t->key);
-        if (t->value < 1 || t->value > MAX_TILE)
-            return ir_fail(err, IR_ERR_MALFORMED, where, "must be in [1, 2^31], got %lld",
-                           (long long)t->value);
+        char name[2 * IR_MAX_NAME + 16];
+        snprintf(name, sizeof name, "tiling.%s.%s", t->op, t->key);
+        ir_status s = knob_range(lower_knob_find(name), t->value, where, err);
+        if (s != IR_OK)
+            return s;
         if (stage)
             k->stage_tiles = t->value;
         else if (heads)
@@ -154,20 +265,15 @@ ir_status lower_config_knobs(const ir_config *c, lower_knobs *k, ir_error *err)
                            "[\"rope_q\", \"attention\"] (FUSED recipe 6) attends over the whole "
                            "window; it cannot be combined with config.tiling.attention.kv_block");
     }
-    if (c->pipelining_depth < 0 || c->pipelining_depth > BASE_MAX_PIPELINING_DEPTH)
-        return ir_fail(err, IR_ERR_MALFORMED, "config.pipelining_depth",
-                       "must be in [0, %d], got %lld", BASE_MAX_PIPELINING_DEPTH,
-                       (long long)c->pipelining_depth);
-    if (c->threads_per_block < 32 || c->threads_per_block > BASE_MAX_THREADS_PER_BLOCK ||
-        c->threads_per_block % 32)
-        return ir_fail(err, IR_ERR_MALFORMED, "config.threads_per_block",
-                       "must be a multiple of 32 in [32, %d], got %lld",
-                       BASE_MAX_THREADS_PER_BLOCK, (long long)c->threads_per_block);
+    ir_status s = scalar_range("pipelining_depth", c->pipelining_depth, err);
+    if (s == IR_OK)
+        s = scalar_range("threads_per_block", c->threads_per_block, err);
     /* Over the target's opt-in cap is accepted on purpose: the verifier refutes it with a
      * residency witness. Only values no GPU could mean are refused here. */
-    if (c->smem_bytes_per_block < 0 || c->smem_bytes_per_block > MAX_SMEM_BYTES)
-        return ir_fail(err, IR_ERR_MALFORMED, "config.smem_bytes_per_block",
-                       "must be in [0, 2^30], got %lld", (long long)c->smem_bytes_per_block);
+    if (s == IR_OK)
+        s = scalar_range("smem_bytes_per_block", c->smem_bytes_per_block, err);
+    if (s != IR_OK)
+        return s;
     if ((unsigned)c->page_policy > IR_PAGES_NONE)
         return ir_fail(err, IR_ERR_MALFORMED, "config.page_allocation", "unknown policy");
     if ((unsigned)c->sm_policy > IR_SM_EXPLICIT)

@@ -20,13 +20,17 @@ static const amk_command COMMANDS[] = {
     {"mutate", cmd_mutate, "write a single-defect mutant of a program (proof corpus)"},
     {"proofs", cmd_proofs, "run the proof regression corpus: verdicts and witness kinds vs expected"},
     /* one line per subcommand, kept in this order: ir, lower, verify, cert, mutate, weights,
-       run, bench, audit, lint-kernel, launch */
+       run, bench, audit, lint-kernel, launch, then the search: propose, eval, loop, serve */
     {"weights", cmd_weights, "write deterministic random weights, or list a safetensors file"},
     {"run", cmd_run, "decode on the CPU reference VM; --check gates it against the eager forward"},
     {"bench", cmd_bench, "time a certified program with its same-run correctness gate and roofline"},
     {"audit", cmd_audit, "audit a speedup claim: CONFIRMED, REFUTED or UNSUPPORTED with reasons"},
     {"lint-kernel", cmd_lint_kernel, "static checks for single-kernel artifact JSON files"},
     {"launch", cmd_launch, "decode on the GPU megakernel (a PROVED plan only; exit 4 on TIMEOUT)"},
+    {"propose", cmd_propose, "print the incumbent ScheduleConfig, its schedule_id and the search space"},
+    {"eval", cmd_eval, "one candidate config: lower, prove, gate, then measure or predict its latency"},
+    {"loop", cmd_loop, "search configs: keep a proved, correct candidate only when >= 1% faster"},
+    {"serve", cmd_serve, "answer propose/eval requests given as JSON lines on stdin"},
 };
 
 static void usage(FILE *out)

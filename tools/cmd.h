@@ -38,6 +38,11 @@ int cmd_run(int argc, char **argv);
 int cmd_launch(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
+/* the schedule search (tools/cmd_search.c) */
+int cmd_propose(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_loop(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 /* Print err to stderr in the documented one-line form "amk: STATUS at WHERE: WHY". */
 void cmd_print_error(const char *prog, const ir_error *err);
