@@ -17,7 +17,7 @@ struct search_ctx {
     search_opts o;
     refvm_st *st;
     int64_t vocab;
-    int64_t n_tokens;               /* gate_steps, or bench_steps on a GPU when larger */
+    int64_t n_tokens;               /* gate_steps */
     int32_t *tokens;                /* [n_tokens]: input token of each position */
     float *logits;                  /* [n_tokens * vocab]: the eager forward's logits */
 };
@@ -27,7 +27,7 @@ void search_opts_default(search_opts *o)
     memset(o, 0, sizeof *o);
     lower_opts_default(&o->lower);
     o->gate_steps = SEARCH_GATE_STEPS;
-    o->bench_steps = 16;
+    o->bench_steps = 0;
     o->repeats = 10;
     o->warmup = 1;
 }
@@ -90,9 +90,9 @@ ir_status search_ctx_new(const search_opts *o, search_ctx **out, ir_error *err)
     if (o->gate_steps < 1 || o->gate_steps > o->model->max_pos)
         return ir_fail(err, IR_ERR_MALFORMED, "gate_steps", "must be in [1, %lld]",
                        (long long)o->model->max_pos);
-    if (o->gpu && (o->bench_steps < 1 || o->bench_steps > o->model->max_pos))
-        return ir_fail(err, IR_ERR_MALFORMED, "bench_steps", "must be in [1, %lld]",
-                       (long long)o->model->max_pos);
+    if (o->gpu && (o->bench_steps < 0 || o->bench_steps > o->gate_steps))
+        return ir_fail(err, IR_ERR_MALFORMED, "bench_steps", "must be in [0, gate_steps %lld] "
+                       "(0: gate_steps)", (long long)o->gate_steps);
     if (o->gpu) {
 #ifdef AMK_HAVE_CUDA
         char name[256], why[256];
@@ -106,7 +106,9 @@ ir_status search_ctx_new(const search_opts *o, search_ctx **out, ir_error *err)
     if (!ctx)
         return ir_fail(err, IR_ERR_NOMEM, "search", "out of memory");
     ctx->o = *o;
-    ctx->n_tokens = o->gpu && o->bench_steps > o->gate_steps ? o->bench_steps : o->gate_steps;
+    if (!ctx->o.bench_steps)
+        ctx->o.bench_steps = o->gate_steps;
+    ctx->n_tokens = o->gate_steps;
     ir_status s = refvm_st_open(o->weights, &ctx->st, err);
     /* lower in the weights' own dtype, so the VM and the megakernel bind them as they are */
     if (s == IR_OK && ctx->st->n > 0 && ctx->st->tensors[0].supported)
@@ -187,9 +189,40 @@ static ir_status prove(const search_ctx *ctx, const ir_program *p, search_verdic
     return s;
 }
 
-/* The VM fed the reference tokens, each step's logits compared with the eager forward's. */
+/* Keep the VM's logits of position pos as the megakernel's reference (*ref made on the first
+ * call, for the first bench_steps positions). */
+static ir_status capture(const search_ctx *ctx, int64_t pos, const float *l, bench_reference **ref,
+                         ir_error *err)
+{
+    int64_t n = ctx->o.bench_steps, V = ctx->vocab;
+    if (pos >= n)
+        return IR_OK;
+    if (!*ref) {
+        bench_reference *r = calloc(1, sizeof *r);
+        if (r) {
+            r->tokens = malloc(sizeof *r->tokens * (size_t)n);
+            r->logits = malloc(sizeof *r->logits * (size_t)(n * V));
+        }
+        if (!r || !r->tokens || !r->logits) {
+            if (r)
+                bench_reference_free(r);
+            free(r);
+            return ir_fail(err, IR_ERR_NOMEM, "search", "out of memory");
+        }
+        r->steps = n;
+        r->vocab = V;
+        *ref = r;
+    }
+    (*ref)->tokens[pos] = ctx->tokens[pos];
+    memcpy((*ref)->logits + pos * V, l, sizeof *l * (size_t)V);
+    return IR_OK;
+}
+
+/* The VM fed the reference tokens, each step's logits compared with the eager forward's. On a
+ * GPU context the logits of the first bench_steps positions become *ref, the reference the
+ * megakernel's timed steps are checked against (the VM of this very plan, no second run). */
 static ir_status gate(const search_ctx *ctx, const ir_program *p, search_verdict *v,
-                      ir_error *err)
+                      bench_reference **ref, ir_error *err)
 {
     refvm_opts o;
     refvm_opts_default(&o);
@@ -212,6 +245,10 @@ static ir_status gate(const search_ctx *ctx, const ir_program *p, search_verdict
             snprintf(v->why_incorrect, sizeof v->why_incorrect, "VM step at pos %lld: %s",
                      (long long)pos, l ? "logits of another size" : refvm_outcome_name(r.outcome));
         } else {
+            if (ref && (s = capture(ctx, pos, l, ref, err)) != IR_OK) {
+                refvm_result_free(&r);
+                break;
+            }
             refvm_gate_cmp c = refvm_gate_compare(l, ctx->logits + pos * ctx->vocab, n,
                                                   REFVM_GATE_REL_TOL);
             agree += c.top_a == c.top_b;
@@ -249,7 +286,7 @@ static ir_status vm_reference(const search_ctx *ctx, const ir_program *p, bench_
 }
 
 /* The megakernel timed on the GPU, every timed step gated against the VM's logits (*refp: the
- * reference made, kept by the caller). */
+ * gate's capture, or made here when the gate stopped short of bench_steps positions). */
 static ir_status measure_gpu(const search_ctx *ctx, const ir_program *p, const char *cert,
                              search_verdict *v, bench_reference **refp, ir_error *err)
 {
@@ -257,7 +294,14 @@ static ir_status measure_gpu(const search_ctx *ctx, const ir_program *p, const c
     bench_run_result r = {0};
     bool tie = ctx->o.model->tie_embeddings;
     mk_status ls = MK_OK;
-    ir_status s = vm_reference(ctx, p, refp, err);
+    ir_status s = IR_OK;
+    if (*refp && (*refp)->steps != ctx->o.bench_steps) {
+        bench_reference_free(*refp);
+        free(*refp);
+        *refp = NULL;
+    }
+    if (!*refp)
+        s = vm_reference(ctx, p, refp, err);
     if (s == IR_OK)
         s = bench_gpu_new(p, cert, strlen(cert), ctx->o.weights, tie, ctx->o.device, *refp,
                           NULL, &g, &ls, err);
@@ -324,7 +368,7 @@ ir_status search_eval(search_ctx *ctx, const ir_config *c, search_verdict *v, se
         s = prove(ctx, p, v, &cert, err);
     }
     if (s == IR_OK && v->valid)
-        s = gate(ctx, p, v, err);
+        s = gate(ctx, p, v, ctx->o.gpu ? &ref : NULL, err);
     if (s == IR_OK && v->valid && v->correct) {
         if (ctx->o.gpu) {
             s = measure_gpu(ctx, p, cert, v, &ref, err);

@@ -135,7 +135,9 @@ typedef struct {
     int64_t gate_steps;             /* VM positions checked (default SEARCH_GATE_STEPS) */
     bool gpu;                       /* measure on GPU device `device` */
     int device;
-    int64_t bench_steps;            /* GPU: tokens per timed repeat (default 16) */
+    int64_t bench_steps;            /* GPU: tokens per timed repeat, at most gate_steps (0, the
+                                       default: gate_steps); the gate's VM logits of these
+                                       positions are the megakernel's reference */
     int repeats, warmup;            /* GPU: timed and untimed repeats (default 10, 1) */
     const char *cert_dir;           /* write PROGRAM and certificate of each PROVED candidate
                                        here as ID.program.json, ID.cert.json; NULL: none */
@@ -144,7 +146,7 @@ typedef struct {
 void search_opts_default(search_opts *o);
 
 /* Everything trials share: the weights and the eager reference (greedy from token 0 over
- * gate_steps positions, and on a GPU over bench_steps too, computed once; every VM gate, GPU
+ * gate_steps positions, computed once; every VM gate, GPU
  * measurement and A/B feeds these tokens). The caller frees *out with search_ctx_free. With
  * o->gpu and no usable GPU: IR_ERR_UNSUPPORTED saying why. */
 typedef struct search_ctx search_ctx;
