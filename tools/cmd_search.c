@@ -419,8 +419,10 @@ typedef struct {
 static void on_row(void *arg, const search_row *r)
 {
     loop_out *o = arg;
-    if (o->tsv)
+    if (o->tsv) {
         tsv_row(o->tsv, r);
+        fflush(o->tsv);   /* a row is on disk as soon as its trial ends */
+    }
 }
 
 static void on_progress(void *arg, const char *line)
