@@ -1613,9 +1613,9 @@ extern "C" mk_status mkd_open(int device, int64_t grid, int64_t threads, int64_t
     int bps = 0;
     e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&bps, mk_megakernel, (int)threads,
                                                       (size_t)dyn_smem);
-    if (e != cudaSuccess) {
+    if (e != cudaSuccess) {   /* say why, instead of reporting 0 blocks */
         cudaGetLastError();
-        bps = 0;
+        return cuda_fail(e, "cudaOccupancyMaxActiveBlocksPerMultiprocessor", err);
     }
     *blocks_per_sm = bps;
     if ((int64_t)bps * pr.multiProcessorCount < grid) {

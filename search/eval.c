@@ -84,6 +84,8 @@ static ir_status eager_reference(search_ctx *ctx, ir_error *err)
     return s;
 }
 
+const ir_target *search_ctx_target(const search_ctx *ctx) { return ctx->o.target; }
+
 ir_status search_ctx_new(const search_opts *o, search_ctx **out, ir_error *err)
 {
     *out = NULL;

@@ -122,7 +122,8 @@ static bool tried(const search_result *r, const ir_config *c)
 
 /* The point of trial i: the default, a random point, or a mutation of best, never one tried
  * before (up to 64 redraws; then the last draw is tried again). */
-static ir_status next_point(search_rng *rng, int i, int n_random, const search_point *best,
+static ir_status next_point(search_rng *rng, int64_t num_sms, int i, int n_random,
+                            const search_point *best,
                             const search_result *r, search_point *pt, const char **origin,
                             ir_error *err)
 {
@@ -132,8 +133,8 @@ static ir_status next_point(search_rng *rng, int i, int n_random, const search_p
         return IR_OK;
     }
     for (int attempt = 0; attempt < 64; attempt++) {
-        ir_status s = i <= n_random ? search_random_point(rng, pt, err)
-                                    : search_mutate_point(rng, best, pt, err);
+        ir_status s = i <= n_random ? search_random_point(rng, num_sms, pt, err)
+                                    : search_mutate_point(rng, num_sms, best, pt, err);
         if (s != IR_OK)
             return s;
         ir_config c;
@@ -214,7 +215,8 @@ ir_status search_loop(search_ctx *ctx, const search_loop_opts *o, const search_c
         const char *origin;
         ir_config c;
         search_verdict v;
-        if ((s = next_point(&rng, i, n_random, &best_pt, out, &pt, &origin, err)) != IR_OK)
+        if ((s = next_point(&rng, search_ctx_target(ctx)->num_sms, i, n_random, &best_pt, out,
+                            &pt, &origin, err)) != IR_OK)
             break;
         if ((s = search_point_config(&pt, &c, err)) != IR_OK)
             break;

@@ -67,14 +67,21 @@ uint64_t search_rng_next(search_rng *r);
 /* Uniform in [0, n), n >= 1. */
 uint64_t search_rng_below(search_rng *r, uint64_t n);
 
-/* A random point: every knob drawn from its search values (ENUM: its choices), each fusion
- * group in with probability 1/2 unless it overlaps one already in; redrawn until
- * lower_config_check accepts it. IR_ERR_UNSUPPORTED if no draw is accepted in 64 tries. */
-ir_status search_random_point(search_rng *r, search_point *out, ir_error *err);
+/* The values the search tries for INT knob k on a target of num_sms SMs (0: no target): the
+ * knob's own search values, and for tiling.gemv.stage_tiles also num_sms and 2 * num_sms (one or
+ * two tiles per SM per stage, the scale that knob is meant for). Writes at most cap values to
+ * out (0 means absent); returns how many. */
+int search_knob_values(const lower_knob *k, int64_t num_sms, int64_t *out, int cap);
+
+/* A random point: every knob drawn from its search values (search_knob_values; ENUM: its
+ * choices), each fusion group in with probability 1/2 unless it overlaps one already in;
+ * redrawn until lower_config_check accepts it. IR_ERR_UNSUPPORTED if no draw is accepted in
+ * 64 tries. */
+ir_status search_random_point(search_rng *r, int64_t num_sms, search_point *out, ir_error *err);
 /* from with exactly one knob changed (a scalar to another of its values, or one fusion group
  * toggled), accepted by lower_config_check. IR_ERR_UNSUPPORTED after 64 refused draws. */
-ir_status search_mutate_point(search_rng *r, const search_point *from, search_point *out,
-                              ir_error *err);
+ir_status search_mutate_point(search_rng *r, int64_t num_sms, const search_point *from,
+                              search_point *out, ir_error *err);
 
 /* ---------------------------------------------------------------- the verdict */
 
@@ -151,6 +158,8 @@ void search_opts_default(search_opts *o);
  * o->gpu and no usable GPU: IR_ERR_UNSUPPORTED saying why. */
 typedef struct search_ctx search_ctx;
 ir_status search_ctx_new(const search_opts *o, search_ctx **out, ir_error *err);
+/* The target the context evaluates for. */
+const ir_target *search_ctx_target(const search_ctx *ctx);
 void search_ctx_free(search_ctx *ctx);
 
 /* A candidate's lowered program and certificate, kept for a paired A/B on a GPU. */

@@ -249,12 +249,25 @@ static int n_choices(const lower_knob *k)
     return n;
 }
 
-/* Draw knob i anew: one of its search values or choices. */
-static int64_t draw_value(search_rng *r, const lower_knob *k)
+int search_knob_values(const lower_knob *k, int64_t num_sms, int64_t *out, int cap)
+{
+    int n = 0;
+    for (int i = 0; i < k->n_search && n < cap; i++)
+        out[n++] = k->search[i];
+    if (num_sms > 0 && !strcmp(k->name, "tiling.gemv.stage_tiles"))
+        for (int64_t m = 1; m <= 2 && n < cap; m++)
+            out[n++] = m * num_sms;
+    return n;
+}
+
+/* Draw knob k anew: one of its search values or choices. */
+static int64_t draw_value(search_rng *r, int64_t num_sms, const lower_knob *k)
 {
     if (k->type == LOWER_KNOB_ENUM)
         return (int64_t)search_rng_below(r, (uint64_t)n_choices(k));
-    return k->search[search_rng_below(r, (uint64_t)k->n_search)];
+    int64_t v[32];
+    int n = search_knob_values(k, num_sms, v, 32);
+    return v[search_rng_below(r, (uint64_t)n)];
 }
 
 /* Whether fusion group g shares an op with a group of mask. */
@@ -286,14 +299,14 @@ static bool accepted(const search_point *pt)
     return ok;
 }
 
-ir_status search_random_point(search_rng *r, search_point *out, ir_error *err)
+ir_status search_random_point(search_rng *r, int64_t num_sms, search_point *out, ir_error *err)
 {
     for (int attempt = 0; attempt < 64; attempt++) {
         search_point_default(out);
         for (int i = 0; i < lower_knob_count(); i++) {
             const lower_knob *k = lower_knob_at(i);
             if (k->type != LOWER_KNOB_GROUPS)
-                out->value[i] = draw_value(r, k);
+                out->value[i] = draw_value(r, num_sms, k);
         }
         for (int g = 0; g < lower_fusion_count(); g++)
             if (search_rng_below(r, 2) && !overlaps(out->fusion, g))
@@ -304,8 +317,8 @@ ir_status search_random_point(search_rng *r, search_point *out, ir_error *err)
     return ir_fail(err, IR_ERR_UNSUPPORTED, "search", "no random point accepted in 64 draws");
 }
 
-ir_status search_mutate_point(search_rng *r, const search_point *from, search_point *out,
-                              ir_error *err)
+ir_status search_mutate_point(search_rng *r, int64_t num_sms, const search_point *from,
+                              search_point *out, ir_error *err)
 {
     int nk = lower_knob_count(), nf = lower_fusion_count();
     for (int attempt = 0; attempt < 64; attempt++) {
@@ -320,7 +333,7 @@ ir_status search_mutate_point(search_rng *r, const search_point *from, search_po
             const lower_knob *k = lower_knob_at(pick);
             if (k->type == LOWER_KNOB_GROUPS)
                 continue;
-            out->value[pick] = draw_value(r, k);
+            out->value[pick] = draw_value(r, num_sms, k);
             if (out->value[pick] == from->value[pick])
                 continue;
         }

@@ -189,8 +189,15 @@ Test(search_space, propose_lists_the_knob_table_and_the_default_incumbent)
             const cJSON *r = cJSON_GetObjectItem(e, "range");
             cr_assert_eq((int64_t)cJSON_GetArrayItem(r, 0)->valuedouble, k->lo);
             cr_assert_eq((int64_t)cJSON_GetArrayItem(r, 1)->valuedouble, k->hi);
-            cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(e, "search_values")),
-                         k->n_search);
+            const cJSON *sv = cJSON_GetObjectItem(e, "search_values");
+            bool stage = !strcmp(k->name, "tiling.gemv.stage_tiles");
+            cr_assert_eq(cJSON_GetArraySize(sv), k->n_search + (stage ? 2 : 0), "%s", k->name);
+            if (stage) {   /* one and two tiles per SM of the h100 target */
+                cr_assert_eq(cJSON_GetArrayItem(sv, k->n_search)->valueint, 132);
+                cr_assert_eq(cJSON_GetArrayItem(sv, k->n_search + 1)->valueint, 264);
+                int64_t v[32];
+                cr_assert_eq(search_knob_values(k, 0, v, 32), k->n_search);
+            }
         }
     }
     const cJSON *fg = cJSON_GetArrayItem(space, 4);

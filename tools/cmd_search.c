@@ -132,7 +132,7 @@ static cJSON *config_json(const ir_config *c)
     return o ? o : cJSON_CreateNull();
 }
 
-static cJSON *knob_json(const lower_knob *k)
+static cJSON *knob_json(const lower_knob *k, int64_t num_sms)
 {
     static const char *const TYPE[] = {"int", "enum", "set"};
     cJSON *o = cJSON_CreateObject();
@@ -149,9 +149,10 @@ static cJSON *knob_json(const lower_knob *k)
         else
             cJSON_AddNullToObject(o, "default");   /* absent: off */
         cJSON *s = cJSON_AddArrayToObject(o, "search_values");
-        for (int i = 0; i < k->n_search; i++)
-            cJSON_AddItemToArray(s, k->search[i] ? cJSON_CreateNumber((double)k->search[i])
-                                                 : cJSON_CreateNull());
+        int64_t v[32];
+        int n = search_knob_values(k, num_sms, v, 32);
+        for (int i = 0; i < n; i++)
+            cJSON_AddItemToArray(s, v[i] ? cJSON_CreateNumber((double)v[i]) : cJSON_CreateNull());
     } else if (k->type == LOWER_KNOB_ENUM) {
         cJSON *c = cJSON_AddArrayToObject(o, "choices");
         for (int i = 0; k->choices[i]; i++)
@@ -170,7 +171,8 @@ static cJSON *knob_json(const lower_knob *k)
     return o;
 }
 
-static cJSON *propose_json(const char *model, const char *gpu, const ir_config *c)
+static cJSON *propose_json(const char *model, const char *gpu, int64_t num_sms,
+                           const ir_config *c)
 {
     char id[SEARCH_ID_LEN + 1] = "";
     ir_error e = {0};
@@ -183,7 +185,7 @@ static cJSON *propose_json(const char *model, const char *gpu, const ir_config *
     cJSON_AddNumberToObject(o, "simplicity", search_simplicity(c));
     cJSON *space = cJSON_AddArrayToObject(o, "space");
     for (int i = 0; i < lower_knob_count(); i++)
-        cJSON_AddItemToArray(space, knob_json(lower_knob_at(i)));
+        cJSON_AddItemToArray(space, knob_json(lower_knob_at(i), num_sms));
     return o;
 }
 
@@ -344,7 +346,7 @@ int cmd_propose(int argc, char **argv)
     ir_config c;
     if (load_inputs(&a, a.incumbent, &m, &t, &c, &err) != IR_OK)
         return fail("amk propose", false, &err);
-    print_json_line(propose_json(a.model, a.gpu, &c), true);
+    print_json_line(propose_json(a.model, a.gpu, t->num_sms, &c), true);
     ir_config_free(&c);
     return AMK_EXIT_OK;
 }
@@ -637,7 +639,7 @@ static cJSON *serve_one(const char *line, serve_cache *cache, ir_error *err)
         ir_config c;
         if (load_model_target(model, gpu, &m, &t, err) == IR_OK &&
             request_config(req, "incumbent", false, &c, err) == IR_OK) {
-            ans = propose_json(model, gpu, &c);
+            ans = propose_json(model, gpu, t->num_sms, &c);
             ir_config_free(&c);
         }
     }
