@@ -10,6 +10,7 @@
  * nvcc -c or to python3's ast.parse in a private temporary directory under a time limit; a
  * tool that is missing or unusable yields a SKIPPED finding, never a pass.
  */
+#include "base/base.h"
 #include "lint/lint.h"
 
 #include <cjson/cJSON.h>
@@ -867,8 +868,7 @@ static ir_status run_tool(const char *dir, char *const argv[], int timeout_s, to
         res->exec_errno = e;
     }
 
-    struct timespec t0, now;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    double t0 = base_now_s();
     int status = 0;
     for (;;) {
         pid_t w = waitpid(pid, &status, WNOHANG);
@@ -878,9 +878,7 @@ static ir_status run_tool(const char *dir, char *const argv[], int timeout_s, to
             res->lost = true;
             break;
         }
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        double el = (double)(now.tv_sec - t0.tv_sec) + 1e-9 * (double)(now.tv_nsec - t0.tv_nsec);
-        if (el > (double)timeout_s) {
+        if (base_now_s() - t0 > (double)timeout_s) {
             kill(-pid, SIGKILL);
             kill(pid, SIGKILL);
             while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
@@ -1480,33 +1478,16 @@ ir_status lint_file(const char *path, const lint_opts *opts, lint_report *out,
     memset(out, 0, sizeof *out);
     if (!(out->path = strdup(path)))
         return ir_fail(err, IR_ERR_NOMEM, path, "out of memory");
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return ir_fail(err, IR_ERR_IO, path, "cannot open: %s", strerror(errno));
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(f);
-        return ir_fail(err, IR_ERR_IO, path, "not a regular file");
+    char *text = NULL, why[256];
+    size_t len = 0;
+    switch (base_read_file(path, LINT_MAX_FILE, false, &text, &len, why, sizeof why)) {
+    case BASE_FILE_OK:
+        break;
+    case BASE_FILE_NO_MEMORY:
+        return ir_fail(err, IR_ERR_NOMEM, path, "%s", why);
+    default:   /* unreadable, not a regular file, or over the cap: IO, as lint.h says */
+        return ir_fail(err, IR_ERR_IO, path, "%s", why);
     }
-    if ((uint64_t)st.st_size > (uint64_t)LINT_MAX_FILE) {
-        fclose(f);
-        return ir_fail(err, IR_ERR_IO, path, "file is larger than %zu bytes",
-                       (size_t)LINT_MAX_FILE);
-    }
-    size_t cap = (size_t)st.st_size;
-    char *text = malloc(cap + 1);
-    if (!text) {
-        fclose(f);
-        return ir_fail(err, IR_ERR_NOMEM, path, "out of memory reading the file");
-    }
-    size_t len = fread(text, 1, cap, f);
-    bool bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(text);
-        return ir_fail(err, IR_ERR_IO, path, "read error");
-    }
-    text[len] = '\0';
     lint_report_free(out);
     ir_status s = lint_text(text, len, path, opts, out, err);
     free(text);
