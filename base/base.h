@@ -18,6 +18,17 @@
 
 /* The largest file any reader takes whole (programs, configs, certificates, witnesses, claims,
  * corpora, goldens): 4 GiB. A larger file is refused before anything is allocated. */
+/* A ScheduleConfig's tile-like values (N_tile, stage_tiles, kv_block, kv_heads): the config
+ * reader and the lowering's checker state the same range. */
+#ifndef BASE_MAX_TILE
+#define BASE_MAX_TILE ((int64_t)1 << 31)
+#endif
+/* A ScheduleConfig's smem_bytes_per_block: values no GPU could mean (1 GiB) are refused; what a
+ * given target cannot hold is left to the verifier's residency obligation. */
+#ifndef BASE_MAX_SMEM_BYTES
+#define BASE_MAX_SMEM_BYTES ((int64_t)1 << 30)
+#endif
+
 #ifndef BASE_MAX_FILE_BYTES
 #define BASE_MAX_FILE_BYTES ((size_t)1 << 32)
 #endif
@@ -133,6 +144,9 @@ bool base_parse_int(const char *s, int lo, int hi, int *out);
 bool base_parse_u64(const char *s, uint64_t *out);
 /* The whole string s as a finite number in [lo, hi] (strtod syntax, no trailing characters). */
 bool base_parse_double(const char *s, double lo, double hi, double *out);
+/* v as a range bound in messages: "2^k" for a power of two above 1024, else decimal, so a limit
+ * reads the same wherever it is stated. */
+void base_bound_text(int64_t v, char *out, size_t len);
 /* A comma-separated list of decimal integers, each in [lo, hi] ("1,2,3"; no empty items, no
  * spaces). Returns the array (the caller frees it) and its length in *n (at least 1); NULL for
  * an empty or bad list or when memory runs out. */

@@ -5,6 +5,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "base/base.h"
@@ -91,4 +92,16 @@ int32_t *base_parse_i32_list(const char *s, int32_t lo, int32_t hi, int *n)
     }
     free(v);
     return NULL;
+}
+
+void base_bound_text(int64_t v, char *out, size_t len)
+{
+    if (v > 1024 && (v & (v - 1)) == 0) {
+        int e = 0;
+        while (((int64_t)1 << e) != v)
+            e++;
+        snprintf(out, len, "2^%d", e);
+    } else {
+        snprintf(out, len, "%lld", (long long)v);
+    }
 }

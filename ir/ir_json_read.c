@@ -141,9 +141,12 @@ static ir_status as_int(reader *r, const cJSON *v, const char *path, const char 
         return bad(r, path, field, "must be a finite integer");
     if (d != floor(d) || (v->type & REAL_LITERAL))
         return bad(r, path, field, "must be an integer, got %.17g written as a real", d);
-    if (d < (double)lo || d > (double)hi)
-        return bad(r, path, field, "must be in [%lld, %lld], got %.17g", (long long)lo,
-                   (long long)hi, d);
+    if (d < (double)lo || d > (double)hi) {
+        char l[32], h[32];
+        base_bound_text(lo, l, sizeof l);
+        base_bound_text(hi, h, sizeof h);
+        return bad(r, path, field, "must be in [%s, %s], got %.17g", l, h, d);
+    }
     *out = (int64_t)d;
     return IR_OK;
 }
@@ -487,7 +490,7 @@ static ir_status read_config(reader *r, const cJSON *o, const char *path, ir_con
                         return bad(r, p, b->string, "duplicate key");
                 snprintf(t->op, sizeof t->op, "%s", a->string);
                 snprintf(t->key, sizeof t->key, "%s", b->string);
-                TRY(as_int(r, b, p, b->string, 1, (int64_t)1 << 40, &t->value));
+                TRY(as_int(r, b, p, b->string, 1, BASE_MAX_TILE, &t->value));
                 c->n_tiling++;
             }
         }
@@ -573,9 +576,10 @@ static ir_status read_config(reader *r, const cJSON *o, const char *path, ir_con
                        v->valuestring);
     }
     if ((v = get(o, "threads_per_block")) && !cJSON_IsNull(v))
-        TRY(as_int(r, v, path, "threads_per_block", 1, 1 << 16, &c->threads_per_block));
+        TRY(as_int(r, v, path, "threads_per_block", 32, BASE_MAX_THREADS_PER_BLOCK,
+                   &c->threads_per_block));
     if ((v = get(o, "smem_bytes_per_block")) && !cJSON_IsNull(v))
-        TRY(as_int(r, v, path, "smem_bytes_per_block", 0, (int64_t)1 << 40,
+        TRY(as_int(r, v, path, "smem_bytes_per_block", 0, BASE_MAX_SMEM_BYTES,
                    &c->smem_bytes_per_block));
     return IR_OK;
 }

@@ -12,8 +12,8 @@
 #include "base/base.h"
 #include "lower/lower_internal.h"
 
-#define MAX_SMEM_BYTES ((int64_t)1 << 30)
-#define MAX_TILE ((int64_t)1 << 31)
+#define MAX_SMEM_BYTES BASE_MAX_SMEM_BYTES
+#define MAX_TILE BASE_MAX_TILE
 
 /* ---------------------------------------------------------------- config checks */
 
@@ -139,27 +139,14 @@ const lower_knob *lower_knob_find(const char *name)
     return NULL;
 }
 
-/* "2^31" for large powers of two, else the decimal number. */
-static void bound_text(int64_t v, char *out, size_t len)
-{
-    if (v > 1024 && (v & (v - 1)) == 0) {
-        int e = 0;
-        while (((int64_t)1 << e) != v)
-            e++;
-        snprintf(out, len, "2^%d", e);
-    } else {
-        snprintf(out, len, "%lld", (long long)v);
-    }
-}
-
 /* v against an INT knob's range: IR_OK or IR_ERR_MALFORMED at where. */
 static ir_status knob_range(const lower_knob *k, int64_t v, const char *where, ir_error *err)
 {
     if (v >= k->lo && v <= k->hi && v % k->multiple_of == 0)
         return IR_OK;
     char lo[32], hi[32];
-    bound_text(k->lo, lo, sizeof lo);
-    bound_text(k->hi, hi, sizeof hi);
+    base_bound_text(k->lo, lo, sizeof lo);
+    base_bound_text(k->hi, hi, sizeof hi);
     if (k->multiple_of > 1)
         return ir_fail(err, IR_ERR_MALFORMED, where, "must be a multiple of %lld in [%s, %s], "
                        "got %lld", (long long)k->multiple_of, lo, hi, (long long)v);

@@ -1058,10 +1058,13 @@ Test(lower_refusals, out_of_range_scalar_knobs_are_refused)
 {
     ir_error e = lower_refused("toy", "{\"threads_per_block\": 48}", NULL, 0, 0, IR_ERR_MALFORMED);
     cr_assert_str_eq(e.where, "config.threads_per_block");
-    e = lower_refused("toy", "{\"threads_per_block\": 2048}", NULL, 0, 0, IR_ERR_MALFORMED);
-    cr_assert_str_eq(e.where, "config.threads_per_block");
-    lower_model m;
+    /* over 1024 the config reader already refuses it, at the same place */
+    ir_config rc;
     ir_error err = {0};
+    const char *j = "{\"threads_per_block\": 2048}";
+    cr_assert_eq(ir_config_read_json(j, strlen(j), true, &rc, &err), IR_ERR_MALFORMED);
+    cr_assert_str_eq(err.where, "config.threads_per_block");
+    lower_model m;
     lower_model_preset("toy", &m, &err);
     ir_config c;
     ir_config_default(&c);
@@ -1834,4 +1837,43 @@ Test(lower_cli, target_file_sets_the_grid, .init = quiet)
     cr_assert_eq(p->tasks[5].sm, 1);
     ir_program_free(p);
     unlink(out);
+}
+
+/* A refused config value states the one range that holds for it, whether the config reader or
+ * the lowering's checker refuses it: just past the knob's bound and far past it read the same. */
+static void refusal_range(const char *json, char *range, size_t len)
+{
+    ir_config c;
+    ir_error err = {0};
+    ir_status s = ir_config_read_json(json, strlen(json), true, &c, &err);
+    if (s == IR_OK) {
+        s = lower_config_check(&c, &err);
+        ir_config_free(&c);
+    }
+    cr_assert_eq(s, IR_ERR_MALFORMED, "%s was accepted", json);
+    const char *a = strchr(err.why, '['), *b = a ? strchr(a, ']') : NULL;
+    cr_assert(a && b, "%s: no range in \"%s\"", json, err.why);
+    snprintf(range, len, "%.*s", (int)(b - a + 1), a);
+}
+
+Test(lower_config, each_refused_value_states_one_range)
+{
+    static const char *const cases[][3] = {
+        {"{\"tiling\": {\"gemv\": {\"N_tile\": 2147483649}}}",
+         "{\"tiling\": {\"gemv\": {\"N_tile\": 3000000000000}}}", "[1, 2^31]"},
+        {"{\"tiling\": {\"attention\": {\"kv_block\": 2147483649}}}",
+         "{\"tiling\": {\"attention\": {\"kv_block\": 1000000000000000}}}", "[1, 2^31]"},
+        {"{\"smem_bytes_per_block\": 1073741825}", "{\"smem_bytes_per_block\": 10000000000000}",
+         "[0, 2^30]"},
+        {"{\"threads_per_block\": 33}", "{\"threads_per_block\": 70000}", "[32, 1024]"},
+        {"{\"threads_per_block\": 1056}", "{\"threads_per_block\": 16}", "[32, 1024]"},
+        {"{\"pipelining_depth\": 65}", "{\"pipelining_depth\": 1000000000000}", "[0, 64]"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char near[64], far[64];
+        refusal_range(cases[i][0], near, sizeof near);
+        refusal_range(cases[i][1], far, sizeof far);
+        cr_assert_str_eq(near, cases[i][2], "%s", cases[i][0]);
+        cr_assert_str_eq(far, cases[i][2], "%s", cases[i][1]);
+    }
 }
