@@ -210,3 +210,50 @@ Test(options, usage_text_comes_from_the_table_with_defaults)
                           "exit: 0 ok\n");
     base_sb_free(&b);
 }
+
+/* ---------------------------------------------------------------- the commands' usage errors */
+
+#include <cjson/cJSON.h>
+
+#include "tests/capture.h"
+#include "tools/cmd.h"
+
+/* A usage error of a command asked for JSON (--json or --format json) still prints one JSON
+ * error record on stdout, so a script that parses stdout never meets an empty or text answer. */
+Test(cmd_usage, a_usage_error_under_json_prints_one_json_error_record)
+{
+    struct {
+        int (*fn)(int, char **);
+        const char *args[8];
+        int n;
+    } cases[] = {
+        {cmd_bench, {"bench", "p.json", "--json"}, 3},
+        {cmd_launch, {"launch", "p.json", "--json"}, 3},
+        {cmd_run, {"run", "p.json", "--weights", "w", "--prompt", "1", "--steps", "0"}, 8},
+        {cmd_verify, {"amk-verify", "--format", "json", "--bogus"}, 4},
+        {cmd_lint_kernel, {"lint-kernel", "--json"}, 2},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *args[10];
+        int n = cases[i].n;
+        for (int k = 0; k < n; k++)
+            args[k] = cases[i].args[k];
+        if (i == 2)
+            args[n++] = "--json";
+        char *out = NULL;
+        int rc = run_captured(cases[i].fn, args, n, &out);
+        cr_assert_eq(rc, AMK_EXIT_MALFORMED, "case %zu: exit %d", i, rc);
+        cJSON *o = cJSON_Parse(out);
+        cr_assert_not_null(o, "case %zu: stdout is not JSON: \"%s\"", i, out);
+        cr_assert_str_eq(cJSON_GetObjectItem(o, "status")->valuestring, "MALFORMED");
+        cr_assert_str_eq(cJSON_GetObjectItem(o, "where")->valuestring, "usage");
+        cJSON_Delete(o);
+        free(out);
+    }
+    /* without --json the usage error stays on stderr */
+    const char *plain[] = {"bench", "p.json"};
+    char *out = NULL;
+    cr_assert_eq(run_captured(cmd_bench, plain, 2, &out), AMK_EXIT_MALFORMED);
+    cr_assert_str_eq(out, "");
+    free(out);
+}

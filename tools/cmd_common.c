@@ -81,6 +81,16 @@ void cmd_print_usage(const base_cmdline *cl, FILE *f)
     base_sb_free(&b);
 }
 
+/* Whether the command line asks for JSON on stdout (--json, --format json, --format=json). */
+static bool wants_json(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--json") || !strcmp(argv[i], "--format=json") ||
+            (!strcmp(argv[i], "--format") && i + 1 < argc && !strcmp(argv[i + 1], "json")))
+            return true;
+    return false;
+}
+
 int cmd_parse_options(const base_cmdline *cl, int argc, char **argv)
 {
     char why[600];
@@ -91,6 +101,11 @@ int cmd_parse_options(const base_cmdline *cl, int argc, char **argv)
         cmd_print_usage(cl, stdout);
         return AMK_EXIT_OK;
     default:
+        if (wants_json(argc, argv)) {   /* a script reading stdout still gets one JSON record */
+            ir_error err = {0};
+            ir_fail(&err, IR_ERR_MALFORMED, "usage", "%s", why);
+            cmd_print_error_json(&err);
+        }
         fprintf(stderr, "%s: %s\n", cl->prog, why);
         cmd_print_usage(cl, stderr);
         return AMK_EXIT_MALFORMED;
