@@ -106,6 +106,12 @@ void refvm_st_writer_abort(refvm_st_writer *w);
  * size. */
 ir_status refvm_weights_random(const lower_model *m, uint64_t seed, ir_dtype dtype,
                                const char *path, ir_error *err);
+/* The same, calling progress(arg, tensors written, tensors in all) after each tensor (progress
+ * may be NULL). */
+ir_status refvm_weights_random_progress(const lower_model *m, uint64_t seed, ir_dtype dtype,
+                                        const char *path,
+                                        void (*progress)(void *arg, int done, int total),
+                                        void *arg, ir_error *err);
 
 /* ---------------------------------------------------------------- eager reference forward */
 

@@ -82,6 +82,14 @@ static int llama_tensors(const lower_model *m, tensor_spec *specs)
 ir_status refvm_weights_random(const lower_model *m, uint64_t seed, ir_dtype dtype,
                                const char *path, ir_error *err)
 {
+    return refvm_weights_random_progress(m, seed, dtype, path, NULL, NULL, err);
+}
+
+ir_status refvm_weights_random_progress(const lower_model *m, uint64_t seed, ir_dtype dtype,
+                                        const char *path,
+                                        void (*progress)(void *arg, int done, int total),
+                                        void *arg, ir_error *err)
+{
     if (dtype != IR_F32 && dtype != IR_F16 && dtype != IR_BF16)
         return ir_fail(err, IR_ERR_UNSUPPORTED, "dtype", "random weights are F32, F16 or BF16");
     if (m->hidden < 1 || m->n_layers < 1 || m->n_heads < 1 || m->n_kv_heads < 1 ||
@@ -114,6 +122,8 @@ ir_status refvm_weights_random(const lower_model *m, uint64_t seed, ir_dtype dty
             s = refvm_st_writer_put(w, chunk, k, err);
             done += k;
         }
+        if (progress && s == IR_OK)
+            progress(arg, i + 1, n);
     }
     if (s == IR_OK) {
         s = refvm_st_writer_finish(w, err);

@@ -257,3 +257,33 @@ Test(cmd_usage, a_usage_error_under_json_prints_one_json_error_record)
     cr_assert_str_eq(out, "");
     free(out);
 }
+
+/* Long commands report progress on stderr: silent for the first 2 s, then one line a second. */
+Test(cmd_usage, progress_is_quiet_at_first_then_one_line_a_second)
+{
+    char tmpl[] = "/tmp/amk-test-progress-XXXXXX";
+    int fd = mkstemp(tmpl);
+    cr_assert(fd >= 0);
+    fflush(stderr);
+    int saved = dup(2);
+    dup2(fd, 2);
+    cmd_progress p;
+    cmd_progress_begin(&p, "amk test");
+    cmd_progress_say(&p, "early");          /* under 2 s: nothing */
+    p.start -= 3;                           /* as if 3 s had passed */
+    cmd_progress_say(&p, "step %d", 1);     /* printed */
+    cmd_progress_say(&p, "step %d", 2);     /* within the same second: nothing */
+    p.last -= 1.5;
+    cmd_progress_say(&p, "step %d", 3);     /* a second later: printed */
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    char buf[512] = "";
+    cr_assert_geq(pread(fd, buf, sizeof buf - 1, 0), 0);
+    close(fd);
+    unlink(tmpl);
+    cr_assert_null(strstr(buf, "early"));
+    cr_assert_not_null(strstr(buf, "amk test: [3 s] step 1\n"), "%s", buf);
+    cr_assert_null(strstr(buf, "step 2"));
+    cr_assert_not_null(strstr(buf, "step 3"), "%s", buf);
+}

@@ -101,4 +101,14 @@ typedef enum {
 cmd_cert_status cmd_check_cert(const char *path, const ir_program *p, char **cert, size_t *len,
                                ir_error *err);
 
+/* Progress of a long command on stderr: nothing for the first 2 s, then at most one line a
+ * second ("PROG: [T s] LINE"), so short runs stay quiet and long ones never look hung. */
+typedef struct {
+    const char *prog;
+    double start, last;
+} cmd_progress;
+
+void cmd_progress_begin(cmd_progress *p, const char *prog);
+void cmd_progress_say(cmd_progress *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 #endif

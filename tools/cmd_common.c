@@ -206,3 +206,24 @@ cmd_cert_status cmd_check_cert(const char *path, const ir_program *p, char **cer
     cmd_error_in_file(err, path);
     return CMD_CERT_UNREADABLE;
 }
+
+void cmd_progress_begin(cmd_progress *p, const char *prog)
+{
+    p->prog = prog;
+    p->start = base_now_s();
+    p->last = 0;
+}
+
+void cmd_progress_say(cmd_progress *p, const char *fmt, ...)
+{
+    double now = base_now_s(), t = now - p->start;
+    if (t < 2.0 || now - p->last < 1.0)
+        return;
+    p->last = now;
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: [%.0f s] ", p->prog, t);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}

@@ -253,10 +253,14 @@ static ir_status decode(run_state *x, ir_error *err)
     int64_t end = x->a.replay ? x->replay.pos + 1 : x->n_prompt + x->a.steps - 1;
     int32_t tok = x->prompt[0];
     bool fault = false;
+    cmd_progress pr;
+    cmd_progress_begin(&pr, "amk run");
     for (int64_t pos = first; pos < end && !fault; pos++) {
         ir_status s = run_launch(x, pos, &tok, &fault, err);
         if (s != IR_OK)
             return s;
+        cmd_progress_say(&pr, "launch %lld of %lld done", (long long)(pos - first + 1),
+                         (long long)(end - first));
     }
     if (x->eager && !fault)
         x->verdict = x->gate.first_fail >= 0 ? "FAIL" : "PASS";

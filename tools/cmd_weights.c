@@ -25,6 +25,11 @@ static const char EPILOG[] = "exit: 0 ok, 2 bad usage, unreadable or malformed i
 static const char *const DTYPE_WORDS[] = {"f32", "f16", "bf16", "F32", "F16", "BF16", NULL};
 static const ir_dtype DTYPES[] = {IR_F32, IR_F16, IR_BF16};
 
+static void say_tensors(void *arg, int done, int total)
+{
+    cmd_progress_say(arg, "%d of %d tensors written", done, total);
+}
+
 static int weights_random(int argc, char **argv)
 {
     const char *model = NULL, *out = NULL;
@@ -45,8 +50,11 @@ static int weights_random(int argc, char **argv)
     lower_model m;
     ir_error err = {0};
     ir_status s = lower_model_load(model, &m, &err);
+    cmd_progress pr;
+    cmd_progress_begin(&pr, "amk weights");
     if (s == IR_OK)
-        s = refvm_weights_random(&m, seed, DTYPES[dtype % 3], out, &err);
+        s = refvm_weights_random_progress(&m, seed, DTYPES[dtype % 3], out, say_tensors, &pr,
+                                          &err);
     if (s != IR_OK) {
         cmd_print_error("amk weights", &err);
         return cmd_exit_for(s);
