@@ -232,7 +232,7 @@ valgrind: proofs
 # CUDA); each runs FUZZ_SECONDS (default 60) from its committed seed corpus (tests/fuzz/corpus/);
 # new inputs go to build-fuzz/corpus/, crashes to build-fuzz/crashes/.
 FUZZ_SECONDS ?= 60
-FUZZ_HARNESSES := program_json config_json safetensors verify cert claim target witness golden lint
+FUZZ_HARNESSES := program_json config_json safetensors verify cert claim target witness golden lint corpus
 # inputs up to 64 KiB (libFuzzer's default follows the seeds, often 4 KiB)
 FUZZ_MAX_LEN ?= 65536
 FUZZ_OPT := -O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer

@@ -332,3 +332,52 @@ Test(proofs, runner_fails_on_a_wrong_expectation_and_reports_it_in_junit)
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     cr_expect_eq(system(cmd), 0);
 }
+
+/* The corpus is read whole before anything runs: every line of the real corpus reads, and each
+ * kind of bad line is refused with its line number. */
+Test(proofs, corpus_parser_reads_the_corpus_and_names_the_bad_line)
+{
+    char *text = NULL;
+    size_t len = 0;
+    ir_error err = {0};
+    cr_assert_eq(ir_read_text_file("proofs/corpus.txt", IR_MAX_FILE_BYTES, &text, &len, &err),
+                 IR_OK);
+    proofs_corpus c;
+    cr_assert_eq(proofs_corpus_parse(text, len, &c, &err), IR_OK, "%s", err.why);
+    cr_assert_gt(c.n, 100);
+    int mut = 0;
+    for (int i = 0; i < c.n; i++)
+        if (c.recipes[i].kind == PROOFS_MUTATE) {
+            mut++;
+            cr_assert_not_null(proofs_mutation_find(c.recipes[i].args[1]));
+        }
+    cr_assert_gt(mut, 50);
+    proofs_corpus_free(&c);
+    free(text);
+    static const struct {
+        const char *text, *why;
+    } bad[] = {
+        {"a lower toy default PROVED -\nb bogus x y PROVED -\n", "line 2: expected NAME"},
+        {"a lower toy default MAYBE -\n", "line 1: expected NAME"},
+        {"a/b lower toy default PROVED -\n", "line 1: expected NAME"},
+        {"# only\n\nm mutate base no_such_family 1 REFUTED race\n", "line 3: unknown family"},
+        {"m mutate base self_wait -1 REFUTED deadlock\n", "line 1: unknown family"},
+        {"x files\n", "line 1: wrong number of fields"},
+        {"# nothing but comments\n", "no cases"},
+        {"a lower toy default PROVED - --=x\n", "line 1: option '--=x' is not"},
+        {"a lower toy default PROVED - --plan y\n", "line 1: option 'y' is not"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err = (ir_error){0};
+        cr_assert_eq(proofs_corpus_parse(bad[i].text, strlen(bad[i].text), &c, &err),
+                     IR_ERR_MALFORMED, "accepted: %s", bad[i].text);
+        cr_assert_not_null(strstr(err.why, bad[i].why), "\"%s\" for %s", err.why, bad[i].text);
+        proofs_corpus_free(&c);
+    }
+    /* options: --name=VALUE and bare flags both read */
+    const char *ok = "a file x.json PROVED - --queue-order=topo --plan=amk-loader\n";
+    cr_assert_eq(proofs_corpus_parse(ok, strlen(ok), &c, &err), IR_OK, "%s", err.why);
+    cr_assert_eq(c.recipes[0].n_opts, 2);
+    cr_assert_str_eq(c.recipes[0].opts[1], "--plan=amk-loader");
+    proofs_corpus_free(&c);
+}

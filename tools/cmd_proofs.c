@@ -31,7 +31,6 @@
 #include "proofs/proofs.h"
 #include "tools/cmd.h"
 
-#define PROOFS_MAX_FIELDS 12
 #define PROOFS_MAX_OUT ((size_t)64 << 20)   /* largest amk-verify report read back */
 
 /* One checked program and what happened to it. */
@@ -47,7 +46,7 @@ typedef struct {
 typedef struct {
     const char *dir, *verify_bin;
     int64_t timeout_ms;
-    char *const *opts;        /* the current line's extra amk-verify options */
+    const char *const *opts;  /* the current line's extra amk-verify options */
     int n_opts;
     proofs_case *cases;
     int n, cap;
@@ -110,10 +109,13 @@ static bool run_verify(const proofs_run *r, const char *file, char **out, int *c
         argv[a++] = "--timeout-ms";
         argv[a++] = tmo;
         for (int i = 0; i < r->n_opts; i++) {
-            char *eq = strchr(r->opts[i], '=');
+            char *opt = strdup(r->opts[i]);   /* in the child only; it execs or exits */
+            if (!opt)
+                _exit(127);
+            char *eq = strchr(opt, '=');
             if (eq)
-                *eq = 0;               /* in the child only */
-            argv[a++] = r->opts[i];
+                *eq = 0;
+            argv[a++] = opt;
             if (eq)
                 argv[a++] = eq + 1;
         }
@@ -246,95 +248,61 @@ static ir_status make_mutant(const char *base, const char *family, uint64_t seed
     return s;
 }
 
-static bool valid_verdict(const char *v)
+/* Every program of a `files` recipe: verified one by one under NAME/FILE. */
+static bool run_files(proofs_run *r, const proofs_recipe *rc, ir_error *err)
 {
-    return !strcmp(v, "PROVED") || !strcmp(v, "REFUTED") || !strcmp(v, "MALFORMED") ||
-           !strcmp(v, "UNKNOWN") || !strcmp(v, "NOSITE");
-}
-
-/* Names become file names: letters, digits, '.', '-', '_' only. */
-static bool valid_name(const char *s)
-{
-    if (!*s)
+    glob_t g;
+    if (glob(rc->args[0], 0, NULL, &g) != 0 || g.gl_pathc == 0) {
+        ir_fail(err, IR_ERR_MALFORMED, "corpus", "line %d: no file matches %s", rc->line,
+                rc->args[0]);
         return false;
-    for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-              *s == '.' || *s == '-' || *s == '_'))
+    }
+    for (size_t i = 0; i < g.gl_pathc; i++) {
+        const char *base = strrchr(g.gl_pathv[i], '/');
+        char name[160];
+        snprintf(name, sizeof name, "%s/%s", rc->name, base ? base + 1 : g.gl_pathv[i]);
+        proofs_case *c = add_case(r, name, rc->verdict, rc->witness);
+        if (!c) {
+            globfree(&g);
+            ir_fail(err, IR_ERR_NOMEM, "", "out of memory");
             return false;
+        }
+        check_program(r, c, g.gl_pathv[i], rc->verdict, rc->witness);
+    }
+    globfree(&g);
     return true;
 }
 
-/* One recipe line: generate, verify, compare. Returns false on a malformed line (err set). */
-static bool run_line(proofs_run *r, char **f, int nf, int lineno, ir_error *err)
+/* One recipe: generate, verify, compare. Returns false when it cannot run at all (err set). */
+static bool run_recipe(proofs_run *r, const proofs_recipe *rc, ir_error *err)
 {
-    int k = 2;
-    while (k < nf && strncmp(f[k], "--", 2))
-        k++;
-    r->opts = f + k;
-    r->n_opts = nf - k;
-    nf = k;
-    if (nf < 4) {
-        ir_fail(err, IR_ERR_MALFORMED, "corpus", "line %d: too few fields", lineno);
-        return false;
-    }
-    const char *verdict = f[nf - 2], *witness = f[nf - 1], *kind = f[1];
-    bool ok_shape = (!strcmp(kind, "lower") && nf == 6) || (!strcmp(kind, "mutate") && nf == 7) ||
-                    (!strcmp(kind, "files") && nf == 5) || (!strcmp(kind, "file") && nf == 5);
-    if (!ok_shape || !valid_verdict(verdict) || !valid_name(f[0])) {
-        ir_fail(err, IR_ERR_MALFORMED, "corpus", "line %d: expected NAME lower|mutate|files|file ARGS "
-                "EXPECT WITNESS with a plain NAME and EXPECT one of PROVED, REFUTED, MALFORMED, "
-                "UNKNOWN, NOSITE", lineno);
-        return false;
-    }
-    char path[1024];
-    if (!strcmp(kind, "files")) {
-        glob_t g;
-        if (glob(f[2], 0, NULL, &g) != 0 || g.gl_pathc == 0) {
-            ir_fail(err, IR_ERR_MALFORMED, "corpus", "line %d: no file matches %s", lineno, f[2]);
-            return false;
-        }
-        for (size_t i = 0; i < g.gl_pathc; i++) {
-            const char *base = strrchr(g.gl_pathv[i], '/');
-            char name[160];
-            snprintf(name, sizeof name, "%s/%s", f[0], base ? base + 1 : g.gl_pathv[i]);
-            proofs_case *c = add_case(r, name, verdict, witness);
-            if (!c) {
-                globfree(&g);
-                ir_fail(err, IR_ERR_NOMEM, "", "out of memory");
-                return false;
-            }
-            check_program(r, c, g.gl_pathv[i], verdict, witness);
-        }
-        globfree(&g);
-        return true;
-    }
-    proofs_case *c = add_case(r, f[0], verdict, witness);
+    r->opts = rc->opts;
+    r->n_opts = rc->n_opts;
+    if (rc->kind == PROOFS_FILES)
+        return run_files(r, rc, err);
+    proofs_case *c = add_case(r, rc->name, rc->verdict, rc->witness);
     if (!c) {
         ir_fail(err, IR_ERR_NOMEM, "", "out of memory");
         return false;
     }
-    snprintf(path, sizeof path, "%s/%s.json", r->dir, f[0]);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s.json", r->dir, rc->name);
     ir_error gen = {0};
     ir_status s;
     double t0 = base_now_s();
-    if (!strcmp(kind, "lower")) {
-        s = make_lowered(f[2], f[3], path, &gen);
-    } else if (!strcmp(kind, "file")) {
-        s = copy_program(f[2], path, &gen);
+    if (rc->kind == PROOFS_LOWER) {
+        s = make_lowered(rc->args[0], rc->args[1], path, &gen);
+    } else if (rc->kind == PROOFS_FILE) {
+        s = copy_program(rc->args[0], path, &gen);
     } else {
-        char base[1024], *end;
-        uint64_t seed = strtoull(f[4], &end, 10);
-        if (*end || !proofs_mutation_find(f[3]) || !valid_name(f[2])) {
-            ir_fail(err, IR_ERR_MALFORMED, "corpus", "line %d: unknown family '%s', bad base or "
-                    "bad seed", lineno, f[3]);
-            return false;
-        }
-        snprintf(base, sizeof base, "%s/%s.json", r->dir, f[2]);
-        s = make_mutant(base, f[3], seed, path, &gen);
-        if (!strcmp(verdict, "NOSITE")) {
+        char base[1024];
+        snprintf(base, sizeof base, "%s/%s.json", r->dir, rc->args[0]);
+        s = make_mutant(base, rc->args[1], rc->seed, path, &gen);
+        if (!strcmp(rc->verdict, "NOSITE")) {
             c->seconds = base_now_s() - t0;
             c->pass = s == IR_ERR_UNSUPPORTED;
-            snprintf(c->got, sizeof c->got, "%s", s == IR_ERR_UNSUPPORTED ? "NOSITE/-" : s == IR_OK ? "MUTATED" : "ERROR");
+            snprintf(c->got, sizeof c->got, "%s",
+                     s == IR_ERR_UNSUPPORTED ? "NOSITE/-" : s == IR_OK ? "MUTATED" : "ERROR");
             if (!c->pass)
                 snprintf(c->why, sizeof c->why, "expected no site: %.300s",
                          s == IR_OK ? "a mutant was made" : gen.why);
@@ -349,7 +317,7 @@ static bool run_line(proofs_run *r, char **f, int nf, int lineno, ir_error *err)
         fail_case(c, "NOT-GENERATED", why);
         return true;
     }
-    check_program(r, c, path, verdict, witness);
+    check_program(r, c, path, rc->verdict, rc->witness);
     c->seconds = base_now_s() - t0;
     return true;
 }
@@ -446,40 +414,20 @@ int cmd_proofs(int argc, char **argv)
         cmd_print_error("amk proofs", &err);
         return AMK_EXIT_MALFORMED;
     }
+    proofs_corpus corp;
+    ir_status ps = proofs_corpus_parse(text, text_len, &corp, &err);
+    free(text);
+    if (ps != IR_OK) {   /* every line is checked before anything is generated */
+        cmd_error_in_file(&err, corpus);
+        cmd_print_error("amk proofs", &err);
+        return AMK_EXIT_MALFORMED;
+    }
     printf("%-56s %-30s %-30s %8s\n", "program", "expected", "got", "seconds");
     double t0 = base_now_s();
-    char line[2048];
-    int lineno = 0, printed = 0;
+    int printed = 0;
     bool ok = true;
-    for (const char *at = text; ok && *at;) {
-        const char *nl = strchr(at, '\n');
-        size_t n = nl ? (size_t)(nl - at) : strlen(at);
-        lineno++;
-        if (n >= sizeof line) {
-            ir_fail(&err, IR_ERR_MALFORMED, "corpus", "line %d: longer than %zu characters",
-                    lineno, sizeof line - 1);
-            ok = false;
-            break;
-        }
-        memcpy(line, at, n);
-        line[n] = 0;
-        at += n + (nl != NULL);
-        char *f[PROOFS_MAX_FIELDS + 1];
-        int nf = 0;
-        char *hash = strchr(line, '#');
-        if (hash)
-            *hash = 0;
-        for (char *tok = strtok(line, " \t\r\n"); tok && nf <= PROOFS_MAX_FIELDS;
-             tok = strtok(NULL, " \t\r\n"))
-            f[nf++] = tok;
-        if (nf == 0)
-            continue;
-        if (nf < 5 || nf > PROOFS_MAX_FIELDS) {
-            ir_fail(&err, IR_ERR_MALFORMED, "corpus", "line %d: wrong number of fields", lineno);
-            ok = false;
-            break;
-        }
-        ok = run_line(&r, f, nf, lineno, &err);
+    for (int i = 0; ok && i < corp.n; i++) {
+        ok = run_recipe(&r, &corp.recipes[i], &err);
         for (; printed < r.n; printed++) {
             const proofs_case *c = &r.cases[printed];
             printf("%-56s %-30s %-30s %8.2f%s%s\n", c->name, c->expect, c->got, c->seconds,
@@ -487,11 +435,7 @@ int cmd_proofs(int argc, char **argv)
             fflush(stdout);
         }
     }
-    free(text);
-    if (ok && r.n == 0) {
-        ir_fail(&err, IR_ERR_MALFORMED, corpus, "no cases: the corpus names no program");
-        ok = false;
-    }
+    proofs_corpus_free(&corp);
     if (!ok) {
         cmd_print_error("amk proofs", &err);
         free(r.cases);
