@@ -93,6 +93,9 @@ void base_sb_fmt(base_sb *b, const char *fmt, ...) __attribute__((format(printf,
 char *base_sb_take(base_sb *b, size_t *len);
 /* Free the text and leave the builder empty. */
 void base_sb_free(base_sb *b);
+/* printf into a caller's message buffer of len bytes (truncated to fit); nothing when out is
+ * NULL or len is 0. The "why" of the functions that fill one. */
+void base_say(char *out, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 
 /* ======================================================================================== */

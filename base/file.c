@@ -14,18 +14,8 @@
 
 #include "base/base.h"
 
-static base_file_status said(char *why, size_t why_len, base_file_status st, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static base_file_status said(char *why, size_t why_len, base_file_status st, const char *fmt, ...)
-{
-    if (why && why_len) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(why, why_len, fmt, ap);
-        va_end(ap);
-    }
-    return st;
-}
+/* Say why in the caller's buffer and answer st. */
+#define said(why, why_len, st, ...) (base_say(why, why_len, __VA_ARGS__), (st))
 
 /* Open path for reading if it is a regular file no larger than max_bytes; -1 otherwise. */
 static int open_regular(const char *path, size_t max_bytes, base_file_status *st, char *why,

@@ -12,19 +12,8 @@
 
 #define HELP_COLUMN 18   /* width of "--name VALUE" before the help text */
 
-static bool fail(char *err, size_t err_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static bool fail(char *err, size_t err_len, const char *fmt, ...)
-{
-    if (err && err_len) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, err_len, fmt, ap);
-        va_end(ap);
-    }
-    return false;
-}
+/* Say what is wrong in the caller's buffer and answer false. */
+#define fail(err, err_len, ...) (base_say(err, err_len, __VA_ARGS__), false)
 
 static bool is_help(const char *a) { return !strcmp(a, "--help") || !strcmp(a, "-h"); }
 
@@ -174,8 +163,8 @@ base_opts_status base_opts_parse(const base_cmdline *cl, int argc, char **argv, 
             if (!parse_option(cl, argc, argv, &i, seen, err, err_len))
                 return BASE_OPTS_ERROR;
         } else if (cl->max_pos >= 0 && n_pos >= cl->max_pos) {
-            fail(err, err_len, "unexpected argument '%.200s' (%s: at most %d)", a,
-                 cl->pos_name ? cl->pos_name : "positional arguments", cl->max_pos);
+            base_say(err, err_len, "unexpected argument '%.200s' (%s: at most %d)", a,
+                     cl->pos_name ? cl->pos_name : "positional arguments", cl->max_pos);
             return BASE_OPTS_ERROR;
         } else {
             cl->pos[n_pos++] = a;
@@ -184,12 +173,12 @@ base_opts_status base_opts_parse(const base_cmdline *cl, int argc, char **argv, 
     if (cl->n_pos)
         *cl->n_pos = n_pos;
     if (n_pos < cl->min_pos) {
-        fail(err, err_len, "%s is required", cl->pos_name ? cl->pos_name : "an argument");
+        base_say(err, err_len, "%s is required", cl->pos_name ? cl->pos_name : "an argument");
         return BASE_OPTS_ERROR;
     }
     for (int i = 0; i < cl->n_opts; i++)
         if (cl->opts[i].required && !seen[i]) {
-            fail(err, err_len, "%s is required", cl->opts[i].name);
+            base_say(err, err_len, "%s is required", cl->opts[i].name);
             return BASE_OPTS_ERROR;
         }
     return BASE_OPTS_OK;

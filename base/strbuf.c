@@ -84,3 +84,13 @@ void base_sb_free(base_sb *b)
     free(b->s);
     *b = (base_sb){0};
 }
+
+void base_say(char *out, size_t len, const char *fmt, ...)
+{
+    if (!out || !len)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(out, len, fmt, ap);
+    va_end(ap);
+}

@@ -467,6 +467,10 @@ int ir_target_count(void);
 const ir_target *ir_target_at(int i);
 /* Read a target from a JSON file holding one target object (AMK field names). */
 ir_status ir_target_read_file(const char *path, ir_target *out, ir_error *err);
+/* A cJSON number (passed as const void *, so this header needs no cJSON) that is an integer in
+ * [lo, hi]: true and *out set; false for anything else, with no out-of-range float-to-int
+ * conversion ever made. */
+bool ir_json_int(const void *json_number, int64_t lo, int64_t hi, int64_t *out);
 /* The same from JSON text; where names the source in errors. */
 ir_status ir_target_read_json(const char *text, size_t len, const char *where, ir_target *out,
                               ir_error *err);

@@ -424,6 +424,18 @@ static ir_status read_target(reader *r, const cJSON *o, const char *path, ir_tar
     return IR_OK;
 }
 
+bool ir_json_int(const void *json_number, int64_t lo, int64_t hi, int64_t *out)
+{
+    const cJSON *v = json_number;
+    /* 2^63 is where int64 ends: a double at or past it never converts */
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble != floor(v->valuedouble) ||
+        v->valuedouble < (double)lo || v->valuedouble > (double)hi ||
+        v->valuedouble >= 9223372036854775808.0)
+        return false;
+    *out = (int64_t)v->valuedouble;
+    return true;
+}
+
 ir_status ir_target_read_json(const char *text, size_t len, const char *where, ir_target *out,
                               ir_error *err)
 {

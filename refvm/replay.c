@@ -12,17 +12,6 @@
 
 #include "refvm/refvm.h"
 
-/* A JSON number that is an integer in [lo, hi] into *out; false otherwise (no conversion of an
- * out-of-range double ever happens). */
-static bool json_int(const cJSON *v, int64_t lo, int64_t hi, int64_t *out)
-{
-    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble != floor(v->valuedouble) ||
-        v->valuedouble < (double)lo || v->valuedouble > (double)hi)
-        return false;
-    *out = (int64_t)v->valuedouble;
-    return true;
-}
-
 void refvm_replay_free(refvm_replay *r)
 {
     free(r->order);
@@ -36,8 +25,8 @@ static ir_status race_pair(const cJSON *w, const cJSON *pair, const char *where,
                            ir_error *err)
 {
     int64_t a, b;
-    if (!json_int(cJSON_GetArrayItem(pair, 0), 0, INT32_MAX, &a) ||
-        !json_int(cJSON_GetArrayItem(pair, 1), 0, INT32_MAX, &b))
+    if (!ir_json_int(cJSON_GetArrayItem(pair, 0), 0, INT32_MAX, &a) ||
+        !ir_json_int(cJSON_GetArrayItem(pair, 1), 0, INT32_MAX, &b))
         return ir_fail(err, IR_ERR_MALFORMED, where, "then_start must hold two task ids");
     const cJSON *acc = cJSON_GetObjectItemCaseSensitive(w, "accesses");
     const cJSON *bufs = cJSON_GetObjectItemCaseSensitive(w, "buffers");
@@ -71,7 +60,7 @@ static ir_status read_order(const cJSON *w, const char *where, refvm_replay *r, 
     const cJSON *ov = cJSON_GetObjectItemCaseSensitive(w, "overlap");
     if (!cJSON_IsNumber(p) && cJSON_IsObject(ov))
         p = cJSON_GetObjectItemCaseSensitive(ov, "at_pos");
-    if (p && !json_int(p, 0, INT32_MAX, &r->pos))
+    if (p && !ir_json_int(p, 0, INT32_MAX, &r->pos))
         return ir_fail(err, IR_ERR_MALFORMED, where, "pos must be an integer in [0, 2^31)");
     if (!cJSON_IsArray(pre))
         return ir_fail(err, IR_ERR_UNSUPPORTED, where, "a \"%.40s\" witness has no task order to "
@@ -83,7 +72,7 @@ static ir_status read_order(const cJSON *w, const char *where, refvm_replay *r, 
     int i = 0;
     for (const cJSON *e = pre->child; e; e = e->next, i++) {   /* not GetArrayItem: quadratic */
         int64_t v;
-        if (!json_int(e, 0, INT32_MAX, &v))
+        if (!ir_json_int(e, 0, INT32_MAX, &v))
             return ir_fail(err, IR_ERR_MALFORMED, where, "task order entry %d is not a task id", i);
         r->order[r->n++] = (int32_t)v;
     }
@@ -122,7 +111,7 @@ static ir_status golden_ids(const cJSON *arr, const char *name, int32_t *out, co
     int i = 0;
     for (const cJSON *e = arr->child; e; e = e->next, i++) {
         int64_t v;
-        if (!json_int(e, 0, INT32_MAX, &v))
+        if (!ir_json_int(e, 0, INT32_MAX, &v))
             return ir_fail(err, IR_ERR_MALFORMED, where, "%s[%d] is not a token id in [0, 2^31)",
                            name, i);
         out[i] = (int32_t)v;

@@ -11,18 +11,8 @@
 
 #include "search/search.h"
 
-static bool say(char *why, size_t len, bool keep, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static bool say(char *why, size_t len, bool keep, const char *fmt, ...)
-{
-    if (why && len) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(why, len, fmt, ap);
-        va_end(ap);
-    }
-    return keep;
-}
+/* Say why in the caller's buffer and answer keep. */
+#define say(why, len, keep, ...) (base_say(why, len, __VA_ARGS__), (keep))
 
 /* A tie (equal latency, or a CI holding 1): measured over predicted, then the simpler. */
 static bool tie_break(const search_verdict *inc, const search_verdict *cand, char *why,

@@ -1,17 +1,19 @@
 /*
  * capture.h - a test helper shared by the suites that drive `amk` subcommands in-process: run
- * one with its stdout captured. Header-only (each suite is one translation unit).
+ * one with its stdout captured, and run a shell command. Header-only (each suite is one translation unit).
  */
 #ifndef AMK_TESTS_CAPTURE_H
 #define AMK_TESTS_CAPTURE_H
 
 #include <criterion/criterion.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* Run fn(n, args) with stdout captured into *out (malloc'd; NULL: dropped); its exit code. */
-static int run_captured(int (*fn)(int, char **), const char **args, int n, char **out)
+static inline int run_captured(int (*fn)(int, char **), const char **args, int n, char **out)
 {
     char tmpl[] = "/tmp/amk-test-capture-XXXXXX";
     int fd = mkstemp(tmpl);
@@ -40,6 +42,20 @@ static int run_captured(int (*fn)(int, char **), const char **args, int n, char 
     else
         free(s);
     return rc;
+}
+
+/* Run a shell command built with printf; its exit status (-1 when it did not exit normally). */
+static inline int run_shell(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static inline int run_shell(const char *fmt, ...)
+{
+    char cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    cr_assert(k > 0 && (size_t)k < sizeof cmd);
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 #endif /* AMK_TESTS_CAPTURE_H */

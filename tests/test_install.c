@@ -12,18 +12,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    int k = vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    cr_assert(k > 0 && (size_t)k < sizeof cmd);
-    int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
+#include "tests/capture.h"
+
+#define sh run_shell
 
 Test(install, a_pkg_config_launcher_gates_programs_through_the_installed_library, .timeout = 900)
 {

@@ -5,6 +5,7 @@
  * truncated and bit-flipped programs without crashing, the graph helpers, footprints, the GPU
  * target registry and target files, strict config reading and SHA-256.
  */
+#include <cjson/cJSON.h>
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <math.h>
@@ -1408,4 +1409,26 @@ Test(ir_read, whole_file_reader_refuses_devices_and_oversize_up_front)
     unlink(big);
     unlink(gz);
     rmdir(dir);
+}
+
+/* JSON numbers become integers only when they are integers in range: never a conversion of a
+ * double at or past 2^63, never a fraction, never a non-number. */
+Test(ir_json, json_int_refuses_what_no_int64_holds)
+{
+    int64_t v = 7;
+    cJSON *n = cJSON_CreateNumber(9223372036854775808.0);   /* 2^63 */
+    cr_assert(!ir_json_int(n, INT64_MIN, INT64_MAX, &v));
+    cr_assert_eq(v, 7);
+    cJSON_SetNumberValue(n, 4.5);
+    cr_assert(!ir_json_int(n, 0, 10, &v));
+    cJSON_SetNumberValue(n, 11);
+    cr_assert(!ir_json_int(n, 0, 10, &v));
+    cJSON_SetNumberValue(n, -3);
+    cr_assert(ir_json_int(n, -5, 10, &v));
+    cr_assert_eq(v, -3);
+    cJSON *s = cJSON_CreateString("3");
+    cr_assert(!ir_json_int(s, 0, 10, &v));
+    cr_assert(!ir_json_int(NULL, 0, 10, &v));
+    cJSON_Delete(n);
+    cJSON_Delete(s);
 }

@@ -13,6 +13,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "tests/capture.h"
+
 #define SCHEMA "tests/data/sarif/sarif-schema-2.1.0.json"
 
 static const char *bin(const char *env, const char *fallback)
@@ -22,18 +24,7 @@ static const char *bin(const char *env, const char *fallback)
 }
 
 /* Run a shell command; its exit status (-1 when it did not exit normally). */
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    int k = vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    cr_assert(k > 0 && (size_t)k < sizeof cmd);
-    int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
+#define sh run_shell
 
 static char dir[64];
 

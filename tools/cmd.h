@@ -54,9 +54,6 @@ void cmd_put_json_string(FILE *f, const char *s);
 int cmd_exit_for(ir_status s);
 /* Put the file an error came from in front of its where ("FILE: where"). */
 void cmd_error_in_file(ir_error *err, const char *file);
-/* A JSON number as an integer in [lo, hi]: false (nothing stored) when v is not a number, not
- * integral or out of range, so no out-of-range float-to-int conversion ever happens. */
-bool cmd_json_int(const void *json_number, int64_t lo, int64_t hi, int64_t *out);
 
 /* Parse argv by cl (base_opts_parse). --help: the usage on stdout, returns AMK_EXIT_OK; a usage
  * error: "PROG: ERROR" and the usage on stderr, returns AMK_EXIT_MALFORMED; else CMD_CONTINUE. */

@@ -5,7 +5,6 @@
  * a certificate, writing a program, folding logits comparisons).
  */
 #include <cjson/cJSON.h>
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,16 +51,6 @@ void cmd_print_error_json(const ir_error *err)
 void cmd_put_json_string(FILE *f, const char *s) { put_json_string(f, s); }
 
 int cmd_exit_for(ir_status s) { return s == IR_OK ? AMK_EXIT_OK : AMK_EXIT_MALFORMED; }
-
-bool cmd_json_int(const void *json_number, int64_t lo, int64_t hi, int64_t *out)
-{
-    const cJSON *v = json_number;
-    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble != floor(v->valuedouble) ||
-        v->valuedouble < (double)lo || v->valuedouble > (double)hi)
-        return false;
-    *out = (int64_t)v->valuedouble;
-    return true;
-}
 
 void cmd_error_in_file(ir_error *err, const char *file)
 {

@@ -589,7 +589,7 @@ static cJSON *serve_eval(const cJSON *req, const char *model, const char *gpu, s
     const char *w = str_item(req, "weights"), *dev = str_item(req, "device");
     const cJSON *gs = cJSON_GetObjectItemCaseSensitive(req, "gate_steps");
     int64_t steps = SEARCH_GATE_STEPS;
-    if (gs && !cmd_json_int(gs, 1, 1 << 20, &steps)) {
+    if (gs && !ir_json_int(gs, 1, 1 << 20, &steps)) {
         ir_fail(err, IR_ERR_MALFORMED, "gate_steps", "must be an integer in [1, 2^20]");
         return NULL;
     }
